@@ -1,0 +1,93 @@
+"""Saving and reloading a student with everything it needs to score new inputs.
+
+A saved student is one file holding K, the fitted feature pipeline (PCA, dictionary,
+standardisation), the run's config and metrics, and, where a device was used, the device's
+name, config and the trained layer's state. :func:`load_student` rebuilds it in one call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cache import atomic_torch_save
+from .errors import ConfigError
+from .features import FeaturePipeline
+
+FORMAT = "codesign-student/1"
+
+
+def save_student(path: str | Path, result) -> None:
+    """Save a :class:`codesign.distill.DistillResult` to ``path`` (atomically)."""
+    m = result.metrics
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "K": result.student.K_.numpy(),
+        "pipeline": result.features.pipeline.state_dict(),
+        "metrics": {k: v for k, v in m.items() if k != "hw_accuracies"},
+        "device": m.get("device"),
+        "device_config": m.get("device_config"),
+        "layer_state": None if result.layer is None else {k: v.detach().cpu() for k, v in result.layer.state_dict().items()},
+    }
+    atomic_torch_save(path, payload)
+
+
+@dataclass
+class SavedStudent:
+    """A reloaded student: ``logits(x)`` on raw inputs, optionally through its device."""
+
+    K: torch.Tensor
+    pipeline: FeaturePipeline
+    metrics: dict
+    device_name: str | None
+    device_config: dict | None
+    layer_state: dict | None
+
+    def features(self, x: np.ndarray) -> torch.Tensor:
+        return self.pipeline.transform(np.asarray(x, dtype=np.float32))
+
+    def logits(self, x: np.ndarray) -> torch.Tensor:
+        """Ideal (float) logits of raw inputs ``x`` (``[n, n_inputs]`` in [0, 1])."""
+        return self.features(x) @ self.K.T
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.logits(x).argmax(1).numpy() == np.asarray(y)).mean())
+
+    def device_layer(self):
+        """The device layer as trained/programmed (None if no device was used)."""
+        if self.device_name is None:
+            return None
+        from devices import create_device
+
+        dev = create_device(self.device_name)
+        dev = type(dev)(dataclasses.replace(dev.config, **self.device_config))
+        layer = dev.layer(self.K.shape[1], self.K.shape[0])
+        layer.load_matrix(self.K)
+        if self.layer_state is not None:
+            layer.load_state_dict(self.layer_state)
+        return layer.eval()
+
+    def hw_accuracy(self, x: np.ndarray, y: np.ndarray, draws: int, seed: int) -> list[float]:
+        """Accuracy over ``draws`` seeded hardware instances, as :func:`run_distill` measures it."""
+        from .distill import hardware_accuracy
+
+        return hardware_accuracy(self.device_layer(), self.features(x), torch.as_tensor(np.asarray(y)), draws, seed)
+
+
+def load_student(path: str | Path) -> SavedStudent:
+    """Reload a student saved by :func:`save_student`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no saved student at {p}")
+    payload = torch.load(p, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{p} is not a saved codesign student")
+    return SavedStudent(
+        torch.as_tensor(payload["K"]), FeaturePipeline.from_state_dict(payload["pipeline"]), payload["metrics"],
+        payload["device"], payload["device_config"], payload["layer_state"],
+    )

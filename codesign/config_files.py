@@ -1,0 +1,90 @@
+"""Config files (TOML or YAML) for every CLI command, and the resolved config written beside outputs.
+
+Precedence: built-in defaults < ``--config FILE`` < flags given on the command line.
+A file holds the same keys as the command's long flags, with ``-`` or ``_`` (``pca_rank`` or
+``pca-rank``); ``set`` is a table of device fields.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a flat dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"--config {path}: unknown format {p.suffix!r}; use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"--config {path}: cannot parse ({exc})") from None
+    except Exception as exc:  # yaml.YAMLError and friends
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--config {path}: cannot parse ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path}: expected a table of keys, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def merge_config(args, file_values: dict[str, Any], defaults: dict[str, Any], command: str) -> dict[str, Any]:
+    """Resolve each option: flag given > config file > default. Unknown file keys are errors."""
+    unknown = sorted(set(file_values) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"config file: unknown key(s) {', '.join(unknown)} for '{command}'; "
+            f"known keys: {', '.join(sorted(defaults))}"
+        )
+    out = {}
+    for key, default in defaults.items():
+        flag = getattr(args, key, None)
+        if flag is not None:
+            out[key] = flag
+        elif key in file_values:
+            out[key] = file_values[key]
+        else:
+            out[key] = default
+    return out
+
+
+def dump_toml(values: dict[str, Any]) -> str:
+    """A small TOML writer for resolved configs (scalars, lists and one level of tables)."""
+    lines, tables = [], []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        for key, value in table.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(str(v))

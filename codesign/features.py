@@ -1,0 +1,230 @@
+"""The feature pipeline: PCA -> dictionary lift -> standardisation, built in chunks.
+
+Lifted features are the student's whole input, so they are computed once per
+(data, rank, dictionary) and reused: in memory by the caller, and on disk through
+:func:`cached_features` for searches that run in several processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
+from .dictionaries import Dictionary, create_dictionary
+from .errors import ResourceError, check_range
+from .pca import PCA
+
+#: Rows lifted at a time: bounds the temporary memory of a degree-3 lift.
+CHUNK_ROWS = 8192
+
+
+def default_max_memory() -> int:
+    """Half of the physical RAM, in bytes (the default ``--max-memory``)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.5)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 << 30
+
+
+def parse_memory(text: str | int | None) -> int:
+    """Parse ``--max-memory`` (``"8G"``, ``"512M"``, bytes) into bytes."""
+    from .errors import ConfigError
+
+    if text is None:
+        return default_max_memory()
+    if isinstance(text, int):
+        return text
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    s = str(text).strip().upper().removesuffix("B")
+    try:
+        if s and s[-1] in units:
+            return int(float(s[:-1]) * units[s[-1]])
+        return int(float(s))
+    except ValueError:
+        raise ConfigError(f"max_memory={text!r}: expected a size such as 8G, 512M or a byte count") from None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+@dataclass
+class FeaturePipeline:
+    """PCA of rank r, then a dictionary, then standardisation with training statistics.
+
+    Column 0 (the dictionary's constant) is left at exactly 1; every other column is shifted
+    and scaled to zero mean and unit variance on the training set (columns with zero variance
+    are only shifted).
+
+    Args:
+        rank: PCA rank r.
+        dictionary: a :class:`~codesign.dictionaries.Dictionary` (unfitted).
+        max_memory: bytes a feature matrix may take; larger ones raise ``ResourceError``
+            before anything is allocated.
+        seed: seeds data-dependent dictionaries (k-means).
+    """
+
+    rank: int
+    dictionary: Dictionary
+    max_memory: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("pca_rank", self.rank, 1, None, integer=True)
+        if self.max_memory is None:
+            self.max_memory = default_max_memory()
+
+    @property
+    def n_features(self) -> int:
+        return self.dictionary.n_features(self.rank)
+
+    def check_memory(self, n_rows: int) -> None:
+        """Refuse, before allocating, a feature matrix larger than ``max_memory``."""
+        need = n_rows * self.n_features * 4
+        if need > self.max_memory:
+            raise ResourceError(
+                f"the feature matrix would need {format_bytes(need)} ({n_rows} x {self.n_features} "
+                f"float32 for pca_rank={self.rank}, {self.dictionary.describe()}) but --max-memory is "
+                f"{format_bytes(self.max_memory)}; lower the rank or degree, or raise --max-memory"
+            )
+
+    def fit(self, x_train: np.ndarray) -> "FeaturePipeline":
+        """Fit PCA, the dictionary and the standardisation on the training inputs."""
+        self.check_memory(len(x_train))
+        self.pca_ = PCA(self.rank).fit(x_train)
+        z = self.pca_.transform(x_train)
+        self.dictionary.fit(z, self.seed)
+        # Mean and variance in float64 over chunks: no second copy of the lifted matrix.
+        F = self.n_features
+        s1 = torch.zeros(F, dtype=torch.float64)
+        s2 = torch.zeros(F, dtype=torch.float64)
+        for i in range(0, len(z), CHUNK_ROWS):
+            block = self.dictionary.transform(z[i : i + CHUNK_ROWS]).double()
+            s1 += block.sum(0)
+            s2 += block.square().sum(0)
+        n = len(z)
+        mean = s1 / n
+        var = (s2 / n - mean.square()).clamp_min(0)
+        std = var.sqrt()
+        std[std < 1e-8 * std.max().clamp_min(1e-30)] = 1.0
+        mean[0], std[0] = 0.0, 1.0
+        self.mean_ = mean.float()
+        self.std_ = std.float()
+        return self
+
+    def transform(self, x: np.ndarray) -> torch.Tensor:
+        """Standardised lifted features of ``x``: ``[n, F]`` float32, built chunk by chunk."""
+        self.check_memory(len(x))
+        out = torch.empty(len(x), self.n_features, dtype=torch.float32)
+        for i in range(0, len(x), CHUNK_ROWS):
+            z = self.pca_.transform(x[i : i + CHUNK_ROWS])
+            block = self.dictionary.transform(z)
+            out[i : i + CHUNK_ROWS] = (block - self.mean_) / self.std_
+        if not torch.isfinite(out).all():
+            from .errors import NumericalError
+
+            raise NumericalError(
+                f"lifted features hold NaN or Inf ({self.dictionary.describe()}, pca_rank={self.rank}); "
+                "check the input data for NaN/Inf or lower the degree"
+            )
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "dictionary": self.dictionary.name,
+            "dictionary_params": self.dictionary.params(),
+            "dictionary_state": self.dictionary.state_dict(),
+            "pca": self.pca_.state_dict(),
+            "mean_": self.mean_.numpy(),
+            "std_": self.std_.numpy(),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "FeaturePipeline":
+        d = create_dictionary(state["dictionary"], **state["dictionary_params"])
+        d.load_state_dict(state["dictionary_state"])
+        if d.name == "monomial":
+            d._build_index(int(state["rank"]))
+        pipe = cls(int(state["rank"]), d, seed=int(state.get("seed", 0)))
+        pipe.pca_ = PCA.from_state_dict(state["pca"])
+        pipe.mean_ = torch.as_tensor(np.asarray(state["mean_"]), dtype=torch.float32)
+        pipe.std_ = torch.as_tensor(np.asarray(state["std_"]), dtype=torch.float32)
+        return pipe
+
+
+@dataclass
+class Features:
+    """A fitted pipeline and its standardised train/test feature matrices."""
+
+    pipeline: FeaturePipeline
+    train: torch.Tensor
+    test: torch.Tensor
+
+
+def build_features(
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    rank: int,
+    dictionary: str,
+    dictionary_params: dict,
+    *,
+    seed: int = 0,
+    max_memory: int | None = None,
+) -> Features:
+    """Fit the pipeline on ``x_train`` and lift both splits."""
+    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed)
+    pipe.check_memory(len(x_train) + len(x_test))
+    pipe.fit(x_train)
+    return Features(pipe, pipe.transform(x_train), pipe.transform(x_test))
+
+
+def cached_features(
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    rank: int,
+    dictionary: str,
+    dictionary_params: dict,
+    *,
+    seed: int = 0,
+    max_memory: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Features:
+    """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed."""
+    key = stable_hash({
+        "data": array_fingerprint(x_train, x_test), "rank": rank, "dictionary": dictionary,
+        "params": dictionary_params, "seed": seed if dictionary != "monomial" else 0, "v": 1,
+    })
+    folder = Path(cache_root(cache_dir)) / "features"
+    path = folder / f"{dictionary}-r{rank}-{key}.npz"
+    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed)
+    pipe.check_memory(len(x_train) + len(x_test))
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=True) as f:
+                state = f["state"].item()
+                return Features(
+                    FeaturePipeline.from_state_dict(state),
+                    torch.from_numpy(f["train"].copy()),
+                    torch.from_numpy(f["test"].copy()),
+                )
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory)
+    atomic_save_npz(
+        path,
+        train=feats.train.numpy(),
+        test=feats.test.numpy(),
+        state=np.array(feats.pipeline.state_dict(), dtype=object),
+    )
+    return feats

@@ -1,0 +1,401 @@
+"""Linear students: one matrix K on lifted features, bias folded in (feature 0 is the constant).
+
+Three ways to fit K (scikit-learn's shape: ``fit`` returns self, learned state ends in ``_``):
+
+* ``naive`` -- the conventional least-squares Koopman approximation (EDMD, Williams et al.
+  2015): with Psi_X the lifted training inputs (``[N, F]``) and Psi_Y the teacher's outputs on
+  them (softmax probabilities by default, ``naive_target="logits"`` for raw logits), EDMD forms
+  ``G = Psi_X^T Psi_X / N`` and ``A = Psi_X^T Psi_Y / N`` and sets ``K^T = G^+ A``, the
+  pseudo-inverse solution of ``min_K |Psi_X K^T - Psi_Y|^2`` (equal to ``Psi_Y^T (Psi_X^T)^+``).
+  The condition number of G (= cond(Psi_X)^2) is reported, since it is what makes the
+  method fragile at high degree.
+* ``labels`` -- the same linear model trained by cross-entropy on the labels only.
+* ``kd`` -- knowledge distillation: ``alpha T^2 KL(teacher/T || student/T) + (1-alpha) CE``.
+
+``labels`` and ``kd`` minimise a convex loss on a fixed feature matrix. The engine is
+full-batch L-BFGS with a strong-Wolfe line search, warm-started from a ridge least-squares fit
+of the teacher's logits (the labels' one-hot codes for ``labels``), stopping when an iteration
+improves the loss by less than ``tol`` (relative). Through a device layer (hardware-aware
+training) the same loss is minimised by minibatch Adam, since each step must see fresh noise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, NumericalError, check_choice, check_range
+from .losses import KDTargets, kd_loss
+
+METHODS = ("kd", "labels", "naive")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How K is fitted.
+
+    Attributes:
+        method: ``kd``, ``labels`` or ``naive``.
+        temperature: distillation temperature T (> 0).
+        alpha: weight of the soft (teacher) term, in [0, 1]; ``labels`` forces 0.
+        l2: L2 penalty ``l2/2 |K|^2`` added to the loss; None picks the method's default
+            (0 for ``kd``, whose soft targets already bound K; 1e-4 for ``labels``, whose
+            cross-entropy on separable features would otherwise drive K to infinity).
+        max_iter: L-BFGS iteration cap.
+        tol: stop when L-BFGS iterations lower the loss by less than ``tol`` (relative) each,
+            averaged over a burst of 5. The default 5e-3 stops where test accuracy has
+            flattened out (MNIST r=40 d=2: ~15 iterations; further ones only sharpen the
+            training loss, and at degree 3 they start to overfit).
+        ridge: ridge of the least-squares warm start (relative to the mean feature variance).
+        naive_target: ``probs`` or ``logits``: what EDMD regresses on for ``naive``.
+        device_epochs: passes over the data when training through a device layer.
+        batch_size: minibatch size when training through a device layer.
+        lr: Adam learning rate through a device layer.
+        seed: seeds minibatch order and the device's training noise.
+    """
+
+    method: str = "kd"
+    temperature: float = 2.0
+    alpha: float = 0.9
+    l2: float | None = None
+    max_iter: int = 200
+    tol: float = 5e-3
+    ridge: float = 1e-3
+    naive_target: str = "probs"
+    device_epochs: int = 5
+    batch_size: int = 4096
+    lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, METHODS)
+        check_range("temperature", self.temperature, 1e-3, 1e3)
+        check_range("alpha", self.alpha, 0.0, 1.0)
+        if self.l2 is None:
+            object.__setattr__(self, "l2", 1e-4 if self.method == "labels" else 0.0)
+        check_range("l2", self.l2, 0.0, 1e6)
+        check_range("max_iter", self.max_iter, 1, 100_000, integer=True)
+        check_range("tol", self.tol, 0.0, 1.0)
+        check_range("ridge", self.ridge, 0.0, 1e6)
+        check_choice("naive_target", self.naive_target, ("probs", "logits"))
+        check_range("device_epochs", self.device_epochs, 0, 10_000, integer=True)
+        check_range("batch_size", self.batch_size, 1, 1 << 24, integer=True)
+        check_range("lr", self.lr, 1e-8, 10.0)
+        check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
+
+    @property
+    def effective_alpha(self) -> float:
+        return 0.0 if self.method == "labels" else self.alpha
+
+
+@dataclass
+class FitInfo:
+    """What a fit did: time, iterations, final loss, condition number (naive)."""
+
+    seconds: float = 0.0
+    iterations: int = 0
+    loss_evals: int = 0
+    final_loss: float | None = None
+    condition_number: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.update(out.pop("extra"))
+        return out
+
+
+class LinearStudent:
+    """``softmax(K psi)``: one ``[n_classes, n_features]`` matrix.
+
+    Args:
+        config: a :class:`FitConfig`.
+
+    Attributes (after fit):
+        K_: the matrix, float32.
+        info_: a :class:`FitInfo`.
+    """
+
+    def __init__(self, config: FitConfig | None = None) -> None:
+        self.config = config or FitConfig()
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        psi: torch.Tensor,
+        labels: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        *,
+        init: torch.Tensor | None = None,
+        n_classes: int | None = None,
+    ) -> "LinearStudent":
+        """Fit K on features ``psi`` ``[N, F]`` with ``labels`` and (kd, naive) teacher logits.
+
+        Args:
+            init: warm start for K (e.g. from a neighbouring trial); default least squares.
+            n_classes: number of classes (default: teacher width, else ``labels.max()+1``).
+        """
+        cfg = self.config
+        _check_features(psi, labels, teacher_logits)
+        if cfg.method in ("kd", "naive") and teacher_logits is None:
+            raise ConfigError(f"method={cfg.method!r} needs teacher outputs; use method='labels' without a teacher")
+        C = n_classes or (teacher_logits.shape[1] if teacher_logits is not None else int(labels.max()) + 1)
+        t0 = time.perf_counter()
+        if cfg.method == "naive":
+            target = torch.softmax(teacher_logits.double(), 1) if cfg.naive_target == "probs" else teacher_logits.double()
+            self.K_, cond = edmd(psi, target)
+            self.info_ = FitInfo(condition_number=cond, extra={"naive_target": cfg.naive_target})
+        else:
+            targets = KDTargets(teacher_logits if cfg.effective_alpha > 0 else None, labels, cfg.temperature, cfg.effective_alpha)
+            y = teacher_logits if cfg.method == "kd" else _one_hot_codes(labels, C)
+            start = warm_start(psi, y, cfg.ridge)
+            self.K_, self.info_ = lbfgs_fit(psi, targets, start.K if init is None else init, cfg, start.chol)
+        self.info_.seconds = time.perf_counter() - t0
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def logits(self, psi: torch.Tensor) -> torch.Tensor:
+        """Student logits ``psi @ K^T``."""
+        return psi @ self.K_.T
+
+    def accuracy(self, psi: torch.Tensor, labels: torch.Tensor) -> float:
+        """Share of rows whose arg-max logit is the label."""
+        return accuracy(self.logits(psi), labels)
+
+
+class _FeatureProduct(torch.autograd.Function):
+    """``psi @ K^T`` with the weight gradient formed as ``grad^T @ psi``.
+
+    For a tall, fixed ``psi`` ([N, F], no gradient), BLAS computes ``grad^T @ psi`` three to
+    four times faster than autograd's default ``psi^T @ grad`` (the latter walks psi
+    column-wise); this is the whole cost of a backward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, psi: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(psi)
+        return psi @ K.T
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (psi,) = ctx.saved_tensors
+        return None, grad.T @ psi
+
+
+def feature_product(psi: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Student logits ``psi @ K^T`` ([N, C]) with a fast weight gradient."""
+    if psi.requires_grad:
+        return psi @ K.T
+    return _FeatureProduct.apply(psi, K)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy."""
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def _check_features(psi: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> None:
+    if psi.ndim != 2:
+        raise ConfigError(f"features must be [n_samples, n_features], got shape {tuple(psi.shape)}")
+    if labels.shape[0] != psi.shape[0]:
+        raise ConfigError(f"features have {psi.shape[0]} rows but labels have {labels.shape[0]}")
+    if teacher_logits is not None and teacher_logits.shape[0] != psi.shape[0]:
+        raise ConfigError(
+            f"teacher outputs have {teacher_logits.shape[0]} rows but features have {psi.shape[0]}; "
+            "the teacher must be evaluated on the same training set"
+        )
+    if not torch.isfinite(psi).all():
+        raise NumericalError("features hold NaN or Inf values; check the input data")
+
+
+def _one_hot_codes(labels: torch.Tensor, C: int) -> torch.Tensor:
+    # Regressing on +-3 codes puts the warm start's logits on the scale where softmax is
+    # confident but not saturated, close to where cross-entropy's minimiser lies.
+    y = torch.full((labels.shape[0], C), -3.0)
+    y[torch.arange(labels.shape[0]), labels] = 3.0
+    return y
+
+
+def gram(psi: torch.Tensor, y: torch.Tensor, chunk: int = 8192, exact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``Psi^T Psi / N`` and ``Psi^T Y / N`` as float64, accumulated over row chunks.
+
+    ``exact=True`` multiplies in float64 (EDMD's baseline deserves full precision);
+    ``exact=False`` multiplies each chunk in float32 and accumulates in float64, four times
+    faster and plenty for a warm start and a preconditioner.
+    """
+    N, F = psi.shape
+    G = torch.zeros(F, F, dtype=torch.float64)
+    A = torch.zeros(F, y.shape[1], dtype=torch.float64)
+    dt = torch.float64 if exact else torch.float32
+    for i in range(0, N, chunk):
+        p = psi[i : i + chunk].to(dt)
+        G += (p.T @ p).double()
+        A += (p.T @ y[i : i + chunk].to(dt)).double()
+    return G / N, A / N
+
+
+def edmd(psi: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """EDMD: ``K^T = G^+ A``; returns (K float32 ``[C, F]``, condition number of G)."""
+    G, A = gram(psi, target)
+    s = torch.linalg.svdvals(G)
+    cond = float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
+    K = (torch.linalg.pinv(G, hermitian=True) @ A).T
+    if not torch.isfinite(K).all():
+        raise NumericalError(f"EDMD produced NaN/Inf (cond(G) = {cond:.3g}): the Gram matrix is singular")
+    return K.float().contiguous(), cond
+
+
+@dataclass
+class WarmStart:
+    """A ridge least-squares start and the Cholesky factor of the feature Gram (float64).
+
+    Both come from one pass over the features; a search reuses them across trials that
+    share features (only the right-hand side changes with the teacher).
+    """
+
+    K: torch.Tensor
+    chol: torch.Tensor
+
+
+def warm_start(
+    psi: torch.Tensor, y: torch.Tensor, ridge: float, jitter: float = 1e-6, max_rows: int = 20000
+) -> WarmStart:
+    """``argmin |Psi K^T - Y|^2 + ridge N mean_var |K|^2`` and the Gram's Cholesky factor.
+
+    ``Y`` is centred per row first (softmax ignores a per-row shift), which removes the
+    intercept the targets do not need. Both are computed on at most ``max_rows`` evenly
+    strided rows: a start point and a preconditioner need the Gram's shape, not its last digit,
+    and the Gram's cost (N F^2) would otherwise dominate the fit at F ~ 2000.
+    """
+    if psi.shape[0] > max_rows:
+        rows = torch.linspace(0, psi.shape[0] - 1, max_rows).long()
+        psi, y = psi[rows], y[rows]
+    y = y.double() - y.double().mean(1, keepdim=True)
+    G, A = gram(psi, y, exact=False)
+    scale = float(torch.diagonal(G).mean())
+    G.diagonal().add_(jitter * scale)
+    chol = torch.linalg.cholesky(G)
+    if ridge > 0:
+        Gr = G.clone()
+        Gr.diagonal().add_(ridge * scale)
+        K = torch.cholesky_solve(A, torch.linalg.cholesky(Gr)).T
+    else:
+        K = torch.cholesky_solve(A, chol).T
+    return WarmStart(K.float().contiguous(), chol)
+
+
+def lbfgs_fit(
+    psi: torch.Tensor,
+    targets: KDTargets,
+    init: torch.Tensor,
+    cfg: FitConfig,
+    chol: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, FitInfo]:
+    """Minimise the (convex) distillation loss over K by full-batch L-BFGS.
+
+    L-BFGS runs in whitened coordinates: with ``G = Psi^T Psi / N = L L^T`` it optimises
+    ``K' = K L`` and forms logits as ``Psi (L^-T K'^T)``, a triangular solve of size F x C per
+    evaluation. The loss's Hessian is then close to (identity x softmax curvature), so L-BFGS
+    needs a few tens of iterations instead of a few hundred; each one still reads Psi twice.
+
+    Args:
+        chol: lower Cholesky factor L of the feature Gram (computed here if None).
+    """
+    if chol is None:
+        chol = warm_start(psi, psi[:, :1], 0.0).chol
+    L = chol.float()
+    Kw = (init.float() @ L).detach().clone().requires_grad_(True)
+
+    def weights(Kw_: torch.Tensor) -> torch.Tensor:  # K = K' L^-1, shape [C, F]
+        return torch.linalg.solve_triangular(L.T, Kw_.T, upper=True).T
+
+    K = None
+    opt = torch.optim.LBFGS(
+        [Kw], lr=1.0, max_iter=cfg.max_iter, max_eval=int(cfg.max_iter * 1.5) + 10,
+        tolerance_grad=1e-9, tolerance_change=0.0, history_size=20, line_search_fn="strong_wolfe",
+    )
+    state = {"evals": 0, "best": math.inf}
+
+    def closure():
+        opt.zero_grad(set_to_none=False)
+        Kc = weights(Kw)
+        loss = kd_loss(feature_product(psi, Kc), targets)
+        if cfg.l2 > 0:
+            loss = loss + 0.5 * cfg.l2 * Kc.square().sum()
+        loss.backward()
+        state["evals"] += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NumericalError(f"the distillation loss diverged to {value} after {state['evals']} evaluations")
+        state["best"] = min(state["best"], value)
+        return loss
+
+    # L-BFGS runs in short bursts so that the stopping rule is on the loss (its relative
+    # decrease per iteration), not on a fixed iteration count.
+    burst, iters, prev = 5, 0, math.inf
+    while iters < cfg.max_iter:
+        opt.param_groups[0]["max_iter"] = min(burst, cfg.max_iter - iters)
+        opt.step(closure)
+        done = opt.state[opt._params[0]]["n_iter"]
+        step_iters, iters = done - iters, done
+        cur = state["best"]
+        if step_iters == 0 or prev - cur <= cfg.tol * abs(cur) * step_iters:
+            break
+        prev = cur
+    with torch.no_grad():
+        K = weights(Kw).contiguous()
+        final = kd_loss(psi @ K.T, targets)
+        if cfg.l2 > 0:
+            final = final + 0.5 * cfg.l2 * K.square().sum()
+    final = float(final)
+    if not math.isfinite(final) or not torch.isfinite(K).all():
+        raise NumericalError("the distillation loss diverged (NaN/Inf in K); lower the temperature or add --l2")
+    return K.detach().contiguous(), FitInfo(iterations=int(iters), loss_evals=state["evals"], final_loss=final)
+
+
+def fit_through_device(
+    psi: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    layer: torch.nn.Module,
+    init: torch.Tensor,
+    cfg: FitConfig,
+) -> FitInfo:
+    """Hardware-aware training: minibatch Adam on the layer's parameters, K programmed first.
+
+    The device layer replaces ``psi @ K^T``; it draws fresh noise in each forward pass and
+    passes gradients straight through its quantizers.
+    """
+    if cfg.method == "naive":
+        raise ConfigError("method='naive' is a closed-form float fit; it cannot be trained through a device")
+    targets = KDTargets(teacher_logits if cfg.effective_alpha > 0 else None, labels, cfg.temperature, cfg.effective_alpha)
+    layer.load_matrix(init)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    t0 = time.perf_counter()
+    if not params or cfg.device_epochs == 0:
+        return FitInfo(seconds=0.0)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    N = psi.shape[0]
+    steps = 0
+    layer.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(cfg.device_epochs):
+        perm = torch.randperm(N, generator=gen)
+        for i in range(0, N, cfg.batch_size):
+            idx = perm[i : i + cfg.batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = kd_loss(layer(psi[idx]), targets.subset(idx))
+            if not torch.isfinite(loss):
+                raise NumericalError(f"hardware-aware training diverged (loss {float(loss)}) at step {steps}; lower --lr")
+            loss.backward()
+            opt.step()
+            steps += 1
+    layer.eval()
+    return FitInfo(seconds=time.perf_counter() - t0, iterations=steps, loss_evals=steps, final_loss=float(loss))

@@ -1,0 +1,341 @@
+"""Teacher networks: built-in architectures trained and cached, or the user's own network.
+
+Built-in architectures (a small registry, timm-style):
+
+* ``mlp``: 784-256-256-10 ReLU (reaches >= 98% on MNIST), widths configurable;
+* ``mlp-narrow``: the predecessor paper's 784-20-20-20-20-20-10 ReLU network;
+* ``resnet18``: torchvision's ResNet-18 with a 1-channel 3x3 stride-1 stem for 1x28x28 input.
+
+A trained teacher and its logits on the train and test sets are cached under
+``<cache>/teachers/<hash>/`` keyed by data set (and a fingerprint of its contents),
+architecture, widths, seed, epochs and optimiser settings, so each is computed once.
+
+A user's own pre-trained network is either a TorchScript file (``--teacher net.pt``) or an
+importable factory plus a state dict (``--teacher pkg.module:factory --teacher-weights w.pt``).
+It receives pixels in [0, 1], as images ``[n, c, h, w]`` or, if that fails, flattened
+``[n, c*h*w]``, and must return ``[n, n_classes]`` logits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
+from .data import Dataset
+from .errors import TeacherError, check_range
+from .progress import progress
+
+# --------------------------------------------------------------------------- architectures
+
+
+def _mlp(n_inputs: int, n_classes: int, widths: tuple[int, ...]) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    prev = n_inputs
+    for w in widths:
+        layers += [nn.Linear(prev, w), nn.ReLU()]
+        prev = w
+    layers.append(nn.Linear(prev, n_classes))
+    return nn.Sequential(*layers)
+
+
+def _resnet18(image_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=n_classes)
+    # 28x28 inputs: a 3x3 stride-1 stem on one channel; the max-pool is kept so layer1 runs at
+    # 14x14, which keeps CPU training affordable (layer4 ends at 2x2 before global pooling).
+    net.conv1 = nn.Conv2d(image_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
+    return _Unflatten(net, image_shape)
+
+
+class _Unflatten(nn.Module):
+    """Accept flattened pixels and reshape them for a convolutional network."""
+
+    def __init__(self, net: nn.Module, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.net = net
+        self.image_shape = tuple(image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(x.shape[0], *self.image_shape))
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How a built-in teacher is built and trained.
+
+    Attributes:
+        arch: ``mlp``, ``mlp-narrow`` or ``resnet18``.
+        widths: hidden widths for ``mlp`` (ignored by the others).
+        epochs: training epochs.
+        batch_size: minibatch size.
+        lr: Adam learning rate (cosine-decayed to 0 over the run).
+        seed: seeds initialisation and shuffling.
+    """
+
+    arch: str = "mlp"
+    widths: tuple[int, ...] = (256, 256)
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise TeacherError(
+                f"unknown teacher architecture {self.arch!r}; built-in: {', '.join(ARCHITECTURES)} "
+                "(or give a TorchScript file or module:factory)"
+            )
+        check_range("epochs", self.epochs, 1, 1000, integer=True)
+        check_range("batch_size", self.batch_size, 1, 1 << 20, integer=True)
+        check_range("lr", self.lr, 1e-8, 10.0)
+        check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        for w in self.widths:
+            check_range("widths", w, 1, 1 << 16, integer=True)
+
+
+ARCHITECTURES: dict[str, Callable[[Dataset, TeacherConfig], nn.Module]] = {
+    "mlp": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, cfg.widths),
+    "mlp-narrow": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, (20, 20, 20, 20, 20)),
+    "resnet18": lambda ds, cfg: _resnet18(ds.image_shape, ds.n_classes),
+}
+#: Default epochs per architecture when the user gives none.
+DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 2}
+
+
+def default_config(arch: str, seed: int = 0, epochs: int | None = None, n_train: int = 60000) -> TeacherConfig:
+    """The default training recipe for ``arch`` on ``n_train`` samples.
+
+    Small data sets (digits: 1437 training images) get more epochs, so that every teacher
+    sees at least ~4000 minibatches (capped at 100 epochs).
+    """
+    if epochs is None:
+        epochs = DEFAULT_EPOCHS.get(arch, 10)
+        if arch != "resnet18":
+            epochs = min(100, max(epochs, math.ceil(4000 * 128 / max(n_train, 1))))
+    kwargs = {"lr": 1e-3, "batch_size": 128}
+    if arch == "resnet18":
+        kwargs = {"lr": 2e-3, "batch_size": 128}
+    return TeacherConfig(arch=arch, epochs=epochs, seed=seed, **kwargs)
+
+
+# --------------------------------------------------------------------------- teacher object
+
+
+@dataclass
+class Teacher:
+    """A classifier plus its cached logits on the train and test sets.
+
+    Attributes:
+        name: architecture name or the user's file / factory.
+        model: the network (eval mode).
+        train_logits: ``[n_train, n_classes]`` float32.
+        test_logits: ``[n_test, n_classes]`` float32.
+        info: provenance (config, cache key, accuracy, training time).
+    """
+
+    name: str
+    model: nn.Module | None
+    train_logits: np.ndarray
+    test_logits: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def test_accuracy(self, ds: Dataset) -> float:
+        return float((self.test_logits.argmax(1) == ds.y_test).mean())
+
+
+def _predict(model: nn.Module, x: np.ndarray, device: str, batch: int = 2048) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(x[i : i + batch]).to(device)
+            out.append(model(xb).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def train_teacher(ds: Dataset, cfg: TeacherConfig, torch_device: str = "cpu", verbose: bool = False) -> nn.Module:
+    """Train a built-in teacher on ``ds`` (Adam, cosine schedule, cross-entropy)."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = ARCHITECTURES[cfg.arch](ds, cfg).to(torch_device)
+    x = torch.from_numpy(ds.x_train)
+    y = torch.from_numpy(ds.y_train)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in progress(range(cfg.epochs), desc=f"teacher {cfg.arch}", enabled=verbose):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            xb, yb = x[idx].to(torch_device), y[idx].to(torch_device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    return model.cpu()
+
+
+def get_teacher(
+    spec: str,
+    ds: Dataset,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    weights: str | None = None,
+    cache_dir: str | None = None,
+    torch_device: str = "cpu",
+    verbose: bool = False,
+) -> Teacher:
+    """A teacher for ``ds`` from a spec: a built-in architecture, a TorchScript file, or
+    ``module:factory`` (with ``weights``, a state-dict file). Logits are cached.
+    """
+    if spec in ARCHITECTURES:
+        return _builtin_teacher(default_config(spec, seed, epochs, len(ds.y_train)), ds, cache_dir, torch_device, verbose)
+    if ":" in spec and not Path(spec).exists():
+        model = _factory_teacher(spec, weights)
+    else:
+        model = _torchscript_teacher(spec)
+    return user_teacher(model, ds, name=spec, torch_device=torch_device)
+
+
+def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
+    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **asdict(cfg)}
+    key = stable_hash(key_obj)
+    folder = cache_root(cache_dir) / "teachers" / f"{ds.name}-{cfg.arch}-s{cfg.seed}-{key}"
+    model = ARCHITECTURES[cfg.arch](ds, cfg)
+    if (folder / "outputs.npz").is_file() and (folder / "info.json").is_file():
+        # Distillation needs only the cached logits; the weights are loaded when present
+        # (a teacher trained on a GPU machine may come back with its logits alone).
+        if (folder / "model.pt").is_file():
+            model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu"))
+        else:
+            model = None
+        with np.load(folder / "outputs.npz") as outs:
+            train, test = outs["train"], outs["test"]
+        info = json.loads((folder / "info.json").read_text())
+        info["cached"] = True
+        return Teacher(cfg.arch, model.eval() if model is not None else None, train, test, info)
+    t0 = time.perf_counter()
+    model = train_teacher(ds, cfg, torch_device, verbose)
+    seconds = time.perf_counter() - t0
+    train_logits = _predict(model, ds.x_train, "cpu")
+    test_logits = _predict(model, ds.x_test, "cpu")
+    info = {
+        **key_obj,
+        "key": key,
+        "train_seconds": round(seconds, 2),
+        "test_accuracy": float((test_logits.argmax(1) == ds.y_test).mean()),
+        "torch_device": torch_device,
+    }
+    atomic_torch_save(folder / "model.pt", model.state_dict())
+    atomic_save_npz(folder / "outputs.npz", train=train_logits, test=test_logits)
+    atomic_write_json(folder / "info.json", info)  # written last: its presence marks a complete entry
+    info["cached"] = False
+    return Teacher(cfg.arch, model, train_logits, test_logits, info)
+
+
+def _torchscript_teacher(path: str) -> nn.Module:
+    p = Path(path)
+    if not p.is_file():
+        raise TeacherError(
+            f"teacher {path!r}: not a built-in architecture ({', '.join(ARCHITECTURES)}) "
+            "and no such TorchScript file; for a factory use module:function with --teacher-weights"
+        )
+    try:
+        return torch.jit.load(str(p), map_location="cpu").eval()
+    except Exception as exc:
+        raise TeacherError(f"teacher {path!r}: not a loadable TorchScript file ({type(exc).__name__}: {exc})") from None
+
+
+def _factory_teacher(spec: str, weights: str | None) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise TeacherError(f"teacher {spec!r}: cannot import factory ({exc})") from None
+    try:
+        model = factory()
+    except Exception as exc:
+        raise TeacherError(f"teacher {spec!r}: calling the factory failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, nn.Module):
+        raise TeacherError(f"teacher {spec!r}: the factory returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is None:
+        raise TeacherError(f"teacher {spec!r}: a factory teacher needs --teacher-weights FILE (a state dict)")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise TeacherError(f"teacher weights {weights!r}: cannot load into {spec} ({type(exc).__name__}: {exc})") from None
+    return model.eval()
+
+
+def user_teacher(model: nn.Module, ds: Dataset, *, name: str = "user", torch_device: str = "cpu") -> Teacher:
+    """Wrap a user's pre-trained network: check it, then compute its logits once."""
+    for pname, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise TeacherError(f"teacher {name!r}: parameter {pname} holds NaN or Inf values")
+    model = model.eval()
+    call = _input_adapter(model, ds, name)
+    wrapped = _Adapter(model, call, ds.image_shape)
+    train_logits = _predict(wrapped, ds.x_train, "cpu")
+    test_logits = _predict(wrapped, ds.x_test, "cpu")
+    for split, out in (("train", train_logits), ("test", test_logits)):
+        if not np.isfinite(out).all():
+            raise TeacherError(f"teacher {name!r}: its outputs on the {split} set hold NaN or Inf")
+    info = {"teacher": name, "test_accuracy": float((test_logits.argmax(1) == ds.y_test).mean())}
+    return Teacher(name, wrapped, train_logits, test_logits, info)
+
+
+class _Adapter(nn.Module):
+    def __init__(self, model: nn.Module, mode: str, image_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.model, self.mode, self.image_shape = model, mode, tuple(image_shape)
+
+    def forward(self, x):
+        if self.mode == "image":
+            return self.model(x.reshape(x.shape[0], *self.image_shape))
+        return self.model(x)
+
+
+def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
+    """Find whether ``model`` takes images or flat vectors, and check its output width."""
+    errors = []
+    for mode in ("image", "flat"):
+        x = torch.from_numpy(ds.x_train[:2])
+        if mode == "image":
+            x = x.reshape(2, *ds.image_shape)
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except Exception as exc:
+            errors.append(f"{mode} input {tuple(x.shape)}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            continue
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise TeacherError(f"teacher {name!r}: expected a [n, {ds.n_classes}] tensor of logits, got {getattr(out, 'shape', type(out).__name__)}")
+        if out.shape[1] != ds.n_classes:
+            raise TeacherError(
+                f"teacher {name!r} outputs {out.shape[1]} values per sample but {ds.name} has "
+                f"{ds.n_classes} classes; give a network whose last layer has {ds.n_classes} outputs"
+            )
+        return mode
+    raise TeacherError(
+        f"teacher {name!r} accepts neither {ds.name} images nor flattened pixels:\n  " + "\n  ".join(errors)
+    )

@@ -1,0 +1,85 @@
+"""Device discovery through the ``codesign.devices`` entry-point group.
+
+Built-in devices register in our own ``pyproject.toml`` exactly as a third-party plugin does
+(xarray's backend pattern): entry points are read lazily and cached; a plugin that fails to
+import (e.g. an optional dependency is missing) is skipped and remembered, not fatal; an unknown
+name is an error that lists what is installed.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import entry_points
+from typing import Any, Mapping
+
+from codesign.errors import ConfigError
+
+from .base import Device
+
+GROUP = "codesign.devices"
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict:
+    eps = {}
+    for ep in entry_points(group=GROUP):
+        eps.setdefault(ep.name, ep)
+    return eps
+
+
+_loaded: dict[str, type[Device]] = {}
+_broken: dict[str, str] = {}
+
+
+def refresh() -> None:
+    """Forget the cached entry points (after installing a plugin in the same process)."""
+    _entry_points.cache_clear()
+    _loaded.clear()
+    _broken.clear()
+
+
+def _load(name: str) -> type[Device] | None:
+    if name in _loaded:
+        return _loaded[name]
+    ep = _entry_points().get(name)
+    if ep is None or name in _broken:
+        return None
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must not take the platform down
+        _broken[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Device)):
+        _broken[name] = f"entry point {ep.value} is not a devices.base.Device subclass"
+        return None
+    _loaded[name] = cls
+    return cls
+
+
+def list_devices() -> list[str]:
+    """Names of the installed devices that load, sorted."""
+    return sorted(n for n in _entry_points() if _load(n) is not None)
+
+
+def broken_devices() -> dict[str, str]:
+    """Installed plugins that failed to load, with the reason."""
+    for n in _entry_points():
+        _load(n)
+    return dict(_broken)
+
+
+def get_device_class(name: str) -> type[Device]:
+    """The device class registered as ``name``; unknown names list the installed ones."""
+    cls = _load(name)
+    if cls is None:
+        known = ", ".join(list_devices()) or "(none)"
+        why = f" (it failed to load: {_broken[name]})" if name in _broken else ""
+        raise ConfigError(f"unknown device {name!r}{why}; installed devices: {known}")
+    return cls
+
+
+def create_device(name: str, overrides: Mapping[str, Any] | None = None) -> Device:
+    """Build device ``name`` with its default config and ``overrides`` (field -> value)."""
+    cls = get_device_class(name)
+    device = cls()
+    return device.with_overrides(overrides) if overrides else device

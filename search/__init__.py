@@ -1,0 +1,1 @@
+"""Co-design search (Ray Tune), Pareto fronts and plots."""
