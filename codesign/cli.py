@@ -234,6 +234,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    # Importing some device back-ends (brevitas) makes torch probe for a CUDA toolkit and log
+    # "No CUDA runtime is found" on machines without a GPU: noise on stderr, never our message.
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -241,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CodesignError as exc:
         if debug:
             raise
-        msg = str(exc).strip()
+        # One line whatever the message holds (wrapped library errors can span several).
+        msg = "; ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
         print(f"codesign: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -186,7 +186,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except EOFError as exc:  # a gzip stream cut short
+        raise DataError(f"{path}: truncated gzip file ({exc}); replace it with a good copy") from None
+    except (OSError, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read ({exc}); replace the file with a good copy") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number); replace it with a good copy")

@@ -162,7 +162,9 @@ class RBF(Dictionary):
         else:
             d = torch.cdist(self.centers_.double(), self.centers_.double())
             iu = torch.triu_indices(self.centers, self.centers, 1)
-            self.sigma_ = float(d[iu[0], iu[1]].median())
+            # np.median: the mean of the two middle distances for an even count of pairs
+            # (torch's median would return the lower one).
+            self.sigma_ = float(np.median(d[iu[0], iu[1]].cpu().numpy()))
         if not self.sigma_ > 0:
             raise ConfigError("rbf: all k-means centres coincide (the data has no spread); use fewer centres")
         return self

@@ -218,10 +218,14 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         device = create_device(cfg.device, dict(cfg.device_overrides))
     teacher = ws.teacher(cfg, ds)
     feats = ws.features(cfg, ds)
-    y_train = torch.from_numpy(ds.y_train)
-    y_test = torch.from_numpy(ds.y_test)
-    t_logits = torch.from_numpy(teacher.train_logits)
-    student = LinearStudent(cfg.fit).fit(feats.train, y_train, t_logits, n_classes=ds.n_classes)
+    dev = torch.device(cfg.torch_device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("torch_device='cuda' but PyTorch sees no CUDA device here; use --torch-device cpu")
+    psi_train, psi_test = feats.train.to(dev), feats.test.to(dev)
+    y_train = torch.from_numpy(ds.y_train).to(dev)
+    y_test = torch.from_numpy(ds.y_test).to(dev)
+    t_logits = torch.from_numpy(teacher.train_logits).to(dev)
+    student = LinearStudent(cfg.fit).fit(psi_train, y_train, t_logits, n_classes=ds.n_classes, gram_cache=feats.gram)
     metrics: dict[str, Any] = {
         "dataset": ds.name,
         "teacher": cfg.teacher,
@@ -231,22 +235,22 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         "pca_rank": cfg.pca_rank,
         "seed": cfg.seed,
         "n_features": feats.pipeline.n_features,
-        "test_accuracy": student.accuracy(feats.test, y_test),
-        "train_accuracy": student.accuracy(feats.train, y_train),
+        "test_accuracy": student.accuracy(psi_test, y_test),
+        "train_accuracy": student.accuracy(psi_train, y_train),
         "fit_seconds": student.info_.seconds,
         **{k: v for k, v in student.info_.as_dict().items() if k != "seconds"},
     }
     layer = None
     if device is not None:
         n_out, n_in = student.K_.shape
-        layer = device.layer(n_in, n_out)
+        layer = device.layer(n_in, n_out).to(dev)
         if cfg.protocol == "aware":
-            info = fit_through_device(feats.train, y_train, t_logits, layer, student.K_, cfg.fit)
+            info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, cfg.fit)
             metrics["aware_seconds"] = info.seconds
             metrics["aware_steps"] = info.iterations
         else:
             layer.load_matrix(student.K_)
-        accs = hardware_accuracy(layer, feats.test, y_test, cfg.hw_draws, cfg.seed)
+        accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed)
         metrics.update(
             device=cfg.device,
             device_config=dataclasses.asdict(device.config),
@@ -257,6 +261,9 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
             hw_accuracy_worst=float(np.min(accs)),
             cost=device.cost(n_in, n_out),
         )
+    if dev.type != "cpu":  # results leave on the CPU, whatever trained them
+        student.K_ = student.K_.cpu()
+        layer = layer.cpu() if layer is not None else None
     return DistillResult(student, feats, teacher, layer, metrics)
 
 

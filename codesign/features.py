@@ -165,11 +165,21 @@ class FeaturePipeline:
 
 @dataclass
 class Features:
-    """A fitted pipeline and its standardised train/test feature matrices."""
+    """A fitted pipeline and its standardised train/test feature matrices.
+
+    ``gram`` caches the training Gram's factors for every student fitted on these features.
+    """
 
     pipeline: FeaturePipeline
     train: torch.Tensor
     test: torch.Tensor
+    gram: "GramCache" = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.gram is None:
+            from .students import GramCache
+
+            self.gram = GramCache()
 
 
 def build_features(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import ConfigError, check_range
+from .errors import ConfigError, NumericalError, check_range
 
 
 class PCA:
@@ -41,6 +41,11 @@ class PCA:
                 f"min(n_samples={n}, n_inputs={d}) = {min(n, d)}"
             )
         xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        if not torch.isfinite(xt).all():
+            raise NumericalError(
+                f"PCA input holds NaN or Inf values ({int((~torch.isfinite(xt)).sum())} entries); "
+                "check the input data"
+            )
         mean = xt.mean(0)
         xc = xt - mean
         cov = xc.T @ xc / max(n - 1, 1)

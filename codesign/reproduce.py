@@ -39,6 +39,8 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resnet-ranks2", type=int, nargs="+", help="degree-2 ranks with the ResNet-18 teacher (default 10 20 40)")
     p.add_argument("--resnet-seeds", type=int, help="seeds for the ResNet-18 rows (default 5)")
     p.add_argument("--torch-device", help="where teachers train (cpu | cuda)")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="keep the runs already in OUT/reproduction.json and run only the missing ones")
     p.add_argument("--smoke-test", action="store_true", default=None, help="tiny run on digits (for tests)")
 
 
@@ -46,7 +48,7 @@ REPRO_DEFAULTS: dict[str, Any] = {
     "out": "experiments/reproduction", "data_root": None, "cache_dir": None,
     "datasets": ["mnist", "fashion-mnist"], "seeds": 5, "ranks2": [5, 10, 20, 30, 40],
     "ranks3": [5, 10, 15, 20], "resnet_ranks2": [10, 20, 40], "resnet_seeds": 5,
-    "torch_device": "cpu", "smoke_test": False,
+    "torch_device": "cpu", "resume": False, "smoke_test": False,
 }
 
 
@@ -60,14 +62,22 @@ def plan(opts: dict) -> list[tuple[str, str, int, int]]:
     return rows
 
 
-def run(opts: dict, log=print) -> dict:
+def _key(r: dict) -> tuple:
+    return (r["dataset"], r["teacher"], r["degree"], r["pca_rank"], r["seed"], r["method"])
+
+
+def run(opts: dict, log=print, done: list[dict] | None = None, checkpoint=None) -> dict:
+    """Run every (setting, seed, method) not already in ``done``; ``checkpoint(runs)`` after each setting."""
     ws = Workspace()
-    runs = []
+    runs = list(done or [])
+    have = {_key(r) for r in runs}
     t_start = time.perf_counter()
     for ds, teacher, degree, rank in plan(opts):
         n_seeds = opts["resnet_seeds"] if teacher == "resnet18" else opts["seeds"]
         for seed in range(n_seeds):
             for method in METHODS:
+                if (ds, teacher, degree, rank, seed, method) in have:
+                    continue
                 cfg = DistillConfig(
                     dataset=ds, data_root=opts["data_root"], teacher=teacher, pca_rank=rank,
                     dictionary="monomial", degree=degree, fit=FitConfig(method=method, seed=seed), seed=seed,
@@ -81,6 +91,8 @@ def run(opts: dict, log=print) -> dict:
                     f"acc={m['test_accuracy']:.4f} fit={m['fit_seconds']:.2f}s")
         # Features of a finished setting are not needed again: free their memory.
         ws._features.clear()
+        if checkpoint is not None:
+            checkpoint(runs)
     return {"runs": runs, "seconds": time.perf_counter() - t_start}
 
 
@@ -208,11 +220,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     opts = resolve(args, REPRO_DEFAULTS, "reproduce")
     if opts["smoke_test"]:
         opts.update(datasets=["digits"], seeds=2, ranks2=[5, 10], ranks3=[5], resnet_ranks2=[], resnet_seeds=0)
-    res = run(opts)
-    summary = summarise(res["runs"])
-    meta = metadata(opts, res["seconds"], "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce")
     out = Path(opts["out"])
-    atomic_write_json(out / "reproduction.json", {"meta": meta, "summary": summary, "runs": res["runs"]})
-    atomic_write_text(out / "reproduction.md", render_markdown(summary, meta))
+    command = "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce"
+    done: list[dict] = []
+    seconds_before = 0.0
+    if opts["resume"] and (out / "reproduction.json").is_file():
+        # Runs already in the table are kept; only the missing (setting, seed, method) run.
+        prev = json.loads((out / "reproduction.json").read_text())
+        done, seconds_before = prev["runs"], prev["meta"].get("seconds", 0.0)
+
+    def write(runs: list[dict], seconds: float) -> None:
+        summary = summarise(runs)
+        meta = metadata(opts, seconds, command)
+        atomic_write_json(out / "reproduction.json", {"meta": meta, "summary": summary, "runs": runs})
+        atomic_write_text(out / "reproduction.md", render_markdown(summary, meta))
+
+    t0 = time.perf_counter()
+    res = run(opts, done=done, checkpoint=lambda runs: write(runs, seconds_before + time.perf_counter() - t0))
+    write(res["runs"], seconds_before + res["seconds"])
     print(f"wrote {out / 'reproduction.md'} and {out / 'reproduction.json'}")
     return 0

@@ -133,12 +133,14 @@ class LinearStudent:
         *,
         init: torch.Tensor | None = None,
         n_classes: int | None = None,
+        gram_cache: "GramCache | None" = None,
     ) -> "LinearStudent":
         """Fit K on features ``psi`` ``[N, F]`` with ``labels`` and (kd, naive) teacher logits.
 
         Args:
             init: warm start for K (e.g. from a neighbouring trial); default least squares.
             n_classes: number of classes (default: teacher width, else ``labels.max()+1``).
+            gram_cache: a :class:`GramCache` shared by fits on the same features.
         """
         cfg = self.config
         _check_features(psi, labels, teacher_logits)
@@ -153,7 +155,14 @@ class LinearStudent:
         else:
             targets = KDTargets(teacher_logits if cfg.effective_alpha > 0 else None, labels, cfg.temperature, cfg.effective_alpha)
             y = teacher_logits if cfg.method == "kd" else _one_hot_codes(labels, C)
-            start = warm_start(psi, y, cfg.ridge)
+            try:
+                start = warm_start(psi, y, cfg.ridge, gram_cache)
+            except torch.linalg.LinAlgError as exc:  # e.g. float32 overflow of huge features
+                scale = float(psi.abs().max())
+                raise NumericalError(
+                    f"the feature Gram matrix has no Cholesky factor (largest |feature| {scale:.3g}): "
+                    f"{str(exc).splitlines()[0]}; standardise the features (FeaturePipeline does)"
+                ) from None
             self.K_, self.info_ = lbfgs_fit(psi, targets, start.K if init is None else init, cfg, start.chol)
         self.info_.seconds = time.perf_counter() - t0
         return self
@@ -216,8 +225,8 @@ def _check_features(psi: torch.Tensor, labels: torch.Tensor, teacher_logits: tor
 def _one_hot_codes(labels: torch.Tensor, C: int) -> torch.Tensor:
     # Regressing on +-3 codes puts the warm start's logits on the scale where softmax is
     # confident but not saturated, close to where cross-entropy's minimiser lies.
-    y = torch.full((labels.shape[0], C), -3.0)
-    y[torch.arange(labels.shape[0]), labels] = 3.0
+    y = torch.full((labels.shape[0], C), -3.0, device=labels.device)
+    y[torch.arange(labels.shape[0], device=labels.device), labels] = 3.0
     return y
 
 
@@ -229,8 +238,8 @@ def gram(psi: torch.Tensor, y: torch.Tensor, chunk: int = 8192, exact: bool = Tr
     faster and plenty for a warm start and a preconditioner.
     """
     N, F = psi.shape
-    G = torch.zeros(F, F, dtype=torch.float64)
-    A = torch.zeros(F, y.shape[1], dtype=torch.float64)
+    G = torch.zeros(F, F, dtype=torch.float64, device=psi.device)
+    A = torch.zeros(F, y.shape[1], dtype=torch.float64, device=psi.device)
     dt = torch.float64 if exact else torch.float32
     for i in range(0, N, chunk):
         p = psi[i : i + chunk].to(dt)
@@ -262,30 +271,66 @@ class WarmStart:
     chol: torch.Tensor
 
 
-def warm_start(
-    psi: torch.Tensor, y: torch.Tensor, ridge: float, jitter: float = 1e-6, max_rows: int = 20000
-) -> WarmStart:
+class GramCache:
+    """The feature Gram's factors, computed once per feature matrix and reused by every fit.
+
+    A search or a table fits many students (other teachers, methods, seeds) on the same
+    features; only the right-hand side ``Psi^T Y`` changes between them.
+    """
+
+    def __init__(self, max_rows: int = 20000, jitter: float = 1e-6) -> None:
+        self.max_rows = max_rows
+        self.jitter = jitter
+        self._key = None
+        self._ridge: dict[float, torch.Tensor] = {}
+
+    def rows(self, psi: torch.Tensor) -> torch.Tensor | None:
+        if psi.shape[0] <= self.max_rows:
+            return None
+        return torch.linspace(0, psi.shape[0] - 1, self.max_rows, device=psi.device).long()
+
+    def factors(self, psi: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Cholesky of G + jitter, Cholesky of G + ridge) for ``psi``, from cache if seen."""
+        key = (psi.data_ptr(), tuple(psi.shape), psi.device)
+        if key != self._key:
+            rows = self.rows(psi)
+            sub = psi if rows is None else psi[rows]
+            G, _ = gram(sub, sub[:, :1], exact=False)
+            self._scale = float(torch.diagonal(G).mean())
+            self._G = G
+            G = G.clone()
+            G.diagonal().add_(self.jitter * self._scale)
+            self._chol = torch.linalg.cholesky(G)
+            self._ridge = {}
+            self._key = key
+        if ridge not in self._ridge:
+            if ridge <= self.jitter:
+                self._ridge[ridge] = self._chol
+            else:
+                Gr = self._G.clone()
+                Gr.diagonal().add_(ridge * self._scale)
+                self._ridge[ridge] = torch.linalg.cholesky(Gr)
+        return self._chol, self._ridge[ridge]
+
+
+def warm_start(psi: torch.Tensor, y: torch.Tensor, ridge: float, cache: GramCache | None = None) -> WarmStart:
     """``argmin |Psi K^T - Y|^2 + ridge N mean_var |K|^2`` and the Gram's Cholesky factor.
 
     ``Y`` is centred per row first (softmax ignores a per-row shift), which removes the
-    intercept the targets do not need. Both are computed on at most ``max_rows`` evenly
-    strided rows: a start point and a preconditioner need the Gram's shape, not its last digit,
-    and the Gram's cost (N F^2) would otherwise dominate the fit at F ~ 2000.
+    intercept the targets do not need. Both are computed on at most ``cache.max_rows`` evenly
+    strided rows (20000): a start point and a preconditioner need the Gram's shape, not its
+    last digit, and the Gram's cost (N F^2) would otherwise dominate the fit at F ~ 2000.
     """
-    if psi.shape[0] > max_rows:
-        rows = torch.linspace(0, psi.shape[0] - 1, max_rows).long()
-        psi, y = psi[rows], y[rows]
+    cache = cache or GramCache()
+    chol, chol_ridge = cache.factors(psi, ridge)
+    rows = cache.rows(psi)
+    sub, y = (psi, y) if rows is None else (psi[rows], y[rows])
     y = y.double() - y.double().mean(1, keepdim=True)
-    G, A = gram(psi, y, exact=False)
-    scale = float(torch.diagonal(G).mean())
-    G.diagonal().add_(jitter * scale)
-    chol = torch.linalg.cholesky(G)
-    if ridge > 0:
-        Gr = G.clone()
-        Gr.diagonal().add_(ridge * scale)
-        K = torch.cholesky_solve(A, torch.linalg.cholesky(Gr)).T
-    else:
-        K = torch.cholesky_solve(A, chol).T
+    A = torch.zeros(psi.shape[1], y.shape[1], dtype=torch.float64, device=psi.device)
+    for k in range(0, sub.shape[0], 8192):
+        A += (y[k : k + 8192].float().T @ sub[k : k + 8192]).double().T
+    A /= sub.shape[0]
+    K = torch.cholesky_solve(A, chol_ridge).T
     return WarmStart(K.float().contiguous(), chol)
 
 
@@ -307,7 +352,7 @@ def lbfgs_fit(
         chol: lower Cholesky factor L of the feature Gram (computed here if None).
     """
     if chol is None:
-        chol = warm_start(psi, psi[:, :1], 0.0).chol
+        chol = GramCache().factors(psi, 0.0)[0]
     L = chol.float()
     Kw = (init.float() @ L).detach().clone().requires_grad_(True)
 
@@ -398,4 +443,4 @@ def fit_through_device(
             opt.step()
             steps += 1
     layer.eval()
-    return FitInfo(seconds=time.perf_counter() - t0, iterations=steps, loss_evals=steps, final_loss=float(loss))
+    return FitInfo(seconds=time.perf_counter() - t0, iterations=steps, loss_evals=steps, final_loss=float(loss.detach()))

@@ -22,6 +22,7 @@ import importlib
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ from torch import nn
 
 from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
 from .data import Dataset
-from .errors import TeacherError, check_range
+from .errors import ConfigError, TeacherError, check_choice, check_range
 from .progress import progress
 
 # --------------------------------------------------------------------------- architectures
@@ -111,7 +112,7 @@ ARCHITECTURES: dict[str, Callable[[Dataset, TeacherConfig], nn.Module]] = {
     "resnet18": lambda ds, cfg: _resnet18(ds.image_shape, ds.n_classes),
 }
 #: Default epochs per architecture when the user gives none.
-DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 2}
+DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 3}
 
 
 def default_config(arch: str, seed: int = 0, epochs: int | None = None, n_train: int = 60000) -> TeacherConfig:
@@ -207,6 +208,7 @@ def get_teacher(
     """A teacher for ``ds`` from a spec: a built-in architecture, a TorchScript file, or
     ``module:factory`` (with ``weights``, a state-dict file). Logits are cached.
     """
+    check_torch_device(torch_device)
     if spec in ARCHITECTURES:
         return _builtin_teacher(default_config(spec, seed, epochs, len(ds.y_train)), ds, cache_dir, torch_device, verbose)
     if ":" in spec and not Path(spec).exists():
@@ -214,6 +216,13 @@ def get_teacher(
     else:
         model = _torchscript_teacher(spec)
     return user_teacher(model, ds, name=spec, torch_device=torch_device)
+
+
+def check_torch_device(torch_device: str) -> None:
+    """Refuse, before any training, a torch device that is unknown or absent on this machine."""
+    check_choice("torch_device", str(torch_device).split(":")[0], ("cpu", "cuda"))
+    if str(torch_device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"torch_device={torch_device!r} but PyTorch sees no CUDA device here; use --torch-device cpu")
 
 
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
@@ -260,7 +269,10 @@ def _torchscript_teacher(path: str) -> nn.Module:
             "and no such TorchScript file; for a factory use module:function with --teacher-weights"
         )
     try:
-        return torch.jit.load(str(p), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            # TorchScript is deprecated upstream but is the portable format users have.
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
+            return torch.jit.load(str(p), map_location="cpu").eval()
     except Exception as exc:
         raise TeacherError(f"teacher {path!r}: not a loadable TorchScript file ({type(exc).__name__}: {exc})") from None
 
@@ -337,5 +349,5 @@ def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
             )
         return mode
     raise TeacherError(
-        f"teacher {name!r} accepts neither {ds.name} images nor flattened pixels:\n  " + "\n  ".join(errors)
+        f"teacher {name!r} accepts neither {ds.name} images nor flattened pixels: " + "; ".join(errors)
     )

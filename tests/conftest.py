@@ -1,0 +1,60 @@
+"""Session-wide fixtures: a private cache folder, the embedded digits set, one digits teacher.
+
+Kept small on purpose: tests/devices/ and tests/search/ add their own conftests.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread: small networks train several times faster than on two
+    contended threads of a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Function-scoped :func:`single_thread` for tests that train a teacher."""
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def codesign_cache(tmp_path_factory):
+    """Point ``CODESIGN_CACHE`` at a temporary folder so no test writes to ``~/.cache``."""
+    path = tmp_path_factory.mktemp("codesign-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODESIGN_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled 8x8 digits (1437 train / 360 test), as a :class:`Dataset`."""
+    from codesign.data import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(digits, codesign_cache):
+    """The default built-in ``mlp`` teacher on digits, seed 0 (trained once, ~3 s, then cached).
+
+    It lives in the session cache, so every CLI run with ``--teacher mlp --seed 0`` reuses it.
+    """
+    from codesign.teachers import get_teacher
+
+    with single_thread():
+        return get_teacher("mlp", digits, seed=0)

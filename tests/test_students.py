@@ -1,0 +1,224 @@
+"""Linear students: EDMD against numpy, L-BFGS fits on digits, the stopping rule, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codesign.errors import ConfigError, NumericalError
+from codesign.features import build_features
+from codesign.losses import KDTargets, kd_loss
+from codesign.students import FitConfig, LinearStudent, feature_product
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    psi = np.c_[np.ones(60), rng.standard_normal((60, 7))].astype(np.float32)
+    logits = rng.standard_normal((60, 4)).astype(np.float32) * 2
+    labels = logits.argmax(1)
+    return torch.from_numpy(psi), torch.from_numpy(labels), torch.from_numpy(logits)
+
+
+@pytest.fixture(scope="module")
+def lifted(digits):
+    """r=10, d=2 monomial features of digits (66 columns)."""
+    return build_features(digits.x_train, digits.x_test, 10, "monomial", {"degree": 2})
+
+
+@pytest.fixture(scope="module")
+def data(digits, digits_teacher):
+    return (torch.from_numpy(digits.y_train), torch.from_numpy(digits.y_test),
+            torch.from_numpy(digits_teacher.train_logits))
+
+
+def fit(method, psi, y, t, **kw):
+    return LinearStudent(FitConfig(method=method, **kw)).fit(psi, y, t)
+
+
+# --------------------------------------------------------------------------- naive (EDMD)
+
+
+@pytest.mark.parametrize("target", ["logits", "probs"])
+def test_naive_equals_numpy_lstsq(small, target):
+    psi, y, t = small
+    s = fit("naive", psi, y, t, naive_target=target)
+    rhs = t.double().numpy() if target == "logits" else torch.softmax(t.double(), 1).numpy()
+    ref, *_ = np.linalg.lstsq(psi.double().numpy(), rhs, rcond=None)
+    assert s.K_.shape == (4, 8) and s.K_.dtype == torch.float32
+    assert np.allclose(s.K_.numpy(), ref.T, atol=1e-5)
+    assert s.info_.extra["naive_target"] == target
+
+
+def test_naive_condition_number(small):
+    psi, y, t = small
+    s = fit("naive", psi, y, t)
+    G = psi.double().numpy().T @ psi.double().numpy() / 60
+    assert s.info_.condition_number > 1
+    assert s.info_.condition_number == pytest.approx(np.linalg.cond(G), rel=1e-6)
+    assert s.info_.as_dict()["condition_number"] == s.info_.condition_number
+
+
+def test_naive_rank_deficient_features_use_the_pseudo_inverse(small):
+    psi, y, t = small
+    dup = torch.cat([psi, psi[:, 1:2]], 1)  # a repeated column: G is singular
+    s = fit("naive", dup, y, t, naive_target="logits")
+    assert s.info_.condition_number > 1e8
+    # Same predictions as the full-rank fit: the minimum-norm solution splits the weight.
+    assert torch.allclose(s.logits(dup), fit("naive", psi, y, t, naive_target="logits").logits(psi), atol=1e-4)
+    assert torch.allclose(s.K_[:, 1], s.K_[:, -1], atol=1e-5)
+
+
+def test_naive_condition_number_grows_with_degree(digits, data):
+    y, _, t = data
+    conds = []
+    for degree in (1, 2, 3):
+        f = build_features(digits.x_train, digits.x_test, 8, "monomial", {"degree": degree})
+        conds.append(fit("naive", f.train, y, t).info_.condition_number)
+    assert conds[0] < conds[1] < conds[2]
+    assert conds[0] == pytest.approx(1.0, abs=1e-3)  # standardised, decorrelated PCA scores
+
+
+# --------------------------------------------------------------------------- L-BFGS fits on digits
+
+
+def test_labels_and_kd_reach_high_accuracy(lifted, data):
+    y, y_test, t = data
+    for method in ("labels", "kd"):
+        s = fit(method, lifted.train, y, t)
+        assert s.accuracy(lifted.test, y_test) > 0.95, method
+        assert s.accuracy(lifted.train, y) > 0.98, method
+        assert s.K_.shape == (10, 66) and torch.isfinite(s.K_).all()
+        assert s.info_.final_loss is not None and s.info_.iterations > 0
+
+
+@pytest.mark.parametrize("rank", [5, 10])
+def test_kd_beats_naive_on_digits(digits, data, rank):
+    y, y_test, t = data
+    f = build_features(digits.x_train, digits.x_test, rank, "monomial", {"degree": 2})
+    naive = fit("naive", f.train, y, t).accuracy(f.test, y_test)
+    kd = fit("kd", f.train, y, t).accuracy(f.test, y_test)
+    assert kd > naive + 0.01, (kd, naive)
+
+
+def test_kd_student_mimics_the_teacher(lifted, data, digits_teacher):
+    y, _, t = data
+    s = fit("kd", lifted.train, y, t)
+    agree = (s.logits(lifted.test).argmax(1).numpy() == digits_teacher.test_logits.argmax(1)).mean()
+    assert agree > 0.95
+
+
+def test_final_loss_is_the_reported_objective(lifted, data):
+    y, _, t = data
+    s = fit("kd", lifted.train, y, t, temperature=3.0, alpha=0.6)
+    manual = kd_loss(lifted.train @ s.K_.T, KDTargets(t, y, 3.0, 0.6))
+    assert s.info_.final_loss == pytest.approx(float(manual), rel=1e-5)
+    s = fit("labels", lifted.train, y, t)
+    assert s.config.l2 == 1e-4 and s.config.effective_alpha == 0.0
+    manual = kd_loss(lifted.train @ s.K_.T, KDTargets(None, y, 2.0, 0.0)) + 0.5e-4 * s.K_.square().sum()
+    assert s.info_.final_loss == pytest.approx(float(manual), rel=1e-5)
+
+
+def test_lbfgs_stopping_rule_stops_early(lifted, data):
+    y, _, t = data
+    default = fit("kd", lifted.train, y, t)  # tol 5e-3, max_iter 200
+    assert 0 < default.info_.iterations < 200
+    tight = fit("kd", lifted.train, y, t, tol=1e-5)
+    assert tight.info_.iterations > default.info_.iterations
+    assert tight.info_.final_loss <= default.info_.final_loss
+    # Each extra iteration of the tight fit gained less than tol (relative) on average.
+    gain = (default.info_.final_loss - tight.info_.final_loss) / tight.info_.final_loss
+    assert gain < 5e-3 * (tight.info_.iterations - default.info_.iterations)
+
+
+@pytest.mark.parametrize("max_iter", [1, 3, 7])
+def test_lbfgs_iteration_cap(lifted, data, max_iter):
+    y, _, t = data
+    s = fit("kd", lifted.train, y, t, tol=0.0, max_iter=max_iter)
+    assert s.info_.iterations == max_iter
+
+
+def test_warm_start_from_a_solution_needs_few_iterations(lifted, data):
+    y, _, t = data
+    first = fit("kd", lifted.train, y, t)
+    again = LinearStudent(FitConfig(method="kd")).fit(lifted.train, y, t, init=first.K_)
+    assert again.info_.iterations < first.info_.iterations
+    assert again.info_.final_loss <= first.info_.final_loss * (1 + 1e-4)
+
+
+def test_fits_are_deterministic(lifted, data):
+    y, _, t = data
+    a = fit("kd", lifted.train, y, t)
+    b = fit("kd", lifted.train, y, t)
+    assert torch.equal(a.K_, b.K_)
+
+
+def test_feature_product_gradient():
+    gen = torch.Generator().manual_seed(0)
+    psi = torch.randn(40, 6, generator=gen)
+    K = torch.randn(3, 6, generator=gen, requires_grad=True)
+    w = torch.randn(40, 3, generator=gen)
+    (feature_product(psi, K) * w).sum().backward()
+    assert torch.allclose(K.grad, w.T @ psi, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"alpha": 1.5}, r"alpha=1\.5 is out of range: allowed \[0\.0, 1\.0\]"),
+    ({"alpha": -0.1}, "alpha"),
+    ({"temperature": 0}, "temperature=0"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"method": "ridge"}, "method='ridge': expected one of kd, labels, naive"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"naive_target": "soft"}, "naive_target"),
+    ({"l2": -1.0}, "l2"),
+])
+def test_fit_config_validation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        FitConfig(**kwargs)
+
+
+def test_fit_config_defaults():
+    assert FitConfig().l2 == 0.0 and FitConfig(method="labels").l2 == 1e-4
+    assert FitConfig(method="labels", alpha=0.9).effective_alpha == 0.0
+    assert FitConfig(method="kd", alpha=0.9).effective_alpha == 0.9
+
+
+@pytest.mark.parametrize("method", ["kd", "labels", "naive"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features(small, method, bad):
+    psi, y, t = small
+    psi = psi.clone()
+    psi[5, 3] = bad
+    with pytest.raises(NumericalError, match="NaN or Inf"):
+        fit(method, psi, y, t)
+
+
+@pytest.mark.parametrize("method", ["kd", "labels"])
+def test_overflowing_features_are_numerical_error(small, method):
+    psi, y, t = small
+    with pytest.raises(NumericalError):
+        fit(method, psi * 1e20, y, t)
+
+
+def test_teacher_required(small):
+    psi, y, _ = small
+    for method in ("kd", "naive"):
+        with pytest.raises(ConfigError, match="needs teacher outputs"):
+            fit(method, psi, y, None)
+    assert fit("labels", psi, y, None).K_.shape == (4, 8)
+
+
+def test_row_count_mismatches(small):
+    psi, y, t = small
+    with pytest.raises(ConfigError, match="60 rows but labels have 59"):
+        fit("kd", psi, y[:-1], t)
+    with pytest.raises(ConfigError, match="teacher outputs have 59 rows"):
+        fit("kd", psi, y, t[:-1])
+    with pytest.raises(ConfigError, match=r"\[n_samples, n_features\]"):
+        fit("kd", psi[0], y, t)
