@@ -201,8 +201,8 @@ def dac(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, float, torch.Tensor]:
     """A per-vector input DAC: digital abs-max scaling of each row into ``[-1, 1]``, ``bits`` levels.
 
     This is aihwkit's ``NoiseManagementType.ABS_MAX`` input scaling followed by a
-    :func:`quantize_symmetric` DAC. The codes are returned unscaled so that the large
-    ``[batch, in]`` tensor is touched only twice (max and round); fold ``lsb`` into the small
+    :func:`quantize_symmetric` DAC. The integer codes are returned unscaled so that the large
+    ``[batch, in]`` tensor gets no rescaling pass of its own: fold ``lsb * amax`` into the small
     output instead.
 
     Args:

@@ -1,0 +1,307 @@
+"""Analog in-memory crossbar (PCM-like): K as differential conductance pairs on tiles.
+
+Mapping (aihwkit's inference pipeline): a per-layer digital scale maps ``max|K|`` to ``g_max``;
+each weight is a pair ``G+ - G-`` of devices with ``2**conductance_bits`` programmable levels in
+``[0, g_max]``. Non-idealities, all relative to ``g_max``:
+
+* programming noise: additive Gaussian, fixed per instance, fresh per training step, clipped
+  at 0 (no negative conductance), as aihwkit's ``PCMLikeNoiseModel``;
+* drift: ``g(t) = g(t0) (t / t0)^-nu`` with ``t0 = 20 s`` (aihwkit's ``t_0``), per-device
+  ``nu ~ N(drift_nu, drift_nu_std)``; optional global drift compensation (aihwkit's
+  ``GlobalDriftCompensation``: one digital gain from the summed conductances);
+* read noise: additive Gaussian on every device at every read. Its effect on a column current is
+  Gaussian with variance ``2 sigma^2 sum_j x_j^2``, sampled in that closed form per input vector;
+* input DAC with per-vector abs-max scaling, output ADC per tile with a calibrated range.
+
+Matrices larger than a tile are split: ``tile_rows`` inputs (word lines) by ``tile_cols``
+outputs (bit lines) per tile; the ADC-converted partial sums of row tiles are added digitally.
+
+Cost constants are ISAAC's (Shafiee et al., ISCA 2016, 32 nm): 128x128 arrays at 2.4 mW for 8
+arrays with a 100 ns read cycle, 25 um^2 each; 1-bit DACs at 0.4167 pJ and 0.166 um^2 per drive;
+an 8-bit 1.2 GS/s SAR ADC at 1.67 pJ per conversion and 1200 um^2, with the resolution scaling
+of Saberi et al. (2011) as tabulated in the hwcomponents-library ``IsaacADC`` model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from codesign.errors import check_range
+
+from .base import (
+    CalibratedRange,
+    Choice,
+    Device,
+    DeviceConfig,
+    DeviceLayer,
+    IntRange,
+    SearchSpec,
+    dac,
+    instance_generator,
+    quantize_symmetric,
+    ste,
+)
+
+T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
+# --- ISAAC (Shafiee et al., ISCA 2016) ---
+ISAAC_ARRAY_CELLS = 128 * 128
+CELL_READ_PJ = 2.4e-3 / 8 * 100e-9 * 1e12 / ISAAC_ARRAY_CELLS  # 0.3 mW x 100 ns per array
+CELL_AREA_UM2 = 25.0 / ISAAC_ARRAY_CELLS  # 0.0002 mm^2 for 8 arrays
+DAC_BIT_PJ = 0.41667  # per 1-bit drive
+DAC_BIT_AREA_UM2 = 0.166
+INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014: digital partial-sum adder
+
+
+def adc_energy_pj(bits: int) -> float:
+    """SAR ADC energy per conversion: ``0.19586 b + 4.106e-4 * 2^b`` pJ.
+
+    A comparator/logic term linear in the bits plus a capacitive-DAC term in ``2^b``, fitted to
+    the ISAAC ADC scaled by Saberi et al. (0.79 pJ at 4 bits, 1.67 at 8, 2.38 at 10; <1 % error).
+    """
+    return 0.19586 * bits + 4.1059e-4 * 2.0**bits
+
+
+def adc_area_um2(bits: int) -> float:
+    """SAR ADC area: ``81.726 b + 2.1336 * 2^b`` um^2 (361 at 4 bits, 1200 at 8, 3002 at 10)."""
+    return 81.726 * bits + 2.1336 * 2.0**bits
+
+
+@dataclass(frozen=True)
+class AnalogCrossbarConfig(DeviceConfig):
+    """Configuration of :class:`AnalogCrossbarDevice` (defaults: a PCM crossbar, 1 h after programming)."""
+
+    tile_rows: int = field(
+        default=512, metadata={"doc": "inputs (word lines) per crossbar tile, as aihwkit's 512"}
+    )
+    tile_cols: int = field(
+        default=512, metadata={"doc": "outputs (bit-line pairs) per crossbar tile"}
+    )
+    conductance_bits: int = field(
+        default=4, metadata={"doc": "programmable levels per device = 2**bits over [0, g_max]"}
+    )
+    g_max_us: float = field(
+        default=25.0, metadata={"doc": "largest conductance, uS (aihwkit PCM preset: 25 uS)"}
+    )
+    prog_noise: float = field(
+        default=0.04,
+        metadata={"doc": "programming error std / g_max (aihwkit PCM: ~3.8 % at g_max/2)"},
+    )
+    read_noise: float = field(
+        default=0.01, metadata={"doc": "per-read conductance noise std / g_max"}
+    )
+    drift_time_s: float = field(
+        default=3600.0,
+        metadata={"doc": "time since programming at inference, s (<= t0 = 20 s: no drift)"},
+    )
+    drift_nu: float = field(
+        default=0.05, metadata={"doc": "mean drift exponent nu (PCM: ~0.05, aihwkit 0.049-0.1)"}
+    )
+    drift_nu_std: float = field(
+        default=0.01, metadata={"doc": "device-to-device std of nu (aihwkit: 0.008-0.045)"}
+    )
+    drift_compensation: bool = field(
+        default=True, metadata={"doc": "global digital drift compensation (aihwkit default)"}
+    )
+    dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
+    adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
+    read_time_ns: float = field(
+        default=100.0, metadata={"doc": "crossbar read time per input bit, ns (ISAAC: 100 ns)"}
+    )
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
+        check_range("tile_rows", self.tile_rows, 1, 8192, integer=True)
+        check_range("tile_cols", self.tile_cols, 1, 8192, integer=True)
+        for name in ("conductance_bits", "dac_bits", "adc_bits"):
+            check_range(name, getattr(self, name), 1, 32, integer=True)
+        check_range("g_max_us", self.g_max_us, 1e-3, 1e4)
+        check_range("prog_noise", self.prog_noise, 0.0, 1.0)
+        check_range("read_noise", self.read_noise, 0.0, 1.0)
+        check_range("drift_time_s", self.drift_time_s, 0.0, 1e10)
+        check_range("drift_nu", self.drift_nu, 0.0, 1.0)
+        check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
+        check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
+        if not isinstance(self.drift_compensation, bool):
+            check_range("drift_compensation", self.drift_compensation, 0, 1, integer=True)
+
+
+class AnalogCrossbarLayer(DeviceLayer):
+    """``x @ K.T`` on differential-pair crossbar tiles; ``weight`` holds K (float, trainable)."""
+
+    def __init__(self, in_features: int, out_features: int, config: AnalogCrossbarConfig) -> None:
+        super().__init__(in_features, out_features)
+        self.config = config
+        self.weight = torch.nn.Parameter(torch.zeros(out_features, in_features))
+        gen = torch.Generator().manual_seed(0)  # nn.Linear's init scale, no global RNG
+        bound = 1.0 / math.sqrt(in_features)
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound, generator=gen)
+        self.row_slices = [
+            slice(a, min(a + config.tile_rows, in_features))
+            for a in range(0, in_features, config.tile_rows)
+        ]
+        self.adc_range = CalibratedRange()
+        self._seed: int | None = None
+        self.register_buffer("z_prog", None, persistent=False)
+        self.register_buffer("z_nu", None, persistent=False)
+
+    def load_matrix(self, matrix: torch.Tensor) -> None:
+        """Program ``matrix`` (``[out, in]``): the float weight the conductances are mapped from."""
+        with torch.no_grad():
+            self.weight.copy_(matrix.to(self.weight))
+        self.adc_range.reset()
+
+    def draw_instance(self, seed: int) -> None:
+        """Fix the programming errors and drift exponents of hardware instance ``seed``."""
+        self._seed = int(seed)
+        shape = (2, self.out_features, self.in_features)
+        dev = self.weight.device
+        self.z_prog = torch.randn(shape, generator=instance_generator(seed, 0)).to(dev)
+        self.z_nu = torch.randn(shape, generator=instance_generator(seed, 1)).to(dev)
+
+    def clear_instance(self) -> None:
+        """Forget the drawn instance: eval goes back to the nominal device."""
+        self._seed = None
+        self.z_prog = self.z_nu = None
+
+    def _mode(self) -> str:
+        if self.training:
+            return "train"
+        return "instance" if self._seed is not None else "nominal"
+
+    def conductances(self, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device conductances ``[2, out, in]`` (G+, G-) in units of ``g_max``, and the digital gain.
+
+        Args:
+            mode: ``"train"``, ``"instance"`` or ``"nominal"``; default: the current mode.
+
+        Returns:
+            ``(g, gain)``: ``g`` after quantization, programming noise and drift; ``gain`` is the
+            digital factor (weight scale / drift compensation) so that ``(g[0] - g[1]) * gain``
+            is the implemented matrix.
+        """
+        cfg = self.config
+        mode = mode or self._mode()
+        scale = self.weight.detach().abs().amax().clamp_min(1e-30)
+        wn = self.weight / scale
+        g = torch.stack((torch.relu(wn), torch.relu(-wn)))
+        levels = 2**cfg.conductance_bits - 1
+        g = ste(g, torch.round(g * levels) / levels)  # finite programmable levels
+        noisy = mode != "nominal"
+        if cfg.prog_noise > 0 and noisy:
+            z = torch.randn_like(g) if mode == "train" else self.z_prog
+            g = ste(g, (g + cfg.prog_noise * z).clamp_min(0.0))
+        g_prog = g
+        if cfg.drift_time_s > T0_S:
+            nu = torch.full_like(g, cfg.drift_nu)
+            if cfg.drift_nu_std > 0 and noisy:
+                z = torch.randn_like(g) if mode == "train" else self.z_nu
+                nu = nu + cfg.drift_nu_std * z
+            g = g * torch.exp(-nu.clamp_min(0.0) * math.log(cfg.drift_time_s / T0_S))
+        gain = scale
+        if cfg.drift_compensation and cfg.drift_time_s > T0_S:
+            # one digital gain from a reference read of the whole array (aihwkit: global)
+            alpha = (g.detach().sum() / g_prog.detach().sum().clamp_min(1e-30)).clamp_min(1e-30)
+            gain = scale / alpha
+        return g, gain
+
+    def effective_matrix(self) -> torch.Tensor:
+        """The nominal implemented matrix (quantized, mean drift, compensated), ``[out, in]``."""
+        with torch.no_grad():
+            g, gain = self.conductances("nominal")
+            return (g[0] - g[1]) * gain
+
+    def _read_noise(self, shape: tuple[int, ...], like: torch.Tensor, mode: str) -> torch.Tensor:
+        if mode == "train":
+            return torch.randn(shape, dtype=like.dtype, device=like.device)
+        gen = instance_generator(self._seed, 101)  # re-seeded per call: eval is deterministic
+        return torch.randn(shape, generator=gen, dtype=like.dtype).to(like.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, in] -> [batch, out]``: DAC, tiled analog MVMs, read noise, ADC, digital sum."""
+        cfg, mode = self.config, self._mode()
+        g, gain = self.conductances(mode)
+        w = g[0] - g[1]
+        codes, lsb, amax = dac(x, cfg.dac_bits)
+        parts = [
+            torch.nn.functional.linear(codes[:, sl], w[:, sl].contiguous()) for sl in self.row_slices
+        ]
+        y = torch.stack(parts, dim=1) * lsb  # [batch, row tiles, out] column currents
+        if cfg.read_noise > 0 and mode != "nominal":
+            with torch.no_grad():  # std of the summed device noise: sigma * sqrt(2 sum_j x_j^2)
+                norms = [torch.linalg.vector_norm(codes[:, sl], dim=1) for sl in self.row_slices]
+                sigma = (cfg.read_noise * lsb * math.sqrt(2.0)) * torch.stack(norms, 1)[..., None]
+            y = y + sigma * self._read_noise(tuple(y.shape), y, mode)
+        full_scale = self.adc_range(y)
+        y = quantize_symmetric(y, full_scale, cfg.adc_bits).sum(dim=1)
+        return y * (amax * gain)
+
+
+class AnalogCrossbarDevice(Device):
+    """PCM-like analog crossbar with differential conductance pairs (aihwkit-style)."""
+
+    name = "analog_crossbar"
+    Config = AnalogCrossbarConfig
+    description = (
+        "analog in-memory crossbar: differential conductance pairs, finite levels, "
+        "programming/read noise, PCM drift, DAC/ADC, tiles with digital partial sums"
+    )
+
+    def layer(self, in_features: int, out_features: int) -> AnalogCrossbarLayer:
+        """A fresh layer of this configuration."""
+        return AnalogCrossbarLayer(in_features, out_features, self.config)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpec]:
+        """Design choices a search may vary."""
+        return {
+            "conductance_bits": IntRange(2, 8),
+            "dac_bits": IntRange(4, 10),
+            "adc_bits": IntRange(4, 10),
+            "tile_rows": Choice((64, 128, 256, 512, 1024)),
+            "tile_cols": Choice((64, 128, 256, 512)),
+        }
+
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        """Tile and device counts, conversions, energy, latency and area of one MVM.
+
+        Every tile is present (weight-stationary) and reads in parallel; a ``b``-bit input is
+        driven as ``b`` one-bit ISAAC drives and integrated over as many read cycles; each used
+        column pair is converted once per tile per MVM; row-tile partial sums are added by a
+        digital adder tree. ADCs: one per column pair.
+        """
+        cfg = self.config
+        row_tiles = -(-in_features // cfg.tile_rows)
+        col_tiles = -(-out_features // cfg.tile_cols)
+        n_tiles = row_tiles * col_tiles
+        n_devices = 2 * in_features * out_features
+        n_cells = 2 * n_tiles * cfg.tile_rows * cfg.tile_cols
+        n_adc = row_tiles * out_features
+        n_dac = in_features * col_tiles
+        energy = {
+            "array_pj": n_devices * CELL_READ_PJ * cfg.dac_bits,
+            "dac_pj": n_dac * DAC_BIT_PJ * cfg.dac_bits,
+            "adc_pj": n_adc * adc_energy_pj(cfg.adc_bits),
+            "digital_pj": (row_tiles - 1) * out_features * INT32_ADD_PJ,
+        }
+        adder_levels = math.ceil(math.log2(row_tiles)) if row_tiles > 1 else 0
+        area_um2 = (
+            n_cells * CELL_AREA_UM2
+            + n_tiles * cfg.tile_cols * adc_area_um2(cfg.adc_bits)
+            + n_tiles * cfg.tile_rows * DAC_BIT_AREA_UM2 * cfg.dac_bits
+        )
+        out = {
+            "energy_pj": sum(energy.values()),
+            "latency_ns": cfg.dac_bits * cfg.read_time_ns + adder_levels * 1.0,  # 1 GHz adders
+            "area_mm2": area_um2 * 1e-6,
+            "n_tiles": float(n_tiles),
+            "n_devices": float(n_devices),
+            "n_cells": float(n_cells),
+            "n_adc_conversions": float(n_adc),
+            "n_dac_conversions": float(n_dac),
+        }
+        out.update(energy)
+        return out

@@ -1,0 +1,170 @@
+"""Example codesign device plugin: a resistive crossbar with stuck-at faults.
+
+A minimal third-party device, installed on its own and discovered through the
+``codesign.devices`` entry point declared in this package's ``pyproject.toml``. Weights are
+differential conductance pairs ``G+ - G-`` with ``2**conductance_bits`` levels in ``[0, g_max]``;
+a fraction ``stuck_fraction`` of the devices is stuck at ``g_max`` (stuck-at-1, share
+``stuck_on_ratio``) or at 0 (stuck-at-0), whatever value was programmed; stuck cells are a
+common defect of fabricated RRAM arrays.
+
+Faults are fixed per hardware instance (``draw_instance(seed)``) and drawn fresh at every
+training step, so training learns weights that tolerate any fault pattern.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from codesign.errors import check_range
+from devices.base import (
+    CalibratedRange,
+    Device,
+    DeviceConfig,
+    DeviceLayer,
+    FloatRange,
+    IntRange,
+    SearchSpec,
+    dac,
+    instance_generator,
+    quantize_symmetric,
+    ste,
+)
+
+# ISAAC (Shafiee et al., ISCA 2016): 0.3 mW x 100 ns per 128x128 array read, 1.67 pJ per
+# 8-bit ADC conversion, 0.4167 pJ per 1-bit DAC drive.
+CELL_READ_PJ = 0.3e-3 * 100e-9 * 1e12 / (128 * 128)
+ADC_8BIT_PJ = 1.67
+DAC_BIT_PJ = 0.41667
+
+
+@dataclass(frozen=True)
+class StuckCrossbarConfig(DeviceConfig):
+    """Configuration of :class:`StuckCrossbarDevice`."""
+
+    stuck_fraction: float = field(
+        default=0.02, metadata={"doc": "fraction of devices stuck (0..1)"}
+    )
+    stuck_on_ratio: float = field(
+        default=0.5, metadata={"doc": "share of stuck devices stuck at g_max (rest at 0)"}
+    )
+    conductance_bits: int = field(default=4, metadata={"doc": "levels per device = 2**bits"})
+    dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
+    adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
+    read_time_ns: float = field(default=100.0, metadata={"doc": "read time per input bit, ns"})
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
+        check_range("stuck_fraction", self.stuck_fraction, 0.0, 1.0)
+        check_range("stuck_on_ratio", self.stuck_on_ratio, 0.0, 1.0)
+        for name in ("conductance_bits", "dac_bits", "adc_bits"):
+            check_range(name, getattr(self, name), 1, 32, integer=True)
+        check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
+
+
+class StuckCrossbarLayer(DeviceLayer):
+    """``x @ K.T`` on one crossbar whose stuck devices ignore what is programmed."""
+
+    def __init__(self, in_features: int, out_features: int, config: StuckCrossbarConfig) -> None:
+        super().__init__(in_features, out_features)
+        self.config = config
+        gen = torch.Generator().manual_seed(0)  # nn.Linear's init scale, no global RNG
+        bound = 1.0 / math.sqrt(in_features)
+        init = (torch.rand(out_features, in_features, generator=gen) * 2 - 1) * bound
+        self.weight = torch.nn.Parameter(init)
+        self.adc_range = CalibratedRange()
+        self._seed: int | None = None
+        self._faults: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def load_matrix(self, matrix: torch.Tensor) -> None:
+        """Program ``matrix`` (``[out, in]``)."""
+        with torch.no_grad():
+            self.weight.copy_(matrix.to(self.weight))
+        self.adc_range.reset()
+
+    def _draw_faults(self, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (2, self.out_features, self.in_features)
+        u = torch.rand(shape, generator=gen)
+        v = torch.rand(shape, generator=gen)
+        stuck = u < self.config.stuck_fraction
+        value = (v < self.config.stuck_on_ratio).to(torch.float32)
+        return stuck.to(self.weight.device), value.to(self.weight.device)
+
+    def draw_instance(self, seed: int) -> None:
+        """Fix the fault map of chip ``seed``."""
+        self._seed = int(seed)
+        self._faults = self._draw_faults(instance_generator(seed))
+
+    def clear_instance(self) -> None:
+        """Back to the fault-free nominal chip."""
+        self._seed, self._faults = None, None
+
+    def conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(g, scale)``: ``[2, out, in]`` conductances / g_max and the digital weight scale."""
+        cfg = self.config
+        scale = self.weight.detach().abs().amax().clamp_min(1e-30)
+        wn = self.weight / scale
+        g = torch.stack((torch.relu(wn), torch.relu(-wn)))
+        levels = 2**cfg.conductance_bits - 1
+        g = ste(g, torch.round(g * levels) / levels)
+        faults = self._draw_faults(None) if self.training else self._faults
+        if faults is not None and cfg.stuck_fraction > 0:
+            stuck, value = faults
+            g = torch.where(stuck, value, g)  # no gradient reaches a stuck device
+        return g, scale
+
+    def effective_matrix(self) -> torch.Tensor:
+        """The matrix of the current chip (the drawn instance, or fault-free), ``[out, in]``."""
+        with torch.no_grad():
+            g, scale = self.conductances()
+            return (g[0] - g[1]) * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """DAC, analog MVM, ADC, digital rescale."""
+        cfg = self.config
+        g, scale = self.conductances()
+        codes, lsb, amax = dac(x, cfg.dac_bits)
+        y = torch.nn.functional.linear(codes, g[0] - g[1]) * lsb
+        y = quantize_symmetric(y, self.adc_range(y), cfg.adc_bits)
+        return y * (amax * scale)
+
+
+class StuckCrossbarDevice(Device):
+    """A single-tile resistive crossbar with stuck-at-0 / stuck-at-g_max faults."""
+
+    name = "stuck_crossbar"
+    Config = StuckCrossbarConfig
+    description = "example plugin: resistive crossbar with seeded stuck-at faults"
+
+    def layer(self, in_features: int, out_features: int) -> StuckCrossbarLayer:
+        """A fresh layer of this configuration."""
+        return StuckCrossbarLayer(in_features, out_features, self.config)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpec]:
+        """What a search may vary: resolution, and how many faults a design must tolerate."""
+        return {
+            "conductance_bits": IntRange(2, 8),
+            "adc_bits": IntRange(4, 10),
+            "stuck_fraction": FloatRange(1e-3, 0.1, log=True),
+        }
+
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        """ISAAC-style energy, latency and area of one MVM on one crossbar."""
+        cfg = self.config
+        n_devices = 2 * in_features * out_features
+        adc_pj = ADC_8BIT_PJ * 2.0 ** (cfg.adc_bits - 8)
+        energy = (
+            n_devices * CELL_READ_PJ * cfg.dac_bits
+            + in_features * DAC_BIT_PJ * cfg.dac_bits
+            + out_features * adc_pj
+        )
+        return {
+            "energy_pj": energy,
+            "latency_ns": cfg.dac_bits * cfg.read_time_ns,
+            "area_mm2": (n_devices * 25.0 / (128 * 128) + out_features * 1200.0) * 1e-6,
+            "n_devices": float(n_devices),
+            "n_stuck_expected": n_devices * cfg.stuck_fraction,
+        }

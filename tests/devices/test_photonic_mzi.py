@@ -1,0 +1,188 @@
+"""photonic_mzi: exactness with non-idealities off, each non-ideality's size, costs."""
+
+import math
+
+import pytest
+import torch
+
+from devices.photonic_mzi import (
+    ADC_GSPS,
+    ADC_MW_8BIT,
+    DAC_GSPS,
+    DAC_MW_8BIT,
+    MODULATOR_IL_DB,
+    PhotonicMZIDevice,
+)
+
+OFF = dict(phase_bits=32, phase_noise_rad=0.0, bs_error=0.0, dac_bits=32, adc_bits=32,
+           detector_noise=0.0)
+IN, OUT = 37, 5
+
+
+def _layer(k=8, **overrides):
+    layer = PhotonicMZIDevice(block_size=k, **overrides).layer(IN, OUT)
+    k_mat = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(0)) * 0.3
+    layer.load_matrix(k_mat)
+    return layer, k_mat
+
+
+def _x(batch=64, seed=1, unit_rows=False):
+    gen = torch.Generator().manual_seed(seed)
+    if unit_rows:  # every row's abs-max is 1, so the per-vector DAC scale is the same
+        x = torch.rand(batch, IN, generator=gen) * 2 - 1
+        x[:, 0] = 1.0
+        return x
+    return torch.randn(batch, IN, generator=gen)
+
+
+@pytest.mark.parametrize("analog", [True, False])
+@pytest.mark.parametrize("k", [4, 16])
+def test_all_nonidealities_off_equals_ideal(k, analog):
+    layer, k_mat = _layer(k, analog_accumulation=analog, **OFF)
+    x = _x()
+    ref = x @ k_mat.T
+    assert torch.allclose(layer.effective_matrix(), k_mat, atol=2e-6)
+    for train in (True, False):
+        layer.train(train)
+        assert torch.allclose(layer(x), ref, atol=2e-5, rtol=1e-5)
+    layer.draw_instance(3)
+    assert torch.allclose(layer(x), ref, atol=2e-5, rtol=1e-5)
+
+
+def test_parameters_are_mesh_phases_and_singular_values():
+    layer, _ = _layer(8)
+    tiles = 1 * 5  # ceil(5/8) x ceil(37/8)
+    shapes = {n: tuple(p.shape) for n, p in layer.named_parameters()}
+    assert shapes == {"theta": (2 * tiles, 28), "phi": (2 * tiles, 28),
+                      "delta": (2 * tiles, 8), "sigma": (tiles, 8)}
+
+
+def test_phase_noise_spread_matches_sigma_and_is_fresh_in_training():
+    layer, _ = _layer(16, phase_noise_rad=0.05, bs_error=0.0)
+    layer.draw_instance(11)
+    nominal = layer.realized_phases("nominal")
+    drawn = layer.realized_phases("instance")
+    diffs = torch.cat([(drawn[n] - nominal[n]).flatten() for n in ("theta", "phi", "delta")])
+    assert diffs.numel() > 1000
+    assert diffs.std().item() == pytest.approx(0.05, rel=0.1)
+    assert diffs.mean().abs().item() < 0.01
+    a, b = layer.realized_phases("train"), layer.realized_phases("train")
+    assert not torch.equal(a["theta"], b["theta"])
+
+
+@pytest.mark.parametrize("bits", [3, 5])
+def test_phase_quantization_levels(bits):
+    layer, _ = _layer(16, phase_bits=bits, phase_noise_rad=0.0)
+    phi = layer.realized_phases("nominal")["phi"].detach()
+    step = 2 * math.pi / 2**bits
+    codes = torch.remainder(torch.round(phi / step), 2**bits)
+    assert torch.allclose(phi, torch.round(phi / step) * step, atol=1e-5)
+    assert len(codes.unique()) == 2**bits
+
+
+def test_phase_quantization_passes_gradients_straight_through():
+    layer, _ = _layer(8, phase_bits=3, phase_noise_rad=0.0, bs_error=0.0)
+    layer.realized_phases("nominal")["theta"].sum().backward()
+    assert torch.equal(layer.theta.grad, torch.ones_like(layer.theta))
+
+
+def test_beam_splitter_error_spread_matches_setting():
+    layer, _ = _layer(16, bs_error=0.02, phase_noise_rad=0.0)
+    layer.draw_instance(5)
+    ph = layer.realized_phases("instance")
+    ratio = torch.cat([torch.sin(ph[n]) ** 2 for n in ("kappa1", "kappa2")]).flatten()
+    assert (ratio - 0.5).std().item() == pytest.approx(0.02, rel=0.1)
+    assert layer.realized_phases("nominal")["kappa1"] is None
+
+
+def test_beam_splitter_error_perturbs_the_matrix():
+    layer, k_mat = _layer(8, **{**OFF, "bs_error": 0.01})
+    layer.eval()
+    layer.draw_instance(1)
+    x = _x()
+    err = (layer(x) - x @ k_mat.T).abs().max()
+    assert 1e-4 < err < 0.5
+
+
+@pytest.mark.parametrize("loss_db", [0.0, 0.5, 2.0])
+def test_insertion_loss_attenuates_by_depth_and_is_compensated(loss_db):
+    k = 8
+    layer, k_mat = _layer(k, **{**OFF, "insertion_loss_db": loss_db})
+    assert layer.transmission() == pytest.approx(10 ** (-loss_db * (2 * k + 1) / 20))
+    tiles, _ = layer._normalized_tiles("nominal")
+    lossless, _ = _layer(k, **{**OFF, "insertion_loss_db": 0.0})[0]._normalized_tiles("nominal")
+    assert torch.allclose(tiles, lossless * layer.transmission(), atol=1e-6)
+    x = _x()
+    layer.eval()
+    assert torch.allclose(layer(x), x @ k_mat.T, atol=2e-5, rtol=1e-5)
+
+
+def test_dac_quantizes_each_input_vector_to_its_levels():
+    layer, k_mat = _layer(8, **{**OFF, "dac_bits": 3})
+    layer.eval()
+    x = _x()
+    amax = x.abs().amax(1, keepdim=True)
+    xq = torch.round(x / amax * 3) / 3 * amax  # 3 bits: 7 levels over [-amax, amax]
+    assert torch.allclose(layer(x), xq @ k_mat.T, atol=2e-5, rtol=1e-5)
+
+
+def test_adc_output_levels():
+    layer, _ = _layer(8, **{**OFF, "adc_bits": 3})
+    layer.eval()
+    y = layer(_x(256, unit_rows=True)).detach()
+    assert len(y.unique()) <= 2**3 - 1
+    assert len(y.unique()) >= 4
+
+
+def test_detector_noise_std_relative_to_full_scale():
+    layer, _ = _layer(8, **{**OFF, "detector_noise": 0.01, "insertion_loss_db": 0.0})
+    layer.eval()
+    x = _x(2000, unit_rows=True)
+    nominal = layer(x)  # first eval batch calibrates the ADC range
+    layer.draw_instance(4)
+    noisy = layer(x)
+    full_scale = layer.adc_range.value * layer.sigma.detach().abs().max()
+    ratio = ((noisy - nominal) / full_scale).std().item()
+    assert ratio == pytest.approx(0.01, rel=0.1)
+
+
+def test_training_noise_is_fresh_each_forward():
+    layer, _ = _layer(8)
+    layer.train()
+    x = _x()
+    assert not torch.equal(layer(x), layer(x))
+    quiet, _ = _layer(8, **OFF)
+    quiet.train()
+    assert torch.equal(quiet(x), quiet(x))
+
+
+def test_cost_hand_count_single_4x4_tile():
+    dev = PhotonicMZIDevice(block_size=4, insertion_loss_db=1.0, dac_bits=8, adc_bits=8)
+    c = dev.cost(4, 4)
+    assert c["n_tiles"] == 1
+    assert c["n_mzi"] == 12  # two 4-mode Clements meshes of 6 MZIs
+    assert c["n_phase_shifters"] == 2 * (2 * 6 + 4)
+    assert c["n_attenuators"] == 4
+    assert c["optical_depth"] == 9
+    assert c["total_insertion_loss_db"] == pytest.approx(9 * 1.0 + MODULATOR_IL_DB)
+    laser_dbm = -25.0 + 9.0 + MODULATOR_IL_DB + 10 * math.log10(4)
+    assert c["laser_power_mw"] == pytest.approx(10 ** (laser_dbm / 10) / 0.2 * 256)
+    assert c["n_adc_conversions"] == 4 and c["n_dac_conversions"] == 4
+    assert c["adc_pj"] == pytest.approx(4 * ADC_MW_8BIT / ADC_GSPS)
+    assert c["dac_pj"] == pytest.approx(4 * DAC_MW_8BIT / DAC_GSPS)
+    digital = PhotonicMZIDevice(block_size=4, analog_accumulation=False).cost(12, 4)
+    assert digital["n_adc_conversions"] == 12  # 3 column tiles x 4 outputs
+
+
+def test_cost_grows_with_size_bits_and_block():
+    dev = PhotonicMZIDevice()
+    base = dev.cost(200, 10)
+    assert dev.cost(400, 10)["n_mzi"] > base["n_mzi"]
+    for field in ("adc_bits", "dac_bits"):
+        more = dev.with_overrides({field: 10}).cost(200, 10)
+        assert more["energy_pj"] > base["energy_pj"], field
+    deeper = dev.with_overrides({"block_size": 32}).cost(200, 10)
+    assert deeper["total_insertion_loss_db"] > base["total_insertion_loss_db"]
+    assert dev.with_overrides({"insertion_loss_db": 1.5}).cost(200, 10)["laser_power_mw"] > (
+        base["laser_power_mw"]
+    )
