@@ -102,6 +102,7 @@ class FPGAFixedPointLayer(DeviceLayer):
             return_quant_tensor=False,
         )
         self._seed: int | None = None
+        self.register_load_state_dict_post_hook(_mark_loaded_stats)
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
         """Store ``matrix`` (``[out, in]``) as the float weight the quantizer sees."""
@@ -161,6 +162,20 @@ class FPGAFixedPointLayer(DeviceLayer):
         codes, in_scale = self._quantized_input(x)
         acc = torch.nn.functional.linear(codes, self.linear.quant_weight().value) * in_scale
         return self._tensor_quant("output")(acc)[0]
+
+
+def _mark_loaded_stats(module: "FPGAFixedPointLayer", incompatible_keys) -> None:
+    """After ``load_state_dict``: treat loaded radix points as calibrated.
+
+    brevitas keeps the count of statistics updates in a plain attribute, not in the state
+    dict; a freshly built layer has count 0, and its next statistics pass would *multiply* the
+    loaded running value by the new batch statistic (it assumes the initial 1.0) instead of
+    replacing it, which silently wrecks a trained layer reloaded for evaluation.
+    """
+    for which in ("input", "output"):
+        stats = module._tensor_quant(which).scaling_impl.runtime_stats
+        if stats.counter == 0 and not bool(torch.all(stats.running_stats == 1.0)):
+            stats.counter = 1
 
 
 def export_qonnx(layer: FPGAFixedPointLayer, path: str | Path) -> Path:

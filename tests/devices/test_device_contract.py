@@ -95,6 +95,27 @@ def test_eval_is_deterministic_per_seed_and_leaves_global_rng_alone(name):
 
 
 @pytest.mark.parametrize("name", BUILTINS)
+def test_trained_layer_survives_a_state_dict_round_trip(name):
+    # Saved students and the robustness table rebuild a trained layer from its state dict;
+    # a fresh layer that loads it must evaluate exactly like the original.
+    dev, layer = _layer(name)
+    opt = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], lr=1e-3)
+    layer.train()
+    for step in range(3):
+        opt.zero_grad()
+        layer(_x(seed=10 + step)).square().sum().backward()
+        opt.step()
+    layer.eval()
+    layer.draw_instance(3)
+    expected = layer(_x())
+    fresh = dev.layer(IN, OUT)
+    fresh.load_state_dict(layer.state_dict())
+    fresh.eval()
+    fresh.draw_instance(3)
+    assert torch.allclose(fresh(_x()), expected, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
 def test_cost_has_required_keys_and_finite_values(name):
     dev = create_device(name)
     costs = dev.cost(861, 10)
