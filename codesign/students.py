@@ -298,13 +298,25 @@ class GramCache:
             G, _ = gram(sub, sub[:, :1], exact=False)
             self._scale = float(torch.diagonal(G).mean())
             self._G = G
-            G = G.clone()
-            G.diagonal().add_(self.jitter * self._scale)
-            self._chol = torch.linalg.cholesky(G)
+            # Dictionaries such as many overlapping RBFs give a numerically rank-deficient Gram;
+            # the jitter grows until the (float32-accumulated) Gram factorises.
+            for jitter in (self.jitter, 1e-5, 1e-4, 1e-3, 1e-2):
+                Gj = G.clone()
+                Gj.diagonal().add_(jitter * self._scale)
+                chol, info = torch.linalg.cholesky_ex(Gj)
+                if int(info) == 0:
+                    break
+            else:
+                raise NumericalError(
+                    "the feature Gram matrix is not positive definite even with a 1e-2 ridge; "
+                    "the features are degenerate (check for constant or duplicated columns)"
+                )
+            self._chol = chol
+            self._jitter_used = jitter
             self._ridge = {}
             self._key = key
         if ridge not in self._ridge:
-            if ridge <= self.jitter:
+            if ridge <= self._jitter_used:
                 self._ridge[ridge] = self._chol
             else:
                 Gr = self._G.clone()
