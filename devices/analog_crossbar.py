@@ -1,16 +1,24 @@
 """Analog in-memory crossbar (PCM-like): K as differential conductance pairs on tiles.
 
-Mapping (aihwkit's inference pipeline): a per-layer digital scale maps ``max|K|`` to ``g_max``;
-each weight is a pair ``G+ - G-`` of devices with ``2**conductance_bits`` programmable levels in
-``[0, g_max]``. Non-idealities, all relative to ``g_max``:
+Mapping (aihwkit's inference pipeline): by default one digital scale per output (column) maps
+that output's ``max|K|`` to ``g_max`` (aihwkit ``MappingParameter(weight_scaling_omega=1.0,
+weight_scaling_columnwise=True)`` with digital out-scaling), so that every column uses the whole
+conductance range; ``weight_scaling="layer"`` keeps one scale for the matrix. Each weight is a
+pair ``G+ - G-`` of devices with ``2**conductance_bits`` programmable levels in ``[0, g_max]``.
+Non-idealities, in units of ``g_max``:
 
-* programming noise: additive Gaussian, fixed per instance, fresh per training step, clipped
-  at 0 (no negative conductance), as aihwkit's ``PCMLikeNoiseModel``;
+* programming noise: Gaussian, fixed per instance, fresh per training step, clipped at 0 (no
+  negative conductance), with aihwkit's ``PCMLikeNoiseModel`` conductance dependence (std
+  ``c0 + c1 g + c2 g^2``: 1.05 % of ``g_max`` at 0, 3.8 % at ``g_max/2``), scaled by
+  ``prog_noise`` (its std at ``g_max/2``);
 * drift: ``g(t) = g(t0) (t / t0)^-nu`` with ``t0 = 20 s`` (aihwkit's ``t_0``), per-device
   ``nu ~ N(drift_nu, drift_nu_std)``; optional global drift compensation (aihwkit's
   ``GlobalDriftCompensation``: one digital gain from the summed conductances);
-* read noise: additive Gaussian on every device at every read. Its effect on a column current is
-  Gaussian with variance ``2 sigma^2 sum_j x_j^2``, sampled in that closed form per input vector;
+* read noise: Gaussian on every device at every read, 1/f-like, so its std grows with the
+  conductance as ``read_noise (g/g_max)^0.35`` (aihwkit's ``Q_s ~ g^-0.65`` relative noise);
+  a RESET device (``g = 0``) adds none. Its effect on a column current is Gaussian with variance
+  ``read_noise^2 sum_j x_j^2 ((G+_j)^0.7 + (G-_j)^0.7)``, sampled in that closed form per input
+  vector;
 * input DAC with per-vector abs-max scaling, output ADC per tile with a calibrated range.
 
 Matrices larger than a tile are split: ``tile_rows`` inputs (word lines) by ``tile_cols``
@@ -29,7 +37,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from codesign.errors import check_range
+from codesign.errors import check_choice, check_range
 
 from .base import (
     CalibratedRange,
@@ -53,6 +61,26 @@ CELL_AREA_UM2 = 25.0 / ISAAC_ARRAY_CELLS  # 0.0002 mm^2 for 8 arrays
 DAC_BIT_PJ = 0.41667  # per 1-bit drive
 DAC_BIT_AREA_UM2 = 0.166
 INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014: digital partial-sum adder
+
+
+# aihwkit PCMLikeNoiseModel.prog_coeff (uS at g_max = 25 uS), from Nandakumar et al. (2019) and
+# Joshi et al., Nat. Commun. 11, 2473 (2020): std = c0 + c1 (g/g_max) + c2 (g/g_max)^2.
+PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)
+# PCM read (1/f) noise is relative to the conductance: aihwkit's PCMLikeNoiseModel uses a
+# relative std Q_s = 0.0088 (g/g_max)^-0.65, i.e. an absolute std ~ (g/g_max)^0.35; a device in
+# the RESET state (g ~ 0) carries no read current and adds no noise.
+READ_NOISE_EXPONENT = 0.35
+
+
+def prog_noise_std(g: torch.Tensor, at_half: float) -> torch.Tensor:
+    """Programming error std / g_max at target conductances ``g`` (units of g_max).
+
+    aihwkit's PCM polynomial, rescaled so that the std at ``g = g_max / 2`` is ``at_half``
+    (the preset gives 0.0381 there, 0.0105 at g = 0 and 0.0422 at g_max).
+    """
+    c0, c1, c2 = PCM_PROG_COEFF
+    half = c0 + c1 * 0.5 + c2 * 0.25
+    return (c0 + g * (c1 + c2 * g)) * (at_half / half)
 
 
 def adc_energy_pj(bits: int) -> float:
@@ -87,10 +115,12 @@ class AnalogCrossbarConfig(DeviceConfig):
     )
     prog_noise: float = field(
         default=0.04,
-        metadata={"doc": "programming error std / g_max (aihwkit PCM: ~3.8 % at g_max/2)"},
+        metadata={"doc": "programming error std / g_max at g = g_max/2; conductance-dependent as "
+                  "aihwkit's PCMLikeNoiseModel (its preset: 3.8 % here, 1.05 % at g = 0)"},
     )
     read_noise: float = field(
-        default=0.01, metadata={"doc": "per-read conductance noise std / g_max"}
+        default=0.01,
+        metadata={"doc": "per-read noise std / g_max of a device at g_max (~ (g/g_max)^0.35 below)"},
     )
     drift_time_s: float = field(
         default=3600.0,
@@ -104,6 +134,11 @@ class AnalogCrossbarConfig(DeviceConfig):
     )
     drift_compensation: bool = field(
         default=True, metadata={"doc": "global digital drift compensation (aihwkit default)"}
+    )
+    weight_scaling: str = field(
+        default="column",
+        metadata={"doc": "'column': one digital scale per output maps its max |K| to g_max "
+                  "(aihwkit weight_scaling_columnwise); 'layer': one scale for the whole matrix"},
     )
     dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
     adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
@@ -124,6 +159,7 @@ class AnalogCrossbarConfig(DeviceConfig):
         check_range("drift_nu", self.drift_nu, 0.0, 1.0)
         check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
         check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
+        check_choice("weight_scaling", self.weight_scaling, ("column", "layer"))
         if not isinstance(self.drift_compensation, bool):
             check_range("drift_compensation", self.drift_compensation, 0, 1, integer=True)
 
@@ -185,7 +221,11 @@ class AnalogCrossbarLayer(DeviceLayer):
         """
         cfg = self.config
         mode = mode or self._mode()
-        scale = self.weight.detach().abs().amax().clamp_min(1e-30)
+        w_abs = self.weight.detach().abs()
+        if cfg.weight_scaling == "column":  # aihwkit weight_scaling_columnwise: one scale per output
+            scale = w_abs.amax(1, keepdim=True).clamp_min(1e-30)
+        else:
+            scale = w_abs.amax().clamp_min(1e-30).expand(self.out_features, 1)
         wn = self.weight / scale
         g = torch.stack((torch.relu(wn), torch.relu(-wn)))
         levels = 2**cfg.conductance_bits - 1
@@ -193,7 +233,9 @@ class AnalogCrossbarLayer(DeviceLayer):
         noisy = mode != "nominal"
         if cfg.prog_noise > 0 and noisy:
             z = torch.randn_like(g) if mode == "train" else self.z_prog
-            g = ste(g, (g + cfg.prog_noise * z).clamp_min(0.0))
+            with torch.no_grad():
+                sigma = prog_noise_std(g.detach(), cfg.prog_noise)
+            g = ste(g, (g + sigma * z).clamp_min(0.0))
         g_prog = g
         if cfg.drift_time_s > T0_S:
             nu = torch.full_like(g, cfg.drift_nu)
@@ -231,13 +273,16 @@ class AnalogCrossbarLayer(DeviceLayer):
         ]
         y = torch.stack(parts, dim=1) * lsb  # [batch, row tiles, out] column currents
         if cfg.read_noise > 0 and mode != "nominal":
-            with torch.no_grad():  # std of the summed device noise: sigma * sqrt(2 sum_j x_j^2)
-                norms = [torch.linalg.vector_norm(codes[:, sl], dim=1) for sl in self.row_slices]
-                sigma = (cfg.read_noise * lsb * math.sqrt(2.0)) * torch.stack(norms, 1)[..., None]
+            with torch.no_grad():  # std of the summed device noise: sqrt(sum_j x_j^2 s_j^2)
+                # s_j^2 = read_noise^2 ((G+_j)^(2a) + (G-_j)^(2a)) in units of g_max
+                v = g.detach().clamp_min(0.0).pow(2 * READ_NOISE_EXPONENT).sum(0)
+                x2 = codes.detach().square()
+                var = [torch.nn.functional.linear(x2[:, sl], v[:, sl].contiguous()) for sl in self.row_slices]
+                sigma = (cfg.read_noise * lsb) * torch.stack(var, 1).sqrt_()
             y = y + sigma * self._read_noise(tuple(y.shape), y, mode)
         full_scale = self.adc_range(y)
         y = quantize_symmetric(y, full_scale, cfg.adc_bits).sum(dim=1)
-        return y * (amax * gain)
+        return y * (amax * gain.reshape(1, -1))
 
 
 class AnalogCrossbarDevice(Device):

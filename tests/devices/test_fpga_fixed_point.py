@@ -148,3 +148,34 @@ def test_inputs_that_require_gradients_take_brevitas_own_path():
     assert torch.allclose(fast, slow, atol=1e-6)
     slow.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_input_radix_point_from_the_999th_percentile_so_outliers_saturate():
+    from devices.fpga_fixed_point import FPGAFixedPointDevice
+
+    layer = FPGAFixedPointDevice(weight_bits=8, input_bits=4).layer(100, 3)
+    layer.load_matrix(torch.eye(3, 100))
+    x = torch.randn(4000, 100, generator=torch.Generator().manual_seed(0))
+    x[0, 0] = 50.0  # one outlier must not set the range
+    layer.eval()
+    with torch.no_grad():
+        layer(x)  # calibration pass (the layer was never trained)
+        codes, scale = layer._quantized_input(x)
+    q999 = x.abs().flatten().kthvalue(int(0.999 * x.numel())).values
+    assert scale.item() == 2.0 ** math.ceil(math.log2(q999.item() / 7))  # 4-bit signed: 7 levels up
+    assert codes[0, 0].item() == 7.0  # saturated
+
+
+def test_weights_use_one_power_of_two_scale_per_output_row():
+    from devices.fpga_fixed_point import FPGAFixedPointDevice
+
+    layer = FPGAFixedPointDevice(weight_bits=4, input_bits=8).layer(64, 2)
+    k_mat = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))
+    k_mat[1] *= 0.01
+    layer.load_matrix(k_mat)
+    scale = layer.linear.quant_weight().scale.flatten()
+    assert scale.shape == (2,)
+    assert torch.allclose(torch.log2(scale), torch.log2(scale).round())
+    assert scale[1] < scale[0] / 32  # the small row gets its own fine grid
+    w = layer.effective_matrix()
+    assert (w[1] != 0).sum() > 32  # and is not rounded away
