@@ -205,7 +205,7 @@ def feature_product(psi: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy."""
-    return float((logits.argmax(1) == labels).float().mean())
+    return float((logits.argmax(1) == labels).double().mean())
 
 
 def _check_features(psi: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> None:

@@ -1,0 +1,291 @@
+"""What a search writes, and reads back: the trial log, trials.csv, the front (CSV, JSON, MD).
+
+Everything is written atomically (temp file + rename), so an interrupted search leaves either
+the old file or the new one. The trial log ``trials.jsonl`` is the search's memory: one line per
+finished trial, appended and fsynced by the driver as soon as the trial ends, so a search killed
+at any moment resumes without redoing a finished trial. A torn last line (a kill mid-write) is
+ignored on reading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from codesign.cache import atomic_write_json, atomic_write_text
+from codesign.errors import ConfigError
+
+LOG_NAME = "trials.jsonl"
+SEARCH_NAME = "search.json"
+FORMAT = "codesign-search/1"
+
+# Units of cost keys, by suffix (device cost keys carry their unit in the name).
+_UNITS = {
+    "pj": "pJ", "nj": "nJ", "uj": "µJ", "mj": "mJ", "j": "J",
+    "ns": "ns", "us": "µs", "ms": "ms", "s": "s",
+    "mm2": "mm²", "um2": "µm²", "cm2": "cm²",
+    "mw": "mW", "uw": "µW", "w": "W", "db": "dB", "dbm": "dBm", "ghz": "GHz", "mhz": "MHz",
+}
+_QUANTITY = {"energy_pj": "energy per inference", "latency_ns": "latency per inference", "area_mm2": "area"}
+
+
+def cost_label(key: str) -> str:
+    """An axis label with units for a cost key (``energy_pj`` -> ``energy per inference (pJ)``)."""
+    stem, _, suffix = key.rpartition("_")
+    if key in _QUANTITY:
+        return f"{_QUANTITY[key]} ({_UNITS[suffix]})"
+    if stem and suffix.lower() in _UNITS:
+        return f"{stem.replace('_', ' ')} ({_UNITS[suffix.lower()]})"
+    if key.startswith("n_"):
+        return f"{key[2:].replace('_', ' ')} (count)"
+    return key.replace("_", " ")
+
+
+def cost_unit(key: str) -> str:
+    """The unit of a cost key ('' when its name carries none)."""
+    suffix = key.rpartition("_")[2].lower()
+    return _UNITS.get(suffix, "")
+
+
+def describe_config(config: Mapping[str, Any]) -> str:
+    """A short text for a trial config: ``monomial d=2, r=18, phase_bits=6``."""
+    parts = [str(config.get("dictionary"))]
+    if config.get("dictionary") == "monomial" and config.get("degree") is not None:
+        parts[0] += f" d={config['degree']}"
+    if config.get("dictionary") == "rbf" and config.get("centers") is not None:
+        parts[0] += f" k={config['centers']}"
+    parts.append(f"r={config.get('pca_rank')}")
+    for k, v in (config.get("device") or {}).items():
+        parts.append(f"{k}={_fmt(v)}")
+    return ", ".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple, set)):
+        return list(o.tolist() if isinstance(o, np.ndarray) else o)
+    return str(o)
+
+
+# --------------------------------------------------------------------------- trial log
+class TrialLog:
+    """Append-only JSON-lines log of finished trials (``DIR/trials.jsonl``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[dict]:
+        """Every complete record, in the order written (a torn last line is skipped)."""
+        if not self.path.is_file():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a kill in the middle of a write
+        return out
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Append one record and flush it to disk before returning."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, default=_json_default, sort_keys=False)
+        # A torn previous line must not swallow this one: start on a fresh line.
+        prefix = ""
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    prefix = "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(prefix + line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+# --------------------------------------------------------------------------- rows
+CORE_METRICS = (
+    "hw_accuracy", "cost", "hw_accuracy_std", "hw_accuracy_worst", "float_accuracy", "train_accuracy", "n_features",
+)
+TAIL_METRICS = ("fit_seconds", "iterations", "trial_seconds", "student")
+
+
+def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Flat CSV rows of trial records, all with the same columns.
+
+    Columns: trial, round, status, feasible, on_front, violation, the sampled config
+    (``device.<field>`` for device fields), the objectives and accuracies, the device's cost
+    counts, timings, the saved student (relative to the search folder), Ray's trial id and the error.
+    """
+    fields = list(device_fields)
+    extra: list[str] = []
+    for r in records:
+        for f in (r.get("config") or {}).get("device") or {}:
+            if f not in fields:
+                fields.append(f)
+        for k in r.get("metrics") or {}:
+            if k not in CORE_METRICS and k not in TAIL_METRICS and k not in extra:
+                extra.append(k)
+    rows = []
+    for r in records:
+        cfg = r.get("config") or {}
+        m = r.get("metrics") or {}
+        dev = cfg.get("device") or {}
+        row: dict[str, Any] = {
+            "trial": r.get("trial"), "round": r.get("round"), "status": r.get("status"),
+            "feasible": r.get("feasible"), "on_front": r.get("on_front"), "violation": r.get("violation", ""),
+            "dictionary": cfg.get("dictionary"), "degree": cfg.get("degree"), "centers": cfg.get("centers"),
+            "pca_rank": cfg.get("pca_rank"),
+        }
+        row.update({f"device.{f}": dev.get(f) for f in fields})
+        row.update({k: m.get(k) for k in CORE_METRICS})
+        row.update({k: m.get(k) for k in extra})
+        row.update({k: m.get(k) for k in TAIL_METRICS})
+        if r.get("status") == "completed" and r.get("ray_trial_id"):
+            row["student"] = f"students/trials/{r['ray_trial_id']}.pt"  # relative: the folder may move
+        row["ray_trial_id"] = r.get("ray_trial_id")
+        row["error"] = r.get("error", "")
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write dict rows as CSV (columns: union in first-seen order), atomically."""
+    rows = list(rows)
+    columns: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in columns:
+                columns.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _csv_value(r.get(k)) for k in columns})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else str(v)
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=_json_default)
+    return v
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts of strings."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- front
+def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[str] = ()) -> None:
+    """Write ``front.json``, ``front.csv`` and ``front.md`` for a search summary."""
+    atomic_write_json(out / "front.json", summary)
+    rows = []
+    for p in summary["front"]:
+        row = {"trial": p["trial"], "knee": p["trial"] == summary.get("knee"), "config": p["describe"]}
+        cfg = p["config"]
+        row.update({"dictionary": cfg.get("dictionary"), "degree": cfg.get("degree"), "centers": cfg.get("centers"),
+                    "pca_rank": cfg.get("pca_rank")})
+        dev = cfg.get("device") or {}
+        for f in list(device_fields) + [k for k in dev if k not in device_fields]:
+            row[f"device.{f}"] = dev.get(f)
+        row.update({
+            "cost": p["cost"], summary["cost_key"]: p["cost"],
+            "val_hw_accuracy": p["val_hw_accuracy"], "val_hw_accuracy_std": p.get("val_hw_accuracy_std"),
+            "test_hw_accuracy": p.get("test_hw_accuracy"), "test_hw_accuracy_std": p.get("test_hw_accuracy_std"),
+            "test_hw_accuracy_worst": p.get("test_hw_accuracy_worst"), "test_float_accuracy": p.get("test_float_accuracy"),
+            "n_features": p.get("n_features"), "student": p.get("student"),
+        })
+        rows.append(row)
+    if rows:
+        write_csv(out / "front.csv", rows)
+    else:  # an empty front: a header-only CSV still parses
+        atomic_write_text(out / "front.csv", "trial,knee,config,cost,val_hw_accuracy,test_hw_accuracy\n")
+    atomic_write_text(out / "front.md", front_markdown(summary))
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * float(v):.2f}"
+
+
+def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
+    """A markdown summary of one search's front: settings, counts, the front table, the knee."""
+    key = summary["cost_key"]
+    unit = cost_unit(key)
+    lines = [
+        f"{heading} Pareto front: {summary['device']} on {summary['dataset']} "
+        f"(teacher {summary['teacher']}, {summary['protocol']}, {summary['method']})",
+        "",
+        f"- objectives: hardware accuracy (mean over {summary['hw_draws']} draws, validation split "
+        f"{summary['validation']:g} of the training set) vs `{key}`",
+        f"- trials: {summary['n_trials']} ({summary['n_completed']} completed, {summary['n_failed']} failed, "
+        f"{summary['n_feasible']} feasible)",
+    ]
+    cons = summary.get("constraints") or {}
+    if cons.get("max_cost") is not None or cons.get("min_accuracy") is not None:
+        lines.append(f"- constraints: max cost {cons.get('max_cost')}, min accuracy {cons.get('min_accuracy')}")
+    lines.append("- test accuracy: each front member's student scored once on the real test set, after the search")
+    lines.append("")
+    if not summary["front"]:
+        lines.append("No feasible trial: the front is empty.")
+        return "\n".join(lines) + "\n"
+    lines += [
+        f"| trial | config | {key} | val hw acc (%) | test hw acc (%) | test float acc (%) | knee |",
+        "|---:|---|---:|---:|---:|---:|:-:|",
+    ]
+    for p in summary["front"]:
+        knee = "★" if p["trial"] == summary.get("knee") else ""
+        lines.append(
+            f"| {p['trial']} | {p['describe']} | {p['cost']:.4g} | {_pct(p['val_hw_accuracy'])} | "
+            f"{_pct(p.get('test_hw_accuracy'))} | {_pct(p.get('test_float_accuracy'))} | {knee} |"
+        )
+    k = next((p for p in summary["front"] if p["trial"] == summary.get("knee")), None)
+    if k is not None:
+        lines += ["", f"Knee: trial {k['trial']} ({k['describe']}): {_pct(k.get('test_hw_accuracy'))}% test accuracy "
+                      f"on hardware at {k['cost']:.4g} {unit}".rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- reading a search
+def load_search(path: str | Path) -> dict[str, Any]:
+    """Read a finished (or partial) search folder: its settings, trial records and front.
+
+    Returns:
+        ``{"dir", "search", "records", "front"}``; ``front`` is None if not written yet.
+    """
+    d = Path(path)
+    meta = d / SEARCH_NAME
+    if not meta.is_file():
+        raise ConfigError(f"{d} is not a search folder (no {SEARCH_NAME}); give a folder written by `codesign search`")
+    try:
+        search = json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{meta}: unreadable ({exc})") from None
+    front_path = d / "front.json"
+    front = json.loads(front_path.read_text()) if front_path.is_file() else None
+    return {"dir": d, "search": search, "records": TrialLog(d / LOG_NAME).read(), "front": front}

@@ -1,0 +1,179 @@
+"""Pareto plots: accuracy on hardware against a cost, one colour per search.
+
+Drawn with matplotlib's object API (no pyplot, no global backend change), so it is safe in
+scripts, tests and notebooks alike. The legend sits below the axes so it never hides a point;
+with one search the knee is labelled in the plot, with several each search's knee is written in
+its legend entry (and marked by a star in its colour).
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from codesign.cache import atomic_write_bytes
+from codesign.errors import ConfigError
+
+from .outputs import cost_label, cost_unit
+from .pareto import use_log_scale
+
+#: Formats written beside the one asked for: a PNG for viewing, a PDF for papers.
+COMPANION = {".png": ".pdf", ".pdf": ".png", ".svg": ".png"}
+_VARYING = ("dataset", "protocol", "method", "teacher")
+
+
+def output_paths(path: str | Path) -> list[Path]:
+    """The requested file and its companion format (``x.png`` -> ``x.png``, ``x.pdf``)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in COMPANION:
+        raise ConfigError(f"-o {p}: unsupported plot format {p.suffix or '(none)'!r}; use .png, .pdf or .svg")
+    return [p, p.with_suffix(COMPANION[suffix])]
+
+
+def run_labels(summaries: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None) -> list[str]:
+    """One legend label per search: the device, plus whatever differs between the searches.
+
+    Where two labels would still be equal, ``names`` (e.g. the folders' names) tell them apart.
+    """
+    varying = [k for k in _VARYING if len({str(s.get(k)) for s in summaries}) > 1]
+    labels = []
+    for s in summaries:
+        extras = [str(s[k]) for k in varying]
+        labels.append(s["device"] + (f" ({', '.join(extras)})" if extras else ""))
+    if len(set(labels)) < len(labels):
+        names = names or [f"#{i + 1}" for i in range(len(summaries))]
+        labels = [f"{lab} [{n}]" for lab, n in zip(labels, names)]
+    return labels
+
+
+def _knee_text(knee: Mapping[str, Any], key: str) -> str:
+    test = "" if knee.get("test_hw_accuracy") is None else f" / {100 * knee['test_hw_accuracy']:.1f}% test"
+    unit = cost_unit(key)
+    return (f"{knee['describe']}\n{100 * knee['val_hw_accuracy']:.1f}% val{test} at "
+            f"{knee['cost']:.3g} {unit}").rstrip()
+
+
+def plot_fronts(
+    summaries: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> list[Path]:
+    """Draw one or more searches' fronts into ``path`` and its companion format.
+
+    Args:
+        summaries: ``front.json`` contents (as :func:`search.runner.summarise` writes them).
+        path: output file (``.png``, ``.pdf`` or ``.svg``); the other format is written beside it.
+        title: figure title (default: says what is plotted against what, on which data).
+        labels: legend label per search (default: :func:`run_labels`).
+
+    Returns:
+        The files written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    if not summaries:
+        raise ConfigError("nothing to plot: give at least one search folder")
+    keys = {s["cost_key"] for s in summaries}
+    if len(keys) > 1:
+        raise ConfigError(
+            f"the searches optimised different costs ({', '.join(sorted(keys))}); plot searches with the same --cost together"
+        )
+    key = keys.pop()
+    labels = list(labels) if labels is not None else run_labels(summaries)
+    single = len(summaries) == 1
+    all_costs = [p["cost"] for s in summaries for p in s.get("points", []) if p.get("cost") is not None]
+    log_x = use_log_scale(all_costs)
+    all_acc = [p["hw_accuracy"] for s in summaries for p in s.get("points", [])] or [0.0, 1.0]
+
+    fig = Figure(figsize=(8, 6.2 if single else 6.2 + 0.45 * len(summaries)), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    handles: list[Any] = []
+    any_infeasible = any_test = False
+    for i, (s, label) in enumerate(zip(summaries, labels)):
+        c = f"C{i % 10}"
+        pts = s.get("points", [])
+        dom = [p for p in pts if p["feasible"] and not p["on_front"]]
+        bad = [p for p in pts if not p["feasible"]]
+        if dom:
+            ax.scatter([p["cost"] for p in dom], [100 * p["hw_accuracy"] for p in dom], s=16, color=c, alpha=0.25,
+                       linewidths=0, zorder=2)
+        if bad:
+            any_infeasible = True
+            ax.scatter([p["cost"] for p in bad], [100 * p["hw_accuracy"] for p in bad], s=18, color=c, alpha=0.3,
+                       marker="x", linewidths=0.8, zorder=2)
+        front = s.get("front", [])
+        knee = next((p for p in front if p["trial"] == s.get("knee")), None)
+        if front:
+            fc = [p["cost"] for p in front]
+            fa = [100 * p["val_hw_accuracy"] for p in front]
+            ax.step(fc, fa, where="post", color=c, lw=1.6, zorder=3)
+            ax.scatter(fc, fa, s=30, color=c, edgecolors="white", linewidths=0.6, zorder=4)
+            tests = [(p["cost"], 100 * p["test_hw_accuracy"]) for p in front if p.get("test_hw_accuracy") is not None]
+            if tests:
+                any_test = True
+                ax.scatter([t[0] for t in tests], [t[1] for t in tests], s=34, facecolors="none", edgecolors=c,
+                           marker="D", linewidths=0.9, zorder=4)
+        if knee is not None:
+            kx, ky = knee["cost"], 100 * knee["val_hw_accuracy"]
+            ax.scatter([kx], [ky], s=180, marker="*", color=c, edgecolors="black", linewidths=0.7, zorder=5)
+            if single:
+                # Below the knee when it sits in the upper half of the accuracies (the usual case).
+                upper = ky >= 50 * (min(all_acc) + max(all_acc))
+                ax.annotate(
+                    "knee: " + _knee_text(knee, key), xy=(kx, ky), xytext=(0.30, 0.40 if upper else 0.92),
+                    textcoords="axes fraction", va="top", fontsize=8, color="black",
+                    bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": c, "alpha": 0.9},
+                    arrowprops={"arrowstyle": "-", "color": c, "lw": 0.8}, zorder=6,
+                )
+        cons = s.get("constraints") or {}
+        if cons.get("max_cost") is not None:
+            ax.axvline(cons["max_cost"], color=c, ls="--", lw=0.8, alpha=0.7)
+        if cons.get("min_accuracy") is not None:
+            ax.axhline(100 * cons["min_accuracy"], color=c, ls="--", lw=0.8, alpha=0.7)
+        entry = f"{label}: front, {len(front)} of {s['n_completed']} completed trials"
+        if knee is not None and not single:
+            config, result = _knee_text(knee, key).split("\n")
+            lines = textwrap.wrap(f"knee ★ {config}: {result}", 100, subsequent_indent="    ")
+            entry += "\n" + "\n".join("    " + ln for ln in lines)
+        handles.append(Line2D([], [], color=c, lw=1.6, marker="o", ms=4, label=entry))
+    grey = "0.45"
+    handles.append(Line2D([], [], ls="", marker="o", ms=4, color=grey, alpha=0.35, label="dominated trials"))
+    if any_infeasible:
+        handles.append(Line2D([], [], ls="", marker="x", ms=5, color=grey, alpha=0.5,
+                              label="trials breaking --max-cost / --min-accuracy"))
+    if any_test:
+        handles.append(Line2D([], [], ls="", marker="D", ms=5, mfc="none", mec=grey,
+                              label="front members scored on the test set"))
+    handles.append(Line2D([], [], ls="", marker="*", ms=11, color=grey, mec="black", label="knee of the front"))
+
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(cost_label(key) + (", log scale" if log_x else ""))
+    ax.set_ylabel("accuracy on hardware, validation split (%)")
+    ax.grid(True, which="major", alpha=0.3)
+    fig.legend(handles=handles, loc="outside lower center", ncols=1 if not single else 2, fontsize=8, frameon=False)
+    datasets = sorted({str(s["dataset"]) for s in summaries})
+    if title is None:
+        quantity = cost_label(key).split(" (")[0]
+        title = f"Accuracy on hardware vs {quantity} on {', '.join(datasets)}"
+        if single:
+            s = summaries[0]
+            failed = f", {s['n_failed']} failed" if s.get("n_failed") else ""
+            title += f"\n{s['device']}, {s['protocol']}, teacher {s['teacher']}, {s['n_trials']} trials{failed}"
+    ax.set_title(title, fontsize=10)
+
+    written = []
+    for p in output_paths(path):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=p.suffix.lstrip(".").lower())
+        atomic_write_bytes(p, buf.getvalue())
+        written.append(p)
+    return written

@@ -1,0 +1,592 @@
+"""Running a co-design search with Ray Tune, resuming it, and writing its results.
+
+The driver (this module, the only one that knows Ray):
+
+1. checks the results folder (a folder holding a *different* search is refused);
+2. loads the data, holds out the validation split, and computes the teacher once (cached on
+   disk by :mod:`codesign.teachers`); its outputs reach every trial through
+   ``tune.with_parameters`` (the object store), so no trial retrains it, on any node;
+3. runs a ``ray.tune.Tuner`` over a function trainable with ``OptunaSearch`` sampling both
+   objectives (hardware accuracy up, cost down) in the space of :mod:`search.space`;
+4. records every finished trial, completed or failed, in ``trials.jsonl`` the moment Tune
+   reports it (a Tune callback), which is what ``--resume`` continues from: finished trials are
+   handed back to Optuna, and only the missing ones run;
+5. computes the Pareto front itself (:mod:`search.pareto`), scores each front member once on
+   the real test set, saves the best student per target, and writes the CSV/JSON/MD/plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from ray import tune
+
+from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_text
+from codesign.errors import ConfigError
+
+from . import outputs
+from .objective import SearchWorkspace, accuracy_stats, cost_key, distill_config, exact_accuracies, run_trial
+from .pareto import knee_point, pareto_front
+from .space import SearchSpace, build_space, flatten_config
+
+#: Options that define a search: resuming with any of them changed is refused.
+IDENTITY_KEYS = (
+    "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
+    "hw_draws", "device", "set", "cost", "dictionaries", "degrees", "ranks", "min_centers", "max_centers",
+    "max_memory",
+)
+#: Options never inherited from a stored search on --resume (they describe this machine or run).
+RUNTIME_KEYS = ("cpus", "address", "resume", "out", "quiet", "config", "debug", "cache_dir", "data_root", "torch_device")
+_TUNE_KEYS = {
+    "training_iteration", "time_total_s", "episodes_total", "timesteps_total", "node_ip", "hostname", "pid",
+    "time_this_iter_s", "timestamp", "date", "time_since_restore", "timesteps_since_restore",
+    "iterations_since_restore", "config", "checkpoint_dir_name", "done", "trial_id", "experiment_tag",
+    "should_checkpoint", "experiment_id",
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# --------------------------------------------------------------------------- settings
+def identity(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that make two searches the same search (see :data:`IDENTITY_KEYS`)."""
+    out = {}
+    for k in IDENTITY_KEYS:
+        v = opts.get(k)
+        if k == "cost":
+            v = cost_key(str(v))
+        if isinstance(v, tuple):
+            v = list(v)
+        if k == "set":
+            v = {str(a): str(b) for a, b in sorted((v or {}).items())}
+        out[k] = v
+    return json.loads(json.dumps(out, default=str))
+
+
+def stored_options(out: str | Path) -> dict[str, Any] | None:
+    """The options a search folder was created with (None if it holds no search)."""
+    meta = Path(out) / outputs.SEARCH_NAME
+    if not meta.is_file():
+        return None
+    try:
+        data = json.loads(meta.read_text())
+    except json.JSONDecodeError:
+        raise ConfigError(f"{meta} is unreadable; move the folder away or choose a fresh --out") from None
+    return {k: v for k, v in (data.get("options") or {}).items() if k not in RUNTIME_KEYS}
+
+
+def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
+    """Refuse a folder that holds another search (or other files); return the stored search.json."""
+    meta = out / outputs.SEARCH_NAME
+    if meta.is_file():
+        stored = json.loads(meta.read_text())
+        old = stored.get("identity") or {}
+        diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in IDENTITY_KEYS if old.get(k) != ident.get(k)]
+        if diffs:
+            raise ConfigError(
+                f"{out} holds a different search ({'; '.join(diffs)}); choose a fresh --out, "
+                f"or rerun with the settings in {out / 'config.toml'}"
+            )
+        if not resume:
+            raise ConfigError(
+                f"{out} already holds this search ({len(outputs.TrialLog(out / outputs.LOG_NAME).read())} trials); "
+                "pass --resume to continue it, or choose a fresh --out"
+            )
+        return stored
+    if out.exists() and (not out.is_dir() or any(p for p in out.iterdir() if not p.name.startswith("."))):
+        raise ConfigError(f"{out} exists and does not hold a search; choose a fresh or empty --out folder")
+    return None
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """Trials done, best so far, front size and time left: a rich bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, done: int, records: list[dict], cost_name: str, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.total, self.done, self.records, self.cost_name, self.quiet = total, done, records, cost_name, quiet
+        self.t0 = time.perf_counter()
+        self.ran = 0
+        self._bar = None
+        if self.console.is_terminal and not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as _P, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = _P(
+                TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[best]}"),
+                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self._task = self._bar.add_task("search", total=total, completed=done, best=self._best())
+
+    def __enter__(self) -> "Progress":
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _best(self) -> str:
+        ok = [r for r in self.records if r["status"] == "completed"]
+        failed = sum(r["status"] == "failed" for r in self.records)
+        if not ok:
+            return f"failed {failed}" if failed else "no result yet"
+        acc = [r["metrics"]["hw_accuracy"] for r in ok]
+        cost = [r["metrics"]["cost"] for r in ok]
+        i = max(range(len(ok)), key=lambda j: (acc[j], -cost[j]))
+        front = len(pareto_front(acc, cost))
+        return f"best {100 * acc[i]:.2f}% at {cost[i]:.3g} · front {front}" + (f" · failed {failed}" if failed else "")
+
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=False, highlight=False)
+
+    def trial_done(self, record: dict) -> None:
+        self.done += 1
+        self.ran += 1
+        desc = outputs.describe_config(record["config"])
+        if record["status"] == "completed":
+            m = record["metrics"]
+            line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  hw acc {100 * m['hw_accuracy']:.2f}%  "
+                    f"{self.cost_name} {m['cost']:.4g}  ({m.get('trial_seconds', 0):.1f} s)")
+        else:
+            line = f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  FAILED  {record['error']}"
+        if self._bar is None and not self.quiet:
+            elapsed = time.perf_counter() - self.t0
+            left = elapsed / self.ran * max(self.total - self.done, 0)
+            line += f"  | {self._best()} | {elapsed:.0f} s elapsed, ~{left:.0f} s left"
+        self.log(line)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, best=self._best())
+
+
+# --------------------------------------------------------------------------- Ray pieces
+def _trainable(config: dict, base: dict, teacher=None) -> None:
+    """Ray Tune function trainable: unpack, call the objective, report."""
+    trial_id = tune.get_context().get_trial_id()
+    save_to = Path(base["students_dir"]) / f"{trial_id}.pt"
+    metrics, _ = run_trial(config, {k: v for k, v in base.items() if k != "students_dir"}, teacher=teacher,
+                           save_to=save_to)
+    tune.report(metrics)
+
+
+def _error_text(trial) -> str:
+    """The last line of a failed trial's traceback (``ConfigError: ...``)."""
+    path = getattr(trial, "error_file", None)
+    text = ""
+    try:
+        if path and Path(path).is_file():
+            text = Path(path).read_text(errors="replace")
+        else:
+            err = trial.get_error()
+            text = str(err) if err is not None else ""
+    except Exception:  # noqa: BLE001 - an unreadable error file must not stop the search
+        text = ""
+    lines = [_ANSI.sub("", ln).strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "trial failed (no error text; see the Ray logs)"
+    last = lines[-1]
+    return re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=\w+(?:Error|Exception|Interrupt)\b)", "", last)[:500]
+
+
+# Live state of the recorders, kept out of the callback objects: Tune pickles its run config
+# (callbacks included) into the experiment folder, and a console or file handle cannot be pickled.
+_RECORDERS: dict[int, tuple] = {}
+
+
+class _Recorder(tune.Callback):
+    """Appends each finished trial to the log the moment Tune reports it (state in ``_RECORDERS``)."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def _record(self, trial, status: str, error: str = "") -> None:
+        log, records, round_no, progress, on_record = _RECORDERS[self.key]
+        result = trial.last_result or {}
+        metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS} if status == "completed" else {}
+        if status == "completed" and "hw_accuracy" not in metrics:
+            status, error, metrics = "failed", "trial reported no metrics", {}
+        record = {
+            "trial": len(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
+            "config": _plain(trial.config), "metrics": metrics, "error": error,
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        log.append(record)
+        records.append(record)
+        progress.trial_done(record)
+        on_record(records)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._record(trial, "completed")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._record(trial, "failed", _error_text(trial))
+
+
+def _make_callback(log: outputs.TrialLog, records: list[dict], round_no: int, progress: Progress, on_record) -> _Recorder:
+    key = max(_RECORDERS, default=0) + 1
+    _RECORDERS[key] = (log, records, round_no, progress, on_record)
+    return _Recorder(key)
+
+
+def _plain(config: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps(dict(config), default=str))
+
+
+def init_ray(address: str | None, cpus: int | None) -> bool:
+    """Start (or connect to) Ray unless it is up; return True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=int(cpus or os.cpu_count() or 1), **kwargs)
+    return True
+
+
+def _study_storage(space: SearchSpace, records: list[dict]):
+    """An in-memory Optuna storage holding the finished trials (for --resume)."""
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="codesign", directions=["maximize", "minimize"])
+    for r in records:
+        params = flatten_config(r["config"])
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            dists = space.distributions(params)
+            params = {k: params[k] for k in dists}
+            if r["status"] == "completed":
+                t = optuna.trial.create_trial(params=params, distributions=dists,
+                                              values=[r["metrics"]["hw_accuracy"], r["metrics"]["cost"]])
+            else:
+                t = optuna.trial.create_trial(params=params, distributions=dists, state=optuna.trial.TrialState.FAIL)
+            study.add_trial(t)
+        except Exception:  # noqa: BLE001 - a record the space cannot replay only costs the sampler a hint
+            continue
+    return storage
+
+
+# --------------------------------------------------------------------------- the search
+def run_search(opts: Mapping[str, Any]) -> dict:
+    """Run (or resume) a search with resolved CLI options; return the front summary.
+
+    Raises :class:`ConfigError` for bad settings or a results folder holding another search.
+    """
+    import optuna
+
+    from codesign.features import parse_memory
+    from devices import create_device, get_device_class
+
+    t_start = time.perf_counter()
+    if not opts.get("out"):
+        raise ConfigError("give --out DIR: the folder the search writes its results to")
+    out = Path(opts["out"]).expanduser().resolve()
+    ident = identity(opts)
+    stored = check_out_dir(out, ident, bool(opts.get("resume")))
+    quiet = bool(opts.get("quiet"))
+
+    # -- settings that need no data
+    samples = int(opts["samples"])
+    if samples < 1:
+        raise ConfigError(f"--samples {samples}: expected at least 1")
+    key = cost_key(str(opts["cost"]))
+    device_name = opts["device"]
+    device_cls = get_device_class(device_name)
+    pinned = dict(opts.get("set") or {})
+    device = create_device(device_name, pinned)  # validates pinned fields
+    for name in ("max_cost", "min_accuracy"):
+        if opts.get(name) is not None:
+            opts = {**opts, name: float(opts[name])}
+    cache_dir = opts.get("cache_dir") or os.environ.get("CODESIGN_CACHE")
+    data_root = opts.get("data_root") or os.environ.get("CODESIGN_DATA")
+    base = {
+        "dataset": opts["dataset"], "data_root": str(Path(data_root).resolve()) if data_root else None,
+        "teacher": opts["teacher"], "teacher_weights": opts.get("teacher_weights"), "teacher_epochs": opts.get("teacher_epochs"),
+        "method": opts["method"], "protocol": opts["protocol"], "hw_draws": int(opts["hw_draws"]), "seed": int(opts["seed"]),
+        "validation": float(opts["validation"]), "device": device_name, "device_set": pinned, "cost_key": key,
+        "max_memory": parse_memory(opts.get("max_memory")), "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
+        "threads": 1, "torch_device": opts.get("torch_device") or "cpu",
+    }
+    if not 0 < base["validation"] < 0.9:
+        raise ConfigError(f"--validation {base['validation']}: the search needs a validation split in (0, 0.9)")
+
+    # -- data, the validation split, the teacher (once, in the driver)
+    probe = distill_config({"dictionary": "monomial", "degree": 1, "pca_rank": 1, "device": {}}, base)
+    ws = SearchWorkspace()
+    ds = ws.dataset(probe)
+    n_rows = len(ds.y_train) + len(ds.y_test)
+    costs = device.cost(ds.n_inputs + 1, ds.n_classes)
+    if key not in costs:
+        raise ConfigError(f"--cost {opts['cost']}: device {device_name!r} reports no {key!r}; "
+                          f"its cost keys: {', '.join(costs)} (or energy, latency, area)")
+    space = build_space(
+        n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=base["max_memory"],
+        device_space=device_cls.search_space(), pinned=pinned, dictionaries=opts["dictionaries"],
+        degrees=opts["degrees"], ranks=opts["ranks"], min_centers=int(opts["min_centers"]),
+        max_centers=int(opts["max_centers"]),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "students" / "trials").mkdir(parents=True, exist_ok=True)
+    base["students_dir"] = str(out / "students" / "trials")
+    log = outputs.TrialLog(out / outputs.LOG_NAME)
+    records = log.read()
+    rounds = list((stored or {}).get("rounds") or [])
+    round_no = len(rounds)
+    remaining = samples - len(records)
+    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items() if k not in ("config", "debug")}
+    meta = {
+        "format": outputs.FORMAT, "identity": ident, "options": resolved, "base": base, "space": space.describe(),
+        "rounds": rounds, "created": (stored or {}).get("created") or _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    atomic_write_json(out / outputs.SEARCH_NAME, meta)
+    from codesign.config_files import dump_toml
+
+    atomic_write_text(out / "config.toml", dump_toml({k: v for k, v in resolved.items() if k not in RUNTIME_KEYS or k == "out"}))
+
+    progress = Progress(samples, len(records), records, key, quiet)
+    progress.log(f"search {out}: {device_name} on {opts['dataset']} ({ds.n_inputs} inputs, {len(ds.y_train)} train / "
+                 f"{len(ds.y_test)} validation), cost {key}, {samples} trials"
+                 + (f", {len(records)} already done" if records else ""))
+    with torch_threads(1):  # see torch_threads: one thread per process, trials run side by side
+        teacher = ws.teacher(probe, ds)
+    progress.log(f"teacher {opts['teacher']}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
+                 f"on the validation split{' (cached)' if teacher.info.get('cached') else ''}")
+    shared_teacher = dataclasses.replace(teacher, model=None)  # trials need its outputs only
+
+    interrupted = False
+    if remaining > 0:
+        started = init_ray(opts.get("address"), opts.get("cpus"))
+        try:
+            import ray
+            from ray.tune.search.optuna import OptunaSearch
+
+            cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+            cpus = max(1, min(int(opts.get("cpus") or cluster_cpus), cluster_cpus))
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            sampler = optuna.samplers.TPESampler(seed=int(opts["seed"]) + 1009 * round_no,
+                                                 n_startup_trials=min(10, max(4, samples // 3)))
+            searcher = OptunaSearch(space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"], sampler=sampler,
+                                    study_name="codesign", storage=_study_storage(space, records))
+            rounds.append({"round": round_no, "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                           "samples": remaining, "cpus": cpus})
+            atomic_write_json(out / outputs.SEARCH_NAME, {**meta, "rounds": rounds})
+            callback = _make_callback(log, records, round_no, progress,
+                                      lambda recs: _write_trials_csv(out, recs, space, opts))
+            tuner = tune.Tuner(
+                tune.with_parameters(_trainable, base=base, teacher=shared_teacher),
+                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                            max_concurrent_trials=min(cpus, remaining), reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name=f"round-{round_no}", storage_path=str(out / "ray"), callbacks=[callback], verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                ),
+            )
+            tune_log = out / "ray" / f"round-{round_no}.log"
+            tune_log.parent.mkdir(parents=True, exist_ok=True)
+            with progress, _quiet_tune(tune_log):
+                try:
+                    tuner.fit()
+                except KeyboardInterrupt:
+                    interrupted = True
+            _RECORDERS.pop(callback.key, None)
+            rounds[-1]["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
+            rounds[-1]["ran"] = progress.ran
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    records = log.read()
+    if len(records) < samples:
+        interrupted = True
+    meta["rounds"] = rounds
+    atomic_write_json(out / outputs.SEARCH_NAME, meta)
+
+    with torch_threads(1):
+        summary = finalize(out, records, opts, base, space, ds, progress)
+    summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    summary["interrupted"] = interrupted
+    atomic_write_json(out / "front.json", summary)
+    if interrupted:
+        progress.log(f"search stopped after {len(records)} of {samples} trials; run the same command with --resume to finish it")
+    return summary
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads (restored after).
+
+    A search runs one thread per process and gets its parallelism from concurrent trials. The
+    driver's own work (the teacher, the test-set scores) follows suit: on a busy machine two
+    spinning OpenMP threads of a small network can run ~50x slower than one (measured: the
+    digits teacher took 160-215 s on two threads next to another job, 3 s on one).
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def _quiet_tune(path: Path):
+    """Send Tune's own console output to a log file; our progress speaks for it."""
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    with open(path, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh):
+        tune_logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            tune_logger.setLevel(level)
+
+
+def _write_trials_csv(out: Path, records: list[dict], space: SearchSpace, opts: Mapping[str, Any]) -> None:
+    annotate(records, opts)
+    outputs.write_csv(out / "trials.csv", outputs.trial_rows(records, list(space.device)))
+
+
+# --------------------------------------------------------------------------- front and results
+def violation(record: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
+    """Why a completed trial breaks ``--max-cost`` / ``--min-accuracy`` ('' when it does not)."""
+    m = record.get("metrics") or {}
+    why = []
+    if opts.get("max_cost") is not None and m.get("cost", 0) > float(opts["max_cost"]):
+        why.append(f"cost {m['cost']:.4g} > max_cost {float(opts['max_cost']):g}")
+    if opts.get("min_accuracy") is not None and m.get("hw_accuracy", 0) < float(opts["min_accuracy"]):
+        why.append(f"hw_accuracy {m['hw_accuracy']:.4f} < min_accuracy {float(opts['min_accuracy']):g}")
+    return "; ".join(why)
+
+
+def annotate(records: list[dict], opts: Mapping[str, Any]) -> list[int]:
+    """Set ``feasible``, ``violation`` and ``on_front`` on each record; return the front's indices."""
+    ok = []
+    for r in records:
+        if r["status"] != "completed":
+            r["feasible"], r["violation"], r["on_front"] = False, "", False
+            continue
+        r["violation"] = violation(r, opts)
+        r["feasible"] = not r["violation"]
+        r["on_front"] = False
+        if r["feasible"]:
+            ok.append(r)
+    idx = pareto_front([r["metrics"]["hw_accuracy"] for r in ok], [r["metrics"]["cost"] for r in ok])
+    for i in idx:
+        ok[i]["on_front"] = True
+    return [records.index(ok[i]) for i in idx]
+
+
+def _score_on_test(record: dict, base: dict, opts: Mapping[str, Any], out: Path, teacher_ws: SearchWorkspace) -> dict:
+    """Test-set figures of one front member, from its saved student (re-run if the file is absent)."""
+    from codesign.artifacts import load_student
+    from codesign.data import load_dataset
+
+    path = out / student_path(record)
+    if not path.is_file():  # e.g. a trial that ran on another node without a shared file system
+        run_trial(record["config"], {k: v for k, v in base.items() if k != "students_dir"}, workspace=teacher_ws, save_to=path)
+    full = load_dataset(base["dataset"], base["data_root"])
+    st = load_student(path)
+    draws, seed = int(base["hw_draws"]), int(base["seed"])
+    n = len(full.y_test)
+    hw = accuracy_stats(st.hw_accuracy(full.x_test, full.y_test, draws, seed), n)
+    return {
+        "test_hw_accuracy": hw["mean"], "test_hw_accuracy_std": hw["std"],
+        "test_hw_accuracy_worst": hw["worst"],
+        "test_float_accuracy": exact_accuracies([st.accuracy(full.x_test, full.y_test)], n)[0],
+    }
+
+
+def student_path(record: Mapping[str, Any]) -> str:
+    """Where a trial's student is saved, relative to the search folder (the folder may move)."""
+    return f"students/trials/{record['ray_trial_id']}.pt"
+
+
+def summarise(records: list[dict], opts: Mapping[str, Any], base: Mapping[str, Any]) -> dict:
+    """The front summary (``front.json``) of a list of trial records, without test-set figures."""
+    front_idx = annotate(records, opts)
+    front = []
+    for i in front_idx:
+        r = records[i]
+        m = r["metrics"]
+        front.append({
+            "trial": r["trial"], "config": r["config"], "describe": outputs.describe_config(r["config"]),
+            "cost": m["cost"], "val_hw_accuracy": m["hw_accuracy"], "val_hw_accuracy_std": m.get("hw_accuracy_std"),
+            "val_float_accuracy": m.get("float_accuracy"), "n_features": m.get("n_features"),
+            "costs": {k: v for k, v in m.items() if k not in outputs.CORE_METRICS and k not in outputs.TAIL_METRICS
+                      and isinstance(v, (int, float))},
+            "student": student_path(r),
+        })
+    k = knee_point([p["val_hw_accuracy"] for p in front], [p["cost"] for p in front])
+    completed = [r for r in records if r["status"] == "completed"]
+    key = base["cost_key"]
+    return {
+        "format": "codesign-front/1", "dataset": base["dataset"], "teacher": base["teacher"], "device": base["device"],
+        "device_set": base.get("device_set") or {}, "protocol": base["protocol"], "method": base["method"],
+        "hw_draws": base["hw_draws"], "validation": base["validation"], "seed": base["seed"], "cost_key": key,
+        "cost_label": outputs.cost_label(key),
+        "constraints": {"max_cost": opts.get("max_cost"), "min_accuracy": opts.get("min_accuracy")},
+        "n_trials": len(records), "n_completed": len(completed), "n_failed": len(records) - len(completed),
+        "n_feasible": sum(bool(r.get("feasible")) for r in records),
+        "points": [{"trial": r["trial"], "cost": r["metrics"]["cost"], "hw_accuracy": r["metrics"]["hw_accuracy"],
+                    "feasible": r["feasible"], "on_front": r["on_front"]} for r in completed],
+        "front": front,
+        "knee": None if k is None else front[k]["trial"],
+        "targets": {},
+    }
+
+
+def finalize(out: Path, records: list[dict], opts: Mapping[str, Any], base: dict, space: SearchSpace, ds,
+             progress: Progress | None = None) -> dict:
+    """Front, knee, test-set scores, target students, trials.csv, front files and plots."""
+    summary = summarise(records, opts, base)
+    _write_trials_csv(out, records, space, opts)
+    teacher_ws = SearchWorkspace()
+    for p in summary["front"]:
+        rec = next(r for r in records if r["trial"] == p["trial"])
+        p.update(_score_on_test(rec, base, opts, out, teacher_ws))
+        p["student"] = student_path(rec)
+    front = summary["front"]
+    if front:
+        picks = {"accuracy": front[-1], "cost": front[0],
+                 "knee": next(p for p in front if p["trial"] == summary["knee"])}
+        for target, p in picks.items():
+            dest = out / "students" / f"{target}.pt"
+            atomic_write_bytes(dest, (out / p["student"]).read_bytes())
+            summary["targets"][target] = {"trial": p["trial"], "student": os.path.relpath(dest, out),
+                                          "describe": p["describe"], "cost": p["cost"],
+                                          "val_hw_accuracy": p["val_hw_accuracy"], "test_hw_accuracy": p["test_hw_accuracy"]}
+    outputs.write_front(out, summary, list(space.device))
+    from .plots import plot_fronts
+
+    plot_fronts([summary], out / "pareto.png")
+    if progress is not None:
+        _print_front(progress, summary, out)
+    return summary
+
+
+def _print_front(progress: Progress, s: dict, out: Path) -> None:
+    progress.log(f"{s['n_trials']} trials: {s['n_completed']} completed, {s['n_failed']} failed, "
+                 f"{s['n_feasible']} feasible; front of {len(s['front'])}:")
+    for p in s["front"]:
+        star = " *knee*" if p["trial"] == s["knee"] else ""
+        progress.log(f"  trial {p['trial']:>3}  {p['describe']}:  {s['cost_key']} {p['cost']:.4g}  "
+                     f"hw acc {100 * p['val_hw_accuracy']:.2f}% val / {100 * p['test_hw_accuracy']:.2f}% test{star}")
+    progress.log(f"results in {out}: trials.csv, front.csv/json/md, pareto.png/pdf, students/")

@@ -1,0 +1,74 @@
+"""A third-party device plugin for the search tests, installed at test time (not part of codesign).
+
+``brittle`` declares a search space wider than the part it models supports: its weights are
+quantised to ``bits`` bits and the config accepts at most 5, while ``search_space()`` offers 2..8.
+Trials that draw 6..8 bits are legitimately invalid (the config refuses them), which is how the
+tests see failed trials recorded while the rest of the search completes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from codesign.errors import check_range
+from devices.base import Device, DeviceConfig, DeviceLayer, IntRange, quantize_symmetric
+
+
+@dataclass(frozen=True)
+class BrittleConfig(DeviceConfig):
+    """Config of :class:`BrittleDevice`."""
+
+    bits: int = field(default=4, metadata={"doc": "weight bits; this part supports 1..5"})
+
+    def validate(self) -> None:
+        check_range("bits", self.bits, 1, 5, integer=True)
+
+
+class BrittleLayer(DeviceLayer):
+    """``x @ Q(K).T`` with K quantised per tensor to ``bits`` bits."""
+
+    def __init__(self, in_features: int, out_features: int, bits: int) -> None:
+        super().__init__(in_features, out_features)
+        self.bits = bits
+        self.weight = torch.nn.Parameter(torch.zeros(out_features, in_features))
+
+    def load_matrix(self, matrix: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.weight.copy_(matrix)
+
+    def effective_matrix(self) -> torch.Tensor:
+        w = self.weight.detach()
+        return quantize_symmetric(w, w.abs().max(), self.bits)
+
+    def draw_instance(self, seed: int) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = quantize_symmetric(self.weight, self.weight.detach().abs().max(), self.bits)
+        return torch.nn.functional.linear(x, w)
+
+
+class BrittleDevice(Device):
+    """A quantised digital part whose declared search space is wider than what it accepts."""
+
+    name = "brittle"
+    Config = BrittleConfig
+    description = "test plugin: k-bit weights, k <= 5 (search space offers 2..8)"
+
+    def layer(self, in_features: int, out_features: int) -> BrittleLayer:
+        return BrittleLayer(in_features, out_features, self.config.bits)
+
+    @classmethod
+    def search_space(cls):
+        return {"bits": IntRange(2, 8)}
+
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        macs = in_features * out_features
+        return {
+            "energy_pj": 0.05 * macs * self.config.bits,
+            "latency_ns": float(out_features),
+            "area_mm2": 1e-5 * macs * self.config.bits,
+            "n_macs": float(macs),
+        }

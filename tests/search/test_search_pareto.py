@@ -1,0 +1,81 @@
+"""Pareto front and knee on hand-made points (exact answers)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from search.pareto import dominates, knee_point, pareto_front, use_log_scale
+
+
+def test_front_of_hand_made_points():
+    #        0     1     2     3     4     5
+    acc = [0.90, 0.80, 0.95, 0.85, 0.95, 0.70]
+    cost = [10.0, 5.0, 20.0, 12.0, 30.0, 1.0]
+    # 3 is dominated by 0 (less accurate, dearer); 4 by 2 (same accuracy, dearer)
+    assert pareto_front(acc, cost) == [5, 1, 0, 2]
+
+
+def test_front_ties_and_duplicates():
+    acc = [0.9, 0.9, 0.9, 0.95]
+    cost = [2.0, 2.0, 3.0, 2.0]
+    # 3 dominates all others (as accurate or more at the same cost)
+    assert pareto_front(acc, cost) == [3]
+    # exact duplicates: only the first is kept
+    assert pareto_front([0.5, 0.5], [1.0, 1.0]) == [0]
+
+
+def test_front_ignores_missing_and_nan():
+    acc = [0.9, None, math.nan, 0.8]
+    cost = [2.0, 1.0, 0.5, 1.0]
+    assert pareto_front(acc, cost) == [3, 0]
+    assert pareto_front([], []) == []
+    with pytest.raises(ValueError):
+        pareto_front([1.0], [])
+
+
+def test_front_members_are_mutually_non_dominated():
+    import random
+
+    rng = random.Random(0)
+    pts = [(rng.random(), rng.random() * 100) for _ in range(200)]
+    front = pareto_front([p[0] for p in pts], [p[1] for p in pts])
+    on = set(front)
+    for i in range(len(pts)):
+        dominated = any(dominates(pts[j], pts[i]) for j in range(len(pts)))
+        assert (i in on) == (not dominated)
+
+
+def test_knee_is_the_bulge():
+    # a front that rises steeply then flattens: the knee is the corner at cost 2
+    acc = [0.50, 0.90, 0.92, 0.93]
+    cost = [1.0, 2.0, 6.0, 9.0]
+    assert knee_point(acc, cost, log_cost=False) == 1
+
+
+def test_knee_uses_log_cost_when_it_spans_decades():
+    acc = [0.50, 0.80, 0.90, 0.95]
+    cost = [1.0, 10.0, 100.0, 10000.0]
+    assert use_log_scale(cost)
+    # scaled log10 cost: 0, .25, .5, 1 and accuracy 0, .667, .889, 1: the point at cost 10 sits
+    # farthest above the chord (.417 vs .389); on a linear cost axis it is the one at cost 100
+    assert knee_point(acc, cost) == 1
+    assert knee_point(acc, cost, log_cost=False) == 2
+
+
+def test_knee_small_and_degenerate_fronts():
+    assert knee_point([], []) is None
+    assert knee_point([0.9], [3.0]) == 0
+    # two points: the one nearer the utopia corner (scaled: (0, 0) vs (1, 1) -> tie -> cheaper)
+    assert knee_point([0.8, 0.9], [1.0, 2.0]) == 0
+    # a straight (no bulge) front falls back to the utopia distance
+    # (scaled: (0, 0), (.5, .5), (1, 1); utopia distances 1, .707, 1)
+    assert knee_point([0.1, 0.5, 0.9], [1.0, 5.0, 9.0], log_cost=False) == 1
+
+
+def test_use_log_scale():
+    assert not use_log_scale([1.0, 9.0])
+    assert use_log_scale([1.0, 10.0])
+    assert not use_log_scale([0.0, 100.0])
+    assert not use_log_scale([])
