@@ -126,9 +126,20 @@ class FPGAFixedPointLayer(DeviceLayer):
         self.register_load_state_dict_post_hook(_mark_loaded_stats)
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
-        """Store ``matrix`` (``[out, in]``) as the float weight the quantizer sees."""
+        """Store ``matrix`` (``[out, in]``) as the float weight and set its radix points from it.
+
+        brevitas initialises a learned weight scale from the weights' statistics on the first
+        quantization and keeps it from then on; programming a new matrix must redo that, and
+        doing it here (not lazily at the first forward) also makes the state dict complete, so
+        a programmed layer saves and reloads like a trained one.
+        """
         with torch.no_grad():
             self.linear.weight.copy_(matrix.to(self.linear.weight))
+            scaling = self.linear.weight_quant.tensor_quant.scaling_impl
+            if hasattr(scaling, "init_done"):
+                scaling.value.fill_(1.0)  # brevitas's initial value, multiplied by the stats
+                scaling.init_done = False
+            self.linear.quant_weight()
 
     def effective_matrix(self) -> torch.Tensor:
         """The fixed-point weights (dequantized), ``[out, in]``."""

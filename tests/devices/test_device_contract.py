@@ -116,6 +116,21 @@ def test_trained_layer_survives_a_state_dict_round_trip(name):
 
 
 @pytest.mark.parametrize("name", BUILTINS)
+def test_programmed_layer_round_trips_and_reprograms(name):
+    # Post hoc: a layer that was only programmed (never run) must save and reload too, and
+    # programming a new matrix must replace everything derived from the old one.
+    dev, layer = _layer(name)
+    fresh = dev.layer(IN, OUT)
+    fresh.load_state_dict(layer.state_dict())
+    assert torch.allclose(fresh.effective_matrix(), layer.effective_matrix(), atol=1e-6)
+    K = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(5))
+    layer.load_matrix(K * 0.2)
+    small = layer.effective_matrix()
+    layer.load_matrix(K * 1.6)
+    assert torch.allclose(layer.effective_matrix(), small * 8, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
 def test_cost_has_required_keys_and_finite_values(name):
     dev = create_device(name)
     costs = dev.cost(861, 10)
