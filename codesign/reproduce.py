@@ -116,10 +116,11 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def render_markdown(summary: list[dict], meta: dict) -> str:
+    commands = meta.get("commands") or [meta["command"]]
     lines = [
         "# Reproduction: Koopman students distilled from neural networks",
         "",
-        f"Command: `{meta['command']}`  ",
+        "Command" + ("s, in order" if len(commands) > 1 else "") + ": " + "; then ".join(f"`{c}`" for c in commands) + "  ",
         f"Made {meta['date']} at commit `{meta['commit']}` on {meta['machine']}; {meta['seconds']:.0f} s in all.  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
@@ -145,7 +146,13 @@ def render_markdown(summary: list[dict], meta: dict) -> str:
             f"**{k['mean']:.2f} +- {k['std']:.2f}** | {k['mean'] - n['mean']:+.2f} | {k['mean'] - l['mean']:+.2f} | "
             f"{cond:.3g} |"
         )
-    lines += ["", "## Reading", ""] + findings(summary)
+    lines += [
+        "", "## Reading", "",
+        "`labels` has a std of exactly 0: its loss is convex, its fit deterministic and it never sees the",
+        "teacher, so the seed cannot change it (monomial features do not depend on the seed). `naive` is",
+        "closed-form and depends on the seed only through the teacher's softmax outputs, which are nearly",
+        "one-hot, hence its tiny std. The std that varies is kd's, through the teacher.", "",
+    ] + findings(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -223,15 +230,21 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(opts["out"])
     command = "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce"
     done: list[dict] = []
+    prev: dict = {}
     seconds_before = 0.0
     if opts["resume"] and (out / "reproduction.json").is_file():
         # Runs already in the table are kept; only the missing (setting, seed, method) run.
         prev = json.loads((out / "reproduction.json").read_text())
         done, seconds_before = prev["runs"], prev["meta"].get("seconds", 0.0)
 
+    commands = (prev.get("meta", {}).get("commands") or [prev["meta"]["command"]]) if done else []
+    if command not in commands[-1:]:
+        commands.append(command)
+
     def write(runs: list[dict], seconds: float) -> None:
         summary = summarise(runs)
         meta = metadata(opts, seconds, command)
+        meta["commands"] = commands
         atomic_write_json(out / "reproduction.json", {"meta": meta, "summary": summary, "runs": runs})
         atomic_write_text(out / "reproduction.md", render_markdown(summary, meta))
 
