@@ -155,3 +155,22 @@ def test_resume_after_kill_does_not_redo_finished_trials(ray_session, split_teac
     meta = json.loads((out / "search.json").read_text())
     assert meta["rounds"][-1]["samples"] == N - len(before) == meta["rounds"][-1]["ran"]
     assert json.loads((out / "front.json").read_text())["n_trials"] == N
+
+
+def test_same_seed_same_search(ideal_search, tmp_path):
+    # The same command twice gives the same trials: configs, accuracies and costs.
+    again = tmp_path / "again"
+    assert main(["search", *TINY, "--device", "ideal", "--samples", "4", "--out", str(again)]) == 0
+    # identifiers Ray draws at random, and wall times, are not results
+    timing = ("seconds", "time", "date", "pid", "node", "host", "ray_trial_id", "student")
+
+    def rows(folder):
+        out = {}
+        for r in outputs.read_csv(folder / "trials.csv"):
+            out[r["trial"]] = {k: v for k, v in r.items() if not any(t in k for t in timing)}
+        return out
+
+    first, second = rows(ideal_search), rows(again)
+    assert first.keys() == second.keys() and len(first) == 4
+    for trial in first:
+        assert first[trial] == second[trial], trial
