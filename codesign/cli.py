@@ -19,7 +19,7 @@ from .errors import CodesignError, ConfigError
 DISTILL_DEFAULTS: dict[str, Any] = {
     "dataset": "digits", "data_root": None, "teacher": "mlp", "teacher_weights": None,
     "teacher_epochs": None, "pca_rank": 20, "dictionary": "monomial", "degree": 2, "centers": 200,
-    "method": "kd", "temperature": 2.0, "alpha": 0.9, "l2": None, "max_iter": 200, "tol": 5e-3,
+    "method": "kd", "temperature": 2.0, "alpha": 0.9, "l2": None, "max_iter": 200, "tol": 1e-2,
     "naive_target": "probs", "device": None, "set": {}, "protocol": "posthoc", "hw_draws": 5,
     "device_epochs": 5, "batch_size": 4096, "lr": 2e-3, "seed": 0, "max_memory": None,
     "cache_dir": None, "torch_device": "cpu", "json": False, "out": None,
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, help="weight of the teacher term (default 0.9)")
     p.add_argument("--l2", type=float, help="L2 penalty on K (default: 0 for kd, 1e-4 for labels)")
     p.add_argument("--max-iter", type=int, help="L-BFGS iteration cap (default 200)")
-    p.add_argument("--tol", type=float, help="relative loss decrease per iteration that stops L-BFGS (default 5e-3)")
+    p.add_argument("--tol", type=float, help="relative loss decrease per iteration that stops L-BFGS (default 1e-2)")
     p.add_argument("--naive-target", help="what EDMD regresses on: probs (default) | logits")
     p.add_argument("--device", help="device model to evaluate on (see `codesign devices`)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="device config override (repeatable)")
