@@ -53,6 +53,10 @@ class FitConfig:
             training loss, and at degree 3 they start to overfit).
         ridge: ridge of the least-squares warm start (relative to the mean feature variance).
         naive_target: ``probs`` or ``logits``: what EDMD regresses on for ``naive``.
+        pass_dtype: precision of the feature copy that L-BFGS's passes read: ``bfloat16``
+            (default; the passes are memory-bound, so half the bytes is about half the time;
+            logits, softmax, gradients and their accumulation stay float32, and the final
+            loss and every reported accuracy use the float32 features) or ``float32``.
         device_epochs: passes over the data when training through a device layer.
         batch_size: minibatch size when training through a device layer.
         lr: Adam learning rate through a device layer.
@@ -67,6 +71,7 @@ class FitConfig:
     tol: float = 1e-2
     ridge: float = 1e-3
     naive_target: str = "probs"
+    pass_dtype: str = "bfloat16"
     device_epochs: int = 5
     batch_size: int = 4096
     lr: float = 2e-3
@@ -83,6 +88,7 @@ class FitConfig:
         check_range("tol", self.tol, 0.0, 1.0)
         check_range("ridge", self.ridge, 0.0, 1e6)
         check_choice("naive_target", self.naive_target, ("probs", "logits"))
+        check_choice("pass_dtype", self.pass_dtype, ("bfloat16", "float32"))
         check_range("device_epochs", self.device_epochs, 0, 10_000, integer=True)
         check_range("batch_size", self.batch_size, 1, 1 << 24, integer=True)
         check_range("lr", self.lr, 1e-8, 10.0)
@@ -360,7 +366,8 @@ def kd_loss_and_grad(
     ``grad^T @ psi`` backward), and the product is memory-bound. Here each block of rows is
     used for both products while it is still in cache, with the softmax gradients in closed
     form: ``d/dz [T^2 KL(p || softmax(z/T))] = T (softmax(z/T) - p)`` and
-    ``d/dz CE(z, y) = softmax(z) - onehot(y)``.
+    ``d/dz CE(z, y) = softmax(z) - onehot(y)``. ``psi`` may be bfloat16 (see
+    :attr:`FitConfig.pass_dtype`); logits, softmax and the gradient stay float32.
     """
     N = psi.shape[0]
     T, a = targets.temperature, targets.alpha
@@ -370,9 +377,10 @@ def kd_loss_and_grad(
     # of 8 (whole SIMD registers); the padding rows are zero and their outputs are dropped.
     C = K.shape[0]
     Kp = K if C % 8 == 0 else torch.cat([K, K.new_zeros(8 - C % 8, K.shape[1])])
+    Kp = Kp.to(psi.dtype)
     for i in range(0, N, rows):
         p = psi[i : i + rows]
-        z = (p @ Kp.T)[:, :C]
+        z = (p @ Kp.T)[:, :C].float()
         g = torch.zeros_like(z)
         if a > 0:
             log_q = torch.log_softmax(z / T, dim=1)
@@ -386,7 +394,10 @@ def kd_loss_and_grad(
             sm = log_p.exp_()
             sm[torch.arange(len(y), device=sm.device), y] -= 1.0
             g.add_(sm, alpha=1 - a)
-        grad.addmm_(g.T, p)
+        if p.dtype == grad.dtype:
+            grad.addmm_(g.T, p)
+        else:  # low-precision features: the product accumulates in float32 inside BLAS
+            grad += (g.to(p.dtype).T @ p).float()
     grad /= N
     total /= N
     if l2 > 0:
@@ -426,10 +437,11 @@ def lbfgs_fit(
         tolerance_grad=1e-9, tolerance_change=0.0, history_size=20, line_search_fn="strong_wolfe",
     )
     state = {"evals": 0, "best": math.inf}
+    psi_pass = psi if cfg.pass_dtype == "float32" else psi.to(getattr(torch, cfg.pass_dtype))
 
     def closure():
         K_ = weights(Kw.detach())
-        loss, grad_K = kd_loss_and_grad(psi, K_, targets, cfg.l2)
+        loss, grad_K = kd_loss_and_grad(psi_pass, K_, targets, cfg.l2)
         state["evals"] += 1
         # chain rule through K = K' L^-1: dL/dK' = dL/dK L^-T
         Kw.grad = torch.linalg.solve_triangular(L, grad_K.T, upper=False).T

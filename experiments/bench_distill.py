@@ -11,7 +11,7 @@ For each feature setting on MNIST (MLP teacher, seed 0) it times and scores:
 then hardware-aware training through every installed device at its defaults against the
 `ideal` device for the same number of minibatch steps, and the --max-memory guard on a
 degree-3 setting with more than 10,000 features. Prints wall time, peak memory (resident-set
-growth during the call, sampled every 2 ms) and test accuracy, and the ratios.
+growth during a second, untimed call, sampled every 2 ms) and test accuracy, and the ratios.
 
     python experiments/bench_distill.py --data-root ../shared/data            # CPU
     python experiments/bench_distill.py --data-root DATA --torch-device cuda  # a GPU
@@ -76,14 +76,22 @@ def sync(dev):
 
 
 def timed(fn, dev):
+    """(result, seconds, peak RSS growth, peak GPU bytes) of ``fn()``.
+
+    The time comes from a first call with nothing else running; the memory from a second call
+    watched by the sampler thread (whose polling would otherwise slow the timed call: it
+    competes for the GIL and for one of the two cores).
+    """
+    sync(dev)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(dev)
+    secs = time.perf_counter() - t0
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    sync(dev)
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        out = fn()
+        fn()
         sync(dev)
-        secs = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
     return out, secs, mem.growth, gpu
 
