@@ -20,7 +20,7 @@ DISTILL_DEFAULTS: dict[str, Any] = {
     "dataset": "digits", "data_root": None, "teacher": "mlp", "teacher_weights": None,
     "teacher_epochs": None, "pca_rank": 20, "dictionary": "monomial", "degree": 2, "centers": 200,
     "method": "kd", "temperature": 2.0, "alpha": 0.9, "l2": None, "max_iter": 200, "tol": 1e-2,
-    "naive_target": "probs", "device": None, "set": {}, "protocol": "posthoc", "hw_draws": 5,
+    "naive_target": "probs", "pass_dtype": "bfloat16", "device": None, "set": {}, "protocol": "posthoc", "hw_draws": 5,
     "device_epochs": 5, "batch_size": 4096, "lr": 2e-3, "seed": 0, "max_memory": None,
     "cache_dir": None, "torch_device": "cpu", "json": False, "out": None,
 }
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=int, help="L-BFGS iteration cap (default 200)")
     p.add_argument("--tol", type=float, help="relative loss decrease per iteration that stops L-BFGS (default 1e-2)")
     p.add_argument("--naive-target", help="what EDMD regresses on: probs (default) | logits")
+    p.add_argument("--pass-dtype", help="precision of the features L-BFGS reads: bfloat16 (default) | float32")
     p.add_argument("--device", help="device model to evaluate on (see `codesign devices`)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="device config override (repeatable)")
     p.add_argument("--protocol", help="posthoc (default: train ideal, then map) | aware (train through the device)")
@@ -148,7 +149,7 @@ def distill_config_from(opts: dict[str, Any]):
     fit = FitConfig(
         method=opts["method"], temperature=float(opts["temperature"]), alpha=float(opts["alpha"]),
         l2=None if opts["l2"] is None else float(opts["l2"]), max_iter=int(opts["max_iter"]),
-        tol=float(opts["tol"]), naive_target=opts["naive_target"], device_epochs=int(opts["device_epochs"]),
+        tol=float(opts["tol"]), naive_target=opts["naive_target"], pass_dtype=opts["pass_dtype"], device_epochs=int(opts["device_epochs"]),
         batch_size=int(opts["batch_size"]), lr=float(opts["lr"]), seed=int(opts["seed"]),
     )
     return DistillConfig(

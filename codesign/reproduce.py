@@ -40,6 +40,7 @@ def add_reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resnet-seeds", type=int, help="seeds for the ResNet-18 rows (default 5)")
     p.add_argument("--torch-device", help="where teachers train (cpu | cuda)")
     p.add_argument("--tol", type=float, help="L-BFGS stopping tolerance of labels/kd (default: the engine's, 1e-2)")
+    p.add_argument("--pass-dtype", help="precision of the features L-BFGS reads: bfloat16 (default) | float32")
     p.add_argument("--resume", action="store_true", default=None,
                    help="keep the runs already in OUT/reproduction.json and run only the missing ones")
     p.add_argument("--smoke-test", action="store_true", default=None, help="tiny run on digits (for tests)")
@@ -49,7 +50,7 @@ REPRO_DEFAULTS: dict[str, Any] = {
     "out": "experiments/reproduction", "data_root": None, "cache_dir": None,
     "datasets": ["mnist", "fashion-mnist"], "seeds": 5, "ranks2": [5, 10, 20, 30, 40],
     "ranks3": [5, 10, 15, 20], "resnet_ranks2": [10, 20, 40], "resnet_seeds": 5,
-    "torch_device": "cpu", "tol": None, "resume": False, "smoke_test": False,
+    "torch_device": "cpu", "tol": None, "pass_dtype": None, "resume": False, "smoke_test": False,
 }
 
 
@@ -81,7 +82,7 @@ def run(opts: dict, log=print, done: list[dict] | None = None, checkpoint=None) 
                     continue
                 cfg = DistillConfig(
                     dataset=ds, data_root=opts["data_root"], teacher=teacher, pca_rank=rank,
-                    dictionary="monomial", degree=degree, fit=FitConfig(method=method, seed=seed, **({"tol": opts["tol"]} if opts["tol"] else {})), seed=seed,
+                    dictionary="monomial", degree=degree, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k]}), seed=seed,
                     cache_dir=opts["cache_dir"], torch_device=opts["torch_device"],
                 )
                 m = run_distill(cfg, ws).metrics
