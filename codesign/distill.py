@@ -21,7 +21,7 @@ from .dictionaries import create_dictionary, list_dictionaries
 from .errors import ConfigError, check_choice, check_range
 from .features import Features, build_features, cached_features, parse_memory
 from .students import FitConfig, LinearStudent, accuracy, fit_through_device
-from .teachers import Teacher, get_teacher
+from .teachers import Teacher, check_torch_device, get_teacher
 
 PROTOCOLS = ("posthoc", "aware")
 
@@ -50,7 +50,7 @@ class DistillConfig:
             (the search's objective); 0 disables.
         max_memory: byte budget for a feature matrix (None: half the RAM).
         cache_dir: cache folder (None: ``$CODESIGN_CACHE`` or ``~/.cache/codesign``).
-        torch_device: where teachers train (``cpu`` or ``cuda``).
+        torch_device: where teachers train and students are fitted (``cpu`` or ``cuda``).
     """
 
     dataset: str = "digits"
@@ -216,11 +216,10 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         from devices import create_device
 
         device = create_device(cfg.device, dict(cfg.device_overrides))
+    check_torch_device(cfg.torch_device)  # before the teacher: fits run there too
     teacher = ws.teacher(cfg, ds)
     feats = ws.features(cfg, ds)
     dev = torch.device(cfg.torch_device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("torch_device='cuda' but PyTorch sees no CUDA device here; use --torch-device cpu")
     psi_train, psi_test = feats.train.to(dev), feats.test.to(dev)
     y_train = torch.from_numpy(ds.y_train).to(dev)
     y_test = torch.from_numpy(ds.y_test).to(dev)

@@ -183,32 +183,6 @@ class LinearStudent:
         return accuracy(self.logits(psi), labels)
 
 
-class _FeatureProduct(torch.autograd.Function):
-    """``psi @ K^T`` with the weight gradient formed as ``grad^T @ psi``.
-
-    For a tall, fixed ``psi`` ([N, F], no gradient), BLAS computes ``grad^T @ psi`` three to
-    four times faster than autograd's default ``psi^T @ grad`` (the latter walks psi
-    column-wise); this is the whole cost of a backward pass.
-    """
-
-    @staticmethod
-    def forward(ctx, psi: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(psi)
-        return psi @ K.T
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (psi,) = ctx.saved_tensors
-        return None, grad.T @ psi
-
-
-def feature_product(psi: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """Student logits ``psi @ K^T`` ([N, C]) with a fast weight gradient."""
-    if psi.requires_grad:
-        return psi @ K.T
-    return _FeatureProduct.apply(psi, K)
-
-
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy."""
     return float((logits.argmax(1) == labels).double().mean())

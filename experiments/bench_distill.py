@@ -38,7 +38,7 @@ from codesign.errors import ResourceError
 from codesign.features import FeaturePipeline, build_features, format_bytes, parse_memory
 from codesign.dictionaries import create_dictionary
 from codesign.losses import KDTargets, kd_loss
-from codesign.students import FitConfig, LinearStudent, accuracy, feature_product, fit_through_device, warm_start
+from codesign.students import FitConfig, LinearStudent, accuracy, fit_through_device, warm_start
 from codesign.teachers import get_teacher
 
 T, ALPHA = 2.0, 0.9
@@ -151,8 +151,6 @@ def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows):
     tl = torch.from_numpy(teacher.train_logits).to(dev)
     C = ds.n_classes
     targets = KDTargets(tl, y, T, ALPHA)
-    # Warm-up: first BLAS / allocator calls are not what we measure.
-    feature_product(psi[:1024], torch.zeros(C, psi.shape[1], device=dev))
 
     def ours():
         return LinearStudent(FitConfig(method="kd", temperature=T, alpha=ALPHA)).fit(psi, y, tl, n_classes=C)

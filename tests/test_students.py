@@ -9,7 +9,7 @@ import torch
 from codesign.errors import ConfigError, NumericalError
 from codesign.features import build_features
 from codesign.losses import KDTargets, kd_loss
-from codesign.students import FitConfig, LinearStudent, feature_product
+from codesign.students import FitConfig, LinearStudent
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
 
@@ -156,28 +156,6 @@ def test_fits_are_deterministic(lifted, data):
     assert torch.equal(a.K_, b.K_)
 
 
-def test_feature_product_gradient():
-    gen = torch.Generator().manual_seed(0)
-    psi = torch.randn(40, 6, generator=gen)
-    K = torch.randn(3, 6, generator=gen, requires_grad=True)
-    w = torch.randn(40, 3, generator=gen)
-    (feature_product(psi, K) * w).sum().backward()
-    assert torch.allclose(K.grad, w.T @ psi, atol=1e-5)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-@pytest.mark.parametrize("kwargs,match", [
-    ({"alpha": 1.5}, r"alpha=1\.5 is out of range: allowed \[0\.0, 1\.0\]"),
-    ({"alpha": -0.1}, "alpha"),
-    ({"temperature": 0}, "temperature=0"),
-    ({"temperature": float("nan")}, "temperature"),
-    ({"method": "ridge"}, "method='ridge': expected one of kd, labels, naive"),
-    ({"max_iter": 0}, "max_iter"),
-    ({"naive_target": "soft"}, "naive_target"),
-    ({"l2": -1.0}, "l2"),
-])
 def test_fit_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         FitConfig(**kwargs)
