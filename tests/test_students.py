@@ -156,6 +156,19 @@ def test_fits_are_deterministic(lifted, data):
     assert torch.equal(a.K_, b.K_)
 
 
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"alpha": 1.5}, r"alpha=1\.5 is out of range: allowed \[0\.0, 1\.0\]"),
+    ({"alpha": -0.1}, "alpha"),
+    ({"temperature": 0}, "temperature=0"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"method": "ridge"}, "method='ridge': expected one of kd, labels, naive"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"naive_target": "soft"}, "naive_target"),
+    ({"l2": -1.0}, "l2"),
+])
 def test_fit_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         FitConfig(**kwargs)
