@@ -62,7 +62,7 @@ class SavedStudent:
         """The device layer as trained/programmed (None if no device was used)."""
         if self.device_name is None:
             return None
-        from devices import create_device
+        from codesign.devices import create_device
 
         dev = create_device(self.device_name)
         dev = type(dev)(dataclasses.replace(dev.config, **self.device_config))

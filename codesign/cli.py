@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     try:  # search/ adds `search` and `pareto`; absent only in a broken install
-        from search.cli import add_search_commands
+        from codesign.search.cli import add_search_commands
     except ImportError:
         pass
     else:
@@ -226,7 +226,7 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from devices.describe import describe_devices
+    from codesign.devices.describe import describe_devices
 
     print(describe_devices())
     return 0

@@ -213,7 +213,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         )
     device = None
     if cfg.device is not None:  # validate the device before any expensive work
-        from devices import create_device
+        from codesign.devices import create_device
 
         device = create_device(cfg.device, dict(cfg.device_overrides))
     check_torch_device(cfg.torch_device)  # before the teacher: fits run there too

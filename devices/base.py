@@ -17,7 +17,7 @@ and the **search space** of its own constraints, declared with the plain specs b
 ``search/`` can turn them into Ray Tune distributions without the device importing Ray.
 
 Devices are discovered through the ``codesign.devices`` entry-point group (see
-:mod:`devices.registry`); the built-ins register there too.
+:mod:`codesign.devices.registry`); the built-ins register there too.
 """
 
 from __future__ import annotations
@@ -31,37 +31,13 @@ import torch
 from torch import nn
 
 from codesign.errors import ConfigError
+from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 #: Cost keys every device must report; ``search --cost energy`` picks ``energy_pj`` and so on.
 REQUIRED_COST_KEYS = ("energy_pj", "latency_ns", "area_mm2")
 
 
-# --------------------------------------------------------------------------- search specs
-@dataclass(frozen=True)
-class IntRange:
-    """Integers ``low..high`` inclusive (e.g. bit widths)."""
-
-    low: int
-    high: int
-
-
-@dataclass(frozen=True)
-class FloatRange:
-    """Floats in ``[low, high]``, sampled log-uniformly when ``log`` is true."""
-
-    low: float
-    high: float
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a fixed list of plain values."""
-
-    values: tuple
-
-
-SearchSpec = IntRange | FloatRange | Choice
+# Search specs live in the bottom layer (plugins of every kind use them); re-exported here.
 
 
 # --------------------------------------------------------------------------- config

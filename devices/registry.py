@@ -50,7 +50,7 @@ def _load(name: str) -> type[Device] | None:
         _broken[name] = f"{type(exc).__name__}: {exc}"
         return None
     if not (isinstance(cls, type) and issubclass(cls, Device)):
-        _broken[name] = f"entry point {ep.value} is not a devices.base.Device subclass"
+        _broken[name] = f"entry point {ep.value} is not a codesign.devices.base.Device subclass"
         return None
     _loaded[name] = cls
     return cls

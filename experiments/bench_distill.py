@@ -181,7 +181,7 @@ def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows):
 
 def bench_devices(feats, ds, teacher, dev, args):
     """Hardware-aware training per device vs the ideal device, same steps, same batch."""
-    from devices import create_device, list_devices
+    from codesign.devices import create_device, list_devices
 
     psi = feats.train.to(dev)
     y = torch.from_numpy(ds.y_train).to(dev)

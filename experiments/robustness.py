@@ -31,7 +31,7 @@ from codesign.cache import atomic_write_json, atomic_write_text
 from codesign.distill import DistillConfig, Workspace, hardware_accuracy
 from codesign.reproduce import metadata
 from codesign.students import FitConfig, LinearStudent, fit_through_device
-from devices import create_device
+from codesign.devices import create_device
 
 DRIFT_TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 3.156e7}
 

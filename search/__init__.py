@@ -1,14 +1,24 @@
 """Co-design search (Ray Tune + Optuna), Pareto fronts and plots.
 
-* :mod:`search.space` -- dictionary family, PCA rank and a device's ``search_space()`` as an
+* :mod:`codesign.search.space` -- dictionary family, PCA rank and a device's ``search_space()`` as an
   Optuna define-by-run space (nothing device-specific: plugins are searchable by name);
-* :mod:`search.objective` -- the pure, seeded objective (config dict -> metrics), no Ray;
-* :mod:`search.runner` -- the Ray Tune driver: ``OptunaSearch`` on two objectives, trial log,
+* :mod:`codesign.search.objective` -- the pure, seeded objective (config dict -> metrics), no Ray;
+* :mod:`codesign.search.runner` -- the Ray Tune driver: ``OptunaSearch`` on two objectives, trial log,
   resume, progress, test-set scoring of the front, outputs (the only module that knows Ray);
-* :mod:`search.pareto` -- the front and its knee; :mod:`search.plots` -- the figures;
-  :mod:`search.outputs` -- trials.csv, front.csv/json/md, atomically;
-* :mod:`search.cli` -- ``codesign search`` and ``codesign pareto``.
+* :mod:`codesign.search.pareto` -- the front and its knee; :mod:`codesign.search.plots` -- the figures;
+  :mod:`codesign.search.outputs` -- trials.csv, front.csv/json/md, atomically;
+* :mod:`codesign.search.cli` -- ``codesign search`` and ``codesign pareto``.
 """
+
+if __name__ != "codesign.search":
+    # This folder sits at the repository root but installs as ``codesign.search``. Run from the root,
+    # ``import search`` would otherwise load a second copy of it under a generic name, whose
+    # classes are not the installed ones (isinstance checks and registries would disagree).
+    raise ModuleNotFoundError(
+        f"No module named {__name__!r}: this folder is the package 'codesign.search'; import that instead",
+        name=__name__,
+    )
+
 
 from .pareto import knee_point, pareto_front
 

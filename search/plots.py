@@ -66,7 +66,7 @@ def plot_fronts(
     """Draw one or more searches' fronts into ``path`` and its companion format.
 
     Args:
-        summaries: ``front.json`` contents (as :func:`search.runner.summarise` writes them).
+        summaries: ``front.json`` contents (as :func:`codesign.search.runner.summarise` writes them).
         path: output file (``.png``, ``.pdf`` or ``.svg``); the other format is written beside it.
         title: figure title (default: says what is plotted against what, on which data).
         labels: legend label per search (default: :func:`run_labels`).

@@ -7,11 +7,11 @@ The driver (this module, the only one that knows Ray):
    disk by :mod:`codesign.teachers`); its outputs reach every trial through
    ``tune.with_parameters`` (the object store), so no trial retrains it, on any node;
 3. runs a ``ray.tune.Tuner`` over a function trainable with ``OptunaSearch`` sampling both
-   objectives (hardware accuracy up, cost down) in the space of :mod:`search.space`;
+   objectives (hardware accuracy up, cost down) in the space of :mod:`codesign.search.space`;
 4. records every finished trial, completed or failed, in ``trials.jsonl`` the moment Tune
    reports it (a Tune callback), which is what ``--resume`` continues from: finished trials are
    handed back to Optuna, and only the missing ones run;
-5. computes the Pareto front itself (:mod:`search.pareto`), scores each front member once on
+5. computes the Pareto front itself (:mod:`codesign.search.pareto`), scores each front member once on
    the real test set, saves the best student per target, and writes the CSV/JSON/MD/plots.
 """
 
@@ -290,7 +290,7 @@ def run_search(opts: Mapping[str, Any]) -> dict:
     import optuna
 
     from codesign.features import parse_memory
-    from devices import create_device, get_device_class
+    from codesign.devices import create_device, get_device_class
 
     t_start = time.perf_counter()
     if not opts.get("out"):

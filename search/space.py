@@ -9,7 +9,7 @@ trial), which Ray Tune's ``OptunaSearch`` accepts as its ``space``. It is condit
   memory budget for the lifted feature matrix of the family drawn (so a degree-3 lift is
   searched at smaller ranks than a degree-2 one when memory binds);
 * ``device/<field>``: every entry of ``Device.search_space()`` not pinned by ``--set``, turned
-  into an Optuna distribution (:class:`~devices.base.IntRange` -> int, :class:`FloatRange` ->
+  into an Optuna distribution (:class:`~codesign.devices.base.IntRange` -> int, :class:`FloatRange` ->
   float, :class:`Choice` -> categorical). Nothing here is device-specific, so a plugin
   installed later is searchable by name.
 
@@ -226,7 +226,7 @@ def _check_spec(name: str, spec: Any) -> None:
             )
     else:
         raise ConfigError(
-            f"device search space: {name} has spec {spec!r}; expected devices.base.IntRange, FloatRange or Choice"
+            f"device search space: {name} has spec {spec!r}; expected codesign.devices.base.IntRange, FloatRange or Choice"
         )
 
 

@@ -226,7 +226,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, case):
 
 
 def test_unknown_device_lists_installed_devices(capsys):
-    from devices import list_devices
+    from codesign.devices import list_devices
 
     code, out, err = cli(capsys, "distill", "--device", "nosuchdevice")
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from codesign.cli import main as codesign
 
-    from search.runner import init_ray
+    from codesign.search.runner import init_ray
 
     out = Path(args.out or HERE / ("results-smoke" if args.smoke_test else "results"))
     started = init_ray(args.address, args.cpus)  # one Ray start for every search

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from devices.analog_crossbar import (
+from codesign.devices.analog_crossbar import (
     CELL_READ_PJ,
     DAC_BIT_PJ,
     INT32_ADD_PJ,

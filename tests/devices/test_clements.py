@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import ortho_group, unitary_group
 
-from devices.clements import decompose, mesh_layout, mzi_coefficients, mzi_matrix_np, rebuild
+from codesign.devices.clements import decompose, mesh_layout, mzi_coefficients, mzi_matrix_np, rebuild
 
 
 def test_four_mode_mesh_has_six_mzis_in_four_columns():

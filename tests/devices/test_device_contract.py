@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from codesign.errors import ConfigError
-from devices import REQUIRED_COST_KEYS, Choice, FloatRange, IntRange, create_device, list_devices
+from codesign.devices import REQUIRED_COST_KEYS, Choice, FloatRange, IntRange, create_device, list_devices
 
 # built-ins are the entry points that point into our own devices package (plugins excluded)
 BUILTINS = sorted(
-    ep.name for ep in entry_points(group="codesign.devices") if ep.value.startswith("devices.")
+    ep.name for ep in entry_points(group="codesign.devices") if ep.value.startswith("codesign.devices.")
 )
 NOISY = {"photonic_mzi", "analog_crossbar"}  # devices whose instances differ by seed
 IN, OUT = 37, 5

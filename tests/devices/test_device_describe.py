@@ -1,9 +1,9 @@
-"""devices.describe: the text behind ``codesign devices``."""
+"""codesign.devices.describe: the text behind ``codesign devices``."""
 
 import dataclasses
 
-from devices import create_device
-from devices.describe import config_fields, describe_device, describe_devices
+from codesign.devices import create_device
+from codesign.devices.describe import config_fields, describe_device, describe_devices
 
 
 def test_describe_lists_every_builtin_with_fields_defaults_and_docs():

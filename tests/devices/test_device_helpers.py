@@ -1,9 +1,9 @@
-"""The layer helpers in devices.base: quantizer, DAC, calibrated range, instance generators."""
+"""The layer helpers in codesign.devices.base: quantizer, DAC, calibrated range, instance generators."""
 
 import pytest
 import torch
 
-from devices.base import CalibratedRange, dac, instance_generator, quantize_symmetric
+from codesign.devices.base import CalibratedRange, dac, instance_generator, quantize_symmetric
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 5])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from devices.fpga_fixed_point import FPGAFixedPointDevice, export_qonnx
+from codesign.devices.fpga_fixed_point import FPGAFixedPointDevice, export_qonnx
 
 IN, OUT = 37, 5
 
@@ -151,7 +151,7 @@ def test_inputs_that_require_gradients_take_brevitas_own_path():
 
 
 def test_input_radix_point_from_the_999th_percentile_so_outliers_saturate():
-    from devices.fpga_fixed_point import FPGAFixedPointDevice
+    from codesign.devices.fpga_fixed_point import FPGAFixedPointDevice
 
     layer = FPGAFixedPointDevice(weight_bits=8, input_bits=4).layer(100, 3)
     layer.load_matrix(torch.eye(3, 100))
@@ -167,7 +167,7 @@ def test_input_radix_point_from_the_999th_percentile_so_outliers_saturate():
 
 
 def test_weights_use_one_power_of_two_scale_per_output_row():
-    from devices.fpga_fixed_point import FPGAFixedPointDevice
+    from codesign.devices.fpga_fixed_point import FPGAFixedPointDevice
 
     layer = FPGAFixedPointDevice(weight_bits=4, input_bits=8).layer(64, 2)
     k_mat = torch.randn(2, 64, generator=torch.Generator().manual_seed(0))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from devices.ideal import DATAPATHS, SRAM_BITCELL_UM2, IdealDevice
+from codesign.devices.ideal import DATAPATHS, SRAM_BITCELL_UM2, IdealDevice
 
 
 def test_exact_product_in_every_mode():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from devices.photonic_mzi import (
+from codesign.devices.photonic_mzi import (
     ADC_GSPS,
     ADC_MW_8BIT,
     DAC_GSPS,

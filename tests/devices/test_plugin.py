@@ -17,8 +17,8 @@ PLUGIN = Path(__file__).resolve().parents[2] / "experiments" / "example_plugin"
 CHECK = textwrap.dedent(
     """
     import math, torch
-    import devices
-    from devices.base import required_cost_check
+    from codesign import devices
+    from codesign.devices.base import required_cost_check
     assert "stuck_crossbar" in devices.list_devices(), devices.list_devices()
     assert not devices.broken_devices(), devices.broken_devices()
     dev = devices.create_device("stuck_crossbar", {"stuck_fraction": "0.1"})
@@ -34,7 +34,7 @@ CHECK = textwrap.dedent(
     layer.draw_instance(2)
     assert torch.equal(a, b) and not torch.equal(a, layer(x))
     required_cost_check(dev, dev.cost(20, 3))
-    from devices.describe import describe_devices
+    from codesign.devices.describe import describe_devices
     assert "stuck_fraction" in describe_devices()
     print("PLUGIN_OK")
     """

@@ -73,7 +73,7 @@ def ray_session(codesign_cache, plugin_site):
 @pytest.fixture(scope="module")
 def brittle_plugin(plugin_site):
     """The ``brittle`` plugin installed in this process too (for one test module), then removed."""
-    import devices
+    from codesign import devices
 
     sys.path.insert(0, str(plugin_site))
     importlib.invalidate_caches()

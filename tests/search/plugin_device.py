@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from codesign.errors import check_range
-from devices.base import Device, DeviceConfig, DeviceLayer, IntRange, quantize_symmetric
+from codesign.devices.base import Device, DeviceConfig, DeviceLayer, IntRange, quantize_symmetric
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import pytest
 
 from codesign import load_student
 from codesign.cli import main
-from search import outputs
-from search.objective import accuracy_stats
-from search.pareto import pareto_front
+from codesign.search import outputs
+from codesign.search.objective import accuracy_stats
+from codesign.search.pareto import pareto_front
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ def test_run_searches_smoke(ray_session, split_teacher, tmp_path):
 
 def test_mnist_configs_are_valid_search_configs():
     from codesign.config_files import read_config_file
-    from search.cli import SEARCH_DEFAULTS
+    from codesign.search.cli import SEARCH_DEFAULTS
 
     for path in sorted((ROOT / "experiments/search").glob("mnist-*.toml")):
         cfg = read_config_file(path)

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from search import outputs
-from search.runner import summarise
+from codesign.search import outputs
+from codesign.search.runner import summarise
 
 
 def _rec(i, acc, cost, status="completed", **dev):
@@ -76,7 +76,7 @@ def test_cost_labels_carry_units():
 
 
 def test_objective_is_pure_and_seeded(split_teacher):
-    from search.objective import objective, run_trial
+    from codesign.search.objective import objective, run_trial
 
     base = {"dataset": "digits", "device": "ideal", "hw_draws": 2, "validation": 0.1, "cost_key": "latency"}
     cfg = {"dictionary": "monomial", "degree": 2, "pca_rank": 8, "device": {"datapath": "int8"}}
@@ -91,7 +91,7 @@ def test_objective_is_pure_and_seeded(split_teacher):
 def test_accuracies_are_snapped_to_exact_fractions():
     import numpy as np
 
-    from search.objective import accuracy_stats, exact_accuracies
+    from codesign.search.objective import accuracy_stats, exact_accuracies
 
     a = float(np.float32(691 / 720))
     b = float(np.mean([np.float32(691 / 720), np.float32(691 / 720), np.float32(691 / 720)], dtype=np.float32))
@@ -101,7 +101,7 @@ def test_accuracies_are_snapped_to_exact_fractions():
 
 
 def test_plot_of_empty_and_constrained_fronts(tmp_path):
-    from search.plots import plot_fronts
+    from codesign.search.plots import plot_fronts
 
     empty = summarise([_rec(0, 0, 0, "failed")], {}, BASE)
     assert [p.name for p in plot_fronts([empty], tmp_path / "e.png")] == ["e.png", "e.pdf"]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.pareto import dominates, knee_point, pareto_front, use_log_scale
+from codesign.search.pareto import dominates, knee_point, pareto_front, use_log_scale
 
 
 def test_front_of_hand_made_points():

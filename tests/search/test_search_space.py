@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from codesign.errors import ConfigError
-from devices.base import Choice, FloatRange, IntRange
-from search.space import build_space, flatten_config, unflatten_config
+from codesign.devices.base import Choice, FloatRange, IntRange
+from codesign.search.space import build_space, flatten_config, unflatten_config
 
 DEVICE = {"bits": IntRange(2, 8), "gain": FloatRange(0.1, 10.0, log=True), "tile": Choice((64, 128, "auto"))}
 
@@ -81,7 +81,7 @@ def test_centres_capped_by_training_set():
 def test_bad_specs_and_dictionaries_are_refused():
     with pytest.raises(ConfigError, match="Choice values"):
         _space(device_space={"x": Choice(((1, 2), (3, 4)))})
-    with pytest.raises(ConfigError, match="expected devices.base.IntRange"):
+    with pytest.raises(ConfigError, match="expected codesign.devices.base.IntRange"):
         _space(device_space={"x": (1, 2)})
     with pytest.raises(ConfigError, match="unknown dictionary"):
         _space(dictionaries=["fourier"])
@@ -101,7 +101,7 @@ def test_replay_gives_the_distributions_for_resume():
 
 def test_every_registered_device_space_builds():
     """Nothing device-specific in search/: every installed device's space converts."""
-    import devices
+    from codesign import devices
 
     for name in devices.list_devices():
         space = _space(device_space=devices.get_device_class(name).search_space())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from codesign.errors import check_range
-from devices.base import (
+from codesign.devices.base import (
     CalibratedRange,
     Device,
     DeviceConfig,
