@@ -2,26 +2,47 @@
 
 The pipeline, one module per stage: :mod:`~codesign.data` -> :mod:`~codesign.teachers` ->
 :mod:`~codesign.pca` and :mod:`~codesign.dictionaries` (:mod:`~codesign.features`) ->
-:mod:`~codesign.students` (:mod:`~codesign.losses`) -> :mod:`~codesign.distill`.
+:mod:`~codesign.students` (:mod:`~codesign.losses`) -> :mod:`~codesign.distill`; device models
+in :mod:`codesign.devices`, the co-design search in :mod:`codesign.search`.
+
+The public names below are imported on first use (PEP 562), so that ``import codesign.errors``
+or a device plugin's ``import codesign.devices`` does not load the whole pipeline.
 """
 
-from .artifacts import SavedStudent, load_student, save_student
-from .data import Dataset, load_dataset
-from .dictionaries import Dictionary, create_dictionary, list_dictionaries, register_dictionary
-from .distill import DistillConfig, DistillResult, Workspace, run_distill
-from .errors import CodesignError, ConfigError, DataError, NumericalError, ResourceError, TeacherError
-from .features import FeaturePipeline, build_features
-from .losses import KDTargets, kd_loss
-from .pca import PCA
-from .students import FitConfig, LinearStudent
-from .teachers import Teacher, get_teacher, user_teacher
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CodesignError", "ConfigError", "DataError", "Dataset", "Dictionary", "DistillConfig", "DistillResult",
-    "FeaturePipeline", "FitConfig", "KDTargets", "LinearStudent", "NumericalError", "PCA", "ResourceError",
-    "SavedStudent", "Teacher", "TeacherError", "Workspace", "build_features", "create_dictionary", "get_teacher",
-    "kd_loss", "list_dictionaries", "load_dataset", "load_student", "register_dictionary", "run_distill",
-    "save_student", "user_teacher",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    "SavedStudent": "artifacts", "load_student": "artifacts", "save_student": "artifacts",
+    "Dataset": "data", "load_dataset": "data",
+    "Dictionary": "dictionaries", "create_dictionary": "dictionaries", "list_dictionaries": "dictionaries",
+    "get_dictionary_class": "dictionaries",
+    "DistillConfig": "distill", "DistillResult": "distill", "Workspace": "distill", "run_distill": "distill",
+    "CodesignError": "errors", "ConfigError": "errors", "DataError": "errors", "NumericalError": "errors",
+    "ResourceError": "errors", "TeacherError": "errors",
+    "FeaturePipeline": "features", "build_features": "features",
+    "KDTargets": "losses", "kd_loss": "losses",
+    "PCA": "pca",
+    "FitConfig": "students", "LinearStudent": "students",
+    "Teacher": "teachers", "get_teacher": "teachers", "user_teacher": "teachers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'codesign' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

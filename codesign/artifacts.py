@@ -7,7 +7,6 @@ name, config and the trained layer's state. :func:`load_student` rebuilds it in 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,25 +57,52 @@ class SavedStudent:
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.logits(x).argmax(1).numpy() == np.asarray(y)).mean())
 
-    def device_layer(self):
-        """The device layer as trained/programmed (None if no device was used)."""
+    def device_layer(self, t_inference_s: float | None = None):
+        """The device layer as trained/programmed (None if no device was used).
+
+        Configs saved before device API v2 are read through the device's
+        ``Config.from_dict`` (renamed fields mapped: the crossbar's ``drift_time_s`` becomes
+        ``train_drift_time_s``); their layer states carry no device name and config, which is
+        accepted.
+
+        Args:
+            t_inference_s: time since programming the layer is read at, s. None: the
+                ``drift_time_s`` a pre-v2 crossbar student was evaluated at, if it has one, else
+                the layer's default (``DEFAULT_T_INFERENCE_S``).
+        """
         if self.device_name is None:
             return None
-        from codesign.devices import create_device
+        from codesign.devices import get_device_class
 
-        dev = create_device(self.device_name)
-        dev = type(dev)(dataclasses.replace(dev.config, **self.device_config))
+        cls = get_device_class(self.device_name)
+        saved = dict(self.device_config or {})
+        dev = cls(cls.Config.from_dict(saved))
         layer = dev.layer(self.K.shape[1], self.K.shape[0])
         layer.load_matrix(self.K)
         if self.layer_state is not None:
             layer.load_state_dict(self.layer_state)
+        if t_inference_s is None and "drift_time_s" in saved:  # pre-v2: evaluated at that time
+            t_inference_s = saved["drift_time_s"]
+        if t_inference_s is not None:
+            layer.set_inference_time(t_inference_s)
         return layer.eval()
 
-    def hw_accuracy(self, x: np.ndarray, y: np.ndarray, draws: int, seed: int) -> list[float]:
-        """Accuracy over ``draws`` seeded hardware instances, as :func:`run_distill` measures it."""
+    def hw_accuracy(
+        self, x: np.ndarray, y: np.ndarray, draws: int, seed: int, t_inference_s: float | None = None
+    ) -> list[float]:
+        """Accuracy over ``draws`` seeded hardware instances, as :func:`run_distill` measures it.
+
+        Args:
+            x: raw inputs ``[n, n_inputs]``.
+            y: labels ``[n]``.
+            draws: hardware instances.
+            seed: seeds the instances.
+            t_inference_s: time since programming to read them at, s (see :meth:`device_layer`).
+        """
         from .distill import hardware_accuracy
 
-        return hardware_accuracy(self.device_layer(), self.features(x), torch.as_tensor(np.asarray(y)), draws, seed)
+        layer = self.device_layer(t_inference_s)
+        return hardware_accuracy(layer, self.features(x), torch.as_tensor(np.asarray(y)), draws, seed)
 
 
 def load_student(path: str | Path) -> SavedStudent:

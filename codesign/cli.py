@@ -1,5 +1,12 @@
 """The ``codesign`` command line: teacher, distill, reproduce, devices, search, pareto.
 
+This module owns every command group. Each command's options are declared once, on its config
+dataclass (:class:`~codesign.distill.DistillConfig`, :class:`~codesign.students.FitConfig`,
+:class:`~codesign.search.config.SearchConfig`, :class:`~codesign.reproduce.ReproduceConfig`,
+:class:`TeacherCommand`, and each registered dictionary's ``Params``); the flags, the keys a
+``--config`` file accepts and the defaults ``--help`` prints are derived from them
+(:mod:`codesign.options`).
+
 Every user error is a :class:`codesign.errors.CodesignError`: printed as one line
 (``codesign: error: ...``) with exit code 2 and no traceback unless ``--debug``.
 """
@@ -7,60 +14,98 @@ Every user error is a :class:`codesign.errors.CodesignError`: printed as one lin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from .errors import CodesignError, ConfigError
+from . import reproduce
+from .artifacts import save_student
+from .cache import atomic_write_json, atomic_write_text
+from .config_files import dump_toml, read_config_file
+from .devices.describe import describe_devices, devices_json
+from .dictionaries import get_dictionary_class, list_dictionaries
+from .distill import DistillConfig, run_distill
+from .data import load_dataset
+from .errors import CodesignError, ConfigError, check_choice
+from .options import add_options, field_default, option, option_fields, option_key, same_as
+from .options import resolve as resolve_options
+from .search import pareto_command, runner
+from .search.config import SearchConfig
+from .students import FitConfig
+from .teachers import ARCHITECTURES, get_teacher
 
-# Defaults of `distill` (flag name with _ -> default). Flags default to None in argparse so
-# that a config file can fill what the command line leaves out.
-DISTILL_DEFAULTS: dict[str, Any] = {
-    "dataset": "digits", "data_root": None, "teacher": "mlp", "teacher_weights": None,
-    "teacher_epochs": None, "pca_rank": 20, "dictionary": "monomial", "degree": 2, "centers": 200,
-    "method": "kd", "temperature": 2.0, "alpha": 0.9, "l2": None, "max_iter": 200, "tol": 1e-2,
-    "naive_target": "probs", "pass_dtype": "bfloat16", "device": None, "set": {}, "protocol": "posthoc", "hw_draws": 5,
-    "device_epochs": 5, "batch_size": 4096, "lr": 2e-3, "seed": 0, "max_memory": None,
-    "cache_dir": None, "torch_device": "cpu", "json": False, "out": None,
-}
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML or YAML file of options (flags override it)")
-    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
-
-
-def _add_data(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="digits (default, embedded) | mnist | fashion-mnist")
-    p.add_argument("--data-root", help="folder with the IDX files (default: $CODESIGN_DATA)")
-    p.add_argument("--cache-dir", help="cache folder (default: $CODESIGN_CACHE or ~/.cache/codesign)")
-    p.add_argument("--torch-device", help="cpu (default) or cuda")
+#: Command-only keys of ``distill`` (not part of the run's config) and their defaults.
+DISTILL_EXTRA = {"json": False, "out": None}
+#: The data options every command that loads a data set takes.
+DATA_KEYS = ("dataset", "data_root", "cache_dir", "torch_device")
 
 
-def _parse_set(values: list[str] | None) -> dict[str, str] | None:
-    if not values:
-        return None
-    out = {}
-    for item in values:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--set {item!r}: expected field=value, e.g. --set phase_bits=6")
-        out[key.strip()] = value.strip()
+@dataclass(frozen=True)
+class TeacherCommand:
+    """Options of ``codesign teacher``."""
+
+    dataset: str = same_as(DistillConfig, "dataset")
+    data_root: str | None = same_as(DistillConfig, "data_root")
+    cache_dir: str | None = same_as(DistillConfig, "cache_dir")
+    torch_device: str = same_as(DistillConfig, "torch_device")
+    arch: str = option("mlp", "built-in teacher architecture", choices=ARCHITECTURES)
+    seed: int = same_as(DistillConfig, "seed")
+    epochs: int | None = same_as(DistillConfig, "teacher_epochs")
+    json: bool = option(False, "print JSON")
+
+    def __post_init__(self) -> None:
+        check_choice("arch", self.arch, ARCHITECTURES)
+
+
+# --------------------------------------------------------------------------- dictionary options
+def dictionary_params() -> dict[str, list[tuple[str, dataclasses.Field]]]:
+    """``{param: [(dictionary, field), ...]}`` over every installed dictionary's ``Params``."""
+    out: dict[str, list[tuple[str, dataclasses.Field]]] = {}
+    for name in list_dictionaries():
+        for f in dataclasses.fields(get_dictionary_class(name).Params):
+            out.setdefault(f.name, []).append((name, f))
     return out
 
 
-def add_distill_args(p: argparse.ArgumentParser) -> None:
-    """The student/fit/device flags shared by ``distill`` and ``search``."""
-    _add_data(p)
-    p.add_argument("--teacher", help="mlp (default) | mlp-narrow | resnet18 | FILE.pt (TorchScript) | module:factory")
-    p.add_argument("--teacher-weights", help="state dict for a module:factory teacher")
-    p.add_argument("--teacher-epochs", type=int, help="epochs for a built-in teacher")
-    p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
-    p.add_argument("--max-memory", help="budget for a feature matrix, e.g. 8G (default: half the RAM)")
+def _add_dictionary_params(p: argparse.ArgumentParser) -> None:
+    """One flag per parameter of the installed dictionaries (``--degree``, ``--centers``...)."""
+    for param, owners in dictionary_params().items():
+        names = ", ".join(n for n, _ in owners)
+        f = owners[0][1]
+        typ = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(str(f.type), str)
+        defaults = "; ".join(f"{n}: {field_default(fl)}" for n, fl in owners)
+        doc = f.metadata.get("doc", param)
+        p.add_argument("--" + param.replace("_", "-"), dest=param, type=typ if typ in (int, float) else None,
+                       default=None, help=f"{doc} ({names}) (default: {defaults})")
+
+
+def _dictionary_params_of(opts: dict[str, Any], dictionary: str) -> dict[str, Any]:
+    """The dictionary parameters given for ``dictionary``; one given for another family is an error."""
+    fields = {f.name for f in dataclasses.fields(get_dictionary_class(dictionary).Params)}
+    given = {k: opts[k] for k in dictionary_params() if opts.get(k) is not None}
+    wrong = sorted(set(given) - fields)
+    if wrong:
+        owners = dictionary_params()
+        raise ConfigError(
+            "; ".join(f"{k} is a parameter of {', '.join(n for n, _ in owners[k])}, not of {dictionary!r}" for k in wrong)
+            + f" (its parameters: {', '.join(sorted(fields)) or 'none'})"
+        )
+    return given
+
+
+# --------------------------------------------------------------------------- parser
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML or YAML file of options, with the same keys as the long flags "
+                                    "(flags given override it)")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``codesign`` parser with every command."""
     parser = argparse.ArgumentParser(
         prog="codesign",
         description="Distil neural networks into linear (Koopman) students and co-design them with hardware.",
@@ -69,117 +114,124 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="fit one linear student (optionally on a device)")
     _add_common(p)
-    add_distill_args(p)
-    p.add_argument("--pca-rank", type=int, help="PCA rank r (default 20)")
-    p.add_argument("--dictionary", help="monomial (default) | rbf")
-    p.add_argument("--degree", type=int, help="monomial degree d (default 2)")
-    p.add_argument("--centers", type=int, help="RBF centre count (default 200)")
-    p.add_argument("--method", help="kd (default) | naive | labels")
-    p.add_argument("--temperature", type=float, help="distillation temperature T (default 2)")
-    p.add_argument("--alpha", type=float, help="weight of the teacher term (default 0.9)")
-    p.add_argument("--l2", type=float, help="L2 penalty on K (default: 0 for kd, 1e-4 for labels)")
-    p.add_argument("--max-iter", type=int, help="L-BFGS iteration cap (default 200)")
-    p.add_argument("--tol", type=float, help="relative loss decrease per iteration that stops L-BFGS (default 1e-2)")
-    p.add_argument("--naive-target", help="what EDMD regresses on: probs (default) | logits")
-    p.add_argument("--pass-dtype", help="precision of the features L-BFGS reads: bfloat16 (default) | float32")
-    p.add_argument("--device", help="device model to evaluate on (see `codesign devices`)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="device config override (repeatable)")
-    p.add_argument("--protocol", help="posthoc (default: train ideal, then map) | aware (train through the device)")
-    p.add_argument("--hw-draws", type=int, help="hardware instances drawn for evaluation (default 5)")
-    p.add_argument("--device-epochs", type=int, help="epochs of hardware-aware training (default 5)")
-    p.add_argument("--batch-size", type=int, help="minibatch of hardware-aware training (default 4096)")
-    p.add_argument("--lr", type=float, help="Adam learning rate of hardware-aware training (default 2e-3)")
-    p.add_argument("--out", help="folder to save the student, its metrics and the resolved config")
+    add_options(p, DistillConfig, skip=("dictionary_params",))
+    _add_dictionary_params(p)
+    add_options(p, FitConfig)
+    p.add_argument("--out", help="folder to save the student, its metrics and the resolved config (default: none)")
     p.add_argument("--json", action="store_true", default=None, help="print the metrics as JSON")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("teacher", help="train (or load from cache) a built-in teacher and report it")
     _add_common(p)
-    _add_data(p)
-    p.add_argument("--arch", help="mlp (default) | mlp-narrow | resnet18")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
-    p.add_argument("--epochs", type=int, help="training epochs (default per architecture)")
-    p.add_argument("--json", action="store_true", default=None, help="print JSON")
+    add_options(p, TeacherCommand)
     p.set_defaults(func=cmd_teacher)
 
     p = sub.add_parser("reproduce", help="write the reproduction table (naive vs labels vs kd)")
     _add_common(p)
-    from .reproduce import add_reproduce_args
+    add_options(p, reproduce.ReproduceConfig)
+    p.set_defaults(func=cmd_reproduce)
 
-    add_reproduce_args(p)
-    p.set_defaults(func=_lazy("codesign.reproduce", "cmd_reproduce"))
-
-    p = sub.add_parser("devices", help="list installed device models with their config fields")
+    p = sub.add_parser("devices", help="list installed device models: config fields, presets, search space")
     _add_common(p)
+    p.add_argument("--json", action="store_true", default=None,
+                   help="print every device with its fields, defaults, docs, presets and search space as JSON")
     p.set_defaults(func=cmd_devices)
 
-    try:  # search/ adds `search` and `pareto`; absent only in a broken install
-        from codesign.search.cli import add_search_commands
-    except ImportError:
-        pass
-    else:
-        add_search_commands(sub)
+    p = sub.add_parser(
+        "search", help="co-design search (Ray Tune + Optuna): accuracy on hardware vs cost",
+        description="Search dictionary, PCA rank and the device's own constraints for the Pareto front of "
+                    "accuracy on hardware (validation split) against a cost; write trials, front, plots and "
+                    "the best students to --out.",
+    )
+    _add_common(p)
+    add_options(p, SearchConfig)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "pareto", help="plot the Pareto fronts of one or more searches",
+        description="Draw accuracy on hardware against cost for the given search folders (one colour per search), "
+                    "with the front as a step line, dominated trials faint and the knee annotated; writes FILE, its "
+                    "PNG/PDF companion and a markdown summary FILE.md.",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="search folders written by `codesign search`")
+    p.add_argument("-o", "--output", help="plot file (.png, .pdf or .svg; default DIR/pareto.png for one DIR)")
+    p.add_argument("--title", help="figure title")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    p.set_defaults(func=cmd_pareto)
     return parser
 
 
-def _lazy(module: str, name: str) -> Callable:
-    def call(args):
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(args)
-
-    return call
+# --------------------------------------------------------------------------- resolving options
+def _file_values(args: argparse.Namespace) -> dict[str, Any]:
+    return read_config_file(args.config) if getattr(args, "config", None) else {}
 
 
-def resolve(args: argparse.Namespace, defaults: dict[str, Any], command: str) -> dict[str, Any]:
-    """Merge defaults, ``--config`` and flags into one dict of options."""
-    from .config_files import merge_config, read_config_file
-
-    file_values = read_config_file(args.config) if getattr(args, "config", None) else {}
-    if hasattr(args, "set"):
-        args.set = _parse_set(args.set) if isinstance(args.set, list) else args.set
-    return merge_config(args, file_values, defaults, command)
-
-
-def distill_config_from(opts: dict[str, Any]):
-    """Build a :class:`DistillConfig` from resolved CLI options."""
-    from .distill import DistillConfig
-    from .students import FitConfig
-
-    fit = FitConfig(
-        method=opts["method"], temperature=float(opts["temperature"]), alpha=float(opts["alpha"]),
-        l2=None if opts["l2"] is None else float(opts["l2"]), max_iter=int(opts["max_iter"]),
-        tol=float(opts["tol"]), naive_target=opts["naive_target"], pass_dtype=opts["pass_dtype"], device_epochs=int(opts["device_epochs"]),
-        batch_size=int(opts["batch_size"]), lr=float(opts["lr"]), seed=int(opts["seed"]),
-    )
-    return DistillConfig(
-        dataset=opts["dataset"], data_root=opts["data_root"], teacher=opts["teacher"],
-        teacher_weights=opts["teacher_weights"], teacher_epochs=opts["teacher_epochs"],
-        pca_rank=opts["pca_rank"], dictionary=opts["dictionary"], degree=opts["degree"],
-        centers=opts["centers"], fit=fit, device=opts["device"],
-        device_overrides=tuple(sorted((opts["set"] or {}).items())), protocol=opts["protocol"],
-        hw_draws=opts["hw_draws"], seed=opts["seed"], max_memory=opts["max_memory"],
-        cache_dir=opts["cache_dir"], torch_device=opts["torch_device"],
-    )
+def parse_set(values: Any) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` strings (or a config file's table) as a dict."""
+    if not values:
+        return {}
+    if isinstance(values, dict):
+        return dict(values)
+    if isinstance(values, (list, tuple)) and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in values):
+        return dict(values)
+    out = {}
+    for item in values:
+        key, eq, value = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected field=value, e.g. --set phase_bits=6")
+        out[key.strip()] = value.strip()
+    return out
 
 
+def resolve_distill(args: argparse.Namespace | None, file_values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``distill``'s options: dataclass defaults < ``--config`` file < flags."""
+    file_values = _file_values(args) if file_values is None else file_values
+    extra = {**DISTILL_EXTRA, **{k: None for k in dictionary_params()}}
+    opts = resolve_options(args, file_values, [DistillConfig, FitConfig], "distill", extra)
+    opts["set"] = parse_set(opts["set"])
+    return opts
+
+
+def distill_config_from(opts: dict[str, Any]) -> DistillConfig:
+    """A :class:`DistillConfig` from resolved ``distill`` options."""
+    fit = FitConfig(**{f.name: opts[option_key(f, o)] for f, o in option_fields(FitConfig)}, seed=int(opts["seed"]))
+    kwargs = {f.name: opts[option_key(f, o)] for f, o in option_fields(DistillConfig) if f.name != "dictionary_params"}
+    kwargs["device_overrides"] = tuple(sorted(parse_set(opts["set"]).items()))
+    return DistillConfig(fit=fit, dictionary_params=_dictionary_params_of(opts, opts["dictionary"]), **kwargs)
+
+
+def resolved_distill_options(opts: dict[str, Any], cfg: DistillConfig) -> dict[str, Any]:
+    """What ``distill --out`` writes to ``config.toml``: every option, rerunnable as ``--config``."""
+    out = {k: v for k, v in opts.items() if k not in (*DISTILL_EXTRA, *dictionary_params())}
+    out.update(cfg.dictionary_kwargs)
+    out["eval_time"] = cfg.eval_time_s
+    return out
+
+
+def resolve_search(args: argparse.Namespace) -> SearchConfig:
+    """Defaults < stored settings of the search being resumed < ``--config`` < flags."""
+    file_values = _file_values(args)
+    opts = resolve_options(args, file_values, [SearchConfig], "search")
+    if opts.get("resume") and opts.get("out"):
+        stored = runner.stored_options(opts["out"])
+        if stored:
+            opts = resolve_options(args, {**stored, **file_values}, [SearchConfig], "search")
+    opts["set"] = parse_set(opts["set"])
+    return SearchConfig.from_options(opts)
+
+
+# --------------------------------------------------------------------------- commands
 def cmd_distill(args: argparse.Namespace) -> int:
-    from .artifacts import save_student
-    from .config_files import dump_toml
-    from .distill import run_distill
-
-    opts = resolve(args, DISTILL_DEFAULTS, "distill")
+    """``codesign distill``."""
+    opts = resolve_distill(args)
     cfg = distill_config_from(opts)
     result = run_distill(cfg)
     m = result.metrics
     if opts["out"]:
         out = Path(opts["out"])
-        resolved = {k: v for k, v in opts.items() if k not in ("json", "out")}
         save_student(out / "student.pt", result)
-        from .cache import atomic_write_json, atomic_write_text
-
         atomic_write_json(out / "metrics.json", m)
-        atomic_write_text(out / "config.toml", dump_toml(resolved))
+        atomic_write_text(out / "config.toml", dump_toml(resolved_distill_options(opts, cfg)))
     if opts["json"]:
         print(json.dumps(m, default=float))
     else:
@@ -195,24 +247,17 @@ def _print_distill(m: dict) -> None:
         print(f"  condition_number {m['condition_number']:.3g}", end="")
     print()
     if "hw_accuracy_mean" in m:
+        preset = f", preset {m['device_preset']}" if m.get("device_preset") else ""
         print(
-            f"on {m['device']} ({m['protocol']}, {len(m['hw_accuracies'])} draws): "
+            f"on {m['device']}{preset} ({m['protocol']}, {len(m['hw_accuracies'])} draws, t = {m['eval_time_s']:g} s): "
             f"mean {m['hw_accuracy_mean']:.4f}  std {m['hw_accuracy_std']:.4f}  worst {m['hw_accuracy_worst']:.4f}"
         )
         print("cost: " + "  ".join(f"{k} {v:.4g}" for k, v in m["cost"].items()))
 
 
-TEACHER_DEFAULTS = {"dataset": "digits", "data_root": None, "cache_dir": None, "torch_device": "cpu",
-                    "arch": "mlp", "seed": 0, "epochs": None, "json": False}
-
-
 def cmd_teacher(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .teachers import ARCHITECTURES, get_teacher
-
-    opts = resolve(args, TEACHER_DEFAULTS, "teacher")
-    if opts["arch"] not in ARCHITECTURES:
-        raise ConfigError(f"unknown teacher architecture {opts['arch']!r}; built-in: {', '.join(ARCHITECTURES)}")
+    """``codesign teacher``."""
+    opts = dataclasses.asdict(TeacherCommand(**resolve_options(args, _file_values(args), [TeacherCommand], "teacher")))
     ds = load_dataset(opts["dataset"], opts["data_root"])
     t = get_teacher(opts["arch"], ds, seed=opts["seed"], epochs=opts["epochs"], cache_dir=opts["cache_dir"],
                     torch_device=opts["torch_device"], verbose=not opts["json"])
@@ -225,20 +270,44 @@ def cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_devices(args: argparse.Namespace) -> int:
-    from codesign.devices.describe import describe_devices
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """``codesign reproduce``."""
+    opts = resolve_options(args, _file_values(args), [reproduce.ReproduceConfig], "reproduce")
+    cfg = reproduce.ReproduceConfig(**opts)
+    command = "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce"
+    out = reproduce.main(cfg, command)
+    print(f"wrote {out / 'reproduction.md'} and {out / 'reproduction.json'}")
+    return 0
 
-    print(describe_devices())
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """``codesign devices``."""
+    if args.json:
+        print(json.dumps(devices_json(), indent=2, default=str))
+    else:
+        print(describe_devices())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``codesign search``."""
+    summary = runner.run_search(resolve_search(args))
+    return 130 if summary.get("interrupted") else 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    """``codesign pareto DIR [DIR ...] -o FILE``."""
+    for path in pareto_command(args.dirs, args.output, args.title):
+        print(path)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     # Importing some device back-ends (brevitas) makes torch probe for a CUDA toolkit and log
     # "No CUDA runtime is found" on machines without a GPU: noise on stderr, never our message.
-    import logging
-
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,8 +1,12 @@
 """Dictionaries psi that lift PCA scores into the space where the student is linear.
 
-A small registry (timm-style): a new dictionary is one subclass of :class:`Dictionary` with a
-``name``, registered with :func:`register_dictionary`. Every dictionary's first output column
-is the constant 1, which folds the student's bias into K.
+A dictionary is one subclass of :class:`Dictionary`: a ``name``, a frozen dataclass ``Params``
+of its constructor's parameters (plain values, validated at construction), a ``search_space()``
+over those parameters (the plain specs of :mod:`codesign.specs`), ``n_features``, ``fit`` and
+``transform``. Dictionaries are discovered through the ``codesign.dictionaries`` entry-point
+group, loaded lazily and cached; the built-ins register there exactly as a third-party plugin
+does (see ``pyproject.toml``). Every dictionary's first output column is the constant 1, which
+folds the student's bias into K.
 
 * ``monomial`` (``degree=d``): every monomial of the r PCA scores up to total degree d,
   constant and cross terms included, in graded order (1, z1..zr, z1^2, z1 z2, ...):
@@ -18,39 +22,114 @@ is the constant 1, which folds the student's bias into K.
 from __future__ import annotations
 
 import abc
+import dataclasses
+import fnmatch
+import functools
+import inspect
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, check_range
+from .specs import Choice, FloatRange, IntRange, SearchSpec
 
-_REGISTRY: dict[str, type["Dictionary"]] = {}
-
-
-def register_dictionary(cls: type["Dictionary"]) -> type["Dictionary"]:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+GROUP = "codesign.dictionaries"
+#: The dictionary a :class:`~codesign.distill.DistillConfig` uses unless told otherwise.
+DEFAULT_DICTIONARY = "monomial"
 
 
-def list_dictionaries() -> list[str]:
-    """Names of the registered dictionaries."""
-    return sorted(_REGISTRY)
+# --------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class DictionaryParams:
+    """Base of every dictionary's ``Params``: frozen plain data, validated in ``__post_init__``.
+
+    Subclasses declare fields with defaults and ``metadata={"doc": ...}`` and implement
+    :meth:`validate`, raising :class:`~codesign.errors.ConfigError` that names the field and
+    its allowed range (use :func:`codesign.errors.check_range`).
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
+
+    @classmethod
+    def field_docs(cls) -> dict[str, tuple[Any, str]]:
+        """``{field: (default, one-line doc)}``, e.g. for generating CLI flags and help."""
+        return {
+            f.name: (None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
+            for f in dataclasses.fields(cls)
+        }
 
 
-def create_dictionary(name: str, **params: Any) -> "Dictionary":
-    """Build dictionary ``name`` with ``params``; unknown names list the known ones."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown dictionary {name!r}; known dictionaries: {', '.join(list_dictionaries())}")
-    return _REGISTRY[name](**params)
-
-
+# --------------------------------------------------------------------------- the base class
 class Dictionary(abc.ABC):
-    """A fixed nonlinear lift ``psi: R^r -> R^F`` whose column 0 is the constant 1."""
+    """A fixed nonlinear lift ``psi: R^r -> R^F`` whose column 0 is the constant 1.
+
+    The constructor only stores its parameters (``Monomial(3)``, ``RBF(centers=50)``) in
+    ``self.config``, an instance of the class's ``Params``; :meth:`fit` learns data-dependent
+    state (trailing underscore) and returns ``self``.
+
+    Class attributes a subclass sets:
+        name: the registry name (the entry point's name).
+        Params: a frozen dataclass (subclass of :class:`DictionaryParams`) whose fields all
+            have defaults.
+        uses_seed: whether ``fit`` depends on its seed (False for a deterministic lift, whose
+            cached features are then shared by every seed).
+
+    The search caps every :class:`~codesign.specs.IntRange` parameter of ``search_space()`` by
+    bisection under the memory budget, so ``n_features`` must not decrease as such a parameter
+    grows.
+    """
 
     name: ClassVar[str]
+    Params: ClassVar[type[DictionaryParams]] = DictionaryParams
+    uses_seed: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **params: Any) -> None:
+        names = [f.name for f in dataclasses.fields(self.Params)]
+        if len(args) > len(names):
+            raise ConfigError(
+                f"{self.name}: {len(args)} positional parameters given, but it takes at most {len(names)} "
+                f"({', '.join(names) or 'none'})"
+            )
+        for key, value in zip(names, args):
+            if key in params:
+                raise ConfigError(f"{self.name}: parameter {key!r} given twice")
+            params[key] = value
+        self.config = self.make_params(params)
+
+    @classmethod
+    def make_params(cls, values: Mapping[str, Any]) -> DictionaryParams:
+        """``cls.Params`` from ``values`` (missing fields take their defaults).
+
+        A string value (from a command line) is converted to the type of the field's default;
+        an unknown key is an error that lists the dictionary's parameters.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {', '.join(map(repr, unknown))} for dictionary {cls.name!r}; "
+                f"its parameters: {', '.join(fields) or '(none)'}"
+            )
+        converted = {k: _convert(k, v, fields[k].default) for k, v in values.items()}
+        return cls.Params(**converted)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpec]:
+        """``{param: IntRange | FloatRange | Choice}``: what a co-design search varies by default."""
+        return {}
+
+    @classmethod
+    def limits(cls, n_samples: int) -> dict[str, int]:
+        """Upper bounds on integer parameters set by the training data (``n_samples`` rows)."""
+        return {}
 
     @abc.abstractmethod
     def n_features(self, rank: int) -> int:
@@ -65,41 +144,239 @@ class Dictionary(abc.ABC):
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         """Lift ``z`` (``[n, r]`` float32) to ``[n, F]``."""
 
-    @abc.abstractmethod
     def params(self) -> dict:
-        """The constructor's parameters (plain values), for configs and cache keys."""
+        """Every parameter's value (defaults filled), for configs, cache keys and saved students."""
+        return dataclasses.asdict(self.config)
 
     def state_dict(self) -> dict:
-        """Fitted state, plain arrays (for saving a student)."""
+        """Fitted state as plain values and arrays (for saving a student)."""
         return {"rank_": self.rank_}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore everything :meth:`fit` learned; the dictionary can ``transform`` afterwards."""
         self.rank_ = int(state["rank_"])
 
     def describe(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params().items()) + ")"
+        """``name(param=value, ...)``: the searched parameters, and the others where not default."""
+        searched = self.search_space()
+        shown = {
+            f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+            if f.name in searched or getattr(self.config, f.name) != f.default
+        }
+        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
 
 
-@register_dictionary
+def _convert(name: str, value: Any, default: Any) -> Any:
+    """Convert a command-line string to the type of the field's default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is dataclasses.MISSING or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a value of type {type(default).__name__}") from None
+    return value
+
+
+# --------------------------------------------------------------------------- registry
+# xarray's backend pattern: entry points read lazily and cached; a plugin that fails to import
+# or breaks the contract below is remembered with the reason, never fatal; an unknown name lists
+# what is installed. ``register_dictionary`` adds a class in this process only (tests, notebooks).
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict:
+    eps = {}
+    for ep in entry_points(group=GROUP):
+        eps.setdefault(ep.name, ep)
+    return eps
+
+
+_loaded: dict[str, type[Dictionary]] = {}
+_broken: dict[str, str] = {}
+_registered: dict[str, type[Dictionary]] = {}
+
+
+def refresh() -> None:
+    """Forget the cached entry points (after installing a plugin in the same process)."""
+    _entry_points.cache_clear()
+    _loaded.clear()
+    _broken.clear()
+
+
+def contract_problem(cls: Any, name: str) -> str | None:
+    """Why ``cls`` cannot serve as dictionary ``name`` (None if it can).
+
+    The static contract: a concrete :class:`Dictionary` subclass whose ``name`` is ``name``, a
+    ``Params`` dataclass (a subclass of the frozen :class:`DictionaryParams`, hence frozen)
+    whose fields all have defaults that validate,
+    a boolean ``uses_seed``, and a ``search_space()`` of plain specs over ``Params`` fields whose
+    bounds and choices are valid parameter values.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Dictionary)):
+        return f"{cls!r} is not a codesign.dictionaries.Dictionary subclass"
+    if inspect.isabstract(cls):
+        return f"{cls.__name__} leaves abstract methods unimplemented: {', '.join(sorted(cls.__abstractmethods__))}"
+    if getattr(cls, "name", None) != name:
+        return f"{cls.__name__}.name is {getattr(cls, 'name', None)!r}, but it is registered as {name!r}"
+    params = cls.Params
+    if not (isinstance(params, type) and issubclass(params, DictionaryParams) and dataclasses.is_dataclass(params)):
+        return f"{cls.__name__}.Params is not a dataclass subclass of codesign.dictionaries.DictionaryParams"
+    if params.__dict__.get("__annotations__") and "__dataclass_fields__" not in params.__dict__:
+        return f"{cls.__name__}.Params declares fields but is not decorated with @dataclass(frozen=True)"
+    fields = {f.name: f for f in dataclasses.fields(params)}
+    no_default = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if no_default:
+        return f"{cls.__name__}.Params field(s) without a default: {', '.join(no_default)}"
+    if not isinstance(cls.uses_seed, bool):
+        return f"{cls.__name__}.uses_seed is {cls.uses_seed!r}; expected True or False"
+    try:
+        params()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        return f"{cls.__name__}.Params() does not validate its own defaults: {type(exc).__name__}: {exc}"
+    try:
+        space = cls.search_space()
+    except Exception as exc:  # noqa: BLE001
+        return f"{cls.__name__}.search_space() raised {type(exc).__name__}: {exc}"
+    if not isinstance(space, Mapping):
+        return f"{cls.__name__}.search_space() returned {type(space).__name__}; expected a dict {{param: spec}}"
+    for key, spec in space.items():
+        if key not in fields:
+            return f"{cls.__name__}.search_space() has {key!r}, which is not a Params field ({', '.join(fields)})"
+        if isinstance(spec, Choice):
+            values = list(spec.values)
+        elif isinstance(spec, (IntRange, FloatRange)):
+            values = [spec.low, spec.high]
+        else:
+            return f"{cls.__name__}.search_space()[{key!r}] is {spec!r}; expected IntRange, FloatRange or Choice"
+        if not values:
+            return f"{cls.__name__}.search_space()[{key!r}] is empty"
+        for v in values:
+            try:
+                params(**{key: v})
+            except Exception as exc:  # noqa: BLE001
+                return f"{cls.__name__}.search_space()[{key!r}] holds the invalid value {v!r}: {exc}"
+    return None
+
+
+def register_dictionary(cls: type[Dictionary]) -> type[Dictionary]:
+    """Class decorator: make ``cls`` available under ``cls.name`` in this process.
+
+    Installed plugins use the ``codesign.dictionaries`` entry-point group instead (and so do
+    the built-ins); this is for a dictionary defined in a script, a notebook or a test.
+    """
+    name = getattr(cls, "name", None)
+    problem = contract_problem(cls, name)
+    if problem:
+        raise ConfigError(f"cannot register dictionary {name!r}: {problem}")
+    ep = _entry_points().get(name)
+    if ep is not None:
+        raise ConfigError(f"cannot register dictionary {name!r}: that name is installed ({ep.value})")
+    _registered[name] = cls
+    return cls
+
+
+def _load(name: str) -> type[Dictionary] | None:
+    if name in _registered:
+        return _registered[name]
+    if name in _loaded:
+        return _loaded[name]
+    ep = _entry_points().get(name)
+    if ep is None or name in _broken:
+        return None
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plugin must not take the platform down
+        _broken[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    problem = contract_problem(cls, name)
+    if problem:
+        _broken[name] = f"entry point {ep.value}: {problem}"
+        return None
+    _loaded[name] = cls
+    return cls
+
+
+def list_dictionaries(pattern: str | None = None) -> list[str]:
+    """Names of the dictionaries that load, sorted; ``pattern`` filters them (``"rb*"``)."""
+    names = sorted(n for n in {*_entry_points(), *_registered} if _load(n) is not None)
+    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+
+def broken_dictionaries() -> dict[str, str]:
+    """Installed dictionary plugins that failed to load or break the contract, with the reason."""
+    for n in _entry_points():
+        _load(n)
+    return dict(_broken)
+
+
+def get_dictionary_class(name: str) -> type[Dictionary]:
+    """The dictionary class registered as ``name``; an unknown name lists the installed ones."""
+    cls = _load(name) if isinstance(name, str) else None
+    if cls is None:
+        known = ", ".join(list_dictionaries()) or "(none)"
+        why = f" (it failed to load: {_broken[name]})" if isinstance(name, str) and name in _broken else ""
+        raise ConfigError(f"unknown dictionary {name!r}{why}; known dictionaries: {known}")
+    return cls
+
+
+def create_dictionary(name: str, **params: Any) -> Dictionary:
+    """Build dictionary ``name`` with ``params`` (missing ones take their defaults)."""
+    return get_dictionary_class(name)(**params)
+
+
+def params_by_name(dictionaries: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """``{param: [dictionaries that take it]}`` over ``dictionaries`` (default: every installed one).
+
+    This is what a command line needs to offer one flag per parameter (``--degree``,
+    ``--centers``) and to tell which dictionary a parameter belongs to.
+    """
+    out: dict[str, list[str]] = {}
+    for name in list_dictionaries() if dictionaries is None else dictionaries:
+        for f in dataclasses.fields(get_dictionary_class(name).Params):
+            out.setdefault(f.name, []).append(name)
+    return out
+
+
+# --------------------------------------------------------------------------- built-ins
 class Monomial(Dictionary):
     """All monomials up to total degree ``degree`` (constant and cross terms included)."""
 
     name = "monomial"
+    uses_seed = False  # a deterministic lift: every seed shares its features
 
-    def __init__(self, degree: int = 2) -> None:
-        check_range("degree", degree, 1, 10, integer=True)
-        self.degree = degree
+    @dataclass(frozen=True)
+    class Params(DictionaryParams):
+        """Parameters of the monomial dictionary."""
+
+        degree: int = field(default=2, metadata={"doc": "total degree d; C(r + d, d) features at PCA rank r"})
+
+        def validate(self) -> None:
+            check_range("degree", self.degree, 1, 10, integer=True)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpec]:
+        return {"degree": Choice((2, 3))}
 
     def n_features(self, rank: int) -> int:
-        return math.comb(rank + self.degree, self.degree)
+        return math.comb(rank + self.config.degree, self.config.degree)
 
-    def params(self) -> dict:
-        return {"degree": self.degree}
-
-    def fit(self, z, seed=0):
+    def fit(self, z: torch.Tensor, seed: int = 0) -> "Monomial":
         super().fit(z, seed)
         self._build_index(self.rank_)
         return self
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._build_index(self.rank_)
 
     def _build_index(self, r: int) -> None:
         # Each degree-k monomial is a degree-(k-1) monomial times one variable whose index is
@@ -107,7 +384,7 @@ class Monomial(Dictionary):
         # gather-and-multiply per degree build the whole block without Python loops over terms.
         self._levels: list[tuple[torch.Tensor, torch.Tensor]] = []
         last = torch.arange(r)  # largest variable index of each degree-1 monomial
-        for _ in range(2, self.degree + 1):
+        for _ in range(2, self.config.degree + 1):
             parents, variables = [], []
             for j in range(r):
                 p = torch.nonzero(last <= j).flatten()
@@ -121,7 +398,7 @@ class Monomial(Dictionary):
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         n, r = z.shape
         if r != self.rank_:
-            raise ConfigError(f"monomial dictionary fitted for rank {self.rank_}, got inputs of width {r}")
+            raise ConfigError(f"{self.name} dictionary fitted for rank {self.rank_}, got inputs of width {r}")
         out = torch.empty(n, self.n_features(r), dtype=z.dtype)
         out[:, 0] = 1.0
         out[:, 1 : r + 1] = z
@@ -134,34 +411,45 @@ class Monomial(Dictionary):
         return out
 
 
-@register_dictionary
 class RBF(Dictionary):
     """Gaussian radial basis functions at k-means centres, plus the constant and linear terms."""
 
     name = "rbf"
 
-    def __init__(self, centers: int = 200, kmeans_iters: int = 25) -> None:
-        check_range("centers", centers, 1, 100_000, integer=True)
-        check_range("kmeans_iters", kmeans_iters, 1, 10_000, integer=True)
-        self.centers = centers
-        self.kmeans_iters = kmeans_iters
+    @dataclass(frozen=True)
+    class Params(DictionaryParams):
+        """Parameters of the RBF dictionary."""
+
+        centers: int = field(default=200, metadata={
+            "doc": "Gaussian centres n, placed by k-means on the training scores; 1 + r + n features"})
+        kmeans_iters: int = field(default=25, metadata={"doc": "most Lloyd iterations of k-means"})
+
+        def validate(self) -> None:
+            check_range("centers", self.centers, 1, 100_000, integer=True)
+            check_range("kmeans_iters", self.kmeans_iters, 1, 10_000, integer=True)
+
+    @classmethod
+    def search_space(cls) -> dict[str, SearchSpec]:
+        return {"centers": IntRange(16, 300, log=True)}
+
+    @classmethod
+    def limits(cls, n_samples: int) -> dict[str, int]:
+        return {"centers": n_samples}  # k-means places at most one centre per sample
 
     def n_features(self, rank: int) -> int:
-        return 1 + rank + self.centers
-
-    def params(self) -> dict:
-        return {"centers": self.centers}
+        return 1 + rank + self.config.centers
 
     def fit(self, z: torch.Tensor, seed: int = 0) -> "RBF":
         super().fit(z, seed)
-        if self.centers > z.shape[0]:
-            raise ConfigError(f"centers={self.centers} exceeds the {z.shape[0]} training samples; use fewer centres")
-        self.centers_ = kmeans(z, self.centers, self.kmeans_iters, seed)
-        if self.centers == 1:
+        k = self.config.centers
+        if k > z.shape[0]:
+            raise ConfigError(f"centers={k} exceeds the {z.shape[0]} training samples; use fewer centres")
+        self.centers_ = kmeans(z, k, self.config.kmeans_iters, seed)
+        if k == 1:
             self.sigma_ = float(z.std(0).norm())
         else:
             d = torch.cdist(self.centers_.double(), self.centers_.double())
-            iu = torch.triu_indices(self.centers, self.centers, 1)
+            iu = torch.triu_indices(k, k, 1)
             # np.median: the mean of the two middle distances for an even count of pairs
             # (torch's median would return the lower one).
             self.sigma_ = float(np.median(d[iu[0], iu[1]].cpu().numpy()))

@@ -17,11 +17,15 @@ import numpy as np
 import torch
 
 from .data import DATASETS, Dataset, load_dataset
-from .dictionaries import create_dictionary, list_dictionaries
+from .devices import create_device, list_devices
+from .devices.base import DEFAULT_T_INFERENCE_S
+from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
-from .features import Features, build_features, cached_features, parse_memory
+from .features import Features, build_features, cached_features, dictionary_seed, parse_memory
 from .students import FitConfig, LinearStudent, accuracy, fit_through_device
-from .teachers import Teacher, check_torch_device, get_teacher
+from .options import option
+from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher
+from .units import format_duration, parse_duration
 
 PROTOCOLS = ("posthoc", "aware")
 
@@ -37,9 +41,9 @@ class DistillConfig:
         teacher_weights: state dict for a factory teacher.
         teacher_epochs: training epochs for a built-in teacher (None: its default).
         pca_rank: PCA rank r.
-        dictionary: ``monomial`` or ``rbf`` (or any registered dictionary).
-        degree: monomial degree d.
-        centers: RBF centre count.
+        dictionary: a registered dictionary (``codesign.dictionaries.list_dictionaries()``).
+        dictionary_params: ``{param: value}`` for the dictionary's ``Params`` (missing ones take
+            their defaults); a dict is stored as a sorted tuple of pairs.
         fit: how K is fitted (method, temperature, alpha, ...).
         device: device name for hardware evaluation (None: ideal float only).
         device_overrides: ``{field: value}`` applied to the device's default config.
@@ -51,36 +55,45 @@ class DistillConfig:
         max_memory: byte budget for a feature matrix (None: half the RAM).
         cache_dir: cache folder (None: ``$CODESIGN_CACHE`` or ``~/.cache/codesign``).
         torch_device: where teachers train and students are fitted (``cpu`` or ``cuda``).
+        device_preset: a named preset of ``device`` (``Device.presets()``), applied before
+            ``device_overrides``.
+        eval_time_s: time since programming at which hardware instances are evaluated, s
+            (an evaluation condition, not a device setting: aihwkit's ``t_inference``).
     """
 
-    dataset: str = "digits"
-    data_root: str | None = None
-    teacher: str = "mlp"
-    teacher_weights: str | None = None
-    teacher_epochs: int | None = None
-    pca_rank: int = 20
-    dictionary: str = "monomial"
-    degree: int = 2
-    centers: int = 200
+    dataset: str = option("digits", "data set: digits is embedded; mnist and fashion-mnist are read from --data-root", choices=DATASETS)
+    data_root: str | None = option(None, "folder with the IDX files", show_default="$CODESIGN_DATA")
+    teacher: str = option("mlp", f"teacher network: a built-in architecture ({', '.join(ARCHITECTURES)}), "
+                          "a TorchScript FILE.pt, or module:factory")
+    teacher_weights: str | None = option(None, "state dict for a module:factory teacher")
+    teacher_epochs: int | None = option(None, "training epochs of a built-in teacher", show_default="per architecture")
+    pca_rank: int = option(20, "PCA rank r")
+    dictionary: str = option(DEFAULT_DICTIONARY, "dictionary lifting the PCA scores (its parameters have flags of their own)",
+                             choices=list_dictionaries)
+    dictionary_params: tuple[tuple[str, Any], ...] = ()
     fit: FitConfig = field(default_factory=FitConfig)
-    device: str | None = None
-    device_overrides: tuple[tuple[str, Any], ...] = ()
-    protocol: str = "posthoc"
-    hw_draws: int = 5
-    seed: int = 0
-    validation: float = 0.0
-    max_memory: int | None = None
-    cache_dir: str | None = None
-    torch_device: str = "cpu"
+    device: str | None = option(None, "device model to evaluate on (see `codesign devices`)", choices=list_devices)
+    device_overrides: tuple[tuple[str, Any], ...] = option(
+        (), "device config override FIELD=VALUE (repeatable)", key="set", metavar="FIELD=VALUE")
+    device_preset: str | None = option(None, "named device preset of a published chip (see `codesign devices`); --set overrides its fields",
+                                       key="preset")
+    protocol: str = option("posthoc", "posthoc: train ideal, then map; aware: train through the device", choices=PROTOCOLS)
+    hw_draws: int = option(5, "hardware instances drawn for evaluation")
+    seed: int = option(0, "seed of every random choice")
+    validation: float = option(0.0, "share of the training set held out and scored instead of the test set (0: off)")
+    max_memory: int | str | None = option(None, "budget for a feature matrix, e.g. 8G", show_default="half the RAM")
+    cache_dir: str | None = option(None, "cache folder", show_default="$CODESIGN_CACHE or ~/.cache/codesign")
+    torch_device: str = option("cpu", "where teachers train and students are fitted: cpu or cuda[:N]")
+    eval_time_s: float = option(
+        DEFAULT_T_INFERENCE_S, "time since programming at which the hardware is evaluated: seconds or 30s, 1h, 1d, 1y",
+        key="eval_time", parse=parse_duration, show_default=format_duration(DEFAULT_T_INFERENCE_S))
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
         check_range("pca_rank", self.pca_rank, 1, None, integer=True)
-        if self.dictionary not in list_dictionaries():
-            raise ConfigError(
-                f"unknown dictionary {self.dictionary!r}; known dictionaries: {', '.join(list_dictionaries())}"
-            )
-        create_dictionary(self.dictionary, **self.dictionary_params)  # validates degree / centers
+        given = dict(self.dictionary_params)
+        params = get_dictionary_class(self.dictionary).make_params(given)  # validates every value
+        object.__setattr__(self, "dictionary_params", tuple(sorted((k, getattr(params, k)) for k in given)))
         check_choice("protocol", self.protocol, PROTOCOLS)
         check_range("hw_draws", self.hw_draws, 1, 10_000, integer=True)
         check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
@@ -101,18 +114,19 @@ class DistillConfig:
         check_choice("torch_device", self.torch_device.split(":")[0], ("cpu", "cuda"))
         if self.max_memory is not None:
             object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
+        object.__setattr__(self, "eval_time_s", parse_duration(self.eval_time_s, "eval_time"))
+        if self.device_preset is not None and self.device is None:
+            raise ConfigError(f"preset={self.device_preset!r} is a device preset: give --device NAME too")
 
     @property
-    def dictionary_params(self) -> dict:
-        if self.dictionary == "monomial":
-            return {"degree": self.degree}
-        if self.dictionary == "rbf":
-            return {"centers": self.centers}
-        return {}
+    def dictionary_kwargs(self) -> dict:
+        """Every parameter of the dictionary, defaults filled (``create_dictionary(name, **these)``)."""
+        return dataclasses.asdict(get_dictionary_class(self.dictionary).make_params(dict(self.dictionary_params)))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["device_overrides"] = dict(self.device_overrides)
+        d["dictionary_params"] = dict(self.dictionary_params)
         return d
 
     @classmethod
@@ -120,6 +134,15 @@ class DistillConfig:
         d = dict(d)
         fit = d.pop("fit", {}) or {}
         known = {f.name for f in dataclasses.fields(cls)}
+        # Older configs held each dictionary's size as a top-level key (degree=, centers=), all of
+        # them whatever the dictionary: the chosen dictionary's go into dictionary_params, the
+        # others' are dropped.
+        legacy = {k: d.pop(k) for k in list(d) if k not in known and k in params_by_name()}
+        if legacy:
+            own = params_by_name([d.get("dictionary", DEFAULT_DICTIONARY)])
+            d["dictionary_params"] = {
+                **{k: v for k, v in legacy.items() if k in own}, **dict(d.get("dictionary_params") or {}),
+            }
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
@@ -128,6 +151,7 @@ class DistillConfig:
         if bad:
             raise ConfigError(f"unknown fit key(s) {', '.join(bad)}; known keys: {', '.join(sorted(fit_known))}")
         d["device_overrides"] = tuple(sorted((d.get("device_overrides") or {}).items()))
+        d["dictionary_params"] = tuple(sorted(dict(d.get("dictionary_params") or {}).items()))
         return cls(fit=FitConfig(**fit), **d)
 
 
@@ -163,14 +187,15 @@ class Workspace:
         return self._teachers[key]
 
     def features(self, cfg: DistillConfig, ds: Dataset) -> Features:
-        seed = cfg.seed if cfg.dictionary != "monomial" else 0  # monomials are seed-free
+        params = cfg.dictionary_kwargs
+        seed = dictionary_seed(cfg.dictionary, cfg.seed)
         key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
-               tuple(sorted(cfg.dictionary_params.items())), seed)
+               tuple(sorted(params.items())), seed)
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
             kwargs = {"cache_dir": cfg.cache_dir} if self.disk_features else {}
             self._features[key] = build(
-                ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, cfg.dictionary_params,
+                ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
                 seed=seed, max_memory=cfg.max_memory, **kwargs,
             )
         return self._features[key]
@@ -213,9 +238,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         )
     device = None
     if cfg.device is not None:  # validate the device before any expensive work
-        from codesign.devices import create_device
-
-        device = create_device(cfg.device, dict(cfg.device_overrides))
+        device = create_device(cfg.device, dict(cfg.device_overrides), preset=cfg.device_preset)
     check_torch_device(cfg.torch_device)  # before the teacher: fits run there too
     teacher = ws.teacher(cfg, ds)
     feats = ws.features(cfg, ds)
@@ -249,11 +272,13 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
             metrics["aware_steps"] = info.iterations
         else:
             layer.load_matrix(student.K_)
-        accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed)
+        accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
         metrics.update(
             device=cfg.device,
+            device_preset=cfg.device_preset,
             device_config=dataclasses.asdict(device.config),
             protocol=cfg.protocol,
+            eval_time_s=cfg.eval_time_s,
             hw_accuracies=accs,
             hw_accuracy_mean=float(np.mean(accs)),
             hw_accuracy_std=float(np.std(accs)),
@@ -266,13 +291,30 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
     return DistillResult(student, feats, teacher, layer, metrics)
 
 
-def hardware_accuracy(layer: torch.nn.Module, psi: torch.Tensor, labels: torch.Tensor, draws: int, seed: int) -> list[float]:
-    """Test accuracy on ``draws`` seeded hardware instances (deterministic for ``seed``)."""
+def hardware_accuracy(
+    layer: torch.nn.Module,
+    psi: torch.Tensor,
+    labels: torch.Tensor,
+    draws: int,
+    seed: int,
+    t_inference_s: float | None = None,
+) -> list[float]:
+    """Test accuracy on ``draws`` seeded hardware instances (deterministic for ``seed``).
+
+    Args:
+        layer: a programmed or trained device layer.
+        psi: test features ``[n, in]``.
+        labels: test labels ``[n]``.
+        draws: hardware instances to evaluate.
+        seed: seeds the instances (``seed * 100003 + i``).
+        t_inference_s: time since programming to read the instances at, s (``draw_instance``);
+            None keeps the layer's own (``DEFAULT_T_INFERENCE_S`` unless set).
+    """
     accs = []
     layer.eval()
     with torch.no_grad():
         for i in range(draws):
-            layer.draw_instance(seed * 100_003 + i)
+            layer.draw_instance(seed * 100_003 + i, t_inference_s=t_inference_s)
             accs.append(accuracy(layer(psi), labels))
     layer.clear_instance()
     return accs

@@ -15,12 +15,20 @@ import numpy as np
 import torch
 
 from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
-from .dictionaries import Dictionary, create_dictionary
+from .dictionaries import Dictionary, create_dictionary, get_dictionary_class
 from .errors import ResourceError, check_range
 from .pca import PCA
 
-#: Rows lifted at a time: bounds the temporary memory of a degree-3 lift.
+#: Rows lifted at a time: bounds the temporary memory of a large lift.
 CHUNK_ROWS = 8192
+
+
+def dictionary_seed(dictionary: str, seed: int) -> int:
+    """The seed a lift depends on: ``seed``, or 0 for a seed-free dictionary (``uses_seed`` false).
+
+    Feature caches key on this, so every seed shares the features of a deterministic lift.
+    """
+    return seed if get_dictionary_class(dictionary).uses_seed else 0
 
 
 def default_max_memory() -> int:
@@ -94,7 +102,7 @@ class FeaturePipeline:
             raise ResourceError(
                 f"the feature matrix would need {format_bytes(need)} ({n_rows} x {self.n_features} "
                 f"float32 for pca_rank={self.rank}, {self.dictionary.describe()}) but --max-memory is "
-                f"{format_bytes(self.max_memory)}; lower the rank or degree, or raise --max-memory"
+                f"{format_bytes(self.max_memory)}; lower the rank or the dictionary's size, or raise --max-memory"
             )
 
     def fit(self, x_train: np.ndarray) -> "FeaturePipeline":
@@ -134,7 +142,7 @@ class FeaturePipeline:
 
             raise NumericalError(
                 f"lifted features hold NaN or Inf ({self.dictionary.describe()}, pca_rank={self.rank}); "
-                "check the input data for NaN/Inf or lower the degree"
+                "check the input data for NaN/Inf or use a smaller dictionary"
             )
         return out
 
@@ -154,8 +162,6 @@ class FeaturePipeline:
     def from_state_dict(cls, state: dict) -> "FeaturePipeline":
         d = create_dictionary(state["dictionary"], **state["dictionary_params"])
         d.load_state_dict(state["dictionary_state"])
-        if d.name == "monomial":
-            d._build_index(int(state["rank"]))
         pipe = cls(int(state["rank"]), d, seed=int(state.get("seed", 0)))
         pipe.pca_ = PCA.from_state_dict(state["pca"])
         pipe.mean_ = torch.as_tensor(np.asarray(state["mean_"]), dtype=torch.float32)
@@ -211,13 +217,14 @@ def cached_features(
     cache_dir: str | os.PathLike | None = None,
 ) -> Features:
     """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed."""
+    lift = create_dictionary(dictionary, **dictionary_params)
     key = stable_hash({
         "data": array_fingerprint(x_train, x_test), "rank": rank, "dictionary": dictionary,
-        "params": dictionary_params, "seed": seed if dictionary != "monomial" else 0, "v": 1,
+        "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 1,
     })
     folder = Path(cache_root(cache_dir)) / "features"
     path = folder / f"{dictionary}-r{rank}-{key}.npz"
-    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed)
+    pipe = FeaturePipeline(rank, lift, max_memory, seed)
     pipe.check_memory(len(x_train) + len(x_test))
     if path.is_file():
         try:

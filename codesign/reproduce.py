@@ -9,49 +9,57 @@ random choice downstream), reported as mean +- std of test accuracy. Writes
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .cache import atomic_write_json, atomic_write_text
+from .data import DATASETS
 from .distill import DistillConfig, Workspace, run_distill
+from .errors import check_range
+from .options import option, same_as
 from .students import FitConfig
 
 PAPER = {("mnist", 2): 95.98, ("mnist", 3): 96.77}
 METHODS = ("naive", "labels", "kd")
 
 
-def add_reproduce_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", help="output folder (default experiments/reproduction)")
-    p.add_argument("--data-root", help="folder with the IDX files (default: $CODESIGN_DATA)")
-    p.add_argument("--cache-dir", help="cache folder")
-    p.add_argument("--datasets", nargs="+", help="default: mnist fashion-mnist")
-    p.add_argument("--seeds", type=int, help="seeds per row (default 5)")
-    p.add_argument("--ranks2", type=int, nargs="+", help="PCA ranks at degree 2 (default 5 10 20 30 40)")
-    p.add_argument("--ranks3", type=int, nargs="+", help="PCA ranks at degree 3 (default 5 10 15 20)")
-    p.add_argument("--resnet-ranks2", type=int, nargs="+", help="degree-2 ranks with the ResNet-18 teacher (default 10 20 40)")
-    p.add_argument("--resnet-seeds", type=int, help="seeds for the ResNet-18 rows (default 5)")
-    p.add_argument("--torch-device", help="where teachers train (cpu | cuda)")
-    p.add_argument("--tol", type=float, help="L-BFGS stopping tolerance of labels/kd (default: the engine's, 1e-2)")
-    p.add_argument("--pass-dtype", help="precision of the features L-BFGS reads: bfloat16 (default) | float32")
-    p.add_argument("--resume", action="store_true", default=None,
-                   help="keep the runs already in OUT/reproduction.json and run only the missing ones")
-    p.add_argument("--smoke-test", action="store_true", default=None, help="tiny run on digits (for tests)")
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Options of ``codesign reproduce`` (see ``codesign reproduce --help``)."""
 
+    out: str = option("experiments/reproduction", "output folder")
+    data_root: str | None = same_as(DistillConfig, "data_root")
+    cache_dir: str | None = same_as(DistillConfig, "cache_dir")
+    datasets: tuple[str, ...] = option(("mnist", "fashion-mnist"), "data sets of the table", choices=DATASETS)
+    seeds: int = option(5, "seeds per row")
+    ranks2: tuple[int, ...] = option((5, 10, 20, 30, 40), "PCA ranks at degree 2")
+    ranks3: tuple[int, ...] = option((5, 10, 15, 20), "PCA ranks at degree 3")
+    resnet_ranks2: tuple[int, ...] = option((10, 20, 40), "degree-2 ranks with the ResNet-18 teacher")
+    resnet_seeds: int = option(5, "seeds for the ResNet-18 rows")
+    torch_device: str = same_as(DistillConfig, "torch_device")
+    tol: float | None = option(None, "L-BFGS stopping tolerance of labels/kd", show_default="the engine's, 1e-2")
+    pass_dtype: str | None = same_as(FitConfig, "pass_dtype", default=None, show_default="the engine's")
+    resume: bool = option(False, "keep the runs already in OUT/reproduction.json and run only the missing ones")
+    smoke_test: bool = option(False, "tiny run on digits (for tests)")
 
-REPRO_DEFAULTS: dict[str, Any] = {
-    "out": "experiments/reproduction", "data_root": None, "cache_dir": None,
-    "datasets": ["mnist", "fashion-mnist"], "seeds": 5, "ranks2": [5, 10, 20, 30, 40],
-    "ranks3": [5, 10, 15, 20], "resnet_ranks2": [10, 20, 40], "resnet_seeds": 5,
-    "torch_device": "cpu", "tol": None, "pass_dtype": None, "resume": False, "smoke_test": False,
-}
+    def __post_init__(self) -> None:
+        for name in ("datasets", "ranks2", "ranks3", "resnet_ranks2"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, tuple(value if isinstance(value, (list, tuple)) else (value,)))
+        if self.smoke_test:
+            for name, value in dict(datasets=("digits",), seeds=2, ranks2=(5, 10), ranks3=(5,), resnet_ranks2=(),
+                                    resnet_seeds=0).items():
+                object.__setattr__(self, name, value)
+        check_range("seeds", self.seeds, 1, 1000, integer=True)
+        check_range("resnet_seeds", self.resnet_seeds, 0, 1000, integer=True)
 
 
 def plan(opts: dict) -> list[tuple[str, str, int, int]]:
@@ -82,7 +90,7 @@ def run(opts: dict, log=print, done: list[dict] | None = None, checkpoint=None) 
                     continue
                 cfg = DistillConfig(
                     dataset=ds, data_root=opts["data_root"], teacher=teacher, pca_rank=rank,
-                    dictionary="monomial", degree=degree, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k]}), seed=seed,
+                    dictionary="monomial", dictionary_params={"degree": degree}, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k]}), seed=seed,
                     cache_dir=opts["cache_dir"], torch_device=opts["torch_device"],
                 )
                 m = run_distill(cfg, ws).metrics
@@ -221,16 +229,15 @@ def metadata(opts: dict, seconds: float, command: str) -> dict:
     }
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    import sys
+def main(cfg: ReproduceConfig, command: str = "codesign reproduce") -> Path:
+    """Run (or resume) the table described by ``cfg``; write it to ``cfg.out``; return that folder.
 
-    from .cli import resolve
-
-    opts = resolve(args, REPRO_DEFAULTS, "reproduce")
-    if opts["smoke_test"]:
-        opts.update(datasets=["digits"], seeds=2, ranks2=[5, 10], ranks3=[5], resnet_ranks2=[], resnet_seeds=0)
-    out = Path(opts["out"])
-    command = "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce"
+    Args:
+        cfg: the table's settings.
+        command: the command line recorded in the table as the way to remake it.
+    """
+    opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    out = Path(cfg.out)
     done: list[dict] = []
     prev: dict = {}
     seconds_before = 0.0
@@ -253,5 +260,4 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run(opts, done=done, checkpoint=lambda runs: write(runs, seconds_before + time.perf_counter() - t0))
     write(res["runs"], seconds_before + res["seconds"])
-    print(f"wrote {out / 'reproduction.md'} and {out / 'reproduction.json'}")
-    return 0
+    return out

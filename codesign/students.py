@@ -31,6 +31,7 @@ import torch
 
 from .errors import ConfigError, NumericalError, check_choice, check_range
 from .losses import KDTargets, kd_loss
+from .options import option
 
 METHODS = ("kd", "labels", "naive")
 
@@ -63,18 +64,19 @@ class FitConfig:
         seed: seeds minibatch order and the device's training noise.
     """
 
-    method: str = "kd"
-    temperature: float = 2.0
-    alpha: float = 0.9
-    l2: float | None = None
-    max_iter: int = 200
-    tol: float = 1e-2
-    ridge: float = 1e-3
-    naive_target: str = "probs"
-    pass_dtype: str = "bfloat16"
-    device_epochs: int = 5
-    batch_size: int = 4096
-    lr: float = 2e-3
+    method: str = option("kd", "how K is fitted: kd (distillation), labels (no teacher) or naive (least-squares EDMD)",
+                         choices=METHODS)
+    temperature: float = option(2.0, "distillation temperature T")
+    alpha: float = option(0.9, "weight of the teacher term in [0, 1] (0 is labels)")
+    l2: float | None = option(None, "L2 penalty on K", show_default="0 for kd, 1e-4 for labels")
+    max_iter: int = option(200, "L-BFGS iteration cap")
+    tol: float = option(1e-2, "relative loss decrease per iteration that stops L-BFGS")
+    ridge: float = option(1e-3, "ridge of the least-squares warm start, relative to the mean feature variance")
+    naive_target: str = option("probs", "what EDMD regresses on", choices=("probs", "logits"))
+    pass_dtype: str = option("bfloat16", "precision of the features L-BFGS reads", choices=("bfloat16", "float32"))
+    device_epochs: int = option(5, "epochs of hardware-aware training")
+    batch_size: int = option(4096, "minibatch of hardware-aware training")
+    lr: float = option(2e-3, "Adam learning rate of hardware-aware training")
     seed: int = 0
 
     def __post_init__(self) -> None:

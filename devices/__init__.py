@@ -11,6 +11,7 @@ if __name__ != "codesign.devices":
 
 
 from .base import (
+    DEFAULT_T_INFERENCE_S,
     REQUIRED_COST_KEYS,
     Choice,
     Device,
@@ -18,10 +19,13 @@ from .base import (
     DeviceLayer,
     FloatRange,
     IntRange,
+    Mode,
+    Preset,
 )
 from .registry import broken_devices, create_device, get_device_class, list_devices, refresh
 
 __all__ = [
+    "DEFAULT_T_INFERENCE_S",
     "REQUIRED_COST_KEYS",
     "Choice",
     "Device",
@@ -29,6 +33,8 @@ __all__ = [
     "DeviceLayer",
     "FloatRange",
     "IntRange",
+    "Mode",
+    "Preset",
     "broken_devices",
     "create_device",
     "get_device_class",

@@ -13,7 +13,11 @@ Non-idealities, in units of ``g_max``:
   ``prog_noise`` (its std at ``g_max/2``);
 * drift: ``g(t) = g(t0) (t / t0)^-nu`` with ``t0 = 20 s`` (aihwkit's ``t_0``), per-device
   ``nu ~ N(drift_nu, drift_nu_std)``; optional global drift compensation (aihwkit's
-  ``GlobalDriftCompensation``: one digital gain from the summed conductances);
+  ``GlobalDriftCompensation``: one digital gain from the summed conductances). The time ``t``
+  is an evaluation condition, as aihwkit's ``drift_analog_weights(t_inference)``: eval reads the
+  layer at ``layer.t_inference_s`` (``draw_instance(seed, t_inference_s=...)`` or
+  ``set_inference_time``), so one programmed chip can be read at 1 s, 1 h, 1 day...;
+  hardware-aware training simulates ``train_drift_time_s`` after programming;
 * read noise: Gaussian on every device at every read, 1/f-like, so its std grows with the
   conductance as ``read_noise (g/g_max)^0.35`` (aihwkit's ``Q_s ~ g^-0.65`` relative noise);
   a RESET device (``g = 0``) adds none. Its effect on a column current is Gaussian with variance
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar, Mapping
 
 import torch
 
@@ -46,9 +51,11 @@ from .base import (
     DeviceConfig,
     DeviceLayer,
     IntRange,
+    Mode,
+    Preset,
     SearchSpec,
     dac,
-    instance_generator,
+    preset_table,
     quantize_symmetric,
     ste,
 )
@@ -99,7 +106,14 @@ def adc_area_um2(bits: int) -> float:
 
 @dataclass(frozen=True)
 class AnalogCrossbarConfig(DeviceConfig):
-    """Configuration of :class:`AnalogCrossbarDevice` (defaults: a PCM crossbar, 1 h after programming)."""
+    """Configuration of :class:`AnalogCrossbarDevice` (defaults: a PCM crossbar).
+
+    The time at which the crossbar is read is not a config field: it is an argument of the
+    evaluation (``layer.t_inference_s``). Configs saved before that change have a field
+    ``drift_time_s``; :meth:`from_dict` maps it to ``train_drift_time_s``.
+    """
+
+    LEGACY_FIELDS: ClassVar[Mapping[str, str]] = {"drift_time_s": "train_drift_time_s"}
 
     tile_rows: int = field(
         default=512, metadata={"doc": "inputs (word lines) per crossbar tile, as aihwkit's 512"}
@@ -122,9 +136,10 @@ class AnalogCrossbarConfig(DeviceConfig):
         default=0.01,
         metadata={"doc": "per-read noise std / g_max of a device at g_max (~ (g/g_max)^0.35 below)"},
     )
-    drift_time_s: float = field(
+    train_drift_time_s: float = field(
         default=3600.0,
-        metadata={"doc": "time since programming at inference, s (<= t0 = 20 s: no drift)"},
+        metadata={"doc": "time since programming simulated by hardware-aware training, s "
+                  "(<= t0 = 20 s: no drift); eval reads at layer.t_inference_s instead"},
     )
     drift_nu: float = field(
         default=0.05, metadata={"doc": "mean drift exponent nu (PCM: ~0.05, aihwkit 0.049-0.1)"}
@@ -155,7 +170,7 @@ class AnalogCrossbarConfig(DeviceConfig):
         check_range("g_max_us", self.g_max_us, 1e-3, 1e4)
         check_range("prog_noise", self.prog_noise, 0.0, 1.0)
         check_range("read_noise", self.read_noise, 0.0, 1.0)
-        check_range("drift_time_s", self.drift_time_s, 0.0, 1e10)
+        check_range("train_drift_time_s", self.train_drift_time_s, 0.0, 1e10)
         check_range("drift_nu", self.drift_nu, 0.0, 1.0)
         check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
         check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
@@ -168,8 +183,7 @@ class AnalogCrossbarLayer(DeviceLayer):
     """``x @ K.T`` on differential-pair crossbar tiles; ``weight`` holds K (float, trainable)."""
 
     def __init__(self, in_features: int, out_features: int, config: AnalogCrossbarConfig) -> None:
-        super().__init__(in_features, out_features)
-        self.config = config
+        super().__init__(in_features, out_features, config)
         self.weight = torch.nn.Parameter(torch.zeros(out_features, in_features))
         gen = torch.Generator().manual_seed(0)  # nn.Linear's init scale, no global RNG
         bound = 1.0 / math.sqrt(in_features)
@@ -180,9 +194,6 @@ class AnalogCrossbarLayer(DeviceLayer):
             for a in range(0, in_features, config.tile_rows)
         ]
         self.adc_range = CalibratedRange()
-        self._seed: int | None = None
-        self.register_buffer("z_prog", None, persistent=False)
-        self.register_buffer("z_nu", None, persistent=False)
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
         """Program ``matrix`` (``[out, in]``): the float weight the conductances are mapped from."""
@@ -190,29 +201,24 @@ class AnalogCrossbarLayer(DeviceLayer):
             self.weight.copy_(matrix.to(self.weight))
         self.adc_range.reset()
 
-    def draw_instance(self, seed: int) -> None:
-        """Fix the programming errors and drift exponents of hardware instance ``seed``."""
-        self._seed = int(seed)
-        shape = (2, self.out_features, self.in_features)
-        dev = self.weight.device
-        self.z_prog = torch.randn(shape, generator=instance_generator(seed, 0)).to(dev)
-        self.z_nu = torch.randn(shape, generator=instance_generator(seed, 1)).to(dev)
+    def drift_time_s(self, mode: Mode | None = None) -> float:
+        """Time since programming the conductances are read at in ``mode``, s.
 
-    def clear_instance(self) -> None:
-        """Forget the drawn instance: eval goes back to the nominal device."""
-        self._seed = None
-        self.z_prog = self.z_nu = None
+        ``config.train_drift_time_s`` in training (what hardware-aware training simulates),
+        :attr:`t_inference_s` in eval (nominal and instance modes).
+        """
+        mode = self.mode if mode is None else mode
+        return self.config.train_drift_time_s if mode is Mode.TRAINING else self.t_inference_s
 
-    def _mode(self) -> str:
-        if self.training:
-            return "train"
-        return "instance" if self._seed is not None else "nominal"
-
-    def conductances(self, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def conductances(self, mode: Mode | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Device conductances ``[2, out, in]`` (G+, G-) in units of ``g_max``, and the digital gain.
 
+        Noise streams of an instance: 0 programming errors, 1 drift exponents, 101 read noise
+        (in ``forward``).
+
         Args:
-            mode: ``"train"``, ``"instance"`` or ``"nominal"``; default: the current mode.
+            mode: ``Mode.TRAINING``, ``Mode.INSTANCE`` or ``Mode.NOMINAL``; default: the
+                current mode.
 
         Returns:
             ``(g, gain)``: ``g`` after quantization, programming noise and drift; ``gain`` is the
@@ -220,7 +226,8 @@ class AnalogCrossbarLayer(DeviceLayer):
             is the implemented matrix.
         """
         cfg = self.config
-        mode = mode or self._mode()
+        mode = self.mode if mode is None else mode
+        t = self.drift_time_s(mode)
         w_abs = self.weight.detach().abs()
         if cfg.weight_scaling == "column":  # aihwkit weight_scaling_columnwise: one scale per output
             scale = w_abs.amax(1, keepdim=True).clamp_min(1e-30)
@@ -230,41 +237,34 @@ class AnalogCrossbarLayer(DeviceLayer):
         g = torch.stack((torch.relu(wn), torch.relu(-wn)))
         levels = 2**cfg.conductance_bits - 1
         g = ste(g, torch.round(g * levels) / levels)  # finite programmable levels
-        noisy = mode != "nominal"
+        noisy = mode is not Mode.NOMINAL
         if cfg.prog_noise > 0 and noisy:
-            z = torch.randn_like(g) if mode == "train" else self.z_prog
+            z = self.noise(g.shape, 0, g, mode)
             with torch.no_grad():
                 sigma = prog_noise_std(g.detach(), cfg.prog_noise)
             g = ste(g, (g + sigma * z).clamp_min(0.0))
         g_prog = g
-        if cfg.drift_time_s > T0_S:
+        if t > T0_S:
             nu = torch.full_like(g, cfg.drift_nu)
             if cfg.drift_nu_std > 0 and noisy:
-                z = torch.randn_like(g) if mode == "train" else self.z_nu
-                nu = nu + cfg.drift_nu_std * z
-            g = g * torch.exp(-nu.clamp_min(0.0) * math.log(cfg.drift_time_s / T0_S))
+                nu = nu + cfg.drift_nu_std * self.noise(g.shape, 1, g, mode)
+            g = g * torch.exp(-nu.clamp_min(0.0) * math.log(t / T0_S))
         gain = scale
-        if cfg.drift_compensation and cfg.drift_time_s > T0_S:
+        if cfg.drift_compensation and t > T0_S:
             # one digital gain from a reference read of the whole array (aihwkit: global)
             alpha = (g.detach().sum() / g_prog.detach().sum().clamp_min(1e-30)).clamp_min(1e-30)
             gain = scale / alpha
         return g, gain
 
     def effective_matrix(self) -> torch.Tensor:
-        """The nominal implemented matrix (quantized, mean drift, compensated), ``[out, in]``."""
+        """The nominal implemented matrix (quantized, mean drift at ``t_inference_s``, compensated)."""
         with torch.no_grad():
-            g, gain = self.conductances("nominal")
+            g, gain = self.conductances(Mode.NOMINAL)
             return (g[0] - g[1]) * gain
-
-    def _read_noise(self, shape: tuple[int, ...], like: torch.Tensor, mode: str) -> torch.Tensor:
-        if mode == "train":
-            return torch.randn(shape, dtype=like.dtype, device=like.device)
-        gen = instance_generator(self._seed, 101)  # re-seeded per call: eval is deterministic
-        return torch.randn(shape, generator=gen, dtype=like.dtype).to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, in] -> [batch, out]``: DAC, tiled analog MVMs, read noise, ADC, digital sum."""
-        cfg, mode = self.config, self._mode()
+        cfg, mode = self.config, self.mode
         g, gain = self.conductances(mode)
         w = g[0] - g[1]
         codes, lsb, amax = dac(x, cfg.dac_bits)
@@ -272,14 +272,14 @@ class AnalogCrossbarLayer(DeviceLayer):
             torch.nn.functional.linear(codes[:, sl], w[:, sl].contiguous()) for sl in self.row_slices
         ]
         y = torch.stack(parts, dim=1) * lsb  # [batch, row tiles, out] column currents
-        if cfg.read_noise > 0 and mode != "nominal":
+        if cfg.read_noise > 0 and mode is not Mode.NOMINAL:
             with torch.no_grad():  # std of the summed device noise: sqrt(sum_j x_j^2 s_j^2)
                 # s_j^2 = read_noise^2 ((G+_j)^(2a) + (G-_j)^(2a)) in units of g_max
                 v = g.detach().clamp_min(0.0).pow(2 * READ_NOISE_EXPONENT).sum(0)
                 x2 = codes.detach().square()
                 var = [torch.nn.functional.linear(x2[:, sl], v[:, sl].contiguous()) for sl in self.row_slices]
                 sigma = (cfg.read_noise * lsb) * torch.stack(var, 1).sqrt_()
-            y = y + sigma * self._read_noise(tuple(y.shape), y, mode)
+            y = y + sigma * self.noise(y.shape, 101, y, mode)  # eval: re-seeded per call
         full_scale = self.adc_range(y)
         y = quantize_symmetric(y, full_scale, cfg.adc_bits).sum(dim=1)
         return y * (amax * gain.reshape(1, -1))
@@ -298,6 +298,47 @@ class AnalogCrossbarDevice(Device):
     def layer(self, in_features: int, out_features: int) -> AnalogCrossbarLayer:
         """A fresh layer of this configuration."""
         return AnalogCrossbarLayer(in_features, out_features, self.config)
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """ISAAC (ReRAM architecture, ISCA 2016) and IBM HERMES (PCM chip, Nat. Electron. 2023)."""
+        return preset_table(
+            Preset(
+                "isaac",
+                {
+                    "tile_rows": 128,  # ISAAC: 128 x 128 crossbar arrays
+                    "tile_cols": 128,
+                    "conductance_bits": 2,  # ISAAC: 2 bits per ReRAM cell
+                    # ISAAC streams 16-bit inputs as 16 one-bit DAC drives (one per 100 ns
+                    # cycle); our dac_bits is the input resolution driven bit-serially
+                    "dac_bits": 16,
+                    "adc_bits": 8,  # ISAAC: one 8-bit 1.2 GS/s SAR ADC per crossbar
+                    "read_time_ns": 100.0,  # ISAAC: 100 ns crossbar read cycle
+                    # ISAAC assumes ideal ReRAM cells: no PCM drift (noise left at defaults)
+                    "drift_nu": 0.0,
+                    "drift_nu_std": 0.0,
+                },
+                "A. Shafiee et al., 'ISAAC: a convolutional neural network accelerator with "
+                "in-situ analog arithmetic in crossbars', ISCA 2016",
+                "ReRAM crossbar architecture: 128 x 128 arrays, 2-bit cells, 1-bit DACs, 8-bit ADCs",
+            ),
+            Preset(
+                "ibm_hermes",
+                {
+                    # HERMES cores: 256 x 256 PCM crossbars (Le Gallo et al. 2023;
+                    # Khaddam-Aljameh et al., IEEE JSSC 2022)
+                    "tile_rows": 256,
+                    "tile_cols": 256,
+                    "dac_bits": 8,  # 8-bit input MVMs (pulse-width-modulated inputs)
+                    "adc_bits": 8,  # 8-bit output: 256 CCO-based ADCs per core
+                    # PCM programming/read noise and drift: aihwkit's PCM model (the defaults)
+                },
+                "M. Le Gallo et al., 'A 64-core mixed-signal in-memory compute chip based on "
+                "phase-change memory for deep neural network inference', Nat. Electron. 6, 680 "
+                "(2023)",
+                "IBM HERMES Project Chip: 14 nm, 64 PCM cores of 256 x 256, 8-bit in/out MVMs",
+            ),
+        )
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:

@@ -1,14 +1,18 @@
-"""The device API every hardware model implements, built-in or third-party.
+"""The device API every hardware model implements, built-in or third-party (API v2).
 
-A device is three things kept apart (aihwkit's pipeline, brevitas's count/cost split):
+A device is kept in separate pieces (aihwkit's pipeline, brevitas's count/cost split):
 
 * a frozen dataclass **config** of plain values (units in the field names), validated at
-  construction; ``Device.with_overrides({"field": value})`` is how the CLI's ``--set`` reaches it;
+  construction; ``Device.with_overrides({"field": value})`` is how the CLI's ``--set`` reaches it,
+  and :meth:`Device.presets` names configs of published chips (:class:`Preset`, with a citation);
 * a **layer** factory: ``device.layer(in_features, out_features)`` returns a
   :class:`DeviceLayer`, a drop-in ``torch.nn.Module`` for the student's ``x @ K.T``. It is
-  programmed from a float matrix with :meth:`DeviceLayer.load_matrix`, draws fresh noise in each
-  training forward pass, passes gradients straight through quantizers, and after
-  :meth:`DeviceLayer.draw_instance` evaluates deterministically as one concrete piece of hardware;
+  programmed from a float matrix with :meth:`DeviceLayer.load_matrix`. The base class owns the
+  bookkeeping every device shares: the :class:`Mode` (training: fresh noise at every call;
+  nominal; one seeded instance after :meth:`DeviceLayer.draw_instance`), the instance seed, the
+  evaluation time ``t_inference_s`` (time since programming, an argument of the evaluation as in
+  aihwkit's ``drift_analog_weights(t_inference)``, not a device setting), seeded noise
+  (:meth:`DeviceLayer.noise`) and the device name and config in the state dict;
 * a **cost** model: ``device.cost(in_features, out_features)`` returns named metrics whose names
   carry their units. Every device reports at least ``energy_pj`` (per inference, i.e. one
   matrix-vector product), ``latency_ns`` (per inference) and ``area_mm2``, plus its own counts.
@@ -18,12 +22,18 @@ and the **search space** of its own constraints, declared with the plain specs b
 
 Devices are discovered through the ``codesign.devices`` entry-point group (see
 :mod:`codesign.devices.registry`); the built-ins register there too.
+:func:`codesign.devices.testing.check_device` runs the whole contract on any device.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
+import functools
+import json
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -35,6 +45,10 @@ from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 #: Cost keys every device must report; ``search --cost energy`` picks ``energy_pj`` and so on.
 REQUIRED_COST_KEYS = ("energy_pj", "latency_ns", "area_mm2")
+
+#: Time since programming at which a layer is evaluated when none is given, s: one hour, the
+#: pre-v2 default of the analog crossbar's ``drift_time_s`` (kept so that results do not move).
+DEFAULT_T_INFERENCE_S = 3600.0
 
 
 # Search specs live in the bottom layer (plugins of every kind use them); re-exported here.
@@ -49,6 +63,11 @@ class DeviceConfig:
     :meth:`validate`, raising :class:`codesign.errors.ConfigError` with the field name and the
     allowed range (use :func:`codesign.errors.check_range`).
     """
+
+    #: Fields renamed or retired since a config was saved: ``{old name: new name}``. Saved
+    #: configs (``from_dict``) and saved layer states are read through it; ``--set OLD=...``
+    #: is refused with a hint, since an old field may have changed meaning.
+    LEGACY_FIELDS: ClassVar[Mapping[str, str]] = {}
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,12 +93,36 @@ class DeviceConfig:
         converted = {}
         for key, value in overrides.items():
             if key not in names:
+                hint = ""
+                if key in self.LEGACY_FIELDS:
+                    hint = f" ({key!r} was replaced by {self.LEGACY_FIELDS[key]!r}; see its doc)"
                 raise ConfigError(
-                    f"unknown field {key!r} for {type(self).__name__}; "
+                    f"unknown field {key!r} for {type(self).__name__}{hint}; "
                     f"known fields: {', '.join(names)}"
                 )
             converted[key] = _convert(key, value, getattr(self, key))
         return dataclasses.replace(self, **converted)
+
+    @classmethod
+    def upgrade_fields(cls, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """``fields`` of a saved config with renamed fields mapped (:attr:`LEGACY_FIELDS`).
+
+        A saved value is kept only where the new name is not given too.
+        """
+        out = {k: v for k, v in fields.items() if k not in cls.LEGACY_FIELDS}
+        for old, new in cls.LEGACY_FIELDS.items():
+            if old in fields and new not in out:
+                out[new] = fields[old]
+        return out
+
+    @classmethod
+    def from_dict(cls, fields: Mapping[str, Any]) -> "DeviceConfig":
+        """A config from saved ``fields`` (``dataclasses.asdict`` of an older one, say).
+
+        Renamed fields are mapped (:meth:`upgrade_fields`); missing fields take their defaults;
+        unknown fields are an error listing the known ones.
+        """
+        return cls().replace(cls.upgrade_fields(fields))
 
 
 def _convert(name: str, value: Any, current: Any) -> Any:
@@ -105,20 +148,68 @@ def _convert(name: str, value: Any, current: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- layer
+class Mode(enum.Enum):
+    """What a :class:`DeviceLayer` computes (``layer.mode``).
+
+    * ``TRAINING`` (``layer.train()``): non-idealities drawn fresh at every forward pass;
+    * ``NOMINAL`` (``layer.eval()``, no instance drawn): the noise-free device, still quantized;
+    * ``INSTANCE`` (``layer.eval()`` after ``draw_instance(seed)``): one concrete, seeded chip.
+    """
+
+    TRAINING = "training"
+    NOMINAL = "nominal"
+    INSTANCE = "instance"
+
+
+def check_inference_time(t_inference_s: Any, name: str = "t_inference_s") -> float:
+    """``t_inference_s`` as a float; ``ConfigError`` unless it is a finite number >= 0 (seconds)."""
+    if isinstance(t_inference_s, bool) or not isinstance(t_inference_s, numbers.Real):
+        raise ConfigError(f"{name}={t_inference_s!r}: expected a time since programming in seconds (>= 0)")
+    value = float(t_inference_s)
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}={t_inference_s!r}: expected a finite time since programming >= 0 s")
+    return value
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ConfigError(f"seed={seed!r}: expected an integer")
+    return int(seed)
+
+
 class DeviceLayer(nn.Module, abc.ABC):
     """Drop-in for the student's matrix product ``x @ K.T`` on one piece of hardware.
 
     ``forward(x)`` takes ``x`` of shape ``[batch, in_features]`` and returns
-    ``[batch, out_features]``. Modes:
+    ``[batch, out_features]``; what it computes depends on :attr:`mode`:
 
-    * ``train()``: non-idealities drawn fresh at every forward pass; quantizers pass gradients
-      straight through; gradients reach the layer's trainable parameters (which represent K).
-    * ``eval()`` after ``draw_instance(seed)``: one concrete, seeded hardware instance (its
-      programming errors fixed); the output is a deterministic function of ``x`` and ``seed``.
-    * ``eval()`` with no instance drawn: the nominal device (quantization applied, no noise).
+    * ``Mode.TRAINING``: non-idealities drawn fresh at every forward pass; quantizers pass
+      gradients straight through; gradients reach the layer's trainable parameters (which
+      represent K).
+    * ``Mode.INSTANCE`` after ``draw_instance(seed)``: one concrete, seeded hardware instance
+      (its programming errors fixed); the output is a deterministic function of ``x``, ``seed``
+      and :attr:`t_inference_s`.
+    * ``Mode.NOMINAL`` with no instance drawn: the nominal device (quantization applied, no noise).
+
+    The base class keeps the mode, the instance seed and the evaluation time; a device reads
+    them and fills in small hooks:
+
+    * implement ``load_matrix``, ``effective_matrix`` and ``forward``;
+    * draw random non-idealities with :meth:`noise` (fresh in training, seeded per instance);
+    * override ``_draw(seed)`` / ``_clear()`` only to precompute or free per-instance tensors
+      (e.g. a fault map), reading time-dependent effects from :attr:`t_inference_s` in ``forward``.
+
+    Layers built by :meth:`Device.layer` know their device name and config; the state dict
+    carries both (``get_extra_state``), so that loading a state into a layer of another device
+    or config is refused with the differing fields named.
+
+    Args:
+        in_features: inputs (columns of K).
+        out_features: outputs (rows of K).
+        config: the device config this layer models (``Device.layer`` sets it in any case).
     """
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, config: DeviceConfig | None = None) -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ConfigError(
@@ -126,7 +217,14 @@ class DeviceLayer(nn.Module, abc.ABC):
             )
         self.in_features = in_features
         self.out_features = out_features
+        self.config = config
+        #: Registered name of the device that built this layer (set by :meth:`Device.layer`).
+        self.device_name: str | None = None
+        self._instance_seed: int | None = None
+        self._t_inference_s = DEFAULT_T_INFERENCE_S
+        self.register_load_state_dict_pre_hook(_accept_state_without_extra)
 
+    # ------------------------------------------------------------------ to implement
     @abc.abstractmethod
     def load_matrix(self, matrix: torch.Tensor) -> None:
         """Program the float matrix ``matrix`` (shape ``[out_features, in_features]``)."""
@@ -136,11 +234,163 @@ class DeviceLayer(nn.Module, abc.ABC):
         """The noise-free matrix the layer currently implements, ``[out, in]`` (for reports)."""
 
     @abc.abstractmethod
-    def draw_instance(self, seed: int) -> None:
-        """Fix a concrete hardware instance drawn with ``seed``; eval is then deterministic."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[batch, in_features] -> [batch, out_features]`` in the current :attr:`mode`."""
+
+    def _draw(self, seed: int) -> None:
+        """Hook: fix per-instance random tensors of instance ``seed`` (default: nothing to fix)."""
+
+    def _clear(self) -> None:
+        """Hook: free what ``_draw`` fixed (default: nothing)."""
+
+    # ------------------------------------------------------------------ mode and instance
+    @property
+    def mode(self) -> Mode:
+        """``TRAINING`` if ``self.training``, else ``INSTANCE`` if an instance is drawn, else ``NOMINAL``."""
+        if self.training:
+            return Mode.TRAINING
+        return Mode.INSTANCE if self._instance_seed is not None else Mode.NOMINAL
+
+    @property
+    def instance_seed(self) -> int | None:
+        """Seed of the drawn hardware instance, or None."""
+        return self._instance_seed
+
+    @property
+    def t_inference_s(self) -> float:
+        """Time since programming at which the layer is read in eval, s."""
+        return self._t_inference_s
+
+    def set_inference_time(self, t_inference_s: float) -> None:
+        """Read the programmed layer at ``t_inference_s`` seconds after programming.
+
+        Nothing is reprogrammed and a drawn instance is kept: the same chip is read later.
+        Devices without time dependence ignore it.
+
+        Raises:
+            ConfigError: unless ``t_inference_s`` is a finite number >= 0.
+        """
+        self._t_inference_s = check_inference_time(t_inference_s)
+
+    def draw_instance(self, seed: int, t_inference_s: float | None = None) -> None:
+        """Fix the concrete hardware instance ``seed``; eval is then deterministic.
+
+        Args:
+            seed: the instance; the same seed gives the same chip.
+            t_inference_s: time since programming to read it at, s (:meth:`set_inference_time`);
+                None keeps the layer's current time (:data:`DEFAULT_T_INFERENCE_S` unless set).
+        """
+        seed = _check_seed(seed)
+        if t_inference_s is not None:
+            self.set_inference_time(t_inference_s)
+        self._instance_seed = seed
+        self._draw(seed)
 
     def clear_instance(self) -> None:
-        """Forget a drawn instance (eval goes back to the nominal device)."""
+        """Forget the drawn instance: eval goes back to the nominal device (the time is kept)."""
+        self._instance_seed = None
+        self._clear()
+
+    def noise(
+        self,
+        shape: Sequence[int],
+        stream: int,
+        like: torch.Tensor,
+        mode: Mode | None = None,
+    ) -> torch.Tensor:
+        """Standard normal noise of ``shape`` (dtype and device of ``like``) for ``mode``.
+
+        ``TRAINING``: fresh from the global RNG at every call (seed it with ``torch.manual_seed``).
+        ``INSTANCE``: drawn from ``instance_generator(seed, stream)``, re-seeded at every call, so
+        eval is a deterministic function of ``x`` and the seed, and the same draw serves both
+        fixed programming errors and per-read noise. ``NOMINAL``: zeros. Give each independent
+        noise source its own ``stream``, so that adding one does not shift the others.
+
+        Args:
+            shape: shape of the noise tensor.
+            stream: the noise source's stream number within an instance.
+            like: a tensor whose dtype and device the noise takes.
+            mode: the mode to draw for (default: :attr:`mode`).
+        """
+        mode = self.mode if mode is None else mode
+        shape = tuple(shape)
+        if mode is Mode.TRAINING:
+            return torch.randn(shape, dtype=like.dtype, device=like.device)
+        if mode is Mode.NOMINAL:
+            return torch.zeros(shape, dtype=like.dtype, device=like.device)
+        if self._instance_seed is None:
+            raise ConfigError("instance noise requested, but no instance is drawn: call draw_instance(seed)")
+        gen = instance_generator(self._instance_seed, stream)
+        return torch.randn(shape, generator=gen, dtype=like.dtype).to(like.device)
+
+    # ------------------------------------------------------------------ state dict
+    def device_spec(self) -> dict[str, Any]:
+        """``{"device": name, "config": {field: value}}`` of this layer (None where unknown)."""
+        config = None if self.config is None else _plain(dataclasses.asdict(self.config))
+        return {"device": self.device_name, "config": config}
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The device name and config, saved with the state dict.
+
+        Stored as a ``uint8`` tensor of the JSON text of :meth:`device_spec`, so that a state dict
+        stays tensors only: code that maps ``.cpu()``, ``.clone()`` or ``.to()`` over it, and
+        ``torch.load(..., weights_only=True)``, keep working.
+        """
+        text = json.dumps(self.device_spec(), sort_keys=True)
+        return torch.tensor(list(text.encode("utf-8")), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Any) -> None:
+        """Check a saved device name and config against this layer's.
+
+        Raises:
+            ConfigError: the state was saved from another device, or from a config whose fields
+                differ (each differing field is named with both values).
+        """
+        saved = decode_device_spec(state)
+        if saved is None:  # saved before API v2, or by a layer that knew no device
+            return
+        mine = self.device_spec()
+        name, saved_name = mine["device"], saved.get("device")
+        if name is not None and saved_name is not None and name != saved_name:
+            raise ConfigError(
+                f"layer state was saved from device {saved_name!r}; this layer is a {name!r} layer"
+            )
+        if mine["config"] is None or saved.get("config") is None:
+            return
+        old = _plain(type(self.config).upgrade_fields(saved["config"]))
+        new = mine["config"]
+        missing = object()
+        diffs = [
+            f"{k}: saved {old.get(k, '(absent)')!r}, this layer {new.get(k, '(absent)')!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k, missing) != new.get(k, missing)
+        ]
+        if diffs:
+            raise ConfigError(
+                f"layer state of device {name or saved_name!r} was saved with another config; "
+                f"differing fields: {'; '.join(diffs)}"
+            )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value))
+
+
+def decode_device_spec(state: Any) -> dict[str, Any] | None:
+    """The ``{"device", "config"}`` dict of a saved extra state (tensor or dict), or None."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        state = json.loads(bytes(state.detach().cpu().to(torch.uint8).tolist()).decode("utf-8"))
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"unreadable device layer extra state: {type(state).__name__}")
+    return dict(state)
+
+
+def _accept_state_without_extra(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: a state saved before API v2 has no extra state; accept it."""
+    state_dict.setdefault(prefix + "_extra_state", None)
 
 
 # --------------------------------------------------------------------------- layer helpers
@@ -247,16 +497,61 @@ class CalibratedRange(nn.Module):
 
 
 # --------------------------------------------------------------------------- device
+@dataclass(frozen=True)
+class Preset:
+    """A named config of a published chip or design (aihwkit's ``simulator/presets``).
+
+    Attributes:
+        name: the preset's name (``--preset NAME``, ``create_device(..., preset=NAME)``).
+        overrides: ``{config field: value}`` applied to the device's default config.
+        source: the paper, datasheet or repository the values come from.
+        description: one line on what the preset models.
+    """
+
+    name: str
+    overrides: Mapping[str, Any]
+    source: str
+    description: str = ""
+
+
+def preset_table(*presets: Preset) -> dict[str, Preset]:
+    """``{preset.name: preset}`` for :meth:`Device.presets`; a repeated name is an error."""
+    table: dict[str, Preset] = {}
+    for p in presets:
+        if p.name in table:
+            raise ConfigError(f"preset {p.name!r} is defined twice")
+        table[p.name] = p
+    return table
+
+
 class Device(abc.ABC):
-    """A named hardware model: config + layer factory + cost model + search space.
+    """A named hardware model: config + layer factory + cost model + search space (+ presets).
 
     Subclasses set ``name``, ``Config`` and ``description`` and implement :meth:`layer`,
-    :meth:`cost` and :meth:`search_space`.
+    :meth:`cost` and :meth:`search_space`; :meth:`presets` is optional. The layers that
+    :meth:`layer` returns are tagged with the device's name and config automatically.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type[DeviceConfig]]
     description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        make = cls.__dict__.get("layer")
+        if make is None or getattr(make, "_tags_layer", False) or getattr(make, "__isabstractmethod__", False):
+            return
+
+        @functools.wraps(make)
+        def layer(self: "Device", in_features: int, out_features: int, *args: Any, **kw: Any) -> DeviceLayer:
+            built = make(self, in_features, out_features, *args, **kw)
+            if isinstance(built, DeviceLayer):  # the state dict then carries name and config
+                built.device_name = self.name
+                built.config = self.config
+            return built
+
+        layer._tags_layer = True  # type: ignore[attr-defined]
+        cls.layer = layer  # type: ignore[method-assign]
 
     def __init__(self, config: DeviceConfig | None = None, **overrides: Any) -> None:
         config = config if config is not None else self.Config()
@@ -269,6 +564,26 @@ class Device(abc.ABC):
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Device":
         """A new device of the same kind with ``overrides`` applied to its config."""
         return type(self)(self.config.replace(overrides))
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """Named configs of published chips: ``{name: Preset}`` (default: none)."""
+        return {}
+
+    @classmethod
+    def from_preset(cls, name: str, overrides: Mapping[str, Any] | None = None) -> "Device":
+        """The device configured as preset ``name``, then ``overrides`` (field -> value).
+
+        Raises:
+            ConfigError: an unknown preset (the message lists the device's presets), or a bad
+                override.
+        """
+        presets = cls.presets()
+        if name not in presets:
+            known = ", ".join(presets) or "(none)"
+            raise ConfigError(f"unknown preset {name!r} for device {cls.name!r}; its presets: {known}")
+        config = cls.Config().replace(presets[name].overrides)
+        return cls(config.replace(overrides) if overrides else config)
 
     @abc.abstractmethod
     def layer(self, in_features: int, out_features: int) -> DeviceLayer:
@@ -304,15 +619,21 @@ def required_cost_check(device: Device, costs: Mapping[str, float]) -> None:
 __all__: Sequence[str] = (
     "CalibratedRange",
     "Choice",
+    "DEFAULT_T_INFERENCE_S",
     "dac",
     "Device",
     "DeviceConfig",
     "DeviceLayer",
     "FloatRange",
     "IntRange",
+    "Mode",
+    "Preset",
     "REQUIRED_COST_KEYS",
     "SearchSpec",
+    "check_inference_time",
+    "decode_device_spec",
     "instance_generator",
+    "preset_table",
     "quantize_symmetric",
     "required_cost_check",
     "ste",

@@ -1,9 +1,11 @@
-"""Plain-text listing of the installed devices for ``codesign devices``."""
+"""Listings of the installed devices: text for ``codesign devices``, JSON for ``--json``."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import textwrap
+from typing import Any
 
 from .base import Choice, FloatRange, IntRange, SearchSpec
 from .registry import broken_devices, get_device_class, list_devices
@@ -20,7 +22,7 @@ def _spec(spec: SearchSpec) -> str:
 
 
 def describe_device(name: str) -> str:
-    """One device: description, config fields (default and doc) and search space.
+    """One device: description, config fields (default and doc), search space and presets.
 
     Args:
         name: an installed device name.
@@ -41,6 +43,13 @@ def describe_device(name: str) -> str:
     lines.append("  search space:" + (" (none)" if not space else ""))
     for field, spec in space.items():
         lines.append(f"    {field}: {_spec(spec)}")
+    presets = cls.presets()
+    lines.append("  presets (--preset NAME):" + (" (none)" if not presets else ""))
+    for preset in presets.values():
+        lines.append(f"    {preset.name}: {preset.description}".rstrip(": "))
+        lines += textwrap.wrap(
+            f"source: {preset.source}", 88, initial_indent="      ", subsequent_indent="        "
+        )
     return "\n".join(lines)
 
 
@@ -58,3 +67,64 @@ def describe_devices() -> str:
 def config_fields(name: str) -> list[str]:
     """The config field names of device ``name`` (for shell completion and error messages)."""
     return [f.name for f in dataclasses.fields(get_device_class(name).Config)]
+
+
+def _json_value(value: Any) -> Any:
+    """A config value as JSON has it (tuples as lists; non-finite floats as strings)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def spec_json(spec: SearchSpec) -> dict[str, Any]:
+    """A search spec as a JSON-able dict: ``{"kind": "int"|"float"|"choice", ...}``."""
+    if isinstance(spec, IntRange):
+        return {"kind": "int", "low": spec.low, "high": spec.high, "log": spec.log}
+    if isinstance(spec, FloatRange):
+        return {"kind": "float", "low": spec.low, "high": spec.high, "log": spec.log}
+    if isinstance(spec, Choice):
+        return {"kind": "choice", "values": _json_value(list(spec.values))}
+    return {"kind": "unknown", "repr": repr(spec)}
+
+
+def device_json(name: str) -> dict[str, Any]:
+    """One installed device as a JSON-able dict (see :func:`devices_json`)."""
+    cls = get_device_class(name)
+    fields = {}
+    for f in dataclasses.fields(cls.Config):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        fields[f.name] = {
+            "default": _json_value(default),
+            "type": type(default).__name__ if default is not None else str(f.type),
+            "doc": f.metadata.get("doc", ""),
+        }
+    return {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "description": cls.description,
+        "fields": fields,
+        "presets": {
+            p.name: {
+                "overrides": {k: _json_value(v) for k, v in p.overrides.items()},
+                "source": p.source,
+                "description": p.description,
+            }
+            for p in cls.presets().values()
+        },
+        "search_space": {field: spec_json(spec) for field, spec in cls.search_space().items()},
+    }
+
+
+def devices_json() -> dict[str, Any]:
+    """Every installed device and every plugin that failed to load, as JSON-able data.
+
+    Returns:
+        ``{"devices": {name: {"class", "description", "fields": {field: {"default", "type",
+        "doc"}}, "presets": {name: {"overrides", "source", "description"}}, "search_space":
+        {field: {"kind", ...}}}}, "broken": {name: reason}}``, for ``codesign devices --json``.
+    """
+    return {
+        "devices": {name: device_json(name) for name in list_devices()},
+        "broken": dict(sorted(broken_devices().items())),
+    }

@@ -30,7 +30,7 @@ from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPointMSE
 
 from codesign.errors import check_choice, check_range
 
-from .base import Device, DeviceConfig, DeviceLayer, IntRange, SearchSpec
+from .base import Device, DeviceConfig, DeviceLayer, IntRange, Preset, SearchSpec, preset_table
 
 # Horowitz, ISSCC 2014 (45 nm): 8x8-bit multiply 0.2 pJ / 282 um^2 (array multiplier energy and
 # area ~ product of the widths), 32-bit add 0.1 pJ / 137 um^2 (~ width).
@@ -106,11 +106,13 @@ class FPGAFixedPointConfig(DeviceConfig):
 
 
 class FPGAFixedPointLayer(DeviceLayer):
-    """A ``QuantLinear`` (no bias) with fixed-point weight, input and output quantizers."""
+    """A ``QuantLinear`` (no bias) with fixed-point weight, input and output quantizers.
+
+    Digital hardware has no device variation: every instance is the nominal one.
+    """
 
     def __init__(self, in_features: int, out_features: int, config: FPGAFixedPointConfig) -> None:
-        super().__init__(in_features, out_features)
-        self.config = config
+        super().__init__(in_features, out_features, config)
         self.linear = QuantLinear(
             in_features,
             out_features,
@@ -126,7 +128,6 @@ class FPGAFixedPointLayer(DeviceLayer):
             output_bit_width=config.output_bits,
             return_quant_tensor=False,
         )
-        self._seed: int | None = None
         self.register_load_state_dict_post_hook(_mark_loaded_stats)
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
@@ -149,14 +150,6 @@ class FPGAFixedPointLayer(DeviceLayer):
         """The fixed-point weights (dequantized), ``[out, in]``."""
         with torch.no_grad():
             return self.linear.quant_weight().value.detach().clone()
-
-    def draw_instance(self, seed: int) -> None:
-        """Digital hardware has no device variation: every instance is the nominal one."""
-        self._seed = int(seed)
-
-    def clear_instance(self) -> None:
-        """Forget the recorded seed."""
-        self._seed = None
 
     def _tensor_quant(self, which: str) -> torch.nn.Module:
         proxy = getattr(self.linear, f"{which}_quant")
@@ -288,6 +281,29 @@ class FPGAFixedPointDevice(Device):
     def layer(self, in_features: int, out_features: int) -> FPGAFixedPointLayer:
         """A fresh layer of this configuration."""
         return FPGAFixedPointLayer(in_features, out_features, self.config)
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """FINN's TFC-w2a2 MNIST network as built by finn-examples (its first MVAU)."""
+        return preset_table(
+            Preset(
+                "finn_tfc_w2a2",
+                {
+                    "weight_bits": 2,  # TFC-w2a2: 2-bit weights
+                    "input_bits": 2,  # 2-bit activations
+                    "output_bits": 2,
+                    # folding_config/tfc-w2a2_folding_config.json, StreamingFCLayer_Batch_0
+                    # (the 784-input layer): PE 16, SIMD 49
+                    "pe": 16,
+                    "simd": 49,
+                    "clock_mhz": 100.0,  # build.py: synth_clk_period_ns = 10.0
+                    "mult_resource": "lut",  # FINN's default for low-bit MVAUs (no DSPs)
+                },
+                "Xilinx/finn-examples build/bnn-pynq (tfc-w2a2 folding config and build.py), "
+                "the BNN-PYNQ TFC network of Umuroglu et al., 'FINN', FPGA 2017",
+                "FINN TFC-w2a2 first layer on Pynq-Z1: 2-bit weights and activations, PE 16 x SIMD 49 at 100 MHz",
+            ),
+        )
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:

@@ -18,7 +18,7 @@ import torch
 
 from codesign.errors import check_choice, check_range
 
-from .base import Device, DeviceConfig, DeviceLayer, SearchSpec
+from .base import Device, DeviceConfig, DeviceLayer, Preset, SearchSpec, preset_table
 
 # datapath -> (word bits, multiply pJ, accumulate pJ, multiply um^2, accumulate um^2);
 # integer datapaths accumulate in 32 bits, float ones in their own format (Horowitz 2014)
@@ -59,7 +59,7 @@ class IdealConfig(DeviceConfig):
 
 
 class IdealLayer(DeviceLayer):
-    """Exact ``x @ K.T``; ``weight`` is K itself."""
+    """Exact ``x @ K.T``; ``weight`` is K itself. Every instance is the nominal device."""
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features)
@@ -68,7 +68,6 @@ class IdealLayer(DeviceLayer):
         bound = 1.0 / math.sqrt(in_features)
         with torch.no_grad():
             self.weight.uniform_(-bound, bound, generator=gen)
-        self._seed: int | None = None
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
         """Store ``matrix`` (``[out, in]``) as the weight."""
@@ -78,14 +77,6 @@ class IdealLayer(DeviceLayer):
     def effective_matrix(self) -> torch.Tensor:
         """The weight itself."""
         return self.weight.detach().clone()
-
-    def draw_instance(self, seed: int) -> None:
-        """Every instance of an exact device is the same; the seed is only recorded."""
-        self._seed = int(seed)
-
-    def clear_instance(self) -> None:
-        """Forget the recorded seed."""
-        self._seed = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ K.T``."""
@@ -107,6 +98,30 @@ class IdealDevice(Device):
     def search_space(cls) -> dict[str, SearchSpec]:
         """Nothing to co-design: the reference has no hardware constraints."""
         return {}
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """The fp32 and int8 datapaths of Horowitz's 45 nm energy table."""
+        horowitz = (
+            'M. Horowitz, "Computing\'s energy problem (and what we can do about it)", '
+            "ISSCC 2014, 45 nm energy and area table"
+        )
+        return preset_table(
+            Preset(
+                "horowitz45_fp32",
+                # fp32 multiply 3.7 pJ, add 0.9 pJ (Horowitz 2014)
+                {"datapath": "fp32"},
+                horowitz,
+                "45 nm fp32 multiply-accumulate datapath",
+            ),
+            Preset(
+                "horowitz45_int8",
+                # 8-bit multiply 0.2 pJ, 32-bit accumulate 0.1 pJ (Horowitz 2014)
+                {"datapath": "int8"},
+                horowitz,
+                "45 nm int8 multiply, int32 accumulate datapath",
+            ),
+        )
 
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """Energy, latency and area of one ``out x in`` matrix-vector product.

@@ -34,9 +34,11 @@ from .base import (
     DeviceConfig,
     DeviceLayer,
     IntRange,
+    Mode,
+    Preset,
     SearchSpec,
     dac,
-    instance_generator,
+    preset_table,
     quantize_symmetric,
     ste,
 )
@@ -120,8 +122,7 @@ class PhotonicMZILayer(DeviceLayer):
     """
 
     def __init__(self, in_features: int, out_features: int, config: PhotonicMZIConfig) -> None:
-        super().__init__(in_features, out_features)
-        self.config = config
+        super().__init__(in_features, out_features, config)
         k = config.block_size
         self.k = k
         self.tile_rows = -(-out_features // k)
@@ -133,9 +134,6 @@ class PhotonicMZILayer(DeviceLayer):
         self.delta = torch.nn.Parameter(torch.zeros(2 * self.n_tiles, k))
         self.sigma = torch.nn.Parameter(torch.zeros(self.n_tiles, k))
         self.adc_range = CalibratedRange()
-        self._seed: int | None = None
-        for name in ("z_theta", "z_phi", "z_delta", "z_bs1", "z_bs2"):
-            self.register_buffer(name, None, persistent=False)
         # a valid starting point (nn.Linear's init scale) from a local generator
         gen = torch.Generator().manual_seed(0)
         bound = 1.0 / math.sqrt(in_features)
@@ -161,61 +159,35 @@ class PhotonicMZILayer(DeviceLayer):
             self.sigma.copy_(torch.from_numpy(s))
         self.adc_range.reset()
 
-    def draw_instance(self, seed: int) -> None:
-        """Fix phase errors and coupler imbalances of hardware instance ``seed``."""
-        self._seed = int(seed)
-        shape_m, shape_k = tuple(self.theta.shape), tuple(self.delta.shape)
-        dev = self.theta.device
-        for stream, (name, shape) in enumerate(
-            (
-                ("z_theta", shape_m),
-                ("z_phi", shape_m),
-                ("z_delta", shape_k),
-                ("z_bs1", shape_m),
-                ("z_bs2", shape_m),
-            )
-        ):
-            gen = instance_generator(seed, stream)
-            setattr(self, name, torch.randn(shape, generator=gen).to(dev))
-
-    def clear_instance(self) -> None:
-        """Forget the drawn instance: eval goes back to the nominal device."""
-        self._seed = None
-        for name in ("z_theta", "z_phi", "z_delta", "z_bs1", "z_bs2"):
-            setattr(self, name, None)
-
     # ------------------------------------------------------------------ physics
-    def _mode(self) -> str:
-        if self.training:
-            return "train"
-        return "instance" if self._seed is not None else "nominal"
-
-    def realized_phases(self, mode: str | None = None) -> dict[str, torch.Tensor]:
+    def realized_phases(self, mode: Mode | None = None) -> dict[str, torch.Tensor]:
         """The phases and coupler angles the hardware actually has in ``mode``.
 
+        Noise streams of an instance: 0..2 phase errors of theta, phi, delta; 3, 4 the
+        couplers; 101 the receiver (in ``forward``).
+
         Args:
-            mode: ``"train"`` (fresh noise), ``"instance"`` (the drawn instance) or
-                ``"nominal"`` (quantized, noise-free); default: the layer's current mode.
+            mode: ``Mode.TRAINING`` (fresh noise), ``Mode.INSTANCE`` (the drawn instance) or
+                ``Mode.NOMINAL`` (quantized, noise-free); default: the layer's current mode.
 
         Returns:
             ``theta``, ``phi``, ``delta`` (after quantization and noise) and ``kappa1``,
             ``kappa2`` (coupling angles, ``pi/4`` is 50:50; None when couplers are ideal).
         """
         cfg = self.config
-        mode = mode or self._mode()
+        mode = self.mode if mode is None else mode
         step = 2 * math.pi / 2**cfg.phase_bits
         out: dict[str, torch.Tensor | None] = {}
-        for name, z_name in (("theta", "z_theta"), ("phi", "z_phi"), ("delta", "z_delta")):
+        for stream, name in enumerate(("theta", "phi", "delta")):
             p = getattr(self, name)
             p = ste(p, torch.round(p / step) * step)  # phase DAC, straight-through
-            if cfg.phase_noise_rad > 0 and mode != "nominal":
-                z = torch.randn_like(p) if mode == "train" else getattr(self, z_name)
-                p = p + cfg.phase_noise_rad * z
+            if cfg.phase_noise_rad > 0 and mode is not Mode.NOMINAL:
+                p = p + cfg.phase_noise_rad * self.noise(p.shape, stream, p, mode)
             out[name] = p
         out["kappa1"] = out["kappa2"] = None
-        if cfg.bs_error > 0 and mode != "nominal":
-            for name, z_name in (("kappa1", "z_bs1"), ("kappa2", "z_bs2")):
-                z = torch.randn_like(self.theta) if mode == "train" else getattr(self, z_name)
+        if cfg.bs_error > 0 and mode is not Mode.NOMINAL:
+            for stream, name in ((3, "kappa1"), (4, "kappa2")):
+                z = self.noise(self.theta.shape, stream, self.theta, mode)
                 ratio = (0.5 + cfg.bs_error * z).clamp(0.0, 1.0)  # cross-coupled power share
                 out[name] = torch.asin(torch.sqrt(ratio))
         return out
@@ -229,7 +201,7 @@ class PhotonicMZILayer(DeviceLayer):
         """
         return 10 ** (-self.config.insertion_loss_db * optical_depth(self.k) / 20)
 
-    def _normalized_tiles(self, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _normalized_tiles(self, mode: Mode) -> tuple[torch.Tensor, torch.Tensor]:
         """Optical tile matrices ``[T, k, k]`` (``|s| <= 1``, lossy) and the digital gain.
 
         ``tiles * gain`` is the end-to-end matrix: the gain restores the per-layer singular value
@@ -253,19 +225,12 @@ class PhotonicMZILayer(DeviceLayer):
     def effective_matrix(self) -> torch.Tensor:
         """The nominal end-to-end matrix (phase-quantized, noise-free), ``[out, in]``."""
         with torch.no_grad():
-            tiles, gain = self._normalized_tiles("nominal")
+            tiles, gain = self._normalized_tiles(Mode.NOMINAL)
             return self._assemble(tiles) * gain
-
-    def _receiver_noise(self, shape: tuple[int, ...], like: torch.Tensor, mode: str) -> torch.Tensor:
-        if mode == "train":
-            return torch.randn(shape, dtype=like.dtype, device=like.device)
-        # eval: a generator re-seeded on every call keeps the output a function of (x, seed)
-        gen = instance_generator(self._seed, 101)
-        return torch.randn(shape, generator=gen, dtype=like.dtype).to(like.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, in] -> [batch, out]`` through DAC, meshes, detectors and ADC."""
-        cfg, mode = self.config, self._mode()
+        cfg, mode = self.config, self.mode
         tiles, gain = self._normalized_tiles(mode)
         codes, lsb, amax = dac(x, cfg.dac_bits)  # modulator drive = codes * lsb in [-1, 1]
         if cfg.analog_accumulation:
@@ -277,9 +242,9 @@ class PhotonicMZILayer(DeviceLayer):
             t = tiles.view(self.tile_rows, self.tile_cols, k, k)
             ya = torch.einsum("bcj,rcij->brci", xp.view(b, self.tile_cols, k), t) * lsb
         full_scale = self.adc_range(ya)
-        if cfg.detector_noise > 0 and mode != "nominal":
-            noise = self._receiver_noise(tuple(ya.shape), ya, mode)
-            ya = ya + cfg.detector_noise * full_scale * noise
+        if cfg.detector_noise > 0 and mode is not Mode.NOMINAL:
+            # eval: re-seeded per call, so the output is a function of (x, seed)
+            ya = ya + cfg.detector_noise * full_scale * self.noise(ya.shape, 101, ya, mode)
         yq = quantize_symmetric(ya, full_scale, cfg.adc_bits)
         if not cfg.analog_accumulation:  # digital partial-sum accumulation per block row
             yq = yq.sum(dim=2).reshape(x.shape[0], -1)[:, : self.out_features]
@@ -306,6 +271,41 @@ class PhotonicMZIDevice(Device):
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
         return PhotonicMZILayer(in_features, out_features, self.config)
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """The Lightening-Transformer MZI baseline (the defaults) and Shen et al.'s 2017 chip."""
+        return preset_table(
+            Preset(
+                "lightening_transformer_mzi",
+                {
+                    "block_size": 12,  # LT photonic cores are 12 x 12 (Zhu et al., HPCA 2024)
+                    "phase_bits": 8,  # LT's 8-bit baseline precision (in_bit = w_bit = 8)
+                    "dac_bits": 8,  # LT default.yaml: 8-bit DACs
+                    "adc_bits": 8,  # LT default.yaml: 8-bit ADCs
+                    "insertion_loss_db": 0.99,  # LT device_params: MZI insertion loss 0.99 dB
+                    "clock_ghz": 5.0,  # LT default.yaml: 5 GHz core clock
+                },
+                "H. Zhu et al., 'Lightening-Transformer: a dynamically-operated optically-"
+                "interconnected photonic Transformer accelerator', HPCA 2024 (MZI baseline; "
+                "github.com/zhuhanqing/Lightening-Transformer hardware_simulator)",
+                "8-bit MZI-mesh accelerator, 12 x 12 Clements cores at 5 GHz (the defaults)",
+            ),
+            Preset(
+                "shen2017",
+                {
+                    # 4 x 4 matrices on a programmable nanophotonic processor of 56 MZIs
+                    "block_size": 4,
+                    # phase-encoding noise sigma_Phi ~ 5e-3 rad (thermal crosstalk), as measured
+                    "phase_noise_rad": 0.005,
+                    # photodetection noise sigma_D ~ 0.1 % of the signal
+                    "detector_noise": 0.001,
+                },
+                "Y. Shen et al., 'Deep learning with coherent nanophotonic circuits', "
+                "Nat. Photonics 11, 441 (2017)",
+                "the first coherent ONN chip: 4-mode Clements meshes, measured phase and detector noise",
+            ),
+        )
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:

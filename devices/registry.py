@@ -3,7 +3,10 @@
 Built-in devices register in our own ``pyproject.toml`` exactly as a third-party plugin does
 (xarray's backend pattern): entry points are read lazily and cached; a plugin that fails to
 import (e.g. an optional dependency is missing) is skipped and remembered, not fatal; an unknown
-name is an error that lists what is installed.
+name is an error that lists what is installed. A device class that loads but breaks the cheap
+part of the contract (:func:`codesign.devices.testing.static_checks`: a cost without
+``latency_ns``, a search-space key that is no config field...) is listed as failed too, with the
+reason, instead of failing later inside a search.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def _load(name: str) -> type[Device] | None:
     if not (isinstance(cls, type) and issubclass(cls, Device)):
         _broken[name] = f"entry point {ep.value} is not a codesign.devices.base.Device subclass"
         return None
+    from .testing import static_checks  # here: testing imports this module
+
+    try:
+        static_checks(cls)
+    except Exception as exc:  # a contract violation, or a crash while checking it
+        _broken[name] = f"{type(exc).__name__}: {exc}"
+        return None
     _loaded[name] = cls
     return cls
 
@@ -78,8 +88,22 @@ def get_device_class(name: str) -> type[Device]:
     return cls
 
 
-def create_device(name: str, overrides: Mapping[str, Any] | None = None) -> Device:
-    """Build device ``name`` with its default config and ``overrides`` (field -> value)."""
+def create_device(
+    name: str, overrides: Mapping[str, Any] | None = None, *, preset: str | None = None
+) -> Device:
+    """Build device ``name``: its default config, then preset ``preset``, then ``overrides``.
+
+    Args:
+        name: an installed device (:func:`list_devices`).
+        overrides: ``{config field: value}``; strings are converted to the field's type.
+        preset: a named config of a published chip (``get_device_class(name).presets()``).
+
+    Raises:
+        ConfigError: an unknown device or preset (the message lists the valid names), or a bad
+            override.
+    """
     cls = get_device_class(name)
+    if preset is not None:
+        return cls.from_preset(preset, overrides)
     device = cls()
     return device.with_overrides(overrides) if overrides else device

@@ -7,13 +7,16 @@ is fitted once; then for every device and every value of its main non-ideality:
 * aware: the device layer, programmed with the ideal K, is trained through the device's noise
   and quantization (minibatch Adam, fresh noise per step, straight-through quantizers);
 
-and both are scored on the test set over 5 seeded hardware instances (mean, std, worst).
-For the analog crossbar the same programmed/trained crossbar is also read at drift times
-1 s, 1 h, 1 day and 1 year. Writes robustness.json, robustness.md (with the package versions,
+and both are scored on the test set over 5 seeded hardware instances (mean, std, worst), read
+``--eval-time`` after programming (default 1 h). For the analog crossbar the same
+programmed/trained crossbar is also read at drift times 1 s, 1 h, 1 day and 1 year (the
+evaluation time is an argument of the read, ``draw_instance(seed, t_inference_s=...)``; nothing
+is reprogrammed). Writes robustness.json, robustness.md (with the package versions,
 the commit and the command) and robustness.png (accuracy against each swept parameter).
 
     python experiments/robustness.py --data-root ../shared/data --out experiments/robustness
     python experiments/robustness.py --smoke-test --out /tmp/rob      # digits, seconds
+    python experiments/robustness.py --eval-time 1d ...                 # read 1 day after programming
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from codesign.cache import atomic_write_json, atomic_write_text
 from codesign.distill import DistillConfig, Workspace, hardware_accuracy
 from codesign.reproduce import metadata
 from codesign.students import FitConfig, LinearStudent, fit_through_device
-from codesign.devices import create_device
+from codesign.devices import DEFAULT_T_INFERENCE_S, create_device
+from codesign.units import parse_duration
 
+# read times of the drift table, s (a year: 365.25 days, codesign.units.DURATION_UNITS)
 DRIFT_TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 3.156e7}
 
 # device -> list of (label of the swept parameter, {field: value} overrides per point)
@@ -51,19 +56,20 @@ SWEEPS = {
 }
 
 
-def evaluate(device, state, psi_test, y_test, draws, seed):
+def evaluate(device, state, psi_test, y_test, draws, seed, t_inference_s):
+    """Accuracy of the saved layer ``state`` over ``draws`` instances read at ``t_inference_s``."""
     layer = device.layer(psi_test.shape[1], state["n_out"])
     layer.load_state_dict(state["layer"])
-    accs = hardware_accuracy(layer, psi_test, y_test, draws, seed)
+    accs = hardware_accuracy(layer, psi_test, y_test, draws, seed, t_inference_s)
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "worst": float(np.min(accs)), "all": accs}
 
 
-def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, drift=False):
-    """Post hoc and aware for one device config; returns a row dict."""
+def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_time_s, drift=False):
+    """Post hoc and aware for one device config, read ``eval_time_s`` after programming; a row dict."""
     device = create_device(name, overrides)
     F, C = K.shape[1], K.shape[0]
     row = {"device": name, "overrides": overrides, "config": dataclasses.asdict(device.config),
-           "cost": device.cost(F, C)}
+           "eval_time_s": eval_time_s, "cost": device.cost(F, C)}
     states = {}
     layer = device.layer(F, C)
     layer.load_matrix(K)
@@ -75,17 +81,16 @@ def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, drift=
     row["aware_steps"] = info.iterations
     states["aware"] = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
     for proto, st in states.items():
-        row[proto] = evaluate(device, st, feats.test, yt, draws, seed)
-        if drift:
+        row[proto] = evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)
+        if drift:  # the same programmed chip, read later
             row[proto]["drift"] = {
-                label: evaluate(create_device(name, {**overrides, "drift_time_s": t}), st, feats.test, yt, draws, seed)
-                for label, t in DRIFT_TIMES.items()
+                label: evaluate(device, st, feats.test, yt, draws, seed, t) for label, t in DRIFT_TIMES.items()
             }
     return row
 
 
 def run_dataset(dataset, args, log):
-    cfg = DistillConfig(dataset=dataset, data_root=args.data_root, pca_rank=args.rank, degree=2, seed=0,
+    cfg = DistillConfig(dataset=dataset, data_root=args.data_root, pca_rank=args.rank, dictionary="monomial", dictionary_params=(("degree", 2),), seed=0,
                         cache_dir=args.cache_dir)
     ws = Workspace()
     ds = ws.dataset(cfg)
@@ -99,13 +104,14 @@ def run_dataset(dataset, args, log):
     fit_cfg = FitConfig(method="kd", device_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
     rows = []
     for name, sweeps in SWEEPS.items():
-        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, drift=name == "analog_crossbar")
+        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time,
+                      drift=name == "analog_crossbar")
         r.update(dataset=dataset, sweep="defaults", value="default")
         rows.append(r)
         log(_fmt(r))
         for label, points in sweeps:
             for ov in points:
-                r = run_point(name, ov, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0)
+                r = run_point(name, ov, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time)
                 r.update(dataset=dataset, sweep=label, value=list(ov.values())[0])
                 rows.append(r)
                 log(_fmt(r))
@@ -125,7 +131,8 @@ def render(results, meta):
          "MLP teacher (seed 0), PCA r=40, degree-2 monomials (861 features), kd student. Test accuracy in %",
          "over 5 seeded hardware instances: mean +- std (worst). *post hoc* = the ideal student programmed",
          "onto the device; *aware* = the same, then trained through the device "
-         f"({meta['options']['epochs']} epochs of Adam, batch {meta['options']['batch_size']}, lr {meta['options']['lr']}).", ""]
+         f"({meta['options']['epochs']} epochs of Adam, batch {meta['options']['batch_size']}, lr {meta['options']['lr']}).",
+         f"Hardware is read {meta['options'].get('eval_time', DEFAULT_T_INFERENCE_S):g} s after programming.", ""]
     for res in results:
         ideal = res["ideal_accuracy"] * 100
         L += [f"## {res['dataset']} (teacher {res['teacher_accuracy'] * 100:.2f}%, ideal student {ideal:.2f}%)", "",
@@ -221,6 +228,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-time", type=lambda v: parse_duration(v, "--eval-time"), default=DEFAULT_T_INFERENCE_S,
+                   help="time since programming at which hardware is read: seconds or 30s, 1h, 1d, 1y "
+                        "(default 1h; the crossbar drift table reads at its own times)")
     p.add_argument("--smoke-test", action="store_true")
     args = p.parse_args(argv)
     if args.smoke_test:

@@ -7,7 +7,10 @@
   resume, progress, test-set scoring of the front, outputs (the only module that knows Ray);
 * :mod:`codesign.search.pareto` -- the front and its knee; :mod:`codesign.search.plots` -- the figures;
   :mod:`codesign.search.outputs` -- trials.csv, front.csv/json/md, atomically;
-* :mod:`codesign.search.cli` -- ``codesign search`` and ``codesign pareto``.
+* :mod:`codesign.search.config` -- :class:`SearchConfig`, the typed settings of a search;
+* :mod:`codesign.search.report` -- ``codesign pareto``: fronts of finished searches, plotted.
+
+The command line itself lives in :mod:`codesign.cli`.
 """
 
 if __name__ != "codesign.search":
@@ -20,6 +23,8 @@ if __name__ != "codesign.search":
     )
 
 
+from .config import SearchConfig
 from .pareto import knee_point, pareto_front
+from .report import pareto_command
 
-__all__ = ["knee_point", "pareto_front"]
+__all__ = ["SearchConfig", "knee_point", "pareto_front", "pareto_command"]

@@ -14,31 +14,21 @@ per-process memo, so trials on the same (rank, dictionary) never lift twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
+from codesign.artifacts import save_student
 from codesign.distill import DistillConfig, DistillResult, Workspace, run_distill
 from codesign.errors import ConfigError
-from codesign.features import Features, cached_features
-from codesign.students import FitConfig
+from codesign.features import Features, cached_features, dictionary_seed
 
-#: ``--cost`` short names -> cost keys every device reports.
-COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
-#: Fixed settings a search passes to every trial (``base``), with their defaults.
-BASE_KEYS = {
-    "dataset": "digits", "data_root": None, "teacher": "mlp", "teacher_weights": None, "teacher_epochs": None,
-    "method": "kd", "protocol": "posthoc", "hw_draws": 5, "seed": 0, "validation": 0.1, "device": "ideal",
-    "device_set": {}, "cost_key": "energy_pj", "max_memory": None, "cache_dir": None, "threads": 1,
-    "torch_device": "cpu",
-}
-
-
-def cost_key(name: str) -> str:
-    """The cost-dict key for ``--cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
-    return COST_ALIASES.get(name, name)
-
+from .config import cost_key
+from .space import dictionary_params
 
 def exact_accuracies(accs, n: int) -> list[float]:
     """Accuracies snapped back to exact fractions ``k / n``.
@@ -58,32 +48,19 @@ def accuracy_stats(accs, n: int) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std()), "worst": float(a.min())}
 
 
-def distill_config(config: Mapping[str, Any], base: Mapping[str, Any]) -> DistillConfig:
-    """The :class:`DistillConfig` of one trial.
+def distill_config(config: Mapping[str, Any], base: DistillConfig) -> DistillConfig:
+    """The :class:`DistillConfig` of one trial: ``base`` with the trial's sampled values.
 
     Args:
-        config: sampled values: ``dictionary``, ``degree`` or ``centers``, ``pca_rank`` and a
-            ``device`` dict of device fields.
-        base: the search's fixed settings (see :data:`BASE_KEYS`).
+        config: sampled values: ``dictionary``, a dict of its parameters under the dictionary's
+            name (older records: at the top level, see :func:`~codesign.search.space.normalize_config`),
+            ``pca_rank`` and a ``device`` dict of device fields.
+        base: the search's fixed settings (:meth:`~codesign.search.config.SearchConfig.trial_base`).
     """
-    b = {**BASE_KEYS, **base}
-    unknown = sorted(set(base) - set(BASE_KEYS) - {"students_dir"})
-    if unknown:
-        raise ConfigError(f"search base: unknown key(s) {', '.join(unknown)}")
-    overrides = {**dict(b["device_set"] or {}), **dict(config.get("device") or {})}
-    dictionary = config["dictionary"]
-    kwargs: dict[str, Any] = {}
-    if "degree" in config and config["degree"] is not None:
-        kwargs["degree"] = int(config["degree"])
-    if "centers" in config and config["centers"] is not None:
-        kwargs["centers"] = int(config["centers"])
-    return DistillConfig(
-        dataset=b["dataset"], data_root=b["data_root"], teacher=b["teacher"], teacher_weights=b["teacher_weights"],
-        teacher_epochs=b["teacher_epochs"], pca_rank=int(config["pca_rank"]), dictionary=dictionary,
-        fit=FitConfig(method=b["method"], seed=int(b["seed"])), device=b["device"],
-        device_overrides=tuple(sorted(overrides.items())), protocol=b["protocol"], hw_draws=int(b["hw_draws"]),
-        seed=int(b["seed"]), validation=float(b["validation"]), max_memory=b["max_memory"],
-        cache_dir=b["cache_dir"], torch_device=b["torch_device"], **kwargs,
+    overrides = {**dict(base.device_overrides), **dict(config.get("device") or {})}
+    return dataclasses.replace(
+        base, dictionary=config["dictionary"], dictionary_params=dictionary_params(config),
+        pca_rank=int(config["pca_rank"]), device_overrides=tuple(sorted(overrides.items())),
     )
 
 
@@ -107,16 +84,17 @@ class SearchWorkspace(Workspace):
         return super().teacher(cfg, ds)
 
     def features(self, cfg: DistillConfig, ds) -> Features:
-        seed = cfg.seed if cfg.dictionary != "monomial" else 0  # monomials are seed-free
+        params = cfg.dictionary_kwargs
+        seed = dictionary_seed(cfg.dictionary, cfg.seed)
         key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
-               tuple(sorted(cfg.dictionary_params.items())), seed, cfg.cache_dir)
+               tuple(sorted(params.items())), seed, cfg.cache_dir)
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
         while len(self._memo) >= max(self.keep, 1):
             self._memo.popitem(last=False)
         feats = cached_features(
-            ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, cfg.dictionary_params,
+            ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
             seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir,
         )
         self._memo[key] = feats
@@ -129,11 +107,11 @@ _WORKSPACE: SearchWorkspace | None = None
 _WORKSPACE_KEY: Any = None
 
 
-def _workspace(teacher, base: Mapping[str, Any]) -> SearchWorkspace:
+def _workspace(teacher, base: DistillConfig) -> SearchWorkspace:
     global _WORKSPACE, _WORKSPACE_KEY
     # Each trial receives its own copy of the (same) teacher: key on what determines it.
-    key = tuple(base.get(k) for k in ("dataset", "data_root", "seed", "validation", "teacher", "teacher_epochs",
-                                      "teacher_weights", "cache_dir"))
+    key = (base.dataset, base.data_root, base.seed, base.validation, base.teacher, base.teacher_epochs,
+           base.teacher_weights, base.cache_dir)
     if _WORKSPACE is None or _WORKSPACE_KEY != key:
         _WORKSPACE, _WORKSPACE_KEY = SearchWorkspace(teacher), key
     elif teacher is not None:
@@ -143,32 +121,33 @@ def _workspace(teacher, base: Mapping[str, Any]) -> SearchWorkspace:
 
 def run_trial(
     config: Mapping[str, Any],
-    base: Mapping[str, Any],
+    base: DistillConfig,
+    cost: str = "energy_pj",
     *,
     teacher=None,
     workspace: Workspace | None = None,
     save_to: str | Path | None = None,
+    threads: int = 1,
 ) -> tuple[dict, DistillResult]:
     """Run one trial; return its flat metrics and the :class:`DistillResult`.
 
     Args:
         config: the sampled values (see :func:`distill_config`).
         base: the search's fixed settings.
+        cost: the cost key that is the second objective (``energy_pj``, ``latency_ns``...).
         teacher: the shared teacher (None: through the cache).
         workspace: memo to use (default: this process's search workspace).
         save_to: also save the student there (``codesign.artifacts.save_student``).
+        threads: torch threads of this trial (a search runs trials side by side, one thread each).
     """
-    import torch
-
     t0 = time.perf_counter()
-    threads = int(base.get("threads") or 1)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cfg = distill_config(config, base)
     ws = workspace if workspace is not None else _workspace(teacher, base)
     result = run_distill(cfg, ws)
     m = result.metrics
-    key = cost_key(str(base.get("cost_key", BASE_KEYS["cost_key"])))
+    key = cost_key(cost)
     costs = dict(m["cost"])
     if key not in costs:
         raise ConfigError(
@@ -191,14 +170,12 @@ def run_trial(
         if k not in metrics:
             metrics[k] = float(v)
     if save_to is not None:
-        from codesign.artifacts import save_student
-
         save_student(save_to, result)
         metrics["student"] = str(save_to)
     metrics["trial_seconds"] = time.perf_counter() - t0
     return metrics, result
 
 
-def objective(config: Mapping[str, Any], base: Mapping[str, Any], *, teacher=None) -> dict:
+def objective(config: Mapping[str, Any], base: DistillConfig, cost: str = "energy_pj", *, teacher=None) -> dict:
     """Metrics of one trial (see :func:`run_trial`); deterministic for a given config and base."""
-    return run_trial(config, base, teacher=teacher)[0]
+    return run_trial(config, base, cost, teacher=teacher)[0]

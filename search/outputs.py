@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from codesign.cache import atomic_write_json, atomic_write_text
 from codesign.errors import ConfigError
 
+from .space import dictionary_params
+
 LOG_NAME = "trials.jsonl"
 SEARCH_NAME = "search.json"
 FORMAT = "codesign-search/1"
@@ -53,12 +55,9 @@ def cost_unit(key: str) -> str:
 
 
 def describe_config(config: Mapping[str, Any]) -> str:
-    """A short text for a trial config: ``monomial d=2, r=18, phase_bits=6``."""
-    parts = [str(config.get("dictionary"))]
-    if config.get("dictionary") == "monomial" and config.get("degree") is not None:
-        parts[0] += f" d={config['degree']}"
-    if config.get("dictionary") == "rbf" and config.get("centers") is not None:
-        parts[0] += f" k={config['centers']}"
+    """A short text for a trial config: ``D(param=2), r=18, phase_bits=6`` (any record format)."""
+    params = dictionary_params(config)
+    parts = [f"{config.get('dictionary')}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) + ")"]
     parts.append(f"r={config.get('pca_rank')}")
     for k, v in (config.get("device") or {}).items():
         parts.append(f"{k}={_fmt(v)}")
@@ -130,16 +129,34 @@ CORE_METRICS = (
 TAIL_METRICS = ("fit_seconds", "iterations", "trial_seconds", "student")
 
 
-def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str] = ()) -> list[dict[str, Any]]:
+def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] = ()) -> dict[str, Any]:
+    """The CSV columns of a trial config: ``dictionary``, ``<dictionary>.<param>``, ``pca_rank``.
+
+    ``dictionary_fields`` (``<dictionary>.<param>``) are always present, empty where not drawn.
+    """
+    row: dict[str, Any] = {"dictionary": config.get("dictionary")}
+    row.update({f: None for f in dictionary_fields})
+    row.update({f"{config.get('dictionary')}.{k}": v for k, v in dictionary_params(config).items()})
+    row["pca_rank"] = config.get("pca_rank")
+    return row
+
+
+def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str] = (),
+               dictionary_fields: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Flat CSV rows of trial records, all with the same columns.
 
     Columns: trial, round, status, feasible, on_front, violation, the sampled config
-    (``device.<field>`` for device fields), the objectives and accuracies, the device's cost
-    counts, timings, the saved student (relative to the search folder), Ray's trial id and the error.
+    (``<dictionary>.<param>`` for dictionary parameters, ``device.<field>`` for device fields),
+    the objectives and accuracies, the device's cost counts, timings, the saved student
+    (relative to the search folder), Ray's trial id and the error.
     """
     fields = list(device_fields)
+    dict_fields = list(dictionary_fields)
     extra: list[str] = []
     for r in records:
+        for f in config_columns(r.get("config") or {}):
+            if f not in ("dictionary", "pca_rank") and f not in dict_fields:
+                dict_fields.append(f)
         for f in (r.get("config") or {}).get("device") or {}:
             if f not in fields:
                 fields.append(f)
@@ -154,9 +171,8 @@ def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str
         row: dict[str, Any] = {
             "trial": r.get("trial"), "round": r.get("round"), "status": r.get("status"),
             "feasible": r.get("feasible"), "on_front": r.get("on_front"), "violation": r.get("violation", ""),
-            "dictionary": cfg.get("dictionary"), "degree": cfg.get("degree"), "centers": cfg.get("centers"),
-            "pca_rank": cfg.get("pca_rank"),
         }
+        row.update(config_columns(cfg, dict_fields))
         row.update({f"device.{f}": dev.get(f) for f in fields})
         row.update({k: m.get(k) for k in CORE_METRICS})
         row.update({k: m.get(k) for k in extra})
@@ -202,15 +218,18 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 
 # --------------------------------------------------------------------------- front
-def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[str] = ()) -> None:
+def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[str] = (),
+                dictionary_fields: Sequence[str] = ()) -> None:
     """Write ``front.json``, ``front.csv`` and ``front.md`` for a search summary."""
     atomic_write_json(out / "front.json", summary)
+    dict_fields = list(dictionary_fields)
+    for p in summary["front"]:
+        dict_fields += [f for f in config_columns(p["config"]) if f not in ("dictionary", "pca_rank", *dict_fields)]
     rows = []
     for p in summary["front"]:
         row = {"trial": p["trial"], "knee": p["trial"] == summary.get("knee"), "config": p["describe"]}
         cfg = p["config"]
-        row.update({"dictionary": cfg.get("dictionary"), "degree": cfg.get("degree"), "centers": cfg.get("centers"),
-                    "pca_rank": cfg.get("pca_rank")})
+        row.update(config_columns(cfg, dict_fields))
         dev = cfg.get("device") or {}
         for f in list(device_fields) + [k for k in dev if k not in device_fields]:
             row[f"device.{f}"] = dev.get(f)

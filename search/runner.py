@@ -28,22 +28,27 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ray import tune
-
 from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_text
+from codesign.config_files import dump_toml
+from codesign.devices import create_device, get_device_class
+from codesign.dictionaries import get_dictionary_class, params_by_name
+from codesign.distill import DistillConfig
 from codesign.errors import ConfigError
+from codesign.features import parse_memory
 
 from . import outputs
-from .objective import SearchWorkspace, accuracy_stats, cost_key, distill_config, exact_accuracies, run_trial
+from .config import SearchConfig, cost_key
+from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
-from .space import SearchSpace, build_space, flatten_config
+from .space import SearchSpace, build_space, flatten_config, parse_space_option
 
 #: Options that define a search: resuming with any of them changed is refused.
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
-    "hw_draws", "device", "set", "cost", "dictionaries", "degrees", "ranks", "min_centers", "max_centers",
-    "max_memory",
+    "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
 )
+#: Options of searches stored before ``--space`` existed (see :func:`upgrade_options`).
+LEGACY_SPACE_KEYS = ("degrees", "min_centers", "max_centers")
 #: Options never inherited from a stored search on --resume (they describe this machine or run).
 RUNTIME_KEYS = ("cpus", "address", "resume", "out", "quiet", "config", "debug", "cache_dir", "data_root", "torch_device")
 _TUNE_KEYS = {
@@ -56,8 +61,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # --------------------------------------------------------------------------- settings
-def identity(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """The options that make two searches the same search (see :data:`IDENTITY_KEYS`)."""
+def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The options that make two searches the same search (see :data:`IDENTITY_KEYS`).
+
+    Options a stored identity lacks (it predates them) count as their defaults.
+    """
+    opts = cfg.options() if isinstance(cfg, SearchConfig) else {**SearchConfig().options(), **cfg}
     out = {}
     for k in IDENTITY_KEYS:
         v = opts.get(k)
@@ -71,6 +80,29 @@ def identity(opts: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(out, default=str))
 
 
+def upgrade_options(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Options (or an identity) stored before ``--space``, in today's terms.
+
+    ``degrees [2, 3]`` becomes ``space`` entry ``degree=2,3`` and ``min_centers``/``max_centers``
+    become ``centers=MIN:MAX``, so that such a search can still be resumed.
+    """
+    d = dict(opts)
+    legacy = {k: d.pop(k) for k in LEGACY_SPACE_KEYS if k in d}
+    if not legacy or "space" in d:
+        return d
+    space = []
+    if legacy.get("degrees") is not None:
+        space.append("degree=" + ",".join(str(x) for x in legacy["degrees"]))
+    if legacy.get("min_centers") is not None and legacy.get("max_centers") is not None:
+        space.append(f"centers={legacy['min_centers']}:{legacy['max_centers']}")
+    try:  # only the parameters of the dictionaries that search drew from
+        known = params_by_name(d.get("dictionaries") or None)
+    except ConfigError:
+        known = params_by_name()
+    d["space"] = [s for s in space if s.partition("=")[0] in known]
+    return d
+
+
 def stored_options(out: str | Path) -> dict[str, Any] | None:
     """The options a search folder was created with (None if it holds no search)."""
     meta = Path(out) / outputs.SEARCH_NAME
@@ -80,7 +112,7 @@ def stored_options(out: str | Path) -> dict[str, Any] | None:
         data = json.loads(meta.read_text())
     except json.JSONDecodeError:
         raise ConfigError(f"{meta} is unreadable; move the folder away or choose a fresh --out") from None
-    return {k: v for k, v in (data.get("options") or {}).items() if k not in RUNTIME_KEYS}
+    return {k: v for k, v in upgrade_options(data.get("options") or {}).items() if k not in RUNTIME_KEYS}
 
 
 def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
@@ -88,7 +120,7 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
     meta = out / outputs.SEARCH_NAME
     if meta.is_file():
         stored = json.loads(meta.read_text())
-        old = stored.get("identity") or {}
+        old = identity(upgrade_options(stored.get("identity") or {}))
         diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in IDENTITY_KEYS if old.get(k) != ident.get(k)]
         if diffs:
             raise ConfigError(
@@ -171,12 +203,12 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- Ray pieces
-def _trainable(config: dict, base: dict, teacher=None) -> None:
+def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, teacher=None) -> None:
     """Ray Tune function trainable: unpack, call the objective, report."""
+    from ray import tune
+
     trial_id = tune.get_context().get_trial_id()
-    save_to = Path(base["students_dir"]) / f"{trial_id}.pt"
-    metrics, _ = run_trial(config, {k: v for k, v in base.items() if k != "students_dir"}, teacher=teacher,
-                           save_to=save_to)
+    metrics, _ = run_trial(config, base, cost, teacher=teacher, save_to=Path(students_dir) / f"{trial_id}.pt")
     tune.report(metrics)
 
 
@@ -204,39 +236,59 @@ def _error_text(trial) -> str:
 _RECORDERS: dict[int, tuple] = {}
 
 
-class _Recorder(tune.Callback):
-    """Appends each finished trial to the log the moment Tune reports it (state in ``_RECORDERS``)."""
+def _recorder_class() -> type:
+    """``_Recorder``: a Tune callback that appends each finished trial to the log the moment Tune
+    reports it (its live state lives in ``_RECORDERS``).
 
-    def __init__(self, key: int) -> None:
-        self.key = key
+    Built on first use so that importing this module does not import Ray (``codesign --help``
+    stays fast); module ``__getattr__`` serves it under its module-level name, so Tune can pickle
+    it by reference.
+    """
+    from ray import tune
 
-    def _record(self, trial, status: str, error: str = "") -> None:
-        log, records, round_no, progress, on_record = _RECORDERS[self.key]
-        result = trial.last_result or {}
-        metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS} if status == "completed" else {}
-        if status == "completed" and "hw_accuracy" not in metrics:
-            status, error, metrics = "failed", "trial reported no metrics", {}
-        record = {
-            "trial": len(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
-            "config": _plain(trial.config), "metrics": metrics, "error": error,
-            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
-        }
-        log.append(record)
-        records.append(record)
-        progress.trial_done(record)
-        on_record(records)
+    class _Recorder(tune.Callback):
+        def __init__(self, key: int) -> None:
+            self.key = key
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._record(trial, "completed")
+        def _record(self, trial, status: str, error: str = "") -> None:
+            log, records, round_no, progress, on_record = _RECORDERS[self.key]
+            result = trial.last_result or {}
+            metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS} if status == "completed" else {}
+            if status == "completed" and "hw_accuracy" not in metrics:
+                status, error, metrics = "failed", "trial reported no metrics", {}
+            record = {
+                "trial": len(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
+                "config": _plain(trial.config), "metrics": metrics, "error": error,
+                "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+            }
+            log.append(record)
+            records.append(record)
+            progress.trial_done(record)
+            on_record(records)
 
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._record(trial, "failed", _error_text(trial))
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, "completed")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, "failed", _error_text(trial))
+
+    _Recorder.__module__ = __name__
+    _Recorder.__qualname__ = "_Recorder"
+    return _Recorder
 
 
-def _make_callback(log: outputs.TrialLog, records: list[dict], round_no: int, progress: Progress, on_record) -> _Recorder:
+def __getattr__(name: str):
+    if name == "_Recorder":
+        cls = globals()["_Recorder"] = _recorder_class()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _make_callback(log: outputs.TrialLog, records: list[dict], round_no: int, progress: Progress, on_record):
     key = max(_RECORDERS, default=0) + 1
     _RECORDERS[key] = (log, records, round_no, progress, on_record)
-    return _Recorder(key)
+    recorder = globals().get("_Recorder") or __getattr__("_Recorder")
+    return recorder(key)
 
 
 def _plain(config: Mapping[str, Any]) -> dict:
@@ -282,103 +334,91 @@ def _study_storage(space: SearchSpace, records: list[dict]):
 
 
 # --------------------------------------------------------------------------- the search
-def run_search(opts: Mapping[str, Any]) -> dict:
-    """Run (or resume) a search with resolved CLI options; return the front summary.
+def run_search(cfg: SearchConfig) -> dict:
+    """Run (or resume) the search ``cfg``; return the front summary.
 
     Raises :class:`ConfigError` for bad settings or a results folder holding another search.
     """
     import optuna
 
-    from codesign.features import parse_memory
-    from codesign.devices import create_device, get_device_class
-
     t_start = time.perf_counter()
-    if not opts.get("out"):
+    if not cfg.out:
         raise ConfigError("give --out DIR: the folder the search writes its results to")
-    out = Path(opts["out"]).expanduser().resolve()
-    ident = identity(opts)
-    stored = check_out_dir(out, ident, bool(opts.get("resume")))
-    quiet = bool(opts.get("quiet"))
+    out = Path(cfg.out).expanduser().resolve()
+    ident = identity(cfg)
+    stored = check_out_dir(out, ident, cfg.resume)
+    quiet = cfg.quiet
 
     # -- settings that need no data
-    samples = int(opts["samples"])
-    if samples < 1:
-        raise ConfigError(f"--samples {samples}: expected at least 1")
-    key = cost_key(str(opts["cost"]))
-    device_name = opts["device"]
+    samples = cfg.samples
+    key = cfg.cost_key
+    device_name = cfg.device
     device_cls = get_device_class(device_name)
-    pinned = dict(opts.get("set") or {})
-    device = create_device(device_name, pinned)  # validates pinned fields
-    for name in ("max_cost", "min_accuracy"):
-        if opts.get(name) is not None:
-            opts = {**opts, name: float(opts[name])}
-    cache_dir = opts.get("cache_dir") or os.environ.get("CODESIGN_CACHE")
-    data_root = opts.get("data_root") or os.environ.get("CODESIGN_DATA")
-    base = {
-        "dataset": opts["dataset"], "data_root": str(Path(data_root).resolve()) if data_root else None,
-        "teacher": opts["teacher"], "teacher_weights": opts.get("teacher_weights"), "teacher_epochs": opts.get("teacher_epochs"),
-        "method": opts["method"], "protocol": opts["protocol"], "hw_draws": int(opts["hw_draws"]), "seed": int(opts["seed"]),
-        "validation": float(opts["validation"]), "device": device_name, "device_set": pinned, "cost_key": key,
-        "max_memory": parse_memory(opts.get("max_memory")), "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
-        "threads": 1, "torch_device": opts.get("torch_device") or "cpu",
-    }
-    if not 0 < base["validation"] < 0.9:
-        raise ConfigError(f"--validation {base['validation']}: the search needs a validation split in (0, 0.9)")
+    pinned = dict(cfg.device_overrides)
+    device = create_device(device_name, pinned, preset=cfg.device_preset)  # validates pinned fields and preset
+    cache_dir = cfg.cache_dir or os.environ.get("CODESIGN_CACHE")
+    data_root = cfg.data_root or os.environ.get("CODESIGN_DATA")
+    # trials may run on other nodes and in other folders: absolute paths, the memory budget in bytes
+    # (``requested`` is what the user asked for: what config.toml and search.json record)
+    requested, cfg = cfg, cfg.replace(data_root=str(Path(data_root).resolve()) if data_root else None,
+                      cache_dir=str(Path(cache_dir).resolve()) if cache_dir else None,
+                      max_memory=parse_memory(cfg.max_memory))
+    base = cfg.trial_base()
 
     # -- data, the validation split, the teacher (once, in the driver)
-    probe = distill_config({"dictionary": "monomial", "degree": 1, "pca_rank": 1, "device": {}}, base)
+    dictionaries = list(cfg.searched_dictionaries)
+    classes = {d: get_dictionary_class(d) for d in dictionaries}  # an unknown name lists the installed ones
+    dictionary_space = dict(parse_space_option(classes, text) for text in cfg.space)
     ws = SearchWorkspace()
-    ds = ws.dataset(probe)
+    ds = ws.dataset(base)  # the data and the teacher depend on base's data, teacher and seed only
     n_rows = len(ds.y_train) + len(ds.y_test)
     costs = device.cost(ds.n_inputs + 1, ds.n_classes)
     if key not in costs:
-        raise ConfigError(f"--cost {opts['cost']}: device {device_name!r} reports no {key!r}; "
+        raise ConfigError(f"--cost {cfg.cost}: device {device_name!r} reports no {key!r}; "
                           f"its cost keys: {', '.join(costs)} (or energy, latency, area)")
     space = build_space(
-        n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=base["max_memory"],
-        device_space=device_cls.search_space(), pinned=pinned, dictionaries=opts["dictionaries"],
-        degrees=opts["degrees"], ranks=opts["ranks"], min_centers=int(opts["min_centers"]),
-        max_centers=int(opts["max_centers"]),
+        n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=cfg.max_memory,
+        device_space=device_cls.search_space(), pinned=pinned, dictionaries=dictionaries, ranks=cfg.ranks,
+        dictionary_space=dictionary_space,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "students" / "trials").mkdir(parents=True, exist_ok=True)
-    base["students_dir"] = str(out / "students" / "trials")
+    students_dir = str(out / "students" / "trials")
     log = outputs.TrialLog(out / outputs.LOG_NAME)
     records = log.read()
     rounds = list((stored or {}).get("rounds") or [])
     round_no = len(rounds)
     remaining = samples - len(records)
-    resolved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items() if k not in ("config", "debug")}
+    resolved = requested.options()
     meta = {
-        "format": outputs.FORMAT, "identity": ident, "options": resolved, "base": base, "space": space.describe(),
+        "format": outputs.FORMAT, "identity": ident, "options": resolved, "base": base.to_dict(), "space": space.describe(),
         "rounds": rounds, "created": (stored or {}).get("created") or _dt.datetime.now().isoformat(timespec="seconds"),
     }
     atomic_write_json(out / outputs.SEARCH_NAME, meta)
-    from codesign.config_files import dump_toml
-
     atomic_write_text(out / "config.toml", dump_toml({k: v for k, v in resolved.items() if k not in RUNTIME_KEYS or k == "out"}))
 
     progress = Progress(samples, len(records), records, key, quiet)
-    progress.log(f"search {out}: {device_name} on {opts['dataset']} ({ds.n_inputs} inputs, {len(ds.y_train)} train / "
+    progress.log(f"search {out}: {device_name} on {cfg.dataset} ({ds.n_inputs} inputs, {len(ds.y_train)} train / "
                  f"{len(ds.y_test)} validation), cost {key}, {samples} trials"
                  + (f", {len(records)} already done" if records else ""))
     with torch_threads(1):  # see torch_threads: one thread per process, trials run side by side
-        teacher = ws.teacher(probe, ds)
-    progress.log(f"teacher {opts['teacher']}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
+        teacher = ws.teacher(base, ds)
+    progress.log(f"teacher {cfg.teacher}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
                  f"on the validation split{' (cached)' if teacher.info.get('cached') else ''}")
     shared_teacher = dataclasses.replace(teacher, model=None)  # trials need its outputs only
 
     interrupted = False
     if remaining > 0:
-        started = init_ray(opts.get("address"), opts.get("cpus"))
+        started = init_ray(cfg.address, cfg.cpus)
         try:
             import ray
+            from ray import tune
             from ray.tune.search.optuna import OptunaSearch
 
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-            cpus = max(1, min(int(opts.get("cpus") or cluster_cpus), cluster_cpus))
+            cpus = max(1, min(int(cfg.cpus or cluster_cpus), cluster_cpus))
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.TPESampler(seed=int(opts["seed"]) + 1009 * round_no,
+            sampler = optuna.samplers.TPESampler(seed=cfg.seed + 1009 * round_no,
                                                  n_startup_trials=min(10, max(4, samples // 3)))
             searcher = OptunaSearch(space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"], sampler=sampler,
                                     study_name="codesign", storage=_study_storage(space, records))
@@ -386,9 +426,10 @@ def run_search(opts: Mapping[str, Any]) -> dict:
                            "samples": remaining, "cpus": cpus})
             atomic_write_json(out / outputs.SEARCH_NAME, {**meta, "rounds": rounds})
             callback = _make_callback(log, records, round_no, progress,
-                                      lambda recs: _write_trials_csv(out, recs, space, opts))
+                                      lambda recs: _write_trials_csv(out, recs, space, cfg))
             tuner = tune.Tuner(
-                tune.with_parameters(_trainable, base=base, teacher=shared_teacher),
+                tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
+                                     teacher=shared_teacher),
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
                                             max_concurrent_trials=min(cpus, remaining), reuse_actors=True),
                 run_config=tune.RunConfig(
@@ -418,7 +459,7 @@ def run_search(opts: Mapping[str, Any]) -> dict:
     atomic_write_json(out / outputs.SEARCH_NAME, meta)
 
     with torch_threads(1):
-        summary = finalize(out, records, opts, base, space, ds, progress)
+        summary = finalize(out, records, cfg, space, progress)
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     summary["interrupted"] = interrupted
     atomic_write_json(out / "front.json", summary)
@@ -459,31 +500,31 @@ def _quiet_tune(path: Path):
             tune_logger.setLevel(level)
 
 
-def _write_trials_csv(out: Path, records: list[dict], space: SearchSpace, opts: Mapping[str, Any]) -> None:
-    annotate(records, opts)
-    outputs.write_csv(out / "trials.csv", outputs.trial_rows(records, list(space.device)))
+def _write_trials_csv(out: Path, records: list[dict], space: SearchSpace, cfg: SearchConfig) -> None:
+    annotate(records, cfg)
+    outputs.write_csv(out / "trials.csv", outputs.trial_rows(records, list(space.device), space.columns()))
 
 
 # --------------------------------------------------------------------------- front and results
-def violation(record: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
+def violation(record: Mapping[str, Any], cfg: SearchConfig) -> str:
     """Why a completed trial breaks ``--max-cost`` / ``--min-accuracy`` ('' when it does not)."""
     m = record.get("metrics") or {}
     why = []
-    if opts.get("max_cost") is not None and m.get("cost", 0) > float(opts["max_cost"]):
-        why.append(f"cost {m['cost']:.4g} > max_cost {float(opts['max_cost']):g}")
-    if opts.get("min_accuracy") is not None and m.get("hw_accuracy", 0) < float(opts["min_accuracy"]):
-        why.append(f"hw_accuracy {m['hw_accuracy']:.4f} < min_accuracy {float(opts['min_accuracy']):g}")
+    if cfg.max_cost is not None and m.get("cost", 0) > cfg.max_cost:
+        why.append(f"cost {m['cost']:.4g} > max_cost {cfg.max_cost:g}")
+    if cfg.min_accuracy is not None and m.get("hw_accuracy", 0) < cfg.min_accuracy:
+        why.append(f"hw_accuracy {m['hw_accuracy']:.4f} < min_accuracy {cfg.min_accuracy:g}")
     return "; ".join(why)
 
 
-def annotate(records: list[dict], opts: Mapping[str, Any]) -> list[int]:
+def annotate(records: list[dict], cfg: SearchConfig) -> list[int]:
     """Set ``feasible``, ``violation`` and ``on_front`` on each record; return the front's indices."""
     ok = []
     for r in records:
         if r["status"] != "completed":
             r["feasible"], r["violation"], r["on_front"] = False, "", False
             continue
-        r["violation"] = violation(r, opts)
+        r["violation"] = violation(r, cfg)
         r["feasible"] = not r["violation"]
         r["on_front"] = False
         if r["feasible"]:
@@ -494,19 +535,18 @@ def annotate(records: list[dict], opts: Mapping[str, Any]) -> list[int]:
     return [records.index(ok[i]) for i in idx]
 
 
-def _score_on_test(record: dict, base: dict, opts: Mapping[str, Any], out: Path, teacher_ws: SearchWorkspace) -> dict:
+def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: SearchWorkspace) -> dict:
     """Test-set figures of one front member, from its saved student (re-run if the file is absent)."""
     from codesign.artifacts import load_student
     from codesign.data import load_dataset
 
     path = out / student_path(record)
     if not path.is_file():  # e.g. a trial that ran on another node without a shared file system
-        run_trial(record["config"], {k: v for k, v in base.items() if k != "students_dir"}, workspace=teacher_ws, save_to=path)
-    full = load_dataset(base["dataset"], base["data_root"])
+        run_trial(record["config"], cfg.trial_base(), cfg.cost_key, workspace=teacher_ws, save_to=path)
+    full = load_dataset(cfg.dataset, cfg.data_root)
     st = load_student(path)
-    draws, seed = int(base["hw_draws"]), int(base["seed"])
     n = len(full.y_test)
-    hw = accuracy_stats(st.hw_accuracy(full.x_test, full.y_test, draws, seed), n)
+    hw = accuracy_stats(st.hw_accuracy(full.x_test, full.y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s), n)
     return {
         "test_hw_accuracy": hw["mean"], "test_hw_accuracy_std": hw["std"],
         "test_hw_accuracy_worst": hw["worst"],
@@ -519,9 +559,9 @@ def student_path(record: Mapping[str, Any]) -> str:
     return f"students/trials/{record['ray_trial_id']}.pt"
 
 
-def summarise(records: list[dict], opts: Mapping[str, Any], base: Mapping[str, Any]) -> dict:
+def summarise(records: list[dict], cfg: SearchConfig) -> dict:
     """The front summary (``front.json``) of a list of trial records, without test-set figures."""
-    front_idx = annotate(records, opts)
+    front_idx = annotate(records, cfg)
     front = []
     for i in front_idx:
         r = records[i]
@@ -536,13 +576,13 @@ def summarise(records: list[dict], opts: Mapping[str, Any], base: Mapping[str, A
         })
     k = knee_point([p["val_hw_accuracy"] for p in front], [p["cost"] for p in front])
     completed = [r for r in records if r["status"] == "completed"]
-    key = base["cost_key"]
+    key = cfg.cost_key
     return {
-        "format": "codesign-front/1", "dataset": base["dataset"], "teacher": base["teacher"], "device": base["device"],
-        "device_set": base.get("device_set") or {}, "protocol": base["protocol"], "method": base["method"],
-        "hw_draws": base["hw_draws"], "validation": base["validation"], "seed": base["seed"], "cost_key": key,
-        "cost_label": outputs.cost_label(key),
-        "constraints": {"max_cost": opts.get("max_cost"), "min_accuracy": opts.get("min_accuracy")},
+        "format": "codesign-front/1", "dataset": cfg.dataset, "teacher": cfg.teacher, "device": cfg.device,
+        "device_set": dict(cfg.device_overrides), "device_preset": cfg.device_preset, "protocol": cfg.protocol,
+        "method": cfg.method, "hw_draws": cfg.hw_draws, "eval_time_s": cfg.eval_time_s, "validation": cfg.validation,
+        "seed": cfg.seed, "cost_key": key, "cost_label": outputs.cost_label(key),
+        "constraints": {"max_cost": cfg.max_cost, "min_accuracy": cfg.min_accuracy},
         "n_trials": len(records), "n_completed": len(completed), "n_failed": len(records) - len(completed),
         "n_feasible": sum(bool(r.get("feasible")) for r in records),
         "points": [{"trial": r["trial"], "cost": r["metrics"]["cost"], "hw_accuracy": r["metrics"]["hw_accuracy"],
@@ -553,15 +593,15 @@ def summarise(records: list[dict], opts: Mapping[str, Any], base: Mapping[str, A
     }
 
 
-def finalize(out: Path, records: list[dict], opts: Mapping[str, Any], base: dict, space: SearchSpace, ds,
+def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpace,
              progress: Progress | None = None) -> dict:
     """Front, knee, test-set scores, target students, trials.csv, front files and plots."""
-    summary = summarise(records, opts, base)
-    _write_trials_csv(out, records, space, opts)
+    summary = summarise(records, cfg)
+    _write_trials_csv(out, records, space, cfg)
     teacher_ws = SearchWorkspace()
     for p in summary["front"]:
         rec = next(r for r in records if r["trial"] == p["trial"])
-        p.update(_score_on_test(rec, base, opts, out, teacher_ws))
+        p.update(_score_on_test(rec, cfg, out, teacher_ws))
         p["student"] = student_path(rec)
     front = summary["front"]
     if front:
@@ -573,7 +613,7 @@ def finalize(out: Path, records: list[dict], opts: Mapping[str, Any], base: dict
             summary["targets"][target] = {"trial": p["trial"], "student": os.path.relpath(dest, out),
                                           "describe": p["describe"], "cost": p["cost"],
                                           "val_hw_accuracy": p["val_hw_accuracy"], "test_hw_accuracy": p["test_hw_accuracy"]}
-    outputs.write_front(out, summary, list(space.device))
+    outputs.write_front(out, summary, list(space.device), space.columns())
     from .plots import plot_fronts
 
     plot_fronts([summary], out / "pareto.png")

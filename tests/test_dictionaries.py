@@ -1,9 +1,13 @@
-"""Dictionaries: monomial counts and values, RBF centres and width, the registry."""
+"""Dictionaries: monomial counts and values, RBF centres and width, the registry, the plugin contract."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +15,22 @@ import torch
 from scipy.spatial.distance import pdist
 
 from codesign import dictionaries
-from codesign.dictionaries import Dictionary, Monomial, RBF, create_dictionary, kmeans, list_dictionaries, register_dictionary
+from codesign.dictionaries import (
+    Dictionary,
+    DictionaryParams,
+    Monomial,
+    RBF,
+    broken_dictionaries,
+    contract_problem,
+    create_dictionary,
+    get_dictionary_class,
+    kmeans,
+    list_dictionaries,
+    params_by_name,
+    register_dictionary,
+)
 from codesign.errors import ConfigError
+from codesign.specs import Choice, FloatRange, IntRange
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
 
@@ -142,6 +160,14 @@ def test_rbf_bad_centres():
         RBF(centers=0)
 
 
+def test_monomial_state_dict_restores_the_index():
+    z = torch.randn(6, 4)
+    fitted = Monomial(3).fit(z)
+    back = Monomial(3)
+    back.load_state_dict(fitted.state_dict())  # no fit: the index comes back from the rank
+    assert torch.equal(back.transform(z), fitted.transform(z))
+
+
 def test_rbf_state_dict_round_trip(scores):
     rbf = RBF(centers=10).fit(scores, seed=0)
     back = RBF(centers=10)
@@ -150,12 +176,17 @@ def test_rbf_state_dict_round_trip(scores):
 
 
 # --------------------------------------------------------------------------- registry
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_known_dictionaries():
     assert {"monomial", "rbf"} <= set(list_dictionaries())
+    assert list_dictionaries("rb*") == ["rbf"]
     assert isinstance(create_dictionary("monomial", degree=3), Monomial)
+    assert get_dictionary_class("rbf") is RBF
     assert create_dictionary("rbf", centers=7).describe() == "rbf(centers=7)"
+    assert create_dictionary("rbf", centers=7, kmeans_iters=3).describe() == "rbf(centers=7, kmeans_iters=3)"
+    assert broken_dictionaries() == {}
 
 
 def test_unknown_dictionary_lists_known_ones():
@@ -163,6 +194,80 @@ def test_unknown_dictionary_lists_known_ones():
         create_dictionary("foo")
 
 
+def test_params_fill_defaults_convert_strings_and_refuse_unknown_keys():
+    assert Monomial().params() == {"degree": 2} and Monomial(3).params() == {"degree": 3}
+    assert RBF(centers="40").params() == {"centers": 40, "kmeans_iters": 25}
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) 'centres' for dictionary 'rbf'; its parameters: centers, kmeans_iters"):
+        RBF(centres=40)
+    with pytest.raises(ConfigError, match="centers='many': expected a value of type int"):
+        RBF(centers="many")
+    with pytest.raises(ConfigError, match="at most 1"):
+        Monomial(2, 3)
+    assert params_by_name() == {"degree": ["monomial"], "centers": ["rbf"], "kmeans_iters": ["rbf"]}
+
+
+@pytest.mark.parametrize("cls,values,message", [
+    (Monomial, {"degree": 0}, r"degree=0 is out of range: allowed \[1, 10\]"),
+    (Monomial, {"degree": 2.5}, r"degree=2.5: expected an integer in \[1, 10\]"),
+    (RBF, {"centers": 0}, r"centers=0 is out of range: allowed \[1, 100000\]"),
+    (RBF, {"kmeans_iters": 0}, r"kmeans_iters=0 is out of range"),
+])
+def test_params_validation_names_the_field(cls, values, message):
+    with pytest.raises(ConfigError, match=message):
+        cls.Params(**values)
+    with pytest.raises(ConfigError, match=message):
+        cls(**values)
+
+
+# --------------------------------------------------------------------------- the contract, for every dictionary
+@pytest.mark.parametrize("name", list_dictionaries())
+def test_dictionary_meets_the_static_contract(name):
+    cls = get_dictionary_class(name)
+    assert contract_problem(cls, name) is None
+    fields = {f.name: f for f in dataclasses.fields(cls.Params)}
+    for f in fields.values():
+        assert f.metadata.get("doc"), f"{name}.Params.{f.name} has no doc"
+    space = cls.search_space()
+    assert space, f"{name} declares nothing to search"
+    for param, spec in space.items():
+        assert param in fields and isinstance(spec, (IntRange, FloatRange, Choice))
+    assert isinstance(cls.uses_seed, bool)
+    assert set(cls.limits(10)) <= set(fields)
+
+
+def _smallest_params(cls) -> dict:
+    out = {}
+    for param, spec in cls.search_space().items():
+        out[param] = spec.values[0] if isinstance(spec, Choice) else spec.low
+    return out
+
+
+@pytest.mark.parametrize("name", list_dictionaries())
+def test_dictionary_state_dict_round_trip(name):
+    cls = get_dictionary_class(name)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 4, generator=gen)
+    params = _smallest_params(cls)
+    fitted = create_dictionary(name, **params).fit(z, seed=1)
+    out = fitted.transform(z)
+    assert out.shape == (300, fitted.n_features(4)) and torch.equal(out[:, 0], torch.ones(300))
+    back = create_dictionary(name, **fitted.params())
+    back.load_state_dict(fitted.state_dict())
+    assert torch.equal(back.transform(z[:50]), out[:50])
+    if not cls.uses_seed:  # a seed-free dictionary lifts the same for every seed
+        assert torch.equal(create_dictionary(name, **params).fit(z, seed=2).transform(z), out)
+
+
+@pytest.mark.parametrize("path", ["codesign/distill.py", "codesign/features.py", "search/space.py",
+                                  "search/objective.py", "search/runner.py", "search/outputs.py"])
+def test_no_dictionary_is_special_cased(path):
+    """Dictionaries are plugins: the pipeline and the search never name one."""
+    text = (ROOT / path).read_text()
+    for name in list_dictionaries():
+        assert not re.search(rf"\b{re.escape(name)}\b", text, re.IGNORECASE), f"{path} names the dictionary {name!r}"
+
+
+# --------------------------------------------------------------------------- plugins
 class Squares(Dictionary):
     """[1, z, z^2]: a user's dictionary for the registry test."""
 
@@ -174,21 +279,104 @@ class Squares(Dictionary):
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.ones(z.shape[0], 1, dtype=z.dtype), z, z * z], 1)
 
-    def params(self) -> dict:
-        return {}
+
+class MutableParams(Squares):
+    """Breaks the contract: its Params is a plain (mutable) dataclass."""
+
+    name = "mutable"
+
+    @dataclass
+    class Params:
+        scale: float = field(default=1.0, metadata={"doc": "a scale"})
+
+
+class Undecorated(Squares):
+    """Breaks the contract: its Params declares a field but is no dataclass of its own."""
+
+    name = "undecorated"
+
+    class Params(DictionaryParams):
+        scale: float = 1.0
+
+
+class BadSpace(Squares):
+    """Breaks the contract: it searches a parameter it does not have."""
+
+    name = "badspace"
+
+    @classmethod
+    def search_space(cls):
+        return {"width": IntRange(1, 4)}
+
+
+class _EntryPoint:
+    """Stands in for an importlib.metadata entry point."""
+
+    def __init__(self, name, value, obj=None, error=None):
+        self.name, self.value, self.obj, self.error = name, value, obj, error
+
+    def load(self):
+        if self.error is not None:
+            raise self.error
+        return self.obj
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch):
+    eps = {name: _EntryPoint(name, f"{cls.__module__}:{cls.__name__}", cls) for name, cls in
+           (("monomial", Monomial), ("rbf", RBF))}
+    eps["squares"] = _EntryPoint("squares", "tests:Squares", Squares)
+    eps["mutable"] = _EntryPoint("mutable", "tests:MutableParams", MutableParams)
+    eps["badspace"] = _EntryPoint("badspace", "tests:BadSpace", BadSpace)
+    eps["undecorated"] = _EntryPoint("undecorated", "tests:Undecorated", Undecorated)
+    eps["missing_dep"] = _EntryPoint("missing_dep", "fancy_lifts:Wavelets", error=ModuleNotFoundError("No module named 'pywt'"))
+    eps["renamed"] = _EntryPoint("renamed", "tests:Squares", Squares)
+    eps["notaclass"] = _EntryPoint("notaclass", "tests:kmeans", kmeans)
+    monkeypatch.setattr(dictionaries, "_entry_points", lambda: eps)
+    monkeypatch.setattr(dictionaries, "_loaded", {})
+    monkeypatch.setattr(dictionaries, "_broken", {})
+    return eps
+
+
+def test_broken_plugins_are_listed_with_the_reason(fake_plugins):
+    assert list_dictionaries() == ["monomial", "rbf", "squares"]
+    broken = broken_dictionaries()
+    assert set(broken) == {"mutable", "undecorated", "badspace", "missing_dep", "renamed", "notaclass"}
+    assert "Params is not a dataclass subclass of codesign.dictionaries.DictionaryParams" in broken["mutable"]
+    assert "not decorated with @dataclass(frozen=True)" in broken["undecorated"]
+    assert "'width', which is not a Params field" in broken["badspace"]
+    assert broken["missing_dep"] == "ModuleNotFoundError: No module named 'pywt'"
+    assert "Squares.name is 'squares', but it is registered as 'renamed'" in broken["renamed"]
+    assert "not a codesign.dictionaries.Dictionary subclass" in broken["notaclass"]
+    with pytest.raises(ConfigError, match=r"unknown dictionary 'missing_dep' \(it failed to load: ModuleNotFoundError.*"
+                                          r"known dictionaries: monomial, rbf, squares"):
+        create_dictionary("missing_dep")
+    assert isinstance(create_dictionary("squares"), Squares)
 
 
 @pytest.fixture
 def squares_registered(monkeypatch):
-    monkeypatch.setattr(dictionaries, "_REGISTRY", dict(dictionaries._REGISTRY))
+    monkeypatch.setattr(dictionaries, "_registered", {})
     assert register_dictionary(Squares) is Squares
     return Squares
+
+
+def test_register_dictionary_checks_the_contract(monkeypatch):
+    monkeypatch.setattr(dictionaries, "_registered", {})
+    with pytest.raises(ConfigError, match="cannot register dictionary 'mutable'.*not a dataclass subclass"):
+        register_dictionary(MutableParams)
+
+    class Monomial2(Squares):
+        name = "monomial"
+
+    with pytest.raises(ConfigError, match="that name is installed"):
+        register_dictionary(Monomial2)
 
 
 def test_registered_dictionary_is_listed_and_built(squares_registered):
     assert "squares" in list_dictionaries()
     d = create_dictionary("squares")
-    assert isinstance(d, Squares)
+    assert isinstance(d, Squares) and d.params() == {} and d.describe() == "squares()"
     with pytest.raises(ConfigError, match="known dictionaries: monomial, rbf, squares"):
         create_dictionary("nope")
 
@@ -206,3 +394,30 @@ def test_registered_dictionary_drives_the_pipeline(squares_registered, digits, d
     m = run_distill(DistillConfig(dataset="digits", pca_rank=8, dictionary="squares")).metrics
     assert m["dictionary"] == "squares()" and m["n_features"] == 17
     assert m["test_accuracy"] > 0.85
+
+
+# --------------------------------------------------------------------------- DistillConfig
+def test_distill_config_dictionary_params():
+    from codesign.distill import DistillConfig
+
+    cfg = DistillConfig(dictionary="rbf", dictionary_params={"centers": 64})
+    assert cfg.dictionary_params == (("centers", 64),)
+    assert cfg.dictionary_kwargs == {"centers": 64, "kmeans_iters": 25}
+    assert DistillConfig().dictionary_kwargs == {"degree": 2}
+    assert DistillConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown parameter.*'centers' for dictionary 'monomial'"):
+        DistillConfig(dictionary_params={"centers": 64})
+    with pytest.raises(ConfigError, match="degree=0 is out of range"):
+        DistillConfig(dictionary_params={"degree": 0})
+
+
+def test_distill_config_reads_old_dicts_with_top_level_sizes():
+    from codesign.distill import DistillConfig
+
+    # Old configs held every dictionary's size at the top level.
+    old = DistillConfig.from_dict({"dictionary": "monomial", "degree": 3, "centers": 200, "pca_rank": 5})
+    assert old == DistillConfig(dictionary="monomial", dictionary_params={"degree": 3}, pca_rank=5)
+    old = DistillConfig.from_dict({"dictionary": "rbf", "degree": 2, "centers": 40})
+    assert old.dictionary_params == (("centers", 40),)
+    with pytest.raises(ConfigError, match="unknown config key"):
+        DistillConfig.from_dict({"dictionary": "rbf", "widht": 3})

@@ -8,7 +8,7 @@ import torch
 
 from codesign import features as features_mod
 from codesign.errors import ConfigError, NumericalError, ResourceError
-from codesign.features import FeaturePipeline, build_features, cached_features, format_bytes, parse_memory
+from codesign.features import FeaturePipeline, build_features, cached_features, dictionary_seed, format_bytes, parse_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
 
@@ -140,3 +140,18 @@ def test_cached_features_rebuilds_a_damaged_entry(digits, tmp_path):
     # A different seed moves the k-means centres: a different entry.
     cached_features(*args, seed=2, cache_dir=tmp_path)
     assert len(list((tmp_path / "features").glob("rbf-r4-*.npz"))) == 2
+
+
+def test_seed_free_dictionaries_share_cache_entries(digits, tmp_path):
+    from codesign.dictionaries import get_dictionary_class, list_dictionaries
+
+    for name in list_dictionaries():
+        assert dictionary_seed(name, 7) == (7 if get_dictionary_class(name).uses_seed else 0)
+    args = (digits.x_train, digits.x_test, 5, "monomial", {"degree": 2})
+    a = cached_features(*args, seed=1, cache_dir=tmp_path)
+    b = cached_features(*args, seed=2, cache_dir=tmp_path)
+    assert len(list((tmp_path / "features").glob("monomial-r5-*.npz"))) == 1
+    assert torch.equal(a.train, b.train)
+    # Defaults filled: {} and the default value are one entry.
+    cached_features(digits.x_train, digits.x_test, 5, "monomial", {}, cache_dir=tmp_path)
+    assert len(list((tmp_path / "features").glob("monomial-r5-*.npz"))) == 1

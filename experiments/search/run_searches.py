@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEVICES = ("photonic_mzi", "analog_crossbar", "fpga_fixed_point")
 #: --smoke-test: digits, three trials per device, small ranges (a minute in all).
-SMOKE = ["--dataset", "digits", "--samples", "3", "--ranks", "4", "12", "--max-centers", "32", "--hw-draws", "2",
+SMOKE = ["--dataset", "digits", "--samples", "3", "--ranks", "4", "12", "--space", "centers=16:32", "--hw-draws", "2",
          "--max-memory", "256M"]
 
 

@@ -1,4 +1,4 @@
-"""analog_crossbar: exactness with non-idealities off, each non-ideality's size, costs."""
+"""analog_crossbar: exactness with non-idealities off, each non-ideality's size, read time, costs."""
 
 import math
 
@@ -15,15 +15,25 @@ from codesign.devices.analog_crossbar import (
     adc_energy_pj,
     prog_noise_std,
 )
+from codesign.devices.base import Mode
 
-OFF = dict(conductance_bits=32, prog_noise=0.0, read_noise=0.0, drift_time_s=0.0,
+# no drift: trained and read before t0 (the read time is an argument of the layer, not config)
+OFF = dict(conductance_bits=32, prog_noise=0.0, read_noise=0.0, train_drift_time_s=0.0,
            dac_bits=32, adc_bits=32)
+T_OFF = 0.0
 IN, OUT = 37, 5
 
 
-def _layer(**overrides):
+def _xbar(in_features, out_features, t_inference_s=T_OFF, **overrides):
+    """A crossbar layer read ``t_inference_s`` after programming."""
+    layer = AnalogCrossbarDevice(**overrides).layer(in_features, out_features)
+    layer.set_inference_time(t_inference_s)
+    return layer
+
+
+def _layer(t_inference_s=T_OFF, **overrides):
     cfg = {"tile_rows": 16, "tile_cols": 4, **overrides}
-    layer = AnalogCrossbarDevice(**cfg).layer(IN, OUT)
+    layer = _xbar(IN, OUT, t_inference_s, **cfg)
     k_mat = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(0)) * 0.3
     layer.load_matrix(k_mat)
     return layer, k_mat
@@ -53,21 +63,21 @@ def test_all_nonidealities_off_equals_ideal_across_tiles():
 
 @pytest.mark.parametrize("bits", [1, 3])
 def test_conductance_levels_per_device(bits):
-    layer = AnalogCrossbarDevice(**{**OFF, "conductance_bits": bits}).layer(50, 4)
+    layer = _xbar(50, 4, **{**OFF, "conductance_bits": bits})
     layer.load_matrix(torch.linspace(-1, 1, 200).reshape(4, 50))  # spans every level
-    g, _ = layer.conductances("nominal")
+    g, _ = layer.conductances(Mode.NOMINAL)
     assert len(g.unique()) == 2**bits
     assert g.min().item() == 0.0 and g.max().item() == pytest.approx(1.0)
 
 
 def test_programming_noise_follows_the_pcm_polynomial_fixed_per_instance():
-    big = AnalogCrossbarDevice(**{**OFF, "prog_noise": 0.05}).layer(300, 40)
+    big = _xbar(300, 40, **{**OFF, "prog_noise": 0.05})
     target = torch.full((40, 300), 0.5)
     target[:, 0] = 1.0  # every column's max maps to g_max, the rest to g_max / 2
     big.load_matrix(target)
     big.draw_instance(9)
-    g_nom, _ = big.conductances("nominal")
-    g_inst, _ = big.conductances("instance")
+    g_nom, _ = big.conductances(Mode.NOMINAL)
+    g_inst, _ = big.conductances(Mode.INSTANCE)
     half = g_nom[0][:, 1:]
     assert half.unique().tolist() == [pytest.approx(0.5, abs=0.04)]  # 4-bit level near 1/2
     expected = prog_noise_std(half[0, 0], 0.05).item()
@@ -76,8 +86,8 @@ def test_programming_noise_follows_the_pcm_polynomial_fixed_per_instance():
     # std grows with the conductance as aihwkit's PCMLikeNoiseModel: 1.05 % -> 3.8 % -> 4.2 %
     at = prog_noise_std(torch.tensor([0.0, 0.5, 1.0]), 0.0381)
     assert at.tolist() == pytest.approx([0.01054, 0.0381, 0.04222], rel=0.01)
-    assert torch.equal(g_inst, big.conductances("instance")[0])
-    assert not torch.equal(big.conductances("train")[0], big.conductances("train")[0])
+    assert torch.equal(g_inst, big.conductances(Mode.INSTANCE)[0])
+    assert not torch.equal(big.conductances(Mode.TRAINING)[0], big.conductances(Mode.TRAINING)[0])
     assert (g_inst >= 0).all()  # no negative conductance
 
 
@@ -85,9 +95,9 @@ def test_columnwise_scaling_maps_each_output_max_to_gmax():
     k_mat = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(0))
     k_mat[1] *= 0.01  # a small row still uses the full conductance range
     for scaling in ("column", "layer"):
-        layer = AnalogCrossbarDevice(**{**OFF, "weight_scaling": scaling}).layer(IN, OUT)
+        layer = _xbar(IN, OUT, **{**OFF, "weight_scaling": scaling})
         layer.load_matrix(k_mat)
-        g, gain = layer.conductances("nominal")
+        g, gain = layer.conductances(Mode.NOMINAL)
         gmax_per_row = g.amax(dim=(0, 2))
         if scaling == "column":
             assert torch.allclose(gmax_per_row, torch.ones(OUT))
@@ -103,28 +113,36 @@ def test_columnwise_scaling_maps_each_output_max_to_gmax():
 @pytest.mark.parametrize("t", [3600.0, 86400.0 * 365])
 def test_drift_factor_follows_power_law(t):
     nu = 0.06
-    layer, k_mat = _layer(**{**OFF, "drift_time_s": t, "drift_nu": nu, "drift_nu_std": 0.0,
-                             "drift_compensation": False})
+    layer, k_mat = _layer(t, **{**OFF, "drift_nu": nu, "drift_nu_std": 0.0, "drift_compensation": False})
     factor = (t / T0_S) ** -nu
     assert torch.allclose(layer.effective_matrix(), k_mat * factor, atol=1e-6)
-    compensated, _ = _layer(**{**OFF, "drift_time_s": t, "drift_nu": nu, "drift_nu_std": 0.0})
+    compensated, _ = _layer(t, **{**OFF, "drift_nu": nu, "drift_nu_std": 0.0})
     assert torch.allclose(compensated.effective_matrix(), k_mat, atol=1e-6)
 
 
 def test_no_drift_before_reference_time():
-    layer, k_mat = _layer(**{**OFF, "drift_time_s": T0_S / 2, "drift_compensation": False})
+    layer, k_mat = _layer(T0_S / 2, **{**OFF, "drift_compensation": False})
     assert torch.allclose(layer.effective_matrix(), k_mat, atol=1e-6)
+
+
+def test_training_drifts_by_train_drift_time_and_eval_by_read_time():
+    nu = 0.06
+    layer, k_mat = _layer(T_OFF, **{**OFF, "train_drift_time_s": 86400.0, "drift_nu": nu,
+                                    "drift_nu_std": 0.0, "drift_compensation": False})
+    g_train, _ = layer.conductances(Mode.TRAINING)
+    g_eval, _ = layer.conductances(Mode.NOMINAL)
+    assert torch.allclose(g_train, g_eval * (86400.0 / T0_S) ** -nu, atol=1e-6)
+    assert layer.drift_time_s(Mode.TRAINING) == 86400.0 and layer.drift_time_s(Mode.NOMINAL) == T_OFF
 
 
 def test_drift_exponent_spread_per_device():
     t, nu, spread = 3600.0, 0.05, 0.02
-    big = AnalogCrossbarDevice(**{**OFF, "drift_time_s": t, "drift_nu": nu,
-                                  "drift_nu_std": spread, "drift_compensation": False})
-    layer = big.layer(200, 30)
+    layer = _xbar(200, 30, t, **{**OFF, "drift_nu": nu, "drift_nu_std": spread,
+                                 "drift_compensation": False})
     layer.load_matrix(torch.rand(30, 200) + 0.5)
     layer.draw_instance(1)
-    g_nominal, _ = layer.conductances("nominal")  # every device drifted with nu
-    g, _ = layer.conductances("instance")
+    g_nominal, _ = layer.conductances(Mode.NOMINAL)  # every device drifted with nu
+    g, _ = layer.conductances(Mode.INSTANCE)
     on = g_nominal[0] > 0
     nus = nu - torch.log(g[0][on] / g_nominal[0][on]) / math.log(t / T0_S)
     assert nus.mean().item() == pytest.approx(nu, abs=0.002)
@@ -150,7 +168,7 @@ def test_read_noise_matches_closed_form_per_input_vector():
 
 
 def test_read_noise_is_zero_for_reset_devices():
-    layer = AnalogCrossbarDevice(**{**OFF, "read_noise": 0.05}).layer(IN, OUT)
+    layer = _xbar(IN, OUT, **{**OFF, "read_noise": 0.05})
     k_mat = torch.zeros(OUT, IN)
     k_mat[:, 0] = 1.0  # only the first input's devices conduct
     layer.load_matrix(k_mat)
@@ -201,3 +219,104 @@ def test_cost_grows_with_size_and_bits():
     assert dev.with_overrides({"tile_rows": 128}).cost(600, 10)["n_adc_conversions"] > (
         base["n_adc_conversions"]
     )
+
+
+# --------------------------------------------------------------------------- read time (API v2)
+# One programmed crossbar read at several times after programming. Reference numbers measured
+# with the pre-v2 API, where the read time was the config field ``drift_time_s`` and every time
+# needed its own layer: measured at commit b735860 (HEAD before device API v2; the device code
+# is the same as at abc40f7) with four layers ``AnalogCrossbarDevice(tile_rows=16, tile_cols=4,
+# drift_time_s=t)``, each loading the state of one programmed layer whose ADC range had been
+# calibrated on ``x`` at the nominal device, 1 h after programming.
+READ_TIMES = (1.0, 3600.0, 86400.0, 31557600.0)  # 1 s, 1 h, 1 day, 1 year (365.25 d)
+PRE_V2_ACCURACY = {  # t -> argmax accuracy vs the ideal labels: nominal, instances 0, 1, 2
+    1.0: [0.949999988079071, 0.9120000004768372, 0.9179999828338623, 0.9139999747276306],
+    3600.0: [0.9520000219345093, 0.9160000085830688, 0.9100000262260437, 0.8799999952316284],
+    86400.0: [0.9539999961853027, 0.9020000100135803, 0.8999999761581421, 0.8700000047683716],
+    31557600.0: [0.9480000138282776, 0.8479999899864197, 0.8820000290870667, 0.8360000252723694],
+}
+PRE_V2_OUTPUTS = {  # t -> y[0, :3] for the nominal device, then instances 0, 1, 2
+    1.0: [[-0.12072182446718216, 0.5550242066383362, 5.523808479309082],
+          [-0.54324871301651, 0.647528350353241, 5.627379417419434],
+          [0.18108244240283966, 0.647528350353241, 4.9714274406433105],
+          [-0.4225262999534607, 0.8787885308265686, 5.17857027053833]],
+    3600.0: [[-0.07825645059347153, 0.5396806001663208, 5.505380630493164],
+             [-0.3903539776802063, 0.6580451726913452, 5.492323875427246],
+             [0.07804885506629944, 0.5382491946220398, 4.999731540679932],
+             [-0.31316637992858887, 1.0798468589782715, 5.104844093322754]],
+    86400.0: [[-0.09173376858234406, 0.4920428991317749, 5.561586380004883],
+              [-0.3650454580783844, 0.6293667554855347, 5.376338481903076],
+              [0.09123701602220535, 0.48937591910362244, 5.009607315063477],
+              [-0.18334856629371643, 1.1239382028579712, 5.033633232116699]],
+    31557600.0: [[2.073424099080512e-07, 0.6608949899673462, 5.496888637542725],
+                 [-0.12161829322576523, 0.6523346304893494, 5.2865681648254395],
+                 [0.12163317203521729, 0.3728087246417999, 5.008948802947998],
+                 [-0.24508404731750488, 1.3145818710327148, 4.976292610168457]],
+}
+RT_IN, RT_OUT, RT_N = 64, 10, 500
+
+
+def _read_time_setup():
+    k_mat = torch.randn(RT_OUT, RT_IN, generator=torch.Generator().manual_seed(0)) * 0.3
+    x = torch.randn(RT_N, RT_IN, generator=torch.Generator().manual_seed(1))
+    return k_mat, x, (x @ k_mat.T).argmax(1)
+
+
+def _programmed(k_mat, x):
+    """A freshly programmed crossbar whose ADC range is calibrated on ``x`` (nominal, 1 h)."""
+    layer = AnalogCrossbarDevice(tile_rows=16, tile_cols=4).layer(RT_IN, RT_OUT)
+    layer.load_matrix(k_mat)
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+    return layer
+
+
+def _reads(layer, x, labels, t):
+    """Accuracies and first outputs at read time ``t``: nominal, then instances 0, 1, 2."""
+    accs, outs = [], []
+    with torch.no_grad():
+        layer.clear_instance()
+        layer.set_inference_time(t)
+        for seed in (None, 0, 1, 2):
+            if seed is not None:
+                layer.draw_instance(seed, t_inference_s=t)
+            y = layer(x)
+            accs.append((y.argmax(1) == labels).float().mean().item())
+            outs.append(y[0, :3].tolist())
+    return accs, outs
+
+
+def test_one_crossbar_read_at_four_times_matches_pre_v2_layers_per_time():
+    k_mat, x, labels = _read_time_setup()
+    layer = _programmed(k_mat, x)  # programmed once, read at every time
+    for t in READ_TIMES:
+        accs, outs = _reads(layer, x, labels, t)
+        assert accs == pytest.approx(PRE_V2_ACCURACY[t], abs=1e-9), t
+        for got, want in zip(outs, PRE_V2_OUTPUTS[t]):
+            assert got == pytest.approx(want, abs=1e-5), t
+
+
+def test_one_crossbar_read_later_equals_freshly_programmed_layers():
+    k_mat, x, labels = _read_time_setup()
+    layer = _programmed(k_mat, x)
+    reads = {t: _reads(layer, x, labels, t) for t in READ_TIMES}
+    for t in READ_TIMES:
+        assert _reads(_programmed(k_mat, x), x, labels, t) == reads[t]
+    # reading later keeps the drawn chip, and reading it at the first time again is exact
+    layer.draw_instance(5, t_inference_s=1.0)
+    first = layer(x)
+    layer.set_inference_time(31557600.0)
+    assert layer.instance_seed == 5 and not torch.equal(layer(x), first)
+    layer.set_inference_time(1.0)
+    assert torch.equal(layer(x), first)
+    fresh = _programmed(k_mat, x)
+    fresh.set_inference_time(1.0)
+    assert torch.equal(layer.effective_matrix(), fresh.effective_matrix())
+
+
+def test_pre_v2_config_maps_drift_time_to_training_and_refuses_it_as_override():
+    cfg = AnalogCrossbarDevice.Config.from_dict({"drift_time_s": 86400.0, "adc_bits": 6})
+    assert cfg.train_drift_time_s == 86400.0 and cfg.adc_bits == 6
+    with pytest.raises(Exception, match="drift_time_s.*train_drift_time_s"):
+        AnalogCrossbarDevice().with_overrides({"drift_time_s": 10.0})

@@ -24,3 +24,31 @@ def test_config_fields():
     assert config_fields("fpga_fixed_point")[:4] == [
         "weight_bits", "input_bits", "output_bits", "clock_mhz"
     ]
+
+
+def test_describe_lists_presets_with_their_sources():
+    text = describe_device("analog_crossbar")
+    assert "presets (--preset NAME):" in text
+    assert "isaac: ReRAM crossbar architecture" in text and "Shafiee" in text
+    assert "ibm_hermes" in text and "Le Gallo" in text
+    assert "finn_tfc_w2a2" in describe_devices()
+
+
+def test_devices_json_is_json_and_complete():
+    import json
+
+    from codesign.devices import list_devices
+    from codesign.devices.describe import devices_json
+
+    data = json.loads(json.dumps(devices_json(), allow_nan=False))
+    assert set(data) == {"devices", "broken"}
+    assert set(data["devices"]) == set(list_devices())
+    xbar = data["devices"]["analog_crossbar"]
+    assert xbar["fields"]["adc_bits"] == {"default": 8, "type": "int", "doc": "output ADC resolution, bits"}
+    assert xbar["fields"]["drift_compensation"]["type"] == "bool"
+    assert xbar["search_space"]["tile_rows"] == {"kind": "choice", "values": [64, 128, 256, 512, 1024]}
+    assert xbar["search_space"]["adc_bits"] == {"kind": "int", "low": 4, "high": 10, "log": False}
+    assert xbar["presets"]["isaac"]["overrides"]["conductance_bits"] == 2
+    assert "Shafiee" in xbar["presets"]["isaac"]["source"]
+    assert data["devices"]["ideal"]["search_space"] == {}
+    assert data["devices"]["ideal"]["class"] == "codesign.devices.ideal.IdealDevice"

@@ -13,6 +13,7 @@ from codesign.devices.photonic_mzi import (
     MODULATOR_IL_DB,
     PhotonicMZIDevice,
 )
+from codesign.devices.base import Mode
 
 OFF = dict(phase_bits=32, phase_noise_rad=0.0, bs_error=0.0, dac_bits=32, adc_bits=32,
            detector_noise=0.0)
@@ -60,20 +61,20 @@ def test_parameters_are_mesh_phases_and_singular_values():
 def test_phase_noise_spread_matches_sigma_and_is_fresh_in_training():
     layer, _ = _layer(16, phase_noise_rad=0.05, bs_error=0.0)
     layer.draw_instance(11)
-    nominal = layer.realized_phases("nominal")
-    drawn = layer.realized_phases("instance")
+    nominal = layer.realized_phases(Mode.NOMINAL)
+    drawn = layer.realized_phases(Mode.INSTANCE)
     diffs = torch.cat([(drawn[n] - nominal[n]).flatten() for n in ("theta", "phi", "delta")])
     assert diffs.numel() > 1000
     assert diffs.std().item() == pytest.approx(0.05, rel=0.1)
     assert diffs.mean().abs().item() < 0.01
-    a, b = layer.realized_phases("train"), layer.realized_phases("train")
+    a, b = layer.realized_phases(Mode.TRAINING), layer.realized_phases(Mode.TRAINING)
     assert not torch.equal(a["theta"], b["theta"])
 
 
 @pytest.mark.parametrize("bits", [3, 5])
 def test_phase_quantization_levels(bits):
     layer, _ = _layer(16, phase_bits=bits, phase_noise_rad=0.0)
-    phi = layer.realized_phases("nominal")["phi"].detach()
+    phi = layer.realized_phases(Mode.NOMINAL)["phi"].detach()
     step = 2 * math.pi / 2**bits
     codes = torch.remainder(torch.round(phi / step), 2**bits)
     assert torch.allclose(phi, torch.round(phi / step) * step, atol=1e-5)
@@ -82,17 +83,17 @@ def test_phase_quantization_levels(bits):
 
 def test_phase_quantization_passes_gradients_straight_through():
     layer, _ = _layer(8, phase_bits=3, phase_noise_rad=0.0, bs_error=0.0)
-    layer.realized_phases("nominal")["theta"].sum().backward()
+    layer.realized_phases(Mode.NOMINAL)["theta"].sum().backward()
     assert torch.equal(layer.theta.grad, torch.ones_like(layer.theta))
 
 
 def test_beam_splitter_error_spread_matches_setting():
     layer, _ = _layer(16, bs_error=0.02, phase_noise_rad=0.0)
     layer.draw_instance(5)
-    ph = layer.realized_phases("instance")
+    ph = layer.realized_phases(Mode.INSTANCE)
     ratio = torch.cat([torch.sin(ph[n]) ** 2 for n in ("kappa1", "kappa2")]).flatten()
     assert (ratio - 0.5).std().item() == pytest.approx(0.02, rel=0.1)
-    assert layer.realized_phases("nominal")["kappa1"] is None
+    assert layer.realized_phases(Mode.NOMINAL)["kappa1"] is None
 
 
 def test_beam_splitter_error_perturbs_the_matrix():
@@ -109,8 +110,8 @@ def test_insertion_loss_attenuates_by_depth_and_is_compensated(loss_db):
     k = 8
     layer, k_mat = _layer(k, **{**OFF, "insertion_loss_db": loss_db})
     assert layer.transmission() == pytest.approx(10 ** (-loss_db * (2 * k + 1) / 20))
-    tiles, _ = layer._normalized_tiles("nominal")
-    lossless, _ = _layer(k, **{**OFF, "insertion_loss_db": 0.0})[0]._normalized_tiles("nominal")
+    tiles, _ = layer._normalized_tiles(Mode.NOMINAL)
+    lossless, _ = _layer(k, **{**OFF, "insertion_loss_db": 0.0})[0]._normalized_tiles(Mode.NOMINAL)
     assert torch.allclose(tiles, lossless * layer.transmission(), atol=1e-6)
     x = _x()
     layer.eval()

@@ -16,26 +16,27 @@ PLUGIN = Path(__file__).resolve().parents[2] / "experiments" / "example_plugin"
 
 CHECK = textwrap.dedent(
     """
-    import math, torch
+    import torch
     from codesign import devices
-    from codesign.devices.base import required_cost_check
+    from codesign.devices.testing import check_device
     assert "stuck_crossbar" in devices.list_devices(), devices.list_devices()
     assert not devices.broken_devices(), devices.broken_devices()
     dev = devices.create_device("stuck_crossbar", {"stuck_fraction": "0.1"})
+    check_device(dev)                      # the whole shipped contract, as on the built-ins
+    check_device(devices.get_device_class("stuck_crossbar"))   # the class: default config
+    preset = devices.create_device("stuck_crossbar", {"adc_bits": 6}, preset="chen2015_hfo2")
+    assert abs(preset.config.stuck_fraction - 0.1079) < 1e-12 and preset.config.adc_bits == 6
     layer = dev.layer(20, 3)
     layer.load_matrix(torch.randn(3, 20))
     x = torch.randn(8, 20)
-    layer.train()
-    layer(x).sum().backward()
-    assert layer.weight.grad.abs().sum() > 0
     layer.eval()
-    layer.draw_instance(1)
+    layer.draw_instance(1, t_inference_s=86400.0)
     a, b = layer(x), layer(x)
     layer.draw_instance(2)
     assert torch.equal(a, b) and not torch.equal(a, layer(x))
-    required_cost_check(dev, dev.cost(20, 3))
-    from codesign.devices.describe import describe_devices
-    assert "stuck_fraction" in describe_devices()
+    from codesign.devices.describe import describe_devices, devices_json
+    assert "stuck_fraction" in describe_devices() and "chen2015_hfo2" in describe_devices()
+    assert "chen2015_hfo2" in devices_json()["devices"]["stuck_crossbar"]["presets"]
     print("PLUGIN_OK")
     """
 )

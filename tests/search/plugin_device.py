@@ -3,7 +3,12 @@
 ``brittle`` declares a search space wider than the part it models supports: its weights are
 quantised to ``bits`` bits and the config accepts at most 5, while ``search_space()`` offers 2..8.
 Trials that draw 6..8 bits are legitimately invalid (the config refuses them), which is how the
-tests see failed trials recorded while the rest of the search completes.
+tests see failed trials recorded while the rest of the search completes. It passes the registry's
+static checks (``codesign.devices.testing.static_checks``), which do not try search-space values;
+the full ``check_device`` would flag exactly that search space.
+
+Device API v2: the layer is noise-free, so it needs no ``_draw`` hook; the base ``DeviceLayer``
+keeps the mode, the instance seed and the read time.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class BrittleConfig(DeviceConfig):
 
 
 class BrittleLayer(DeviceLayer):
-    """``x @ Q(K).T`` with K quantised per tensor to ``bits`` bits."""
+    """``x @ Q(K).T`` with K quantised per tensor to ``bits`` bits (every instance is nominal)."""
 
     def __init__(self, in_features: int, out_features: int, bits: int) -> None:
         super().__init__(in_features, out_features)
@@ -41,9 +46,6 @@ class BrittleLayer(DeviceLayer):
     def effective_matrix(self) -> torch.Tensor:
         w = self.weight.detach()
         return quantize_symmetric(w, w.abs().max(), self.bits)
-
-    def draw_instance(self, seed: int) -> None:
-        pass
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = quantize_symmetric(self.weight, self.weight.detach().abs().max(), self.bits)

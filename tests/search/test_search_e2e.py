@@ -21,7 +21,7 @@ from codesign.search.pareto import pareto_front
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--dataset", "digits", "--ranks", "4", "24", "--max-centers", "48", "--hw-draws", "2", "--quiet"]
+TINY = ["--dataset", "digits", "--ranks", "4", "24", "--space", "centers=16:48", "--hw-draws", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")

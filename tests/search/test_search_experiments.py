@@ -26,9 +26,22 @@ def test_run_searches_smoke(ray_session, split_teacher, tmp_path):
 
 def test_mnist_configs_are_valid_search_configs():
     from codesign.config_files import read_config_file
-    from codesign.search.cli import SEARCH_DEFAULTS
+    from codesign.devices import get_device_class
+    from codesign.dictionaries import get_dictionary_class
+    from codesign.features import parse_memory
+    from codesign.search.config import SearchConfig
+    from codesign.search.space import build_space, parse_space_option
 
     for path in sorted((ROOT / "experiments/search").glob("mnist-*.toml")):
         cfg = read_config_file(path)
-        assert set(cfg) <= set(SEARCH_DEFAULTS), path
+        SearchConfig.from_options(cfg)  # every key known, every value valid
         assert cfg["dataset"] == "mnist" and cfg["samples"] >= 32 and path.stem == f"mnist-{cfg['device']}"
+        # The space builds for MNIST (784 inputs, 54000 training + 6000 validation rows), as the comment says.
+        classes = {d: get_dictionary_class(d) for d in cfg["dictionaries"]}
+        space = build_space(
+            n_inputs=784, n_train=54000, n_rows=60000, max_memory=parse_memory(cfg["max_memory"]),
+            device_space=get_device_class(cfg["device"]).search_space(), dictionaries=cfg["dictionaries"],
+            ranks=cfg["ranks"], dictionary_space=dict(parse_space_option(classes, t) for t in cfg["space"]),
+        )
+        assert set(space.dictionaries) == set(cfg["dictionaries"]) and not space.dropped
+        assert space.max_rank("monomial", {"degree": 3}) == 27 and space.max_rank("monomial", {"degree": 2}) == 60

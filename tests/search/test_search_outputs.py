@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from codesign.search import outputs
+from codesign.distill import DistillConfig
+from codesign.search import SearchConfig, outputs
 from codesign.search.runner import summarise
 
 
@@ -19,8 +20,7 @@ def _rec(i, acc, cost, status="completed", **dev):
             "error": "" if status == "completed" else "ConfigError: bits=7 is out of range"}
 
 
-BASE = {"dataset": "digits", "teacher": "mlp", "device": "brittle", "protocol": "posthoc", "method": "kd",
-        "hw_draws": 3, "validation": 0.1, "seed": 0, "cost_key": "energy_pj"}
+BASE = SearchConfig(dataset="digits", device="brittle", hw_draws=3)
 
 
 def test_trial_log_survives_a_torn_line(tmp_path):
@@ -36,7 +36,7 @@ def test_trial_log_survives_a_torn_line(tmp_path):
 def test_summary_constraints_and_csv(tmp_path):
     records = [_rec(0, 0.90, 10.0, bits=4), _rec(1, 0.80, 5.0, bits=3), _rec(2, 0.0, 0.0, "failed", bits=7),
                _rec(3, 0.95, 50.0, bits=5), _rec(4, 0.85, 20.0, bits=5)]
-    s = summarise(records, {"max_cost": 40.0, "min_accuracy": 0.5}, BASE)
+    s = summarise(records, BASE.replace(max_cost=40.0, min_accuracy=0.5))
     assert [p["trial"] for p in s["front"]] == [1, 0]  # 3 breaks max_cost, 4 is dominated by 0
     assert s["n_trials"] == 5 and s["n_failed"] == 1 and s["n_completed"] == 4 and s["n_feasible"] == 3
     assert records[3]["feasible"] is False and "max_cost" in records[3]["violation"]
@@ -60,7 +60,7 @@ def test_summary_constraints_and_csv(tmp_path):
 
 
 def test_empty_front_files(tmp_path):
-    s = summarise([_rec(0, 0, 0, "failed")], {}, BASE)
+    s = summarise([_rec(0, 0, 0, "failed")], BASE)
     assert s["front"] == [] and s["knee"] is None
     outputs.write_front(tmp_path, s)
     assert outputs.read_csv(tmp_path / "front.csv") == []
@@ -78,14 +78,15 @@ def test_cost_labels_carry_units():
 def test_objective_is_pure_and_seeded(split_teacher):
     from codesign.search.objective import objective, run_trial
 
-    base = {"dataset": "digits", "device": "ideal", "hw_draws": 2, "validation": 0.1, "cost_key": "latency"}
-    cfg = {"dictionary": "monomial", "degree": 2, "pca_rank": 8, "device": {"datapath": "int8"}}
-    a = objective(cfg, base)
-    b = objective(cfg, base)
+    base = SearchConfig(dataset="digits", device="ideal", hw_draws=2).trial_base()
+    assert isinstance(base, DistillConfig) and base.validation == 0.1
+    cfg = {"dictionary": "monomial", "monomial": {"degree": 2}, "pca_rank": 8, "device": {"datapath": "int8"}}
+    a = objective(cfg, base, "latency")
+    b = objective(cfg, base, "latency")
     assert a["hw_accuracy"] == b["hw_accuracy"] and a["cost"] == a["latency_ns"] == b["cost"]
     assert 0.5 < a["hw_accuracy"] <= 1.0 and a["n_features"] == math.comb(10, 2)
     with pytest.raises(Exception, match="not reported"):
-        run_trial(cfg, {**base, "cost_key": "n_photons"})
+        run_trial(cfg, base, "n_photons")
 
 
 def test_accuracies_are_snapped_to_exact_fractions():
@@ -103,10 +104,10 @@ def test_accuracies_are_snapped_to_exact_fractions():
 def test_plot_of_empty_and_constrained_fronts(tmp_path):
     from codesign.search.plots import plot_fronts
 
-    empty = summarise([_rec(0, 0, 0, "failed")], {}, BASE)
+    empty = summarise([_rec(0, 0, 0, "failed")], BASE)
     assert [p.name for p in plot_fronts([empty], tmp_path / "e.png")] == ["e.png", "e.pdf"]
     records = [_rec(0, 0.90, 10.0, bits=4), _rec(1, 0.80, 5.0, bits=3), _rec(2, 0.95, 500.0, bits=5)]
-    s = summarise(records, {"max_cost": 40.0}, BASE)
+    s = summarise(records, BASE.replace(max_cost=40.0))
     assert plot_fronts([s, empty], tmp_path / "c.svg", labels=["a", "b"])[1].name == "c.png"
     with pytest.raises(Exception, match="different costs"):
         plot_fronts([s, {**empty, "cost_key": "latency_ns"}], tmp_path / "x.png")

@@ -8,7 +8,15 @@ a fraction ``stuck_fraction`` of the devices is stuck at ``g_max`` (stuck-at-1, 
 common defect of fabricated RRAM arrays.
 
 Faults are fixed per hardware instance (``draw_instance(seed)``) and drawn fresh at every
-training step, so training learns weights that tolerate any fault pattern.
+training step, so training learns weights that tolerate any fault pattern. The base
+``DeviceLayer`` keeps the mode and the seed; this layer only fills the ``_draw`` / ``_clear``
+hooks that fix and free the fault map of one chip. Stuck cells do not drift: the read time
+(``layer.t_inference_s``) does not matter here.
+
+Check it with the contract the built-in devices pass::
+
+    from codesign.devices.testing import check_device
+    check_device(StuckCrossbarDevice)
 """
 
 from __future__ import annotations
@@ -26,9 +34,12 @@ from codesign.devices.base import (
     DeviceLayer,
     FloatRange,
     IntRange,
+    Mode,
+    Preset,
     SearchSpec,
     dac,
     instance_generator,
+    preset_table,
     quantize_symmetric,
     ste,
 )
@@ -68,14 +79,12 @@ class StuckCrossbarLayer(DeviceLayer):
     """``x @ K.T`` on one crossbar whose stuck devices ignore what is programmed."""
 
     def __init__(self, in_features: int, out_features: int, config: StuckCrossbarConfig) -> None:
-        super().__init__(in_features, out_features)
-        self.config = config
+        super().__init__(in_features, out_features, config)
         gen = torch.Generator().manual_seed(0)  # nn.Linear's init scale, no global RNG
         bound = 1.0 / math.sqrt(in_features)
         init = (torch.rand(out_features, in_features, generator=gen) * 2 - 1) * bound
         self.weight = torch.nn.Parameter(init)
         self.adc_range = CalibratedRange()
-        self._seed: int | None = None
         self._faults: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
@@ -92,14 +101,13 @@ class StuckCrossbarLayer(DeviceLayer):
         value = (v < self.config.stuck_on_ratio).to(torch.float32)
         return stuck.to(self.weight.device), value.to(self.weight.device)
 
-    def draw_instance(self, seed: int) -> None:
-        """Fix the fault map of chip ``seed``."""
-        self._seed = int(seed)
+    def _draw(self, seed: int) -> None:
+        """Hook of ``draw_instance``: fix the fault map of chip ``seed``."""
         self._faults = self._draw_faults(instance_generator(seed))
 
-    def clear_instance(self) -> None:
-        """Back to the fault-free nominal chip."""
-        self._seed, self._faults = None, None
+    def _clear(self) -> None:
+        """Hook of ``clear_instance``: back to the fault-free nominal chip."""
+        self._faults = None
 
     def conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(g, scale)``: ``[2, out, in]`` conductances / g_max and the digital weight scale."""
@@ -109,7 +117,8 @@ class StuckCrossbarLayer(DeviceLayer):
         g = torch.stack((torch.relu(wn), torch.relu(-wn)))
         levels = 2**cfg.conductance_bits - 1
         g = ste(g, torch.round(g * levels) / levels)
-        faults = self._draw_faults(None) if self.training else self._faults
+        # fresh faults at every training step; the drawn chip's in eval (None: nominal)
+        faults = self._draw_faults(None) if self.mode is Mode.TRAINING else self._faults
         if faults is not None and cfg.stuck_fraction > 0:
             stuck, value = faults
             g = torch.where(stuck, value, g)  # no gradient reaches a stuck device
@@ -141,6 +150,23 @@ class StuckCrossbarDevice(Device):
     def layer(self, in_features: int, out_features: int) -> StuckCrossbarLayer:
         """A fresh layer of this configuration."""
         return StuckCrossbarLayer(in_features, out_features, self.config)
+
+    @classmethod
+    def presets(cls) -> dict[str, Preset]:
+        """The stuck-at fault rates measured on a 4 Mb HfO2 RRAM chip."""
+        sa0, sa1 = 1.75, 9.04  # % of cells stuck at HRS (0) and at LRS (g_max) (Chen et al. 2015)
+        return preset_table(
+            Preset(
+                "chen2015_hfo2",
+                {
+                    "stuck_fraction": (sa0 + sa1) / 100,  # 10.79 % stuck in all (Chen et al. 2015)
+                    "stuck_on_ratio": sa1 / (sa0 + sa1),  # share stuck at g_max (Chen et al. 2015)
+                },
+                "C.-Y. Chen et al., 'RRAM defect modeling and failure analysis based on March test "
+                "and a novel squeeze-search scheme', IEEE Trans. Computers 64(1), 180 (2015)",
+                "stuck-at rates of a 4 Mb HfO2 RRAM test chip: 1.75 % stuck-at-0, 9.04 % stuck-at-1",
+            ),
+        )
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:

@@ -1,0 +1,631 @@
+"""The device contract, shipped: run on any device the checks the built-ins pass.
+
+In the spirit of scikit-learn's ``check_estimator`` and ``parametrize_with_checks``: a plugin
+author checks a device in one call, and a failing check names the device and what broke::
+
+    from codesign.devices.testing import check_device, parametrize_with_checks
+
+    check_device(StuckCrossbarDevice)          # raises DeviceContractError on the first failure
+
+    @parametrize_with_checks([StuckCrossbarDevice, IdealDevice(datapath="int8")])
+    def test_contract(device, check):           # one pytest test per (device, check)
+        check(device)
+
+(For an installed device by name: ``check_device(get_device_class(name))``; this module does
+not import the registry, which runs :func:`static_checks` on every device it loads.)
+
+What is checked (each a function below, run in this order):
+
+* ``check_static``: :func:`static_checks`, the cheap part the registry runs when it loads a device;
+* ``check_output_shape``: ``[batch, out]`` in every mode, finite; ``effective_matrix`` ``[out, in]``;
+* ``check_gradients``: training gradients reach every trainable parameter, finite and non-zero;
+* ``check_training_noise``: a device whose instances differ from the nominal device draws fresh
+  noise at every training call, and a device with training noise models it in its instances
+  (derived from the outputs, no per-device tables);
+* ``check_instances_deterministic``: the same seed gives the same output, read twice, redrawn,
+  and after moving the read time away and back; the global RNG is left alone;
+* ``check_seeds_differ``: where instances are noisy, two seeds give two chips;
+* ``check_clear_instance``: ``clear_instance`` returns to the nominal device;
+* ``check_inference_time``: ``draw_instance(seed, t_inference_s=...)`` and
+  ``set_inference_time`` set ``t_inference_s`` and refuse negative or non-finite times;
+* ``check_state_dict``: a trained layer reloads into a fresh layer and evaluates the same; a
+  state saved before API v2 (no extra state) loads; a layer of another config refuses it;
+* ``check_reprogramming``: ``load_matrix`` twice equals once with the second matrix;
+* ``check_cost``: required keys, finite non-negative floats, units in the key names;
+* ``check_search_space``: keys are config fields, specs are valid and the config accepts them
+  at their bounds (as values and as ``--set`` strings);
+* ``check_config_validation``: unknown fields and wrong types are refused with a ``ConfigError``
+  naming the field; probes (negative, huge, infinite values) never crash with anything else;
+* ``check_presets``: every preset builds a valid config whose layer runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import re
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from codesign.errors import ConfigError
+
+from .base import (
+    DEFAULT_T_INFERENCE_S,
+    REQUIRED_COST_KEYS,
+    Choice,
+    Device,
+    DeviceConfig,
+    DeviceLayer,
+    FloatRange,
+    IntRange,
+    Mode,
+    Preset,
+    decode_device_spec,
+)
+
+#: Layer size the checks use: 37 inputs (not a multiple of common tile sizes), 5 outputs.
+IN, OUT, BATCH = 37, 5, 16
+#: A larger size for the cost checks (the 861 features of a degree-2 student of rank 40).
+COST_SIZES = ((IN, OUT), (861, 10))
+#: Words that name a physical quantity: a cost key containing one must end in a unit.
+QUANTITY_WORDS = frozenset(
+    {"energy", "power", "latency", "delay", "time", "area", "loss", "frequency", "clock"}
+)
+#: Unit suffixes a cost key may end in.
+UNIT_SUFFIXES = (
+    "_fj", "_pj", "_nj", "_uj", "_mj", "_j", "_uw", "_mw", "_w", "_ps", "_ns", "_us", "_ms",
+    "_s", "_um2", "_mm2", "_db", "_dbm", "_hz", "_khz", "_mhz", "_ghz",
+)
+
+
+class DeviceContractError(AssertionError):
+    """A device breaks the device contract; the message names the device and the check."""
+
+
+DeviceLike = Device | type[Device]
+
+
+def _resolve(device: DeviceLike) -> Device:
+    """A device instance from a device or a device class (default config)."""
+    if isinstance(device, Device):
+        return device
+    if isinstance(device, type) and issubclass(device, Device):
+        return device()
+    raise DeviceContractError(f"{device!r} is not a Device or a Device subclass")
+
+
+def _label(device: DeviceLike) -> str:
+    cls = device if isinstance(device, type) else type(device)
+    return getattr(cls, "name", None) or cls.__name__
+
+
+def _check(fn: Callable[[Device], None]) -> Callable[[DeviceLike], None]:
+    """Make ``fn(device)`` a contract check: resolve the device, name device and check on failure."""
+
+    name = "static_checks" if fn is _static else fn.__name__
+
+    @functools.wraps(fn)
+    def run(device: DeviceLike) -> None:
+        label = _label(device)
+        try:
+            fn(device if fn is _static else _resolve(device))
+        except DeviceContractError as exc:
+            if str(exc).startswith(f"device {label!r} fails "):
+                raise
+            raise DeviceContractError(f"device {label!r} fails {name}: {exc}") from None
+        except Exception as exc:  # a crash inside a check is a failure of that check
+            raise DeviceContractError(f"device {label!r} fails {name}: {type(exc).__name__}: {exc}") from exc
+
+    return run
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise DeviceContractError(message)
+
+
+def _layer(device: Device, seed: int = 1) -> tuple[DeviceLayer, torch.Tensor]:
+    layer = device.layer(IN, OUT)
+    _require(isinstance(layer, DeviceLayer), f"layer() returned a {type(layer).__name__}, not a DeviceLayer")
+    matrix = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(seed)) * 0.2
+    layer.load_matrix(matrix)
+    return layer, matrix
+
+
+def _x(batch: int = BATCH, seed: int = 2) -> torch.Tensor:
+    return torch.randn(batch, IN, generator=torch.Generator().manual_seed(seed))
+
+
+def _eval(layer: DeviceLayer, x: torch.Tensor) -> torch.Tensor:
+    layer.eval()
+    with torch.no_grad():
+        return layer(x)
+
+
+def _shape(y: Any, batch: int, where: str) -> None:
+    _require(isinstance(y, torch.Tensor), f"forward returned a {type(y).__name__} {where}, not a tensor")
+    _require(
+        tuple(y.shape) == (batch, OUT),
+        f"forward returned shape {list(y.shape)} {where}; expected [batch, out] = [{batch}, {OUT}]",
+    )
+    _require(bool(torch.isfinite(y).all()), f"forward returned non-finite values {where}")
+
+
+# --------------------------------------------------------------------------- static part
+def static_checks(cls: type[Device]) -> None:
+    """The cheap part of the contract, run by the registry on every device it loads.
+
+    The class is a concrete :class:`Device` subclass with a ``name`` and a dataclass ``Config``;
+    the default config builds; ``search_space()`` keys are config fields with valid specs;
+    every preset builds; the cost of a 4 x 3 layer has the required keys as finite, non-negative
+    floats.
+
+    Raises:
+        DeviceContractError: naming the device and the broken check.
+    """
+    _check(_static)(cls)  # type: ignore[arg-type]
+
+
+def _static(cls: Any) -> None:
+    _require(isinstance(cls, type) and issubclass(cls, Device), f"{cls!r} is not a codesign.devices.base.Device subclass")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise DeviceContractError(f"the class is abstract: implement {missing}")
+    _require(isinstance(getattr(cls, "name", None), str) and bool(cls.name), "the class has no name")
+    config_cls = getattr(cls, "Config", None)
+    _require(
+        isinstance(config_cls, type) and issubclass(config_cls, DeviceConfig) and dataclasses.is_dataclass(config_cls),
+        "Config is not a DeviceConfig dataclass",
+    )
+    try:
+        device = cls()
+    except ConfigError as exc:
+        raise DeviceContractError(f"the default config does not build: {exc}") from None
+    _search_space_fields(cls)
+    _presets_build(cls)
+    _cost_keys(device, 4, 3)
+
+
+def _fields(config_cls: type[DeviceConfig]) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(config_cls)}
+
+
+def _search_space_fields(cls: type[Device]) -> dict[str, Any]:
+    space = cls.search_space()
+    _require(isinstance(space, dict), f"search_space() returned a {type(space).__name__}, not a dict")
+    fields = _fields(cls.Config)
+    for key, spec in space.items():
+        _require(key in fields, f"search_space key {key!r} is not a config field (fields: {', '.join(fields)})")
+        _require(
+            isinstance(spec, (IntRange, FloatRange, Choice)),
+            f"search_space[{key!r}] is a {type(spec).__name__}, not an IntRange, FloatRange or Choice",
+        )
+        if isinstance(spec, Choice):
+            _require(len(spec.values) > 0, f"search_space[{key!r}] is an empty Choice")
+        else:
+            _require(spec.low <= spec.high, f"search_space[{key!r}] has low {spec.low} > high {spec.high}")
+            _require(not spec.log or spec.low > 0, f"search_space[{key!r}] is log-scaled but low <= 0")
+    return space
+
+
+def _presets_build(cls: type[Device]) -> dict[str, Preset]:
+    presets = cls.presets()
+    _require(isinstance(presets, dict), f"presets() returned a {type(presets).__name__}, not a dict")
+    for key, preset in presets.items():
+        _require(isinstance(preset, Preset), f"preset {key!r} is a {type(preset).__name__}, not a Preset")
+        _require(key == preset.name, f"preset {preset.name!r} is listed under the key {key!r}")
+        _require(bool(preset.source), f"preset {key!r} cites no source")
+        try:
+            cls.from_preset(key)
+        except ConfigError as exc:
+            raise DeviceContractError(f"preset {key!r} does not build: {exc}") from None
+    return presets
+
+
+def _cost_keys(device: Device, in_features: int, out_features: int) -> dict[str, float]:
+    costs = device.cost(in_features, out_features)
+    _require(isinstance(costs, dict), f"cost() returned a {type(costs).__name__}, not a dict")
+    missing = [k for k in REQUIRED_COST_KEYS if k not in costs]
+    _require(not missing, f"cost lacks {', '.join(missing)}; every device reports {', '.join(REQUIRED_COST_KEYS)}")
+    for key, value in costs.items():
+        _require(
+            isinstance(value, float) and math.isfinite(value) and value >= 0,
+            f"cost[{key!r}] = {value!r} at {out_features}x{in_features}: expected a finite float >= 0",
+        )
+    return costs
+
+
+# --------------------------------------------------------------------------- the checks
+def check_static(device: DeviceLike) -> None:
+    """:func:`static_checks` on the device's class."""
+    _check(_static)(device if isinstance(device, type) else type(_resolve(device)))
+
+
+@_check
+def check_output_shape(device: Device) -> None:
+    """``[batch, out]`` in training, nominal and instance modes (batch 16 and 1); finite values."""
+    layer, _ = _layer(device)
+    for batch in (BATCH, 1):
+        x = _x(batch)
+        layer.train()
+        with torch.no_grad():
+            _shape(layer(x), batch, "in training")
+        _shape(_eval(layer, x), batch, "in the nominal mode")
+        layer.draw_instance(0)
+        _shape(_eval(layer, x), batch, "for an instance")
+        layer.clear_instance()
+    m = layer.effective_matrix()
+    _require(tuple(m.shape) == (OUT, IN), f"effective_matrix has shape {list(m.shape)}; expected [out, in] = [{OUT}, {IN}]")
+
+
+@_check
+def check_gradients(device: Device) -> None:
+    """In training, gradients reach every trainable parameter, finite and non-zero."""
+    layer, _ = _layer(device)
+    layer.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        y = layer(_x())
+    _require(y.requires_grad, "the training output does not depend on the layer's parameters")
+    y.square().sum().backward()
+    params = [(n, p) for n, p in layer.named_parameters() if p.requires_grad]
+    _require(bool(params), "the layer has no trainable parameters")
+    for name, p in params:
+        _require(p.grad is not None, f"no gradient reaches parameter {name!r}")
+        _require(bool(torch.isfinite(p.grad).all()), f"the gradient of {name!r} is not finite")
+        _require(bool(p.grad.abs().sum() > 0), f"the gradient of {name!r} is zero")
+
+
+def _noisy(device: Device) -> bool:
+    """Whether an instance of the device differs from its nominal version (on the check input)."""
+    layer, _ = _layer(device)
+    x = _x()
+    nominal = _eval(layer, x)
+    layer.draw_instance(0)
+    return not torch.equal(_eval(layer, x), nominal)
+
+
+@_check
+def check_training_noise(device: Device) -> None:
+    """Noise in instances implies fresh noise in every training call, and conversely."""
+    noisy = _noisy(device)
+    layer, _ = _layer(device)
+    x = _x()
+    _eval(layer, x)  # calibrate converters on the nominal device first
+    layer.train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        first, second = layer(x), layer(x)
+    fresh = not torch.equal(first, second)
+    _require(
+        fresh or not noisy,
+        "instances differ from the nominal device, but two training passes on the same input "
+        "are identical: training must draw fresh noise on every call (DeviceLayer.noise)",
+    )
+    _require(
+        noisy or not fresh,
+        "training draws noise, but an instance equals the nominal device: draw_instance must "
+        "fix that noise for the instance",
+    )
+
+
+@_check
+def check_instances_deterministic(device: Device) -> None:
+    """Same seed, same output: read twice, redrawn, and after a read at another time and back."""
+    layer, _ = _layer(device)
+    x = _x()
+    layer.eval()
+    layer.draw_instance(7)
+    _require(layer.mode is Mode.INSTANCE, f"after draw_instance in eval, layer.mode is {layer.mode}, not Mode.INSTANCE")
+    _require(layer.instance_seed == 7, f"after draw_instance(7), layer.instance_seed is {layer.instance_seed!r}")
+    state = torch.get_rng_state()
+    y1, y2 = _eval(layer, x), _eval(layer, x)
+    _require(torch.equal(y1, y2), "the same instance read twice gives two outputs")
+    layer.draw_instance(7)
+    _require(torch.equal(_eval(layer, x), y1), "drawing the same seed again gives another output")
+    t = layer.t_inference_s
+    layer.set_inference_time(t * 10 + 86400.0)
+    _require(layer.instance_seed == 7, "set_inference_time forgot the drawn instance")
+    _eval(layer, x)
+    layer.set_inference_time(t)
+    _require(torch.equal(_eval(layer, x), y1), "reading at another time and back changes the output")
+    _require(torch.equal(torch.get_rng_state(), state), "evaluating an instance changed the global RNG state")
+
+
+@_check
+def check_seeds_differ(device: Device) -> None:
+    """Where instances differ from the nominal device, two seeds give two different chips."""
+    if not _noisy(device):
+        return
+    layer, _ = _layer(device)
+    x = _x()
+    layer.draw_instance(7)
+    a = _eval(layer, x)
+    layer.draw_instance(8)
+    _require(not torch.equal(a, _eval(layer, x)), "seeds 7 and 8 give the same instance")
+
+
+@_check
+def check_clear_instance(device: Device) -> None:
+    """``clear_instance`` returns to the nominal device (mode, seed and output)."""
+    layer, _ = _layer(device)
+    x = _x()
+    nominal = _eval(layer, x)
+    _require(layer.mode is Mode.NOMINAL, f"a fresh layer in eval is in mode {layer.mode}, not Mode.NOMINAL")
+    layer.draw_instance(3)
+    _eval(layer, x)
+    layer.clear_instance()
+    _require(layer.mode is Mode.NOMINAL and layer.instance_seed is None, "clear_instance did not forget the instance")
+    _require(torch.equal(_eval(layer, x), nominal), "after clear_instance the output is not the nominal one")
+
+
+@_check
+def check_inference_time(device: Device) -> None:
+    """``t_inference_s``: default, set by ``draw_instance`` and ``set_inference_time``, validated."""
+    layer, _ = _layer(device)
+    _require(
+        layer.t_inference_s == DEFAULT_T_INFERENCE_S,
+        f"a fresh layer reads at t_inference_s={layer.t_inference_s}, not DEFAULT_T_INFERENCE_S",
+    )
+    layer.draw_instance(1, t_inference_s=86400.0)
+    _require(layer.t_inference_s == 86400.0, "draw_instance(seed, t_inference_s=86400) did not set t_inference_s")
+    layer.set_inference_time(1.0)
+    _require(layer.t_inference_s == 1.0, "set_inference_time(1.0) did not set t_inference_s")
+    for bad in (-1.0, float("nan"), float("inf")):
+        try:
+            layer.set_inference_time(bad)
+        except ConfigError:
+            continue
+        raise DeviceContractError(f"set_inference_time({bad}) was accepted")
+
+
+def _changed_config(device: Device) -> tuple[str, Any] | None:
+    """A field and a valid value different from the device's (search-space values first)."""
+    cfg = device.config
+    candidates: list[tuple[str, Any]] = []
+    for key, spec in type(device).search_space().items():
+        values = spec.values if isinstance(spec, Choice) else (spec.low, spec.high)
+        candidates += [(key, v) for v in values]
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, bool):
+            candidates.append((f.name, not v))
+        elif isinstance(v, int):
+            candidates += [(f.name, v + 1), (f.name, v - 1)]
+        elif isinstance(v, float):
+            candidates += [(f.name, v * 2 if v else 0.5), (f.name, v / 2), (f.name, v + 0.01)]
+    for key, value in candidates:
+        if value == getattr(cfg, key):
+            continue
+        try:
+            dataclasses.replace(cfg, **{key: value})
+        except ConfigError:
+            continue
+        return key, value
+    return None
+
+
+@_check
+def check_state_dict(device: Device) -> None:
+    """Reload a trained layer; accept a pre-v2 state; refuse a state of another config."""
+    layer, _ = _layer(device)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    layer.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(params, lr=1e-3)
+        for step in range(3):
+            opt.zero_grad()
+            layer(_x(seed=10 + step)).square().sum().backward()
+            opt.step()
+    layer.draw_instance(3)
+    expected = _eval(layer, _x())
+    state = layer.state_dict()
+    _require("_extra_state" in state, f"the state dict carries no device name and config (keys: {', '.join(state)})")
+    spec = decode_device_spec(state["_extra_state"])
+    _require(spec is not None and spec.get("device") == device.name, f"the state dict names device {spec and spec.get('device')!r}")
+    fresh = device.layer(IN, OUT)
+    fresh.load_state_dict(state)
+    fresh.draw_instance(3)
+    got = _eval(fresh, _x())
+    _require(
+        torch.allclose(got, expected, atol=1e-6, rtol=1e-5),
+        f"a fresh layer loading the state evaluates differently (max diff {float((got - expected).abs().max()):.3g})",
+    )
+    legacy = {k: v for k, v in state.items() if k != "_extra_state"}
+    device.layer(IN, OUT).load_state_dict(legacy)  # saved before API v2: no extra state
+    changed = _changed_config(device)
+    if changed is None:
+        return
+    key, value = changed
+    other = type(device)(dataclasses.replace(device.config, **{key: value}))
+    try:
+        other.layer(IN, OUT).load_state_dict(state)
+    except ConfigError as exc:
+        _require(key in str(exc), f"loading a state into a layer with {key}={value!r} raised, but the message does not name {key!r}: {exc}")
+        return
+    raise DeviceContractError(f"a layer with {key}={value!r} accepted a state saved with {key}={getattr(device.config, key)!r}")
+
+
+@_check
+def check_reprogramming(device: Device) -> None:
+    """``load_matrix`` twice gives the same layer as once with the second matrix."""
+    twice, _ = _layer(device, seed=1)
+    second = torch.randn(OUT, IN, generator=torch.Generator().manual_seed(5)) * 0.5
+    twice.load_matrix(second)
+    once = device.layer(IN, OUT)
+    once.load_matrix(second)
+    x = _x()
+    a, b = _eval(twice, x), _eval(once, x)
+    _require(torch.allclose(a, b, atol=1e-6, rtol=1e-5), "programming a second matrix leaves traces of the first (eval outputs differ)")
+    _require(
+        torch.allclose(twice.effective_matrix(), once.effective_matrix(), atol=1e-6, rtol=1e-5),
+        "programming a second matrix leaves traces of the first (effective matrices differ)",
+    )
+
+
+@_check
+def check_cost(device: Device) -> None:
+    """Required keys; finite, non-negative floats; snake_case keys, a unit on every quantity."""
+    for in_features, out_features in COST_SIZES:
+        costs = _cost_keys(device, in_features, out_features)
+        for key in costs:
+            _require(bool(re.fullmatch(r"[a-z][a-z0-9_]*", key)), f"cost key {key!r} is not snake_case")
+            words = set(key.split("_"))
+            if words & QUANTITY_WORDS:
+                _require(
+                    key.endswith(UNIT_SUFFIXES),
+                    f"cost key {key!r} names a quantity but no unit (end it in one of {', '.join(UNIT_SUFFIXES)})",
+                )
+
+
+@_check
+def check_search_space(device: Device) -> None:
+    """Keys are fields; specs valid; the config accepts every bound, as a value and as a string."""
+    space = _search_space_fields(type(device))
+    for key, spec in space.items():
+        values = spec.values if isinstance(spec, Choice) else (spec.low, spec.high)
+        for value in values:
+            for given in (value, str(value)):
+                try:
+                    got = getattr(device.with_overrides({key: given}).config, key)
+                except ConfigError as exc:
+                    raise DeviceContractError(f"search_space offers {key}={given!r}, but the config refuses it: {exc}") from None
+                _require(got == value, f"--set {key}={given!r} gives {key}={got!r}, not {value!r}")
+
+
+def _must_reject(default: Any) -> list[Any]:
+    """Values of the wrong type for a field whose default is ``default`` (never valid)."""
+    if isinstance(default, bool):
+        return ["not-a-bool", None]
+    if isinstance(default, int):
+        return [1.5, None, "7"]
+    if isinstance(default, float):
+        return [float("nan"), None, "0.5"]
+    if isinstance(default, str):
+        return [3, None]
+    return []
+
+
+def _probes(default: Any) -> list[Any]:
+    """Out-of-range candidates a field may refuse or accept, but must not crash on."""
+    if isinstance(default, bool):
+        return [2]
+    if isinstance(default, int):
+        return [-1, 0, 10**12]
+    if isinstance(default, float):
+        return [-1.0, 1e30, float("inf"), float("-inf")]
+    if isinstance(default, str):
+        return ["", "no-such-value"]
+    return []
+
+
+@_check
+def check_config_validation(device: Device) -> None:
+    """Unknown fields and wrong types raise ``ConfigError`` naming the field; probes never crash."""
+    cfg = device.config
+    try:
+        device.with_overrides({"no_such_field": 1})
+    except ConfigError as exc:
+        _require("no_such_field" in str(exc), f"the error for an unknown field does not name it: {exc}")
+    else:
+        raise DeviceContractError("the config accepts an unknown field 'no_such_field'")
+    for f in dataclasses.fields(cfg):
+        _require(bool(f.metadata.get("doc")), f"config field {f.name!r} has no doc (field(metadata={{'doc': ...}}))")
+        default = getattr(cfg, f.name)
+        for bad in _must_reject(default):
+            try:
+                dataclasses.replace(cfg, **{f.name: bad})
+            except ConfigError as exc:
+                _require(f.name in str(exc), f"the error for {f.name}={bad!r} does not name the field: {exc}")
+                continue
+            except Exception as exc:
+                raise DeviceContractError(
+                    f"{f.name}={bad!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
+                ) from None
+            raise DeviceContractError(f"the config accepts {f.name}={bad!r} (a {type(bad).__name__} for a {type(default).__name__} field)")
+        for probe in _probes(default):
+            try:
+                dataclasses.replace(cfg, **{f.name: probe})
+            except ConfigError as exc:
+                _require(f.name in str(exc), f"the error for {f.name}={probe!r} does not name the field: {exc}")
+            except Exception as exc:
+                raise DeviceContractError(
+                    f"{f.name}={probe!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
+                ) from None
+
+
+@_check
+def check_presets(device: Device) -> None:
+    """Every preset builds a valid config whose layer runs and costs."""
+    cls = type(device)
+    for name in _presets_build(cls):
+        dev = cls.from_preset(name)
+        layer, _ = _layer(dev)
+        _shape(_eval(layer, _x()), BATCH, f"for preset {name!r}")
+        _cost_keys(dev, IN, OUT)
+
+
+#: Every check, in the order :func:`check_device` runs them.
+CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
+    check_static,
+    check_output_shape,
+    check_gradients,
+    check_training_noise,
+    check_instances_deterministic,
+    check_seeds_differ,
+    check_clear_instance,
+    check_inference_time,
+    check_state_dict,
+    check_reprogramming,
+    check_cost,
+    check_search_space,
+    check_config_validation,
+    check_presets,
+)
+
+
+def check_device(device: DeviceLike, checks: Sequence[Callable[[DeviceLike], None]] = CHECKS) -> None:
+    """Run the device contract on ``device``; raise on the first broken check.
+
+    Args:
+        device: a :class:`Device`, or a ``Device`` subclass (checked with its default config).
+        checks: the checks to run (default: all of :data:`CHECKS`).
+
+    Raises:
+        DeviceContractError: an ``AssertionError`` whose message names the device and the check.
+    """
+    for check in checks:
+        check(device)
+
+
+def parametrize_with_checks(devices: Iterable[DeviceLike]):
+    """A ``pytest.mark.parametrize`` of ``(device, check)`` over every device and check.
+
+    Ids read ``<device>-<check>``, e.g. ``stuck_crossbar-state_dict``::
+
+        @parametrize_with_checks([MyDevice, "ideal"])
+        def test_contract(device, check):
+            check(device)
+    """
+    import pytest
+
+    params = [
+        pytest.param(dev, check, id=f"{_label(dev)}-{check.__name__.removeprefix('check_')}")
+        for dev in devices
+        for check in CHECKS
+    ]
+    return pytest.mark.parametrize("device, check", params)
+
+
+__all__ = [
+    "CHECKS",
+    "DeviceContractError",
+    "check_device",
+    "parametrize_with_checks",
+    "static_checks",
+    *(c.__name__ for c in CHECKS),
+]

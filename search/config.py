@@ -1,0 +1,149 @@
+"""The settings of one co-design search: a typed, validated :class:`SearchConfig`.
+
+Options a search shares with ``codesign distill`` (data, teacher, device, protocol, ...) are
+declared once, on :class:`~codesign.distill.DistillConfig` and
+:class:`~codesign.students.FitConfig`, and reused here with :func:`~codesign.options.same_as`:
+the same default, help and choices, so the two commands cannot drift apart. Where the search's
+default differs on purpose (it needs a device and a validation split), the field says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from codesign.dictionaries import list_dictionaries
+from codesign.distill import DistillConfig
+from codesign.errors import ConfigError, check_range
+from codesign.options import option, option_fields, option_key, same_as
+from codesign.students import FitConfig
+from codesign.units import parse_duration
+
+#: ``--cost`` short names -> cost keys every device reports.
+COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
+
+
+def cost_key(name: str) -> str:
+    """The cost-dict key for ``--cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
+    return COST_ALIASES.get(name, name)
+
+
+def _distill(name: str, **changes: Any) -> Any:
+    return same_as(DistillConfig, name, **changes)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything ``codesign search`` takes (see ``codesign search --help`` for each option)."""
+
+    dataset: str = _distill("dataset")
+    data_root: str | None = _distill("data_root")
+    cache_dir: str | None = _distill("cache_dir")
+    torch_device: str = _distill("torch_device")
+    teacher: str = _distill("teacher")
+    teacher_weights: str | None = _distill("teacher_weights")
+    teacher_epochs: int | None = _distill("teacher_epochs")
+    seed: int = _distill("seed")
+    max_memory: str | int | None = _distill("max_memory")
+    device: str = _distill("device", default="ideal", help="device to co-design for (see `codesign devices`)")
+    device_overrides: tuple[tuple[str, Any], ...] = _distill(
+        "device_overrides", help="pin a device field (left out of the search; repeatable)")
+    device_preset: str | None = _distill("device_preset")
+    eval_time_s: float = _distill("eval_time_s")
+    samples: int = option(16, "trials in the search")
+    cost: str = option("energy", "cost objective: energy (energy_pj), latency (latency_ns), area (area_mm2), "
+                                 "or any key of the device's cost model")
+    protocol: str = _distill("protocol")
+    method: str = same_as(FitConfig, "method")
+    hw_draws: int = _distill("hw_draws", help="hardware instances per accuracy estimate")
+    validation: float = _distill(
+        "validation", default=0.1, help="share of the training set held out as the search's validation split")
+    dictionaries: tuple[str, ...] = option(
+        (), "dictionary families searched", choices=list_dictionaries, show_default="every installed dictionary")
+    space: tuple[str, ...] = option(
+        (), "narrow a dictionary parameter's range: PARAM=A,B,C (choices), PARAM=LOW:HIGH (range) or PARAM=VALUE "
+            "(repeatable)", metavar="PARAM=SPEC", show_default="each dictionary's own search_space()")
+    ranks: tuple[int, int] = option((2, 40), "PCA rank range (capped by the input dimension and --max-memory)",
+                                    metavar=("MIN", "MAX"))
+    max_cost: float | None = option(None, "hard limit on the cost: trials above it are recorded but kept off the front")
+    min_accuracy: float | None = option(
+        None, "hard limit on hardware accuracy (0-1): trials below it are kept off the front")
+    cpus: int | None = option(None, "CPUs (= concurrent trials) to use", show_default="all local CPUs / the cluster's")
+    address: str | None = option(None, "Ray cluster to run on (auto, or host:port)", show_default="$RAY_ADDRESS, else a local Ray")
+    resume: bool = option(False, "continue the search in --out (finished trials are kept)")
+    out: str | None = option(None, "results folder (required)")
+    quiet: bool = option(False, "no per-trial lines or progress bar")
+
+    def __post_init__(self) -> None:
+        for name in ("dictionaries", "space"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            object.__setattr__(self, name, tuple(value or ()))
+        if isinstance(self.device_overrides, Mapping):
+            object.__setattr__(self, "device_overrides", tuple(sorted(self.device_overrides.items())))
+        object.__setattr__(self, "ranks", tuple(int(r) for r in self.ranks))
+        if len(self.ranks) != 2:
+            raise ConfigError(f"ranks={list(self.ranks)}: expected two integers MIN MAX")
+        object.__setattr__(self, "eval_time_s", parse_duration(self.eval_time_s, "eval_time"))
+        check_range("samples", self.samples, 1, 1_000_000, integer=True)
+        if not 0 < self.validation < 0.9:
+            raise ConfigError(f"validation={self.validation}: the search needs a validation split in (0, 0.9)")
+        for name in ("max_cost", "min_accuracy"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+        if self.cpus is not None:
+            check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
+        known = list_dictionaries()
+        for d in self.dictionaries:
+            if d not in known:
+                raise ConfigError(f"dictionaries: unknown dictionary {d!r}; installed: {', '.join(known)}")
+
+    @property
+    def cost_key(self) -> str:
+        """The cost-dict key of ``cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
+        return cost_key(self.cost)
+
+    @property
+    def searched_dictionaries(self) -> tuple[str, ...]:
+        """The dictionary families searched (every installed one when none is named)."""
+        return self.dictionaries or tuple(list_dictionaries())
+
+    def options(self) -> dict[str, Any]:
+        """``{option key: value}``: what ``config.toml`` and ``search.json`` record."""
+        out = {}
+        for f, opt in option_fields(type(self)):
+            value = getattr(self, f.name)
+            if f.name == "device_overrides":
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[option_key(f, opt)] = value
+        return out
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> "SearchConfig":
+        """The inverse of :meth:`options` (keys as in config files; unknown keys are errors)."""
+        by_key = {option_key(f, o): f.name for f, o in option_fields(cls)}
+        unknown = sorted(set(values) - set(by_key))
+        if unknown:
+            raise ConfigError(f"search: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(by_key))}")
+        return cls(**{by_key[k]: v for k, v in values.items()})
+
+    def trial_base(self) -> DistillConfig:
+        """The :class:`DistillConfig` every trial starts from; a trial sets the dictionary, its
+        parameters, the PCA rank and the searched device fields."""
+        return DistillConfig(
+            dataset=self.dataset, data_root=self.data_root, teacher=self.teacher,
+            teacher_weights=self.teacher_weights, teacher_epochs=self.teacher_epochs,
+            dictionary=self.searched_dictionaries[0], pca_rank=1,
+            fit=FitConfig(method=self.method, seed=self.seed), device=self.device,
+            device_overrides=self.device_overrides, device_preset=self.device_preset, protocol=self.protocol,
+            hw_draws=self.hw_draws, seed=self.seed, validation=self.validation, max_memory=self.max_memory,
+            cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,
+        )
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        """A validated copy with ``changes``."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,132 @@
+"""One source of defaults: every flag, config-file key and printed default comes from a dataclass field."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from codesign import cli
+from codesign.distill import DistillConfig
+from codesign.errors import ConfigError
+from codesign.options import META, field_default, format_default, option_fields, option_key, resolve
+from codesign.reproduce import ReproduceConfig
+from codesign.search.config import SearchConfig
+from codesign.students import FitConfig
+
+#: command -> the config dataclasses its flags come from
+COMMANDS = {
+    "distill": (DistillConfig, FitConfig),
+    "search": (SearchConfig,),
+    "reproduce": (ReproduceConfig,),
+    "teacher": (cli.TeacherCommand,),
+}
+#: flags a command adds itself (not config options)
+OWN_FLAGS = {"help", "config", "debug", "out", "json"}
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def _fields(classes) -> dict[str, dataclasses.Field]:
+    out: dict[str, dataclasses.Field] = {}
+    for cls in classes:
+        for f, opt in option_fields(cls):
+            out.setdefault(option_key(f, opt), f)
+    return out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_flag_prints_its_dataclass_default(command):
+    """Each flag's help ends with the default of the field it comes from, formatted once."""
+    fields = _fields(COMMANDS[command])
+    dict_params = cli.dictionary_params() if command == "distill" else {}
+    seen = set()
+    for action in _subparser(command)._actions:
+        if action.dest in OWN_FLAGS and action.dest not in fields:
+            continue
+        if action.dest in dict_params:
+            for name, f in dict_params[action.dest]:
+                assert f"{name}: {field_default(f)}" in action.help, (action.dest, action.help)
+            seen.add(action.dest)
+            continue
+        assert action.dest in fields, f"--{action.dest} of {command} is declared on no config dataclass"
+        f = fields[action.dest]
+        opt = f.metadata[META]
+        shown = opt.show_default if opt.show_default is not None else format_default(field_default(f))
+        assert action.help.endswith(f"(default: {shown})".replace("%", "%%")), (action.dest, action.help)
+        assert action.default is None  # so that a --config file can fill what the flags leave out
+        seen.add(action.dest)
+    assert set(fields) <= seen, f"options without a flag: {set(fields) - seen}"
+
+
+def test_help_shows_real_defaults_and_registered_choices(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "PCA rank r (default: 20)" in text
+    assert "hardware instances drawn for evaluation (default: 5)" in text
+    for device in ("ideal", "photonic_mzi", "analog_crossbar", "fpga_fixed_point"):
+        assert device in text  # registered devices are the --device choices
+    assert "monomial" in text and "rbf" in text  # registered dictionaries
+    with pytest.raises(SystemExit):
+        cli.main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.1)" in text and "trials in the search (default: 16)" in text
+
+
+def test_search_shares_distill_declarations():
+    """Options the search shares with distill are declared once (same help and default)."""
+    dist, search = _fields([DistillConfig, FitConfig]), _fields([SearchConfig])
+    for key in ("dataset", "teacher", "seed", "protocol", "method", "eval_time", "preset"):
+        assert search[key].metadata[META].help == dist[key].metadata[META].help
+        assert field_default(search[key]) == field_default(dist[key])
+    # defaults that differ on purpose
+    assert field_default(search["validation"]) == 0.1 and field_default(dist["validation"]) == 0.0
+    assert field_default(search["device"]) == "ideal" and field_default(dist["device"]) is None
+
+
+def test_config_dataclass_defaults_build_valid_configs():
+    assert DistillConfig().fit == FitConfig()
+    opts = resolve(None, {}, [SearchConfig], "search")
+    assert SearchConfig.from_options({**opts, "set": {}}) == SearchConfig()
+
+
+def test_config_file_keys_are_the_flags(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("pca_rank = 4\nnot_an_option = 1\n")
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) not_an_option for 'distill'.*pca_rank"):
+        cli.resolve_distill(None, {"pca_rank": 4, "not_an_option": 1})
+    opts = cli.resolve_distill(None, {"pca-rank".replace("-", "_"): 4, "eval_time": "1d", "degree": 3})
+    cfg = cli.distill_config_from(opts)
+    assert cfg.pca_rank == 4 and cfg.eval_time_s == 86400.0 and cfg.dictionary_kwargs["degree"] == 3
+
+
+def test_dictionary_parameter_of_another_family_is_refused():
+    opts = cli.resolve_distill(None, {"dictionary": "monomial", "centers": 50})
+    with pytest.raises(ConfigError, match="centers is a parameter of rbf, not of 'monomial'"):
+        cli.distill_config_from(opts)
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30.0), ("1h", 3600.0), ("1d", 86400.0), ("1y", 31_557_600.0),
+                                           ("10y", 315_576_000.0), ("3600", 3600.0), (2.5, 2.5)])
+def test_eval_time_units(text, seconds):
+    assert DistillConfig(eval_time_s=text).eval_time_s == seconds
+
+
+@pytest.mark.parametrize("text", ["1 fortnight", "-1s", "h", "nan", True])
+def test_eval_time_refuses_bad_values(text):
+    with pytest.raises(ConfigError, match="eval_time"):
+        DistillConfig(eval_time_s=text)
+
+
+def test_python_dash_m_codesign():
+    run = subprocess.run([sys.executable, "-m", "codesign", "devices"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "photonic_mzi" in run.stdout and "presets" in run.stdout
