@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from .cache import atomic_torch_save
+from .devices import get_device_class
+from .distill import hardware_accuracy
 from .errors import ConfigError
 from .features import FeaturePipeline
 
@@ -72,8 +74,6 @@ class SavedStudent:
         """
         if self.device_name is None:
             return None
-        from codesign.devices import get_device_class
-
         cls = get_device_class(self.device_name)
         saved = dict(self.device_config or {})
         dev = cls(cls.Config.from_dict(saved))
@@ -99,8 +99,6 @@ class SavedStudent:
             seed: seeds the instances.
             t_inference_s: time since programming to read them at, s (see :meth:`device_layer`).
         """
-        from .distill import hardware_accuracy
-
         layer = self.device_layer(t_inference_s)
         return hardware_accuracy(layer, self.features(x), torch.as_tensor(np.asarray(y)), draws, seed)
 

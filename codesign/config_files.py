@@ -7,6 +7,7 @@ A file holds the same keys as the command's long flags, with ``-`` or ``_`` (``p
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,6 @@ def dump_toml(values: dict[str, Any]) -> str:
 
 
 def _toml_value(v: Any) -> str:
-    import json
 
     if isinstance(v, bool):
         return "true" if v else "false"

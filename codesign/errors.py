@@ -6,6 +6,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import math
+
 
 class CodesignError(Exception):
     """Base class of every error a user can cause and fix."""
@@ -41,7 +43,6 @@ def check_range(name: str, value, lo=None, hi=None, *, integer: bool = False) ->
         hi: largest allowed value (inclusive), or None for no bound.
         integer: require an int (bools are refused).
     """
-    import math
 
     if integer and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{name}={value!r}: expected an integer in {_fmt_range(lo, hi)}")

@@ -16,8 +16,9 @@ import torch
 
 from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
 from .dictionaries import Dictionary, create_dictionary, get_dictionary_class
-from .errors import ResourceError, check_range
+from .errors import ConfigError, NumericalError, ResourceError, check_range
 from .pca import PCA
+from .students import GramCache
 
 #: Rows lifted at a time: bounds the temporary memory of a large lift.
 CHUNK_ROWS = 8192
@@ -41,8 +42,6 @@ def default_max_memory() -> int:
 
 def parse_memory(text: str | int | None) -> int:
     """Parse ``--max-memory`` (``"8G"``, ``"512M"``, bytes) into bytes."""
-    from .errors import ConfigError
-
     if text is None:
         return default_max_memory()
     if isinstance(text, int):
@@ -138,8 +137,6 @@ class FeaturePipeline:
             block = self.dictionary.transform(z)
             out[i : i + CHUNK_ROWS] = (block - self.mean_) / self.std_
         if not torch.isfinite(out).all():
-            from .errors import NumericalError
-
             raise NumericalError(
                 f"lifted features hold NaN or Inf ({self.dictionary.describe()}, pca_rank={self.rank}); "
                 "check the input data for NaN/Inf or use a smaller dictionary"
@@ -183,8 +180,6 @@ class Features:
 
     def __post_init__(self) -> None:
         if self.gram is None:
-            from .students import GramCache
-
             self.gram = GramCache()
 
 

@@ -10,6 +10,7 @@ random choice downstream), reported as mean +- std of test accuracy. Writes
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata as md
 import json
 import platform
 import subprocess
@@ -206,7 +207,6 @@ def findings(summary: list[dict]) -> list[str]:
 
 
 def metadata(opts: dict, seconds: float, command: str) -> dict:
-    import importlib.metadata as md
 
     versions = {}
     for pkg in ("codesign", "torch", "numpy", "scipy", "scikit-learn"):

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from codesign.errors import ConfigError
 
 from .base import Device
+from .testing import static_checks
 
 GROUP = "codesign.devices"
 
@@ -55,8 +56,6 @@ def _load(name: str) -> type[Device] | None:
     if not (isinstance(cls, type) and issubclass(cls, Device)):
         _broken[name] = f"entry point {ep.value} is not a codesign.devices.base.Device subclass"
         return None
-    from .testing import static_checks  # here: testing imports this module
-
     try:
         static_checks(cls)
     except Exception as exc:  # a contract violation, or a crash while checking it

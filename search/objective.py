@@ -20,6 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 from codesign.artifacts import save_student
@@ -42,7 +43,6 @@ def exact_accuracies(accs, n: int) -> list[float]:
 
 def accuracy_stats(accs, n: int) -> dict[str, float]:
     """Mean, standard deviation and worst of exact accuracies (float64)."""
-    import numpy as np
 
     a = np.asarray(exact_accuracies(accs, n), dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std()), "worst": float(a.min())}

@@ -28,8 +28,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
+from codesign.artifacts import load_student
 from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_text
 from codesign.config_files import dump_toml
+from codesign.data import load_dataset
 from codesign.devices import create_device, get_device_class
 from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
@@ -40,6 +44,7 @@ from . import outputs
 from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
+from .plots import plot_fronts
 from .space import SearchSpace, build_space, flatten_config, parse_space_option
 
 #: Options that define a search: resuming with any of them changed is refused.
@@ -477,7 +482,6 @@ def torch_threads(n: int):
     spinning OpenMP threads of a small network can run ~50x slower than one (measured: the
     digits teacher took 160-215 s on two threads next to another job, 3 s on one).
     """
-    import torch
 
     old = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -537,9 +541,6 @@ def annotate(records: list[dict], cfg: SearchConfig) -> list[int]:
 
 def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: SearchWorkspace) -> dict:
     """Test-set figures of one front member, from its saved student (re-run if the file is absent)."""
-    from codesign.artifacts import load_student
-    from codesign.data import load_dataset
-
     path = out / student_path(record)
     if not path.is_file():  # e.g. a trial that ran on another node without a shared file system
         run_trial(record["config"], cfg.trial_base(), cfg.cost_key, workspace=teacher_ws, save_to=path)
@@ -614,8 +615,6 @@ def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpa
                                           "describe": p["describe"], "cost": p["cost"],
                                           "val_hw_accuracy": p["val_hw_accuracy"], "test_hw_accuracy": p["test_hw_accuracy"]}
     outputs.write_front(out, summary, list(space.device), space.columns())
-    from .plots import plot_fronts
-
     plot_fronts([summary], out / "pareto.png")
     if progress is not None:
         _print_front(progress, summary, out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -130,3 +131,26 @@ def test_python_dash_m_codesign():
     run = subprocess.run([sys.executable, "-m", "codesign", "devices"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "photonic_mzi" in run.stdout and "presets" in run.stdout
+
+
+def test_distill_preset_and_eval_time_reach_the_device(digits_teacher, capsys):
+    """--preset picks a published chip, --set overrides its fields, --eval-time is when it is read."""
+    args = ["distill", "--pca-rank", "8", "--device", "analog_crossbar", "--preset", "ibm_hermes",
+            "--set", "adc_bits=6", "--hw-draws", "2", "--json"]
+    assert cli.main([*args, "--eval-time", "1y"]) == 0
+    year = json.loads(capsys.readouterr().out)
+    assert year["device_preset"] == "ibm_hermes" and year["eval_time_s"] == 31_557_600.0
+    assert year["device_config"]["tile_rows"] == 256 and year["device_config"]["adc_bits"] == 6
+    assert cli.main([*args, "--eval-time", "1s"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["test_accuracy"] == year["test_accuracy"]  # the same float student
+    assert second["hw_accuracies"] != year["hw_accuracies"]  # read at another time after programming
+    assert cli.main(["distill", "--device", "ideal", "--preset", "no_such_chip"]) == 2
+    assert "its presets: horowitz45_fp32" in capsys.readouterr().err
+
+
+def test_search_config_carries_the_preset_to_every_trial():
+    cfg = SearchConfig(device="analog_crossbar", device_preset="isaac", device_overrides={"adc_bits": 6})
+    base = cfg.trial_base()
+    assert base.device_preset == "isaac" and dict(base.device_overrides) == {"adc_bits": 6}
+    assert SearchConfig.from_options(cfg.options()) == cfg
