@@ -27,7 +27,7 @@ from .artifacts import save_student
 from .cache import atomic_write_json, atomic_write_text
 from .config_files import dump_toml, read_config_file
 from .devices.describe import describe_devices, devices_json
-from .dictionaries import get_dictionary_class, list_dictionaries
+from .dictionaries import get_dictionary_class, list_dictionaries, params_by_name
 from .distill import DistillConfig, run_distill
 from .data import load_dataset
 from .errors import CodesignError, ConfigError, check_choice
@@ -64,11 +64,9 @@ class TeacherCommand:
 # --------------------------------------------------------------------------- dictionary options
 def dictionary_params() -> dict[str, list[tuple[str, dataclasses.Field]]]:
     """``{param: [(dictionary, field), ...]}`` over every installed dictionary's ``Params``."""
-    out: dict[str, list[tuple[str, dataclasses.Field]]] = {}
-    for name in list_dictionaries():
-        for f in dataclasses.fields(get_dictionary_class(name).Params):
-            out.setdefault(f.name, []).append((name, f))
-    return out
+    fields = {name: {f.name: f for f in dataclasses.fields(get_dictionary_class(name).Params)}
+              for name in list_dictionaries()}
+    return {param: [(n, fields[n][param]) for n in owners] for param, owners in params_by_name().items()}
 
 
 def _add_dictionary_params(p: argparse.ArgumentParser) -> None:

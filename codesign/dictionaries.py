@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import fnmatch
-import functools
 import inspect
 import math
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, check_range
+from .options import PlainConfig, convert_text
+from .plugins import PluginRegistry
 from .specs import Choice, FloatRange, IntRange, SearchSpec
 
 GROUP = "codesign.dictionaries"
@@ -44,27 +43,9 @@ DEFAULT_DICTIONARY = "monomial"
 
 # --------------------------------------------------------------------------- parameters
 @dataclass(frozen=True)
-class DictionaryParams:
-    """Base of every dictionary's ``Params``: frozen plain data, validated in ``__post_init__``.
-
-    Subclasses declare fields with defaults and ``metadata={"doc": ...}`` and implement
-    :meth:`validate`, raising :class:`~codesign.errors.ConfigError` that names the field and
-    its allowed range (use :func:`codesign.errors.check_range`).
-    """
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
-
-    @classmethod
-    def field_docs(cls) -> dict[str, tuple[Any, str]]:
-        """``{field: (default, one-line doc)}``, e.g. for generating CLI flags and help."""
-        return {
-            f.name: (None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
-            for f in dataclasses.fields(cls)
-        }
+class DictionaryParams(PlainConfig):
+    """Base of every dictionary's ``Params``: frozen plain data, validated in ``__post_init__``
+    (see :class:`~codesign.options.PlainConfig`)."""
 
 
 # --------------------------------------------------------------------------- the base class
@@ -118,7 +99,7 @@ class Dictionary(abc.ABC):
                 f"unknown parameter(s) {', '.join(map(repr, unknown))} for dictionary {cls.name!r}; "
                 f"its parameters: {', '.join(fields) or '(none)'}"
             )
-        converted = {k: _convert(k, v, fields[k].default) for k, v in values.items()}
+        converted = {k: convert_text(k, v, fields[k].default) for k, v in values.items()}
         return cls.Params(**converted)
 
     @classmethod
@@ -166,52 +147,7 @@ class Dictionary(abc.ABC):
         return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
 
 
-def _convert(name: str, value: Any, default: Any) -> Any:
-    """Convert a command-line string to the type of the field's default."""
-    if not isinstance(value, str) or isinstance(default, str) or default is dataclasses.MISSING or default is None:
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r}: expected a value of type {type(default).__name__}") from None
-    return value
-
-
 # --------------------------------------------------------------------------- registry
-# xarray's backend pattern: entry points read lazily and cached; a plugin that fails to import
-# or breaks the contract below is remembered with the reason, never fatal; an unknown name lists
-# what is installed. ``register_dictionary`` adds a class in this process only (tests, notebooks).
-
-
-@functools.lru_cache(maxsize=1)
-def _entry_points() -> dict:
-    eps = {}
-    for ep in entry_points(group=GROUP):
-        eps.setdefault(ep.name, ep)
-    return eps
-
-
-_loaded: dict[str, type[Dictionary]] = {}
-_broken: dict[str, str] = {}
-_registered: dict[str, type[Dictionary]] = {}
-
-
-def refresh() -> None:
-    """Forget the cached entry points (after installing a plugin in the same process)."""
-    _entry_points.cache_clear()
-    _loaded.clear()
-    _broken.clear()
-
-
 def contract_problem(cls: Any, name: str) -> str | None:
     """Why ``cls`` cannot serve as dictionary ``name`` (None if it can).
 
@@ -267,65 +203,37 @@ def contract_problem(cls: Any, name: str) -> str | None:
     return None
 
 
+#: Every installed dictionary (built-ins included), loaded on first use.
+REGISTRY = PluginRegistry(GROUP, "dictionary", "known dictionaries", contract_problem)
+
+
 def register_dictionary(cls: type[Dictionary]) -> type[Dictionary]:
     """Class decorator: make ``cls`` available under ``cls.name`` in this process.
 
     Installed plugins use the ``codesign.dictionaries`` entry-point group instead (and so do
     the built-ins); this is for a dictionary defined in a script, a notebook or a test.
     """
-    name = getattr(cls, "name", None)
-    problem = contract_problem(cls, name)
-    if problem:
-        raise ConfigError(f"cannot register dictionary {name!r}: {problem}")
-    ep = _entry_points().get(name)
-    if ep is not None:
-        raise ConfigError(f"cannot register dictionary {name!r}: that name is installed ({ep.value})")
-    _registered[name] = cls
-    return cls
+    return REGISTRY.register(cls)
 
 
-def _load(name: str) -> type[Dictionary] | None:
-    if name in _registered:
-        return _registered[name]
-    if name in _loaded:
-        return _loaded[name]
-    ep = _entry_points().get(name)
-    if ep is None or name in _broken:
-        return None
-    try:
-        cls = ep.load()
-    except Exception as exc:  # a broken plugin must not take the platform down
-        _broken[name] = f"{type(exc).__name__}: {exc}"
-        return None
-    problem = contract_problem(cls, name)
-    if problem:
-        _broken[name] = f"entry point {ep.value}: {problem}"
-        return None
-    _loaded[name] = cls
-    return cls
+def refresh() -> None:
+    """Forget the cached entry points (after installing a plugin in the same process)."""
+    REGISTRY.refresh()
 
 
 def list_dictionaries(pattern: str | None = None) -> list[str]:
     """Names of the dictionaries that load, sorted; ``pattern`` filters them (``"rb*"``)."""
-    names = sorted(n for n in {*_entry_points(), *_registered} if _load(n) is not None)
-    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+    return REGISTRY.names(pattern)
 
 
 def broken_dictionaries() -> dict[str, str]:
     """Installed dictionary plugins that failed to load or break the contract, with the reason."""
-    for n in _entry_points():
-        _load(n)
-    return dict(_broken)
+    return REGISTRY.failures()
 
 
 def get_dictionary_class(name: str) -> type[Dictionary]:
     """The dictionary class registered as ``name``; an unknown name lists the installed ones."""
-    cls = _load(name) if isinstance(name, str) else None
-    if cls is None:
-        known = ", ".join(list_dictionaries()) or "(none)"
-        why = f" (it failed to load: {_broken[name]})" if isinstance(name, str) and name in _broken else ""
-        raise ConfigError(f"unknown dictionary {name!r}{why}; known dictionaries: {known}")
-    return cls
+    return REGISTRY.get(name)
 
 
 def create_dictionary(name: str, **params: Any) -> Dictionary:

@@ -218,3 +218,56 @@ def _check(key: str, value: Any, f: dataclasses.Field, opt: Option) -> Any:
     if opt.parse is not None and value is not None:
         value = opt.parse(value)
     return value
+
+
+def convert_text(name: str, value: Any, like: Any) -> Any:
+    """A command-line string converted to the type of ``like`` (a field's default or current value).
+
+    ``--set adc_bits=6`` and ``--degree 3`` arrive as strings; booleans accept
+    ``1/true/yes/on`` and ``0/false/no/off``. Anything that is not a string, or a field whose
+    value is a string, None or unset, passes through unchanged.
+
+    Raises:
+        ConfigError: naming the field, the value and the type expected.
+    """
+    if not isinstance(value, str) or isinstance(like, str) or like is None or like is dataclasses.MISSING:
+        return value
+    try:
+        if isinstance(like, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(like, int):
+            return int(value)
+        if isinstance(like, float):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a value of type {type(like).__name__}") from None
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class PlainConfig:
+    """Base of a plugin's config (a device's ``Config``, a dictionary's ``Params``).
+
+    Frozen plain data, validated at construction: subclasses declare fields with defaults and
+    ``metadata={"doc": ...}`` and implement :meth:`validate`, raising
+    :class:`~codesign.errors.ConfigError` that names the field and its allowed range (use
+    :func:`codesign.errors.check_range`).
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
+
+    @classmethod
+    def field_docs(cls) -> dict[str, tuple[Any, str]]:
+        """``{field: (default, one-line doc)}`` for listings and generated flags."""
+        return {
+            f.name: (None if f.default is dataclasses.MISSING else f.default, f.metadata.get("doc", ""))
+            for f in dataclasses.fields(cls)
+        }

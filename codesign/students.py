@@ -26,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from .errors import ConfigError, NumericalError, check_choice, check_range

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from codesign.errors import ConfigError
+from codesign.options import PlainConfig, convert_text
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 #: Cost keys every device must report; ``search --cost energy`` picks ``energy_pj`` and so on.
@@ -56,33 +57,18 @@ DEFAULT_T_INFERENCE_S = 3600.0
 
 # --------------------------------------------------------------------------- config
 @dataclass(frozen=True)
-class DeviceConfig:
+class DeviceConfig(PlainConfig):
     """Base of every device config: frozen plain data, validated in ``__post_init__``.
 
     Subclasses declare fields with defaults (a published device) and implement
     :meth:`validate`, raising :class:`codesign.errors.ConfigError` with the field name and the
-    allowed range (use :func:`codesign.errors.check_range`).
+    allowed range (use :func:`codesign.errors.check_range`); :meth:`field_docs` lists them.
     """
 
     #: Fields renamed or retired since a config was saved: ``{old name: new name}``. Saved
     #: configs (``from_dict``) and saved layer states are read through it; ``--set OLD=...``
     #: is refused with a hint, since an old field may have changed meaning.
     LEGACY_FIELDS: ClassVar[Mapping[str, str]] = {}
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:  # pragma: no cover - trivial default
-        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
-
-    @classmethod
-    def field_docs(cls) -> dict[str, tuple[Any, str]]:
-        """``{field: (default, one-line doc)}`` for ``codesign devices``."""
-        out = {}
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            out[f.name] = (default, f.metadata.get("doc", ""))
-        return out
 
     def replace(self, overrides: Mapping[str, Any]) -> "DeviceConfig":
         """A copy with ``overrides`` applied; an unknown field is an error listing the known ones.
@@ -100,7 +86,7 @@ class DeviceConfig:
                     f"unknown field {key!r} for {type(self).__name__}{hint}; "
                     f"known fields: {', '.join(names)}"
                 )
-            converted[key] = _convert(key, value, getattr(self, key))
+            converted[key] = convert_text(key, value, getattr(self, key))
         return dataclasses.replace(self, **converted)
 
     @classmethod
@@ -123,28 +109,6 @@ class DeviceConfig:
         unknown fields are an error listing the known ones.
         """
         return cls().replace(cls.upgrade_fields(fields))
-
-
-def _convert(name: str, value: Any, current: Any) -> Any:
-    """Convert a CLI string to the type of the field's current value."""
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"{name}={value!r}: expected a value of type {type(current).__name__}"
-        ) from None
-    return value
 
 
 # --------------------------------------------------------------------------- layer

@@ -11,11 +11,9 @@ reason, instead of failing later inside a search.
 
 from __future__ import annotations
 
-import functools
-from importlib.metadata import entry_points
 from typing import Any, Mapping
 
-from codesign.errors import ConfigError
+from codesign.plugins import PluginRegistry
 
 from .base import Device
 from .testing import static_checks
@@ -23,68 +21,39 @@ from .testing import static_checks
 GROUP = "codesign.devices"
 
 
-@functools.lru_cache(maxsize=1)
-def _entry_points() -> dict:
-    eps = {}
-    for ep in entry_points(group=GROUP):
-        eps.setdefault(ep.name, ep)
-    return eps
+def contract_problem(cls: Any, name: str) -> str | None:
+    """Why ``cls`` cannot serve as device ``name`` (None if it can): the static checks."""
+    if not (isinstance(cls, type) and issubclass(cls, Device)):
+        return f"{cls!r} is not a codesign.devices.base.Device subclass"
+    try:
+        static_checks(cls)
+    except Exception as exc:  # a contract violation, or a crash while checking it
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
-_loaded: dict[str, type[Device]] = {}
-_broken: dict[str, str] = {}
+#: Every installed device (built-ins included), loaded on first use.
+REGISTRY = PluginRegistry(GROUP, "device", "installed devices", contract_problem)
 
 
 def refresh() -> None:
     """Forget the cached entry points (after installing a plugin in the same process)."""
-    _entry_points.cache_clear()
-    _loaded.clear()
-    _broken.clear()
-
-
-def _load(name: str) -> type[Device] | None:
-    if name in _loaded:
-        return _loaded[name]
-    ep = _entry_points().get(name)
-    if ep is None or name in _broken:
-        return None
-    try:
-        cls = ep.load()
-    except Exception as exc:  # a broken plugin must not take the platform down
-        _broken[name] = f"{type(exc).__name__}: {exc}"
-        return None
-    if not (isinstance(cls, type) and issubclass(cls, Device)):
-        _broken[name] = f"entry point {ep.value} is not a codesign.devices.base.Device subclass"
-        return None
-    try:
-        static_checks(cls)
-    except Exception as exc:  # a contract violation, or a crash while checking it
-        _broken[name] = f"{type(exc).__name__}: {exc}"
-        return None
-    _loaded[name] = cls
-    return cls
+    REGISTRY.refresh()
 
 
 def list_devices() -> list[str]:
     """Names of the installed devices that load, sorted."""
-    return sorted(n for n in _entry_points() if _load(n) is not None)
+    return REGISTRY.names()
 
 
 def broken_devices() -> dict[str, str]:
-    """Installed plugins that failed to load, with the reason."""
-    for n in _entry_points():
-        _load(n)
-    return dict(_broken)
+    """Installed plugins that failed to load or break the static contract, with the reason."""
+    return REGISTRY.failures()
 
 
 def get_device_class(name: str) -> type[Device]:
     """The device class registered as ``name``; unknown names list the installed ones."""
-    cls = _load(name)
-    if cls is None:
-        known = ", ".join(list_devices()) or "(none)"
-        why = f" (it failed to load: {_broken[name]})" if name in _broken else ""
-        raise ConfigError(f"unknown device {name!r}{why}; installed devices: {known}")
-    return cls
+    return REGISTRY.get(name)
 
 
 def create_device(

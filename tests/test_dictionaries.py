@@ -332,9 +332,9 @@ def fake_plugins(monkeypatch):
     eps["missing_dep"] = _EntryPoint("missing_dep", "fancy_lifts:Wavelets", error=ModuleNotFoundError("No module named 'pywt'"))
     eps["renamed"] = _EntryPoint("renamed", "tests:Squares", Squares)
     eps["notaclass"] = _EntryPoint("notaclass", "tests:kmeans", kmeans)
-    monkeypatch.setattr(dictionaries, "_entry_points", lambda: eps)
-    monkeypatch.setattr(dictionaries, "_loaded", {})
-    monkeypatch.setattr(dictionaries, "_broken", {})
+    monkeypatch.setattr(dictionaries.REGISTRY, "_eps", eps)
+    monkeypatch.setattr(dictionaries.REGISTRY, "loaded", {})
+    monkeypatch.setattr(dictionaries.REGISTRY, "broken", {})
     return eps
 
 
@@ -356,13 +356,13 @@ def test_broken_plugins_are_listed_with_the_reason(fake_plugins):
 
 @pytest.fixture
 def squares_registered(monkeypatch):
-    monkeypatch.setattr(dictionaries, "_registered", {})
+    monkeypatch.setattr(dictionaries.REGISTRY, "registered", {})
     assert register_dictionary(Squares) is Squares
     return Squares
 
 
 def test_register_dictionary_checks_the_contract(monkeypatch):
-    monkeypatch.setattr(dictionaries, "_registered", {})
+    monkeypatch.setattr(dictionaries.REGISTRY, "registered", {})
     with pytest.raises(ConfigError, match="cannot register dictionary 'mutable'.*not a dataclass subclass"):
         register_dictionary(MutableParams)
 

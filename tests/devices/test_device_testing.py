@@ -131,9 +131,9 @@ class _FakeEntryPoint:
 def test_registry_lists_a_contract_violator_as_failed_with_the_reason(monkeypatch):
     eps = {"ideal": _FakeEntryPoint("ideal", IdealDevice), "no_latency": _FakeEntryPoint("no_latency", NoLatency),
            "stray_key": _FakeEntryPoint("stray_key", StraySearchKey)}
-    monkeypatch.setattr(registry, "_entry_points", lambda: eps)
-    monkeypatch.setattr(registry, "_loaded", {})
-    monkeypatch.setattr(registry, "_broken", {})
+    monkeypatch.setattr(registry.REGISTRY, "_eps", eps)
+    monkeypatch.setattr(registry.REGISTRY, "loaded", {})
+    monkeypatch.setattr(registry.REGISTRY, "broken", {})
     assert registry.list_devices() == ["ideal"]
     broken = registry.broken_devices()
     assert set(broken) == {"no_latency", "stray_key"}

@@ -188,7 +188,7 @@ class _WidthsB(_WidthsA):
 
 @pytest.fixture
 def width_dictionaries(monkeypatch):
-    monkeypatch.setattr(dictionaries, "_registered", {})
+    monkeypatch.setattr(dictionaries.REGISTRY, "registered", {})
     register_dictionary(_WidthsA)
     register_dictionary(_WidthsB)
 
