@@ -16,7 +16,7 @@ import torch
 
 from .cache import atomic_torch_save
 from .devices import get_device_class
-from .distill import hardware_accuracy
+from .distill import hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
 from .errors import ConfigError
 from .features import FeaturePipeline
 
@@ -100,7 +100,14 @@ class SavedStudent:
             t_inference_s: time since programming to read them at, s (see :meth:`device_layer`).
         """
         layer = self.device_layer(t_inference_s)
-        return hardware_accuracy(layer, self.features(x), torch.as_tensor(np.asarray(y)), draws, seed)
+        labels = torch.as_tensor(np.asarray(y))
+        if self.metrics.get("pca_placement") == "device":  # the projection ran on the device too
+            cls = get_device_class(self.device_name)
+            pca_layer = pca_device_layer(cls(cls.Config.from_dict(dict(self.device_config or {}))), self.pipeline)
+            pca_layer.set_inference_time(layer.t_inference_s)
+            return hardware_accuracy_with_pca(layer, pca_layer, self.pipeline, np.asarray(x, dtype=np.float32),
+                                              labels, draws, seed)
+        return hardware_accuracy(layer, self.features(x), labels, draws, seed)
 
 
 def load_student(path: str | Path) -> SavedStudent:

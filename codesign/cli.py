@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR", help="search folders written by `codesign search`")
     p.add_argument("-o", "--output", help="plot file (.png, .pdf or .svg; default DIR/pareto.png for one DIR)")
     p.add_argument("--title", help="figure title")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also draw each front member's cost split by stage (PCA, lift, conversion, matrix) "
+                        "into FILE-breakdown.png/.pdf")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     p.set_defaults(func=cmd_pareto)
     return parser
@@ -250,7 +253,22 @@ def _print_distill(m: dict) -> None:
             f"on {m['device']}{preset} ({m['protocol']}, {len(m['hw_accuracies'])} draws, t = {m['eval_time_s']:g} s): "
             f"mean {m['hw_accuracy_mean']:.4f}  std {m['hw_accuracy_std']:.4f}  worst {m['hw_accuracy_worst']:.4f}"
         )
-        print("cost: " + "  ".join(f"{k} {v:.4g}" for k, v in m["cost"].items()))
+        _print_cost(m["cost"])
+
+
+def _print_cost(cost: dict) -> None:
+    if not cost["feasible"]:
+        print("cost: INFEASIBLE (not priced)")
+        for reason in cost["infeasible"]:
+            print(f"  {reason}")
+        return
+    print(f"cost per inference: {cost['energy_pj']:.4g} pJ  {cost['latency_ns']:.4g} ns  {cost['area_mm2']:.4g} mm^2"
+          f"  (host {cost['host']['datapath']})")
+    for name, st in cost["stages"].items():
+        share = st["energy_pj"] / cost["energy_pj"] if cost["energy_pj"] else 0.0
+        print(f"  {name:<10} on {st['runs_on']:<6} {st['energy_pj']:>11.4g} pJ ({100 * share:4.1f} %)"
+              f"  {st['latency_ns']:>9.4g} ns  {st['area_mm2']:>9.4g} mm^2")
+    print("  device: " + "  ".join(f"{k} {v:.4g}" for k, v in cost["device"].items()))
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:
@@ -295,7 +313,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """``codesign pareto DIR [DIR ...] -o FILE``."""
-    for path in pareto_command(args.dirs, args.output, args.title):
+    for path in pareto_command(args.dirs, args.output, args.title, breakdown=args.breakdown):
         print(path)
     return 0
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, check_range
+from .opcounts import OpCounts
 from .options import PlainConfig, convert_text
 from .plugins import PluginRegistry
 from .specs import Choice, FloatRange, IntRange, SearchSpec
@@ -124,6 +125,18 @@ class Dictionary(abc.ABC):
     @abc.abstractmethod
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         """Lift ``z`` (``[n, r]`` float32) to ``[n, F]``."""
+
+    def lift_ops(self, rank: int) -> OpCounts:
+        """The arithmetic of lifting one vector of PCA rank ``rank``, for the hardware cost.
+
+        Count the multiplies, adds and exponentials of :meth:`transform` for one input vector,
+        the stored values it reads (centres...), its ``rank`` inputs and ``n_features(rank)``
+        outputs. Every dictionary must say: the cost of an inference includes its lifting.
+        """
+        raise ConfigError(
+            f"dictionary {self.name!r} does not count its operations, so its lifting cannot be priced; "
+            f"implement {type(self).__name__}.lift_ops(rank) returning codesign.opcounts.OpCounts"
+        )
 
     def params(self) -> dict:
         """Every parameter's value (defaults filled), for configs, cache keys and saved students."""
@@ -303,6 +316,11 @@ class Monomial(Dictionary):
             self._levels.append((parent, var))
             last = var
 
+    def lift_ops(self, rank: int) -> OpCounts:
+        """One multiply per monomial of degree >= 2 (its parent monomial times one variable)."""
+        n = self.n_features(rank)
+        return OpCounts(mults=n - 1 - rank, inputs=rank, outputs=n)
+
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         n, r = z.shape
         if r != self.rank_:
@@ -364,6 +382,13 @@ class RBF(Dictionary):
         if not self.sigma_ > 0:
             raise ConfigError("rbf: all k-means centres coincide (the data has no spread); use fewer centres")
         return self
+
+    def lift_ops(self, rank: int) -> OpCounts:
+        """Per centre: ``r`` subtractions, ``r`` squares, ``r - 1`` adds, a scale and an exponential;
+        the centres (``n x r`` values) are read from memory."""
+        c = self.config.centers
+        return OpCounts(mults=c * (rank + 1), adds=c * (2 * rank - 1), exps=c, params=c * rank, inputs=rank,
+                        outputs=self.n_features(rank))
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         n, r = z.shape

@@ -18,9 +18,11 @@ import torch
 from .data import DATASETS, Dataset, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_T_INFERENCE_S
+from .devices.digital import DATAPATHS
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
-from .features import Features, build_features, cached_features, dictionary_seed, parse_memory
+from .inference_cost import PCA_PLACEMENTS, inference_cost
+from .features import FeaturePipeline, Features, build_features, cached_features, dictionary_seed, parse_memory
 from .students import FitConfig, LinearStudent, accuracy, fit_through_device
 from .options import option
 from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher
@@ -83,6 +85,12 @@ class DistillConfig:
     max_memory: int | str | None = option(None, "budget for a feature matrix, e.g. 8G", show_default="half the RAM")
     cache_dir: str | None = option(None, "cache folder", show_default="$CODESIGN_CACHE or ~/.cache/codesign")
     torch_device: str = option("cpu", "where teachers train and students are fitted: cpu or cuda[:N]")
+    pca_placement: str = option(
+        "host", "where the PCA projection runs: host (digital) or device (a second matrix on the device, "
+        "noise included)", choices=PCA_PLACEMENTS)
+    host_datapath: str = option(
+        "fp32", "number format of the digital host that prices the host stages (simulated in float32)",
+        choices=tuple(DATAPATHS))
     eval_time_s: float = option(
         DEFAULT_T_INFERENCE_S, "time since programming at which the hardware is evaluated: seconds or 30s, 1h, 1d, 1y",
         key="eval_time", parse=parse_duration, show_default=format_duration(DEFAULT_T_INFERENCE_S))
@@ -94,6 +102,10 @@ class DistillConfig:
         params = get_dictionary_class(self.dictionary).make_params(given)  # validates every value
         object.__setattr__(self, "dictionary_params", tuple(sorted((k, getattr(params, k)) for k in given)))
         check_choice("protocol", self.protocol, PROTOCOLS)
+        check_choice("pca_placement", self.pca_placement, PCA_PLACEMENTS)
+        check_choice("host_datapath", self.host_datapath, DATAPATHS)
+        if self.pca_placement == "device" and self.device is None:
+            raise ConfigError("pca_placement='device' runs the PCA projection on a device: give --device NAME")
         check_range("hw_draws", self.hw_draws, 1, 10_000, integer=True)
         check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
         check_range("validation", self.validation, 0.0, 0.9)
@@ -271,7 +283,16 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
             metrics["aware_steps"] = info.iterations
         else:
             layer.load_matrix(student.K_)
-        accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
+        pca_layer = None
+        if cfg.pca_placement == "device":
+            pca_layer = pca_device_layer(device, feats.pipeline).to(dev)
+            accs = hardware_accuracy_with_pca(layer, pca_layer, feats.pipeline, ds.x_test, y_test, cfg.hw_draws, cfg.seed,
+                                              cfg.eval_time_s)
+        else:
+            accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
+        cost = inference_cost(
+            device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
+            n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath)
         metrics.update(
             device=cfg.device,
             device_preset=cfg.device_preset,
@@ -282,12 +303,60 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
             hw_accuracy_mean=float(np.mean(accs)),
             hw_accuracy_std=float(np.std(accs)),
             hw_accuracy_worst=float(np.min(accs)),
-            cost=device.cost(n_in, n_out),
+            pca_placement=cfg.pca_placement,
+            cost=cost,
         )
     if dev.type != "cpu":  # results leave on the CPU, whatever trained them
         student.K_ = student.K_.cpu()
         layer = layer.cpu() if layer is not None else None
     return DistillResult(student, feats, teacher, layer, metrics)
+
+
+def pca_device_layer(device, pipeline: FeaturePipeline):
+    """A ``device`` layer of the PCA projection (``[r, D]``, whitening folded in), programmed."""
+    w, _ = pipeline.projection()
+    layer = device.layer(w.shape[1], w.shape[0])
+    layer.load_matrix(w)
+    return layer
+
+
+#: Added to a draw's seed for the PCA layer's instance, so that it is another chip region than K's.
+PCA_SEED_OFFSET = 7_777_777
+
+
+def hardware_accuracy_with_pca(
+    layer: torch.nn.Module,
+    pca_layer: torch.nn.Module,
+    pipeline: FeaturePipeline,
+    x: np.ndarray,
+    labels: torch.Tensor,
+    draws: int,
+    seed: int,
+    t_inference_s: float | None = None,
+) -> list[float]:
+    """Like :func:`hardware_accuracy`, with the PCA projection on the device too.
+
+    For each draw, the raw inputs ``x`` go through the drawn PCA layer, the host adds the mean
+    offset and lifts and standardises the scores, and the drawn K layer classifies them.
+    """
+    _, offset = pipeline.projection()
+    dev = labels.device
+    xt = torch.as_tensor(x, dtype=torch.float32, device=dev)
+    offset = offset.to(dev)
+    accs = []
+    layer.eval()
+    pca_layer.eval()
+    with torch.no_grad():
+        for i in range(draws):
+            s = seed * 100_003 + i
+            layer.draw_instance(s, t_inference_s=t_inference_s)
+            pca_layer.draw_instance(s + PCA_SEED_OFFSET, t_inference_s=t_inference_s)
+            z = pca_layer(xt) + offset
+            psi = pipeline.lift(z.cpu()).to(dev)
+            accs.append(accuracy(layer(psi), labels))
+    layer.clear_instance()
+    pca_layer.clear_instance()
+    return accs
 
 
 def hardware_accuracy(

@@ -128,6 +128,18 @@ class FeaturePipeline:
         self.std_ = std.float()
         return self
 
+    def lift(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised lifted features of PCA scores ``z`` (``[n, r]``, e.g. from a device layer)."""
+        return (self.dictionary.transform(z) - self.mean_) / self.std_
+
+    def projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)`` with PCA scores ``z = x @ W.T + b``: ``W`` is ``[r, D]`` (whitening folded in)."""
+        pca = self.pca_
+        w = torch.from_numpy(pca.components_)
+        if pca.whiten:
+            w = w / torch.from_numpy(np.sqrt(pca.explained_variance_))[:, None]
+        return w, -(w @ torch.from_numpy(pca.mean_))
+
     def transform(self, x: np.ndarray) -> torch.Tensor:
         """Standardised lifted features of ``x``: ``[n, F]`` float32, built chunk by chunk."""
         self.check_memory(len(x))

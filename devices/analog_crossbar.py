@@ -28,10 +28,25 @@ Non-idealities, in units of ``g_max``:
 Matrices larger than a tile are split: ``tile_rows`` inputs (word lines) by ``tile_cols``
 outputs (bit lines) per tile; the ADC-converted partial sums of row tiles are added digitally.
 
-Cost constants are ISAAC's (Shafiee et al., ISCA 2016, 32 nm): 128x128 arrays at 2.4 mW for 8
-arrays with a 100 ns read cycle, 25 um^2 each; 1-bit DACs at 0.4167 pJ and 0.166 um^2 per drive;
-an 8-bit 1.2 GS/s SAR ADC at 1.67 pJ per conversion and 1200 um^2, with the resolution scaling
-of Saberi et al. (2011) as tabulated in the hwcomponents-library ``IsaacADC`` model.
+Cost (:meth:`AnalogCrossbarDevice.cost`; weights are stationary: no weight memory traffic):
+
+* array read energy from physics, ``V_read^2 G t`` per device: ``read_voltage_v``; the mean
+  programmed conductance ``mean_conductance_fraction * g_max_us`` per device (cost() does not
+  see K, so a documented mean over both devices of every differential pair); the integration
+  time of the input encoding, every input driven at full scale (an upper bound);
+* ``input_encoding="bit_serial"`` (ISAAC, Shafiee et al., ISCA 2016): one 1-bit drive, one
+  ``read_time_ns`` read cycle and one ADC conversion per input bit per column per row tile,
+  then one digital shift-and-add per conversion; ``"pulse_width"`` (IBM HERMES, Le Gallo et
+  al., Nat. Electron. 6, 680 (2023)): one pulse of up to ``2**(dac_bits-1)`` unit pulses of
+  ``pulse_unit_ns`` (sign by polarity, one phase), one conversion per column per row tile;
+* converters: ISAAC's 1-bit drive (0.41667 pJ) per input line per drive (a PWM pulse is one
+  drive); a SAR ADC at ISAAC's 1.67 pJ for 8 bits, scaled with resolution as Saberi et al.
+  (2011) in the hwcomponents-library ``IsaacADC`` model, for both encodings (no per-conversion
+  energy of HERMES's CCO-based ADC was found);
+* digital: a 32-bit add (Horowitz, ISSCC 2014, 45 nm: 0.1 pJ) per shift-and-add and per
+  row-tile partial sum. No static power is priced.
+
+``feasibility`` refuses a matrix that needs more tiles than the chip's ``max_tiles``.
 """
 
 from __future__ import annotations
@@ -61,13 +76,41 @@ from .base import (
 )
 
 T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
-# --- ISAAC (Shafiee et al., ISCA 2016) ---
+# --- ISAAC (Shafiee et al., ISCA 2016, 32 nm; its IMA component table) ---
 ISAAC_ARRAY_CELLS = 128 * 128
-CELL_READ_PJ = 2.4e-3 / 8 * 100e-9 * 1e12 / ISAAC_ARRAY_CELLS  # 0.3 mW x 100 ns per array
-CELL_AREA_UM2 = 25.0 / ISAAC_ARRAY_CELLS  # 0.0002 mm^2 for 8 arrays
-DAC_BIT_PJ = 0.41667  # per 1-bit drive
-DAC_BIT_AREA_UM2 = 0.166
-INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014: digital partial-sum adder
+CELL_AREA_UM2 = 25.0 / ISAAC_ARRAY_CELLS  # ISAAC: 0.0002 mm^2 for 8 arrays of 128 x 128
+DAC_BIT_PJ = 0.41667  # ISAAC 1-bit DAC: energy per drive of one input line (see below)
+DAC_BIT_AREA_UM2 = 0.166  # ISAAC: 8 x 128 1-bit DACs in 170 um^2
+# ISAAC chip: 12 IMAs per tile and 8 crossbars per IMA (ISAAC; the per-IMA derivations in
+# hwcomponents-library isaac.py agree), 168 tiles per chip as recalled from the paper's chosen
+# design point: not re-checked against its table in this model's sources
+ISAAC_CROSSBARS = 168 * 12 * 8
+# ISAAC's numbers as tabulated with their derivations in Accelergy-Project/hwcomponents-library,
+# hwcomponents_library/library/isaac.py: 1-bit DAC 4 mW for 8 x 128 DACs at the ADC-limited
+# drive rate -> 0.41667 pJ per drive; shift-and-add 0.2 mW for 4 units at 8 x 1.2 GS/s ->
+# 0.021 pJ per 16-bit shift-and-add; ADC 16 mW for 8 ADCs at 1.2 GS/s -> 1.667 pJ (Kull et al.,
+# ISSCC 2013, 8-bit 1.2 GS/s SAR ADC in 32 nm), with Saberi et al. (2011) resolution scaling.
+ISAAC_SHIFT_ADD_PJ = 0.021
+INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014 (45 nm): 32-bit add, for row-tile partial sums
+# --- mean programmed conductance ---
+# Mean over a column of |w| / max|w| for iid Gaussian weights: 0.237 for 862 weights, 0.265 for
+# 256 (Monte Carlo, 4000 columns; computed for this model). With column-wise mapping max|w| ->
+# g_max and differential pairs (one device at |w|/max|w| g_max, the other RESET, ~0), the mean
+# conductance per device is half of that: ~0.12 g_max.
+GAUSSIAN_MEAN_ABS_OVER_MAX = 0.237
+MEAN_CONDUCTANCE_FRACTION = 0.12  # per device, both devices of each pair: 0.237 / 2, rounded
+# --- HERMES (IBM, 14 nm PCM) ---
+# Khaddam-Aljameh et al., IEEE JSSC 2022 (HERMES core), abstract: main clock 1 GHz. The PWM
+# unit pulse is taken as one clock period: 2^7 of them (128 ns) agree with the 133 ns per MVM
+# implied by the 64-core chip's 63.1 TOPS (Le Gallo et al. 2023), see the published test.
+HERMES_CLOCK_NS = 1.0
+HERMES_CORES = 64  # Le Gallo et al., Nat. Electron. 6, 680 (2023): 64 cores of 256 x 256
+# --- read voltage ---
+# 0.2 V: a typical low-field read bias of PCM/RRAM arrays (well below the PCM threshold
+# switching voltage). Not traced to a table of the HERMES papers in this model's sources; the
+# NeuRRAM model in CiMLoop (mit-emze/cimloop, Wan et al., Nature 608, 504 (2022)) uses 0.5 V
+# input pulses for RRAM (set read_voltage_v=0.5 for it).
+READ_VOLTAGE_V = 0.2
 
 
 # aihwkit PCMLikeNoiseModel.prog_coeff (uS at g_max = 25 uS), from Nandakumar et al. (2019) and
@@ -158,7 +201,31 @@ class AnalogCrossbarConfig(DeviceConfig):
     dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
     adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
     read_time_ns: float = field(
-        default=100.0, metadata={"doc": "crossbar read time per input bit, ns (ISAAC: 100 ns)"}
+        default=100.0,
+        metadata={"doc": "bit_serial: crossbar read cycle per input bit, ns (ISAAC: 100 ns)"},
+    )
+    input_encoding: str = field(
+        default="pulse_width",
+        metadata={"doc": "'pulse_width': one pulse of up to 2**(dac_bits-1) unit pulses, one ADC "
+                  "conversion per column (IBM HERMES); 'bit_serial': one 1-bit drive, read cycle "
+                  "and ADC conversion per input bit per column, digital shift-and-add (ISAAC)"},
+    )
+    pulse_unit_ns: float = field(
+        default=HERMES_CLOCK_NS,
+        metadata={"doc": "pulse_width: unit pulse duration, ns (HERMES: 1 ns, its 1 GHz clock)"},
+    )
+    read_voltage_v: float = field(
+        default=READ_VOLTAGE_V,
+        metadata={"doc": "read voltage across a conducting device, V (cost only; 0.2 V PCM-like)"},
+    )
+    mean_conductance_fraction: float = field(
+        default=MEAN_CONDUCTANCE_FRACTION,
+        metadata={"doc": "mean programmed conductance per device / g_max, both devices of each "
+                  "pair (cost only; 0.12: Gaussian weights, column max mapped to g_max)"},
+    )
+    max_tiles: int = field(
+        default=HERMES_CORES,
+        metadata={"doc": "crossbar tiles (cores) on the chip; more is infeasible (HERMES: 64)"},
     )
 
     def validate(self) -> None:
@@ -174,6 +241,11 @@ class AnalogCrossbarConfig(DeviceConfig):
         check_range("drift_nu", self.drift_nu, 0.0, 1.0)
         check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
         check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
+        check_choice("input_encoding", self.input_encoding, ("pulse_width", "bit_serial"))
+        check_range("pulse_unit_ns", self.pulse_unit_ns, 1e-3, 1e6)
+        check_range("read_voltage_v", self.read_voltage_v, 0.0, 5.0)
+        check_range("mean_conductance_fraction", self.mean_conductance_fraction, 0.0, 1.0)
+        check_range("max_tiles", self.max_tiles, 1, 10**9, integer=True)
         check_choice("weight_scaling", self.weight_scaling, ("column", "layer"))
         if not isinstance(self.drift_compensation, bool):
             check_range("drift_compensation", self.drift_compensation, 0, 1, integer=True)
@@ -314,6 +386,16 @@ class AnalogCrossbarDevice(Device):
                     "dac_bits": 16,
                     "adc_bits": 8,  # ISAAC: one 8-bit 1.2 GS/s SAR ADC per crossbar
                     "read_time_ns": 100.0,  # ISAAC: 100 ns crossbar read cycle
+                    # ISAAC: bit-serial inputs, one ADC conversion per input bit per column
+                    # (one 1.2 GS/s ADC per crossbar converts its 128 columns in ~100 ns),
+                    # digital shift-and-add of the partial products
+                    "input_encoding": "bit_serial",
+                    # 168 tiles x 12 IMAs x 8 crossbars (see ISAAC_CROSSBARS: 168 as recalled)
+                    "max_tiles": ISAAC_CROSSBARS,
+                    # Published check (tests/devices/test_crossbar_published.py): per crossbar
+                    # the IMA's ADC 2 mW, DACs 0.5 mW, shift-and-add 0.025 mW (tolerance 10 %).
+                    # Not reproduced: ISAAC's 0.3 mW per array (the array here is PCM at
+                    # g_max_us=25 and 0.2 V: 3.9 mW); ISAAC's ReRAM conductance is not known here
                     # ISAAC assumes ideal ReRAM cells: no PCM drift (noise left at defaults)
                     "drift_nu": 0.0,
                     "drift_nu_std": 0.0,
@@ -331,6 +413,16 @@ class AnalogCrossbarDevice(Device):
                     "tile_cols": 256,
                     "dac_bits": 8,  # 8-bit input MVMs (pulse-width-modulated inputs)
                     "adc_bits": 8,  # 8-bit output: 256 CCO-based ADCs per core
+                    # PWM inputs in one phase (Le Gallo et al., Extended Data Fig. 4): one
+                    # pulse of up to 2^7 unit pulses of one 1 GHz clock period (JSSC 2022)
+                    "input_encoding": "pulse_width",
+                    "pulse_unit_ns": HERMES_CLOCK_NS,
+                    "max_tiles": HERMES_CORES,  # 64 cores
+                    # Published check (tests/devices/test_crossbar_published.py): 63.1 TOPS for
+                    # 8-bit in/out MVMs in one-phase mode over 64 cores -> 133 ns per 256 x 256
+                    # MVM; the model gives 128 ns (tolerance 5 %). The measured 9.76 TOPS/W
+                    # (0.205 pJ/MAC) is NOT reproduced: the model prices no LDPU, clocking or
+                    # static power and no HERMES ADC energy was found (see the test).
                     # PCM programming/read noise and drift: aihwkit's PCM model (the defaults)
                 },
                 "M. Le Gallo et al., 'A 64-core mixed-signal in-memory compute chip based on "
@@ -351,43 +443,101 @@ class AnalogCrossbarDevice(Device):
             "tile_cols": Choice((64, 128, 256, 512)),
         }
 
+    #: Energy components that are digital <-> analog conversions (input drivers, ADCs).
+    conversion_keys = ("dac_pj", "adc_pj")
+
+    def _tiles(self, in_features: int, out_features: int) -> tuple[int, int]:
+        cfg = self.config
+        return -(-in_features // cfg.tile_rows), -(-out_features // cfg.tile_cols)
+
+    def integration_time_ns(self) -> float:
+        """Time the devices conduct during one MVM, ns (the encoding's full-scale drive).
+
+        ``bit_serial``: ``dac_bits`` read cycles of ``read_time_ns``; ``pulse_width``: a pulse
+        of ``2**(dac_bits-1)`` unit pulses of ``pulse_unit_ns`` (the sign is the polarity).
+        """
+        cfg = self.config
+        if cfg.input_encoding == "bit_serial":
+            return cfg.dac_bits * cfg.read_time_ns
+        return 2.0 ** (cfg.dac_bits - 1) * cfg.pulse_unit_ns
+
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """Tile and device counts, conversions, energy, latency and area of one MVM.
 
-        Every tile is present (weight-stationary) and reads in parallel; a ``b``-bit input is
-        driven as ``b`` one-bit ISAAC drives and integrated over as many read cycles; each used
-        column pair is converted once per tile per MVM; row-tile partial sums are added by a
-        digital adder tree. ADCs: one per column pair.
+        Every tile is present (weight-stationary: no weight memory traffic) and reads in
+        parallel. Energy components (``*_pj``, summing to ``energy_pj``):
+
+        * ``array_pj``: ``V_read^2 G t`` over both devices of every weight, at the mean
+          conductance ``mean_conductance_fraction * g_max`` and the full-scale integration
+          time (:meth:`integration_time_ns`): an upper bound for inputs below full scale;
+        * ``dac_pj`` (conversion): one ISAAC 1-bit drive per input line per column tile per
+          input bit (``bit_serial``) or per pulse (``pulse_width``);
+        * ``adc_pj`` (conversion): one conversion per column per row tile per input bit
+          (``bit_serial``) or per MVM (``pulse_width``);
+        * ``shift_add_pj``: ``bit_serial`` only, one ISAAC shift-and-add per conversion;
+        * ``digital_pj``: row-tile partial sums, one 32-bit add per output per extra row tile.
+
+        No static power is priced. Latency: the integration time (conversions pipelined
+        behind it, as ISAAC's; HERMES's CCO ADCs count during the pulse) plus a 1 GHz
+        adder tree over the row tiles.
         """
         cfg = self.config
-        row_tiles = -(-in_features // cfg.tile_rows)
-        col_tiles = -(-out_features // cfg.tile_cols)
+        row_tiles, col_tiles = self._tiles(in_features, out_features)
         n_tiles = row_tiles * col_tiles
-        n_devices = 2 * in_features * out_features
+        n_weights = in_features * out_features
+        n_devices = 2 * n_weights
         n_cells = 2 * n_tiles * cfg.tile_rows * cfg.tile_cols
-        n_adc = row_tiles * out_features
-        n_dac = in_features * col_tiles
+        bit_serial = cfg.input_encoding == "bit_serial"
+        drives = cfg.dac_bits if bit_serial else 1  # input drives (and conversions) per MVM
+        n_adc = row_tiles * out_features * drives
+        n_dac = in_features * col_tiles * drives
+        t_ns = self.integration_time_ns()
+        # V^2 G t per device: uS * V^2 * ns = 1e-15 J = 1e-3 pJ
+        device_pj = cfg.read_voltage_v**2 * cfg.mean_conductance_fraction * cfg.g_max_us * t_ns * 1e-3
         energy = {
-            "array_pj": n_devices * CELL_READ_PJ * cfg.dac_bits,
-            "dac_pj": n_dac * DAC_BIT_PJ * cfg.dac_bits,
+            "array_pj": n_devices * device_pj,
+            "dac_pj": n_dac * DAC_BIT_PJ,
             "adc_pj": n_adc * adc_energy_pj(cfg.adc_bits),
+            "shift_add_pj": (n_adc * ISAAC_SHIFT_ADD_PJ) if bit_serial else 0.0,
             "digital_pj": (row_tiles - 1) * out_features * INT32_ADD_PJ,
         }
         adder_levels = math.ceil(math.log2(row_tiles)) if row_tiles > 1 else 0
+        # ISAAC: one 1-bit DAC per row (bit_serial); a b-bit pulse-width generator per row is
+        # priced as b such 1-bit drivers (its counter/comparator grow with b): an area proxy
+        dac_units = 1 if bit_serial else cfg.dac_bits
         area_um2 = (
             n_cells * CELL_AREA_UM2
             + n_tiles * cfg.tile_cols * adc_area_um2(cfg.adc_bits)
-            + n_tiles * cfg.tile_rows * DAC_BIT_AREA_UM2 * cfg.dac_bits
+            + n_tiles * cfg.tile_rows * DAC_BIT_AREA_UM2 * dac_units
         )
         out = {
             "energy_pj": sum(energy.values()),
-            "latency_ns": cfg.dac_bits * cfg.read_time_ns + adder_levels * 1.0,  # 1 GHz adders
+            "latency_ns": t_ns + adder_levels * 1.0,  # 1 GHz adders
             "area_mm2": area_um2 * 1e-6,
             "n_tiles": float(n_tiles),
             "n_devices": float(n_devices),
             "n_cells": float(n_cells),
             "n_adc_conversions": float(n_adc),
             "n_dac_conversions": float(n_dac),
+            "integration_time_ns": float(t_ns),
         }
         out.update(energy)
         return out
+
+    def feasibility(self, in_features: int, out_features: int) -> list[str]:
+        """Why an ``out x in`` matrix does not fit the chip: more tiles than ``max_tiles``.
+
+        Every weight is stationary on its own tile, so the matrix needs
+        ``ceil(in / tile_rows) * ceil(out / tile_cols)`` tiles at once.
+        """
+        cfg = self.config
+        row_tiles, col_tiles = self._tiles(in_features, out_features)
+        n_tiles = row_tiles * col_tiles
+        if n_tiles <= cfg.max_tiles:
+            return []
+        return [
+            f"tile count: a {out_features}x{in_features} matrix needs {n_tiles} tiles of "
+            f"{cfg.tile_rows}x{cfg.tile_cols} ({row_tiles} row x {col_tiles} column tiles), "
+            f"more than the chip's max_tiles={cfg.max_tiles}; raise max_tiles or "
+            f"tile_rows/tile_cols, or shrink the matrix"
+        ]

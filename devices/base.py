@@ -553,13 +553,30 @@ class Device(abc.ABC):
     def layer(self, in_features: int, out_features: int) -> DeviceLayer:
         """A fresh :class:`DeviceLayer` of the given size for this config."""
 
+    #: Energy components of :meth:`cost` (keys ending in ``_pj``) spent converting between the
+    #: digital host and the device: DACs, modulators, detectors, TIAs, ADCs. The whole-inference
+    #: cost reports them as the ``conversion`` stage and the rest of ``energy_pj`` as ``matrix``.
+    conversion_keys: ClassVar[tuple[str, ...]] = ()
+
     @abc.abstractmethod
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """Metrics of one ``out x in`` matrix-vector product on this device.
 
         Keys carry units (``energy_pj``, ``latency_ns``, ``area_mm2``, ``n_mzi``...) and must
-        include :data:`REQUIRED_COST_KEYS`.
+        include :data:`REQUIRED_COST_KEYS`. Every other key ending in ``_pj`` is a component
+        of ``energy_pj`` (converters, array, static or holding power times the time the
+        inference occupies the hardware, memory traffic...): the components sum to ``energy_pj``.
+        Those that are conversions are named in :attr:`conversion_keys`.
         """
+
+    def feasibility(self, in_features: int, out_features: int) -> list[str]:
+        """Why an ``out x in`` matrix cannot be built on this device ([] when it can).
+
+        Each reason names the physical or resource limit broken and by how much (optical power
+        per waveguide, loss budget, an FPGA part's LUTs, a chip's tile count...). An infeasible
+        design is reported with its reasons, not priced, and kept off a search's front.
+        """
+        return []
 
     @classmethod
     @abc.abstractmethod

@@ -39,6 +39,7 @@ def describe_device(name: str) -> str:
         lines.append("  config (--set field=value):")
         for field, (_, doc) in docs.items():
             lines.append(f"    {field:<{width}}  = {defaults[field]:<{dwidth}}  {doc}".rstrip())
+    lines.append(f"  inference: {placement_text(cls)}")
     space = cls.search_space()
     lines.append("  search space:" + (" (none)" if not space else ""))
     for field, spec in space.items():
@@ -51,6 +52,13 @@ def describe_device(name: str) -> str:
             f"source: {preset.source}", 88, initial_indent="      ", subsequent_indent="        "
         )
     return "\n".join(lines)
+
+
+def placement_text(cls: type) -> str:
+    """Where each stage of an inference runs on device class ``cls`` by default, and its converters."""
+    conv = ", ".join(cls.conversion_keys) or "none"
+    return (f"PCA projection on the digital host (--pca-placement device: on {cls.name}), lifting on the host, "
+            f"K on {cls.name}; conversion energy: {conv}")
 
 
 def describe_devices() -> str:
@@ -103,6 +111,8 @@ def device_json(name: str) -> dict[str, Any]:
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "description": cls.description,
+        "inference": placement_text(cls),
+        "conversion_keys": list(cls.conversion_keys),
         "fields": fields,
         "presets": {
             p.name: {

@@ -10,9 +10,16 @@ statistics: the 99.9th percentile of the inputs, the abs-max of the outputs), wi
 has no analog noise, so every instance is identical and eval is deterministic.
 
 The cost model is FINN's matrix-vector-activation unit (MVAU) with ``PE`` output and ``SIMD``
-input parallelism: the LUT model of FINN-R (Blott et al., ACM TRETS 2018) and the BRAM18 and
-DSP models exactly as in FINN's ``MVAU_hls.lut_estimation``, ``MVAU.bram_estimation`` and
-``MVAU_hls.dsp_estimation``; ``PE * SIMD`` DSPs equals hls4ml's ``n_in * n_out / reuse_factor``.
+input parallelism on a named FPGA ``part``: the LUT model of FINN-R (Blott et al., ACM TRETS
+2018) and the BRAM18 and DSP models exactly as in FINN's ``MVAU_hls.lut_estimation``,
+``MVAU.bram_estimation`` and ``MVAU_hls.dsp_estimation``; ``PE * SIMD`` DSPs equals hls4ml's
+``n_in * n_out / reuse_factor``. ``energy_pj`` is the sum of its components: the MACs
+(``mac_pj``: Horowitz's 45 nm arithmetic energies times the FPGA/ASIC gap, smaller for DSP48
+multipliers than for LUT multipliers), the BRAM weight reads (``bram_pj``, per bit read), the
+output requantizer (``requant_pj``) and the part's static power over the time one inference
+occupies the MVAU (``static_pj``: FINN's MVAU is not pipelined across inferences beyond its
+cycle count). There are no digital/analog conversions. :meth:`FPGAFixedPointDevice.feasibility`
+checks the LUT, BRAM18 and DSP counts against the part's budget.
 """
 
 from __future__ import annotations
@@ -28,20 +35,106 @@ from brevitas.nn import QuantLinear
 from brevitas.quant import Int8ActPerTensorFixedPoint
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPointMSE
 
-from codesign.errors import check_choice, check_range
+from codesign.errors import ConfigError, check_choice, check_range
 
-from .base import Device, DeviceConfig, DeviceLayer, IntRange, Preset, SearchSpec, preset_table
+from .base import Choice, Device, DeviceConfig, DeviceLayer, IntRange, Preset, SearchSpec, preset_table
 
-# Horowitz, ISSCC 2014 (45 nm): 8x8-bit multiply 0.2 pJ / 282 um^2 (array multiplier energy and
-# area ~ product of the widths), 32-bit add 0.1 pJ / 137 um^2 (~ width).
+# Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, energy and
+# area table of 45 nm operations: 8x8-bit multiply
+# 0.2 pJ / 282 um^2 (array multiplier energy and area ~ product of the widths), 32-bit add
+# 0.1 pJ / 137 um^2 (~ width).
 MULT_8X8_PJ, MULT_8X8_UM2 = 0.2, 282.0
 ADD_32_PJ, ADD_32_UM2 = 0.1, 137.0
-# Kuon & Rose, "Measuring the gap between FPGAs and ASICs", IEEE TCAD 2007: soft logic needs
-# ~35x the area and ~14x the dynamic power of a standard-cell ASIC.
+# Kuon & Rose, "Measuring the gap between FPGAs and ASICs", IEEE TCAD 26(2) 2007, abstract
+# (90 nm FPGA vs 90 nm standard cells): soft logic (LUTs and flip-flops) needs ~35x the area
+# and ~14x the dynamic power of a standard-cell ASIC.
 FPGA_AREA_GAP, FPGA_ENERGY_GAP = 35.0, 14.0
-BRAM_PJ_PER_BIT = 10.0 / 64  # 64-bit read from an 8 KB SRAM: 10 pJ (Horowitz 2014)
+# Hard blocks (multiplier/accumulators, block RAMs) shrink both gaps. The same abstract: their
+# extensive use "could potentially lower the [area] gap to below five", and the 14x dynamic
+# power gap "generally becomes smaller" with them; an FPGA-power chapter (CRC Press,
+# doi:10.1201/b19388-15, introduction) puts FPGA power at "7-14x higher than an equivalent ASIC
+# implementation". A DSP48 multiplier is priced at 7x the ASIC energy (the low end of that
+# range) and 5x the ASIC area (Kuon & Rose's hard-block estimate); its adder tree and
+# accumulator stay in LUTs, as in FINN's ``MVAU_hls`` (``lut_estimation`` keeps the adder-tree
+# LUTs with ``resType = dsp``).
+DSP_ENERGY_GAP, DSP_AREA_GAP = 7.0, 5.0
+# A DSP48E1 slice (Xilinx UG479, 7 Series DSP48E1 Slice User Guide, ch. 1) holds a 25 x 18-bit
+# multiplier whatever the operand widths: its silicon is that of the full-width multiplier.
+DSP_MULT_BITS = (25, 18)
+# BRAM reads, per bit read: a 64-bit read from an 8 KB SRAM costs 10 pJ at 45 nm (Horowitz,
+# ISSCC 2014, same table); FPGA block RAM is a hard SRAM macro (Kuon & Rose 2007: memories are
+# hard blocks, no soft-logic gap applied). Upper bound for comparison: Xilinx DS512 (LogiCORE
+# Block Memory Generator v6.1, Table 41, Virtex-5 XPE 11.1, 65 nm, 300 MHz, 50% toggle and 50%
+# write rate): a 2k x 36 true-dual-port memory in the low-power mapping draws 21 mW for single
+# reads/writes, i.e. 70 pJ per 36-bit access = 1.9 pJ/bit (an older node, writes included).
+BRAM_PJ_PER_BIT = 10.0 / 64
+BRAM_PJ_PER_BIT_DS512 = 21e-3 / 300e6 * 1e12 / 36  # 1.94 pJ/bit: the bound quoted above
 SRAM_BITCELL_UM2 = 0.346  # 45 nm 6T cell (Mistry et al., IEDM 2007)
-BRAM18_BITS = 18 * 1024
+BRAM18_BITS = 18 * 1024  # RAMB18: 18 Kb (Xilinx UG473, 7 Series FPGAs Memory Resources)
+
+
+@dataclass(frozen=True)
+class FPGAPart:
+    """An FPGA part's resource budget and static power (the values and their sources).
+
+    Attributes:
+        name: the part (Xilinx/AMD ordering code without package and speed grade).
+        lut: CLB LUTs.
+        bram18: RAMB18 block RAMs (two per RAMB36).
+        dsp: DSP48 slices.
+        static_w: device static power, W, with its measurement conditions in ``static_source``;
+            None where no published figure was found (the config must then give
+            ``static_power_w``).
+        source: where the budgets come from.
+        static_source: where ``static_w`` comes from and under which conditions.
+    """
+
+    name: str
+    lut: int
+    bram18: int
+    dsp: int
+    static_w: float | None
+    source: str
+    static_source: str = ""
+
+
+#: FPGA parts the cost model knows: ``{part: FPGAPart}`` (the config field ``part``).
+PARTS: dict[str, FPGAPart] = {
+    p.name: p
+    for p in (
+        # Pynq-Z1, Pynq-Z2, Zedboard, Zybo Z7-20
+        FPGAPart(
+            "xc7z020", lut=53_200, bram18=280, dsp=220,
+            # DS190 (Zynq-7000 SoC Data Sheet: Overview), Table 1, Z-7020: 53,200 LUTs, 140
+            # 36 Kb block RAMs (280 RAMB18), 220 DSP48E1 slices; the same "Available" counts in
+            # the Vivado utilization report of Xilinx/BNN-PYNQ bnn/src/network/lfc-pynq/README.md
+            static_w=0.113,
+            source="Xilinx DS190 Table 1 (Z-7020); Vivado report in Xilinx/BNN-PYNQ lfc-pynq/README.md",
+            # Vivado 2020.1 report_power, "Device Static (W)" 0.113 of a routed CV32A6 design on
+            # xc7z020clg400-1 (Zybo Z7-20), typical process, junction 28.1 C, confidence Medium:
+            # ThalesGroup/cva6-softcore-contest, README.md ("Power analysis")
+            static_source="Vivado 2020.1 report_power, xc7z020clg400-1, typical process, Tj 28.1 C "
+            "(ThalesGroup/cva6-softcore-contest README.md)",
+        ),
+        # Ultra96 (v1/v2)
+        FPGAPart(
+            "xczu3eg", lut=70_560, bram18=432, dsp=360,
+            # DS891 (Zynq UltraScale+ MPSoC Data Sheet: Overview), ZU3EG: 70,560 CLB LUTs, 216
+            # 36 Kb block RAMs (432 RAMB18), 360 DSP48E2; same counts for "ultra96" in
+            # necst/faber_fpga src/model/boards.py
+            static_w=None,
+            source="Xilinx DS891 (ZU3EG); necst/faber_fpga src/model/boards.py",
+        ),
+        # VCU118, VCU1525
+        FPGAPart(
+            "xcvu9p", lut=1_182_240, bram18=4_320, dsp=6_840,
+            # DS890 (UltraScale Architecture and Product Overview), Virtex UltraScale+ table,
+            # VU9P: 1,182,240 CLB LUTs, 2,160 36 Kb block RAMs (4,320 RAMB18), 6,840 DSP48E2
+            static_w=None,
+            source="Xilinx DS890 (Virtex UltraScale+, VU9P)",
+        ),
+    )
+}
 
 
 class FixedPointActQuant(Int8ActPerTensorFixedPoint):
@@ -93,6 +186,21 @@ class FPGAFixedPointConfig(DeviceConfig):
     mult_resource: str = field(
         default="lut", metadata={"doc": "multipliers in 'lut' (soft logic) or 'dsp' slices"}
     )
+    part: str = field(
+        default="xc7z020",
+        metadata={"doc": "FPGA part: its LUT/BRAM18/DSP budget (feasibility) and static power "
+                  f"(cost); one of {', '.join(PARTS)}"},
+    )
+    static_power_w: float = field(
+        default=0.0,
+        metadata={"doc": "device static power, W, charged for the time an inference occupies the "
+                  "MVAU; 0 = the part's cited figure (required for parts without one)"},
+    )
+    requant: str = field(
+        default="shift",
+        metadata={"doc": "output requantizer per PE: 'shift' (power-of-two saturating shift) or "
+                  "'thresholds' (FINN's multi-threshold unit, 2^output_bits - 1 comparators)"},
+    )
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
@@ -103,6 +211,15 @@ class FPGAFixedPointConfig(DeviceConfig):
         check_range("pe", self.pe, 1, 1 << 16, integer=True)
         check_range("simd", self.simd, 1, 1 << 16, integer=True)
         check_choice("mult_resource", self.mult_resource, ("lut", "dsp"))
+        check_choice("part", self.part, tuple(PARTS))
+        check_range("static_power_w", self.static_power_w, 0.0, 1e3)
+        check_choice("requant", self.requant, ("shift", "thresholds"))
+        if self.static_power_w == 0 and PARTS[self.part].static_w is None:
+            raise ConfigError(
+                f"static_power_w=0 asks for part {self.part!r}'s cited static power, but this model "
+                "has none for it; set static_power_w (W), e.g. the 'Device Static' of a Vivado "
+                "report_power of your design on that part"
+            )
 
 
 class FPGAFixedPointLayer(DeviceLayer):
@@ -275,7 +392,8 @@ class FPGAFixedPointDevice(Device):
     Config = FPGAFixedPointConfig
     description = (
         "FPGA fixed-point MVAU: brevitas QuantLinear with power-of-two scales; "
-        "FINN-R LUT/BRAM/DSP cost model with PE x SIMD folding"
+        "FINN-R LUT/BRAM/DSP cost model with PE x SIMD folding, checked against an FPGA "
+        "part's budget; energy with the part's static power"
     )
 
     def layer(self, in_features: int, out_features: int) -> FPGAFixedPointLayer:
@@ -284,8 +402,21 @@ class FPGAFixedPointDevice(Device):
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
-        """FINN's TFC-w2a2 MNIST network as built by finn-examples (its first MVAU)."""
+        """Two published FINN MVAUs on a Pynq-Z1 (xc7z020), each with its headline figure.
+
+        Each preset's comment states the published figure, the workload shape that reproduces it
+        and the tolerance; ``tests/devices/test_fpga_published.py`` checks them.
+        """
         return preset_table(
+            # Headline: finn-examples finn_examples/notebooks/0_mnist_with_fc_networks.ipynb,
+            # accel.throughput_test() on a Pynq-Z1 at fclk 99.999 MHz, batch 1000:
+            # 837,019 images/s (runtime 1.195 ms). That bitfile is tfc-w1a1, whose folding config
+            # (tfc-w1a1_folding_config.json) has the same PE/SIMD in every MVAU as tfc-w2a2's, and
+            # FINN's cycle count depends on PE, SIMD and the shape only. Workload: the 784-input,
+            # 64-output first MVAU: 64 cycles = 640 ns, 1.5625 M frames/s, the same in the
+            # 64x64 layers, so the dataflow pipeline's steady state. Tolerance: the measured rate
+            # includes the PYNQ driver's per-batch overhead (1.195 ms measured vs 0.64 ms of
+            # MVAU cycles), so the model's rate must lie in [1, 2] x the measured one.
             Preset(
                 "finn_tfc_w2a2",
                 {
@@ -298,10 +429,40 @@ class FPGAFixedPointDevice(Device):
                     "simd": 49,
                     "clock_mhz": 100.0,  # build.py: synth_clk_period_ns = 10.0
                     "mult_resource": "lut",  # FINN's default for low-bit MVAUs (no DSPs)
+                    "part": "xc7z020",  # Pynq-Z1
+                    "requant": "thresholds",  # FINN's MVAU activation: multi-threshold unit
                 },
                 "Xilinx/finn-examples build/bnn-pynq (tfc-w2a2 folding config and build.py), "
-                "the BNN-PYNQ TFC network of Umuroglu et al., 'FINN', FPGA 2017",
+                "the BNN-PYNQ TFC network of Umuroglu et al., 'FINN', FPGA 2017; throughput "
+                "measured in finn_examples/notebooks/0_mnist_with_fc_networks.ipynb",
                 "FINN TFC-w2a2 first layer on Pynq-Z1: 2-bit weights and activations, PE 16 x SIMD 49 at 100 MHz",
+            ),
+            # Headline: Xilinx/finn notebooks/end2end_example/cybersecurity/
+            # 3-build-accelerator-with-finn.ipynb (UNSW-NB15 MLP, 2-bit weights and activations,
+            # xc7z020clg400-1, synth_clk_period_ns 10, target_fps 1e6): final_hw_config.json
+            # gives StreamingFCLayer_Batch_1 (64 inputs x 64 outputs) PE 4, SIMD 16, and
+            # estimate_layer_resources.json / estimate_layer_cycles.json report for it
+            # LUT 1435, BRAM_18K 4, DSP 0 and 64 cycles. Workload: 64 x 64. Tolerance: BRAM18,
+            # DSP and cycles exact (the same FINN formulas), LUT within 1%. These are FINN's
+            # analytical estimates; the same notebook's out-of-context synthesis of the whole
+            # MLP used 7,073 LUTs against 11,360 estimated (the LUT model overestimates ~1.6x).
+            Preset(
+                "finn_cybsec_mlp_w2a2",
+                {
+                    "weight_bits": 2,
+                    "input_bits": 2,  # the hidden layers' 2-bit activations
+                    "output_bits": 2,
+                    "pe": 4,
+                    "simd": 16,
+                    "clock_mhz": 100.0,  # synth_clk_period_ns = 10.0
+                    "mult_resource": "lut",  # final_hw_config.json: resType "lut"
+                    "part": "xc7z020",  # fpga_part xc7z020clg400-1 (Pynq-Z1)
+                    "requant": "thresholds",  # FINN's MVAU activation: multi-threshold unit
+                },
+                "Xilinx/finn notebooks/end2end_example/cybersecurity/3-build-accelerator-with-finn.ipynb "
+                "(final_hw_config.json and estimate reports of the UNSW-NB15 MLP)",
+                "FINN cybersecurity MLP second layer on Pynq-Z1: 64x64, 2-bit weights and activations, "
+                "PE 4 x SIMD 16 at 100 MHz",
             ),
         )
 
@@ -312,17 +473,27 @@ class FPGAFixedPointDevice(Device):
             "weight_bits": IntRange(2, 8),
             "input_bits": IntRange(2, 8),
             "output_bits": IntRange(4, 16),
+            # FINN folding: more parallel MACs shorten the occupancy (less static energy per
+            # inference) and cost LUTs/BRAM, checked against the part's budget (feasibility)
+            "pe": Choice((1, 2, 4, 8, 16)),
+            "simd": Choice((4, 8, 16, 32, 64)),
         }
 
-    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
-        """FINN resource estimates, cycles, latency, energy and area of one MVM.
+    def static_w(self) -> float:
+        """Static power charged while an inference occupies the MVAU, W (config or part figure)."""
+        cfg = self.config
+        return cfg.static_power_w if cfg.static_power_w > 0 else float(PARTS[cfg.part].static_w)
+
+    def resources(self, in_features: int, out_features: int) -> dict[str, int]:
+        """FINN's folding and resource estimates of an ``out x in`` MVAU (integers).
 
         The matrix is padded to multiples of ``SIMD`` (inputs) and ``PE`` (outputs), as FINN
-        requires divisibility. LUTs: FINN-R ``c0 + c1 * PE * (mult + adder tree + accumulator)``
-        with ``c0 = 300, c1 = 1.1``, plus a power-of-two requantizer per PE (a saturating shift,
-        ``acc_bits + output_bits`` LUTs: our estimate; FINN's threshold units would need
-        ``2^output_bits`` comparators). Weights in BRAM (``internal_decoupled``, ``ram_style``
-        block). Energy: dynamic only, Horowitz MAC energies times the FPGA gap, plus BRAM reads.
+        requires divisibility. LUTs: FINN-R ``c0 + c1 * PE * (mult + adder tree + accumulator +
+        requantizer)`` with ``c0 = 300, c1 = 1.1``; the requantizer is a power-of-two saturating
+        shift (``acc_bits + output_bits`` LUTs: our estimate) or FINN's threshold unit
+        (``(2^B - 1) * acc_bits`` comparator LUTs plus as many per 64 threshold words of LUTRAM,
+        ``B = output_bits``, as in FINN's ``lut_estimation``). Weights in BRAM
+        (``internal_decoupled``, ``ram_style`` block); DSPs ``PE * SIMD * ceil((W + A) / 48)``.
         """
         cfg = self.config
         p, q = cfg.pe, cfg.simd
@@ -330,29 +501,94 @@ class FPGAFixedPointDevice(Device):
         mh = -(-out_features // p) * p
         mw = -(-in_features // q) * q
         omega = (mw * mh) // (p * q)  # weight memory depth (FINN's WMEM)
-        cycles = (mh // p) * (mw // q)  # FINN get_exp_cycles
         acc = _acc_bits(mw, w, a)
         mult_luts = 0 if cfg.mult_resource == "dsp" else q * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
         adder_luts = (w + a) * (2 * q - 1)
-        requant_luts = acc + cfg.output_bits
-        lut = int(300 + 1.1 * p * (mult_luts + adder_luts + acc + requant_luts))
-        dsp = p * q * math.ceil((w + a) / 48) if cfg.mult_resource == "dsp" else 0
-        bram = _bram18(omega, p * q * w)
-        macs = mw * mh
-        mac_pj = macs * (MULT_8X8_PJ * w * a / 64 + ADD_32_PJ * acc / 32) * FPGA_ENERGY_GAP
-        bram_pj = mw * mh * w * BRAM_PJ_PER_BIT
-        logic_um2 = p * q * (MULT_8X8_UM2 * w * a / 64 + ADD_32_UM2 * acc / 32) * FPGA_AREA_GAP
-        area_um2 = logic_um2 + bram * BRAM18_BITS * SRAM_BITCELL_UM2
+        levels = 2**cfg.output_bits - 1
+        if cfg.requant == "thresholds":
+            tmem = mh // p  # thresholds per PE (FINN's calc_tmem)
+            requant_luts = levels * acc * math.ceil(tmem / 64) + levels * acc
+        else:
+            requant_luts = acc + cfg.output_bits
         return {
-            "energy_pj": mac_pj + bram_pj,
-            "latency_ns": cycles * 1e3 / cfg.clock_mhz,
+            "mh": mh,
+            "mw": mw,
+            "omega": omega,
+            "cycles": (mh // p) * (mw // q),  # FINN get_exp_cycles
+            "acc_bits": acc,
+            "lut": int(300 + 1.1 * p * (mult_luts + adder_luts + acc + requant_luts)),
+            "dsp": p * q * math.ceil((w + a) / 48) if cfg.mult_resource == "dsp" else 0,
+            "bram_18k": _bram18(omega, p * q * w),
+        }
+
+    def feasibility(self, in_features: int, out_features: int) -> list[str]:
+        """The part's LUT, BRAM18 and DSP budgets broken by this MVAU ([] when it fits).
+
+        The counts are FINN's estimates (:meth:`resources`) for this one matrix against the whole
+        part. A ``PE * SIMD`` larger than the matrix is not an error: FINN pads it. The clock is
+        not checked (no timing model).
+        """
+        cfg = self.config
+        part = PARTS[cfg.part]
+        r = self.resources(in_features, out_features)
+        fix = "lower pe/simd (fields pe, simd){extra} or choose a larger part (field part)"
+        limits = (
+            ("LUTs", r["lut"], part.lut, fix.format(extra=", the bit widths")),
+            ("RAMB18 block RAMs", r["bram_18k"], part.bram18, fix.format(extra=", weight_bits")),
+            ("DSP48 slices", r["dsp"], part.dsp,
+             fix.format(extra=", set mult_resource='lut'")),
+        )
+        return [
+            f"{name}: the {out_features}x{in_features} MVAU (PE {cfg.pe} x SIMD {cfg.simd}) needs "
+            f"{used}, part {part.name} has {budget}; {hint}"
+            for name, used, budget, hint in limits
+            if used > budget
+        ]
+
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        """FINN resource estimates, cycles, latency, energy and area of one MVM.
+
+        Resources and cycles: :meth:`resources`. Energy (the ``*_pj`` components sum to
+        ``energy_pj``): ``mac_pj``, every MAC of the padded matrix at Horowitz's 45 nm energies
+        (multiplier ~ ``w * a``, accumulator add ~ ``acc_bits``) times the FPGA/ASIC gap (14x in
+        LUTs; 7x for a DSP48 multiplier, whose adder tree stays in LUTs); ``bram_pj``, every weight
+        bit read once from BRAM; ``requant_pj``, one ``acc_bits``-wide add (shift) or
+        ``2^output_bits - 1`` compares (thresholds) per output; ``static_pj``, the part's static
+        power for ``cycles / clock``. Area: the MAC array (LUT logic at 35x the ASIC area, a DSP48
+        multiplier at 5x that of its full 25 x 18 multiplier) plus the used BRAM18s' bit cells.
+        """
+        cfg = self.config
+        r = self.resources(in_features, out_features)
+        p, q = cfg.pe, cfg.simd
+        w, a, acc = cfg.weight_bits, cfg.input_bits, r["acc_bits"]
+        macs = r["mw"] * r["mh"]
+        add_pj = ADD_32_PJ * acc / 32 * FPGA_ENERGY_GAP
+        add_um2 = ADD_32_UM2 * acc / 32 * FPGA_AREA_GAP
+        if cfg.mult_resource == "dsp":
+            mult_pj = MULT_8X8_PJ * w * a / 64 * DSP_ENERGY_GAP
+            mult_um2 = MULT_8X8_UM2 * DSP_MULT_BITS[0] * DSP_MULT_BITS[1] / 64 * DSP_AREA_GAP
+        else:
+            mult_pj = MULT_8X8_PJ * w * a / 64 * FPGA_ENERGY_GAP
+            mult_um2 = MULT_8X8_UM2 * w * a / 64 * FPGA_AREA_GAP
+        mac_pj = macs * (mult_pj + add_pj)
+        bram_pj = macs * w * BRAM_PJ_PER_BIT
+        compares = 2**cfg.output_bits - 1 if cfg.requant == "thresholds" else 1
+        requant_pj = r["mh"] * compares * add_pj
+        latency_ns = r["cycles"] * 1e3 / cfg.clock_mhz
+        static_pj = self.static_w() * latency_ns * 1e3  # W * ns = nJ = 1e3 pJ
+        area_um2 = p * q * (mult_um2 + add_um2) + r["bram_18k"] * BRAM18_BITS * SRAM_BITCELL_UM2
+        return {
+            "energy_pj": mac_pj + bram_pj + requant_pj + static_pj,
+            "latency_ns": latency_ns,
             "area_mm2": area_um2 * 1e-6,
-            "lut": float(lut),
-            "dsp": float(dsp),
-            "bram_18k": float(bram),
-            "cycles": float(cycles),
+            "lut": float(r["lut"]),
+            "dsp": float(r["dsp"]),
+            "bram_18k": float(r["bram_18k"]),
+            "cycles": float(r["cycles"]),
             "parallelism_macs_per_cycle": float(p * q),
             "acc_bits": float(acc),
             "mac_pj": mac_pj,
             "bram_pj": bram_pj,
+            "requant_pj": requant_pj,
+            "static_pj": static_pj,
         }

@@ -1,12 +1,10 @@
 """The zero-noise reference device: an exact float matrix product on a digital MAC array.
 
 The layer computes ``x @ K.T`` exactly; only the cost model depends on the configured datapath.
-Costs use the 45 nm energy and area table of M. Horowitz, "Computing's energy problem (and what
-we can do about it)", ISSCC 2014 (per operation: 8-bit int multiply 0.2 pJ / 282 um^2, 32-bit
-int add 0.1 pJ / 137 um^2, 32-bit int multiply 3.1 pJ / 3495 um^2, 16-bit float add 0.4 pJ /
-1360 um^2 and multiply 1.1 pJ / 1640 um^2, 32-bit float add 0.9 pJ / 4184 um^2 and multiply
-3.7 pJ / 7700 um^2; a 64-bit SRAM read 10 pJ from 8 KB, 20 pJ from 32 KB, 100 pJ from 1 MB,
-and 1.3-2.6 nJ from DRAM).
+Costs come from :mod:`codesign.devices.digital`: M. Horowitz's 45 nm per-operation energies and
+areas ("Computing's energy problem (and what we can do about it)", ISSCC 2014), with every
+weight read from an SRAM sized to the matrix at each inference (a digital array keeps no
+weights in its MAC units), priced smoothly by capacity.
 """
 
 from __future__ import annotations
@@ -19,23 +17,7 @@ import torch
 from codesign.errors import check_choice, check_range
 
 from .base import Device, DeviceConfig, DeviceLayer, Preset, SearchSpec, preset_table
-
-# datapath -> (word bits, multiply pJ, accumulate pJ, multiply um^2, accumulate um^2);
-# integer datapaths accumulate in 32 bits, float ones in their own format (Horowitz 2014)
-DATAPATHS: dict[str, tuple[int, float, float, float, float]] = {
-    "fp32": (32, 3.7, 0.9, 7700.0, 4184.0),
-    "fp16": (16, 1.1, 0.4, 1640.0, 1360.0),
-    "int32": (32, 3.1, 0.1, 3495.0, 137.0),
-    "int8": (8, 0.2, 0.1, 282.0, 137.0),
-}
-# 64-bit SRAM/DRAM word access energy by capacity (Horowitz 2014); DRAM: midpoint of 1.3-2.6 nJ
-MEMORY_TIERS_PJ: tuple[tuple[float, float], ...] = (
-    (8 * 1024, 10.0),
-    (32 * 1024, 20.0),
-    (1024 * 1024, 100.0),
-    (math.inf, 1950.0),
-)
-SRAM_BITCELL_UM2 = 0.346  # 45 nm 6T SRAM cell (Mistry et al., IEDM 2007), periphery excluded
+from .digital import DATAPATHS, digital_cost, matvec_ops
 
 
 @dataclass(frozen=True)
@@ -127,27 +109,13 @@ class IdealDevice(Device):
         """Energy, latency and area of one ``out x in`` matrix-vector product.
 
         Energy: one multiply and one accumulate per weight, plus 64-bit memory accesses for the
-        weights, the input vector and the output vector, priced by the total footprint's tier.
-        Latency: ``ceil(MACs / macs_per_cycle)`` cycles. Area: the MAC units plus SRAM cells.
+        weights, the input vector and the output vector, priced by their total footprint
+        (:func:`~codesign.devices.digital.sram_access_pj`). Latency:
+        ``ceil(MACs / macs_per_cycle)`` cycles. Area: the MAC units plus SRAM cells.
         """
         cfg = self.config
-        bits, mult_pj, add_pj, mult_um2, add_um2 = DATAPATHS[cfg.datapath]
-        macs = in_features * out_features
-        storage_bits = (macs + in_features + out_features) * bits
-        words = math.ceil(storage_bits / 64)
-        word_pj = next(pj for cap, pj in MEMORY_TIERS_PJ if storage_bits / 8 <= cap)
-        cycles = math.ceil(macs / cfg.macs_per_cycle)
-        mac_pj = macs * (mult_pj + add_pj)
-        memory_pj = words * word_pj
-        area_um2 = cfg.macs_per_cycle * (mult_um2 + add_um2) + storage_bits * SRAM_BITCELL_UM2
-        return {
-            "energy_pj": mac_pj + memory_pj,
-            "latency_ns": cycles * 1e3 / cfg.clock_mhz,
-            "area_mm2": area_um2 * 1e-6,
-            "n_macs": float(macs),
-            "cycles": float(cycles),
-            "mac_pj": mac_pj,
-            "memory_pj": memory_pj,
-            "memory_words_64b": float(words),
-            "storage_bits": float(storage_bits),
-        }
+        out = digital_cost(matvec_ops(in_features, out_features), cfg.datapath, cfg.clock_mhz, cfg.macs_per_cycle)
+        arithmetic = out.pop("arithmetic_pj")
+        return {"energy_pj": out.pop("energy_pj"), "latency_ns": out.pop("latency_ns"),
+                "area_mm2": out.pop("area_mm2"), "n_macs": float(in_features * out_features),
+                "mac_pj": arithmetic, **out}

@@ -12,20 +12,36 @@ detector noise -> output ADC -> digital rescale. By default the photocurrents of
 block row are summed in analog before a single ADC per output (``analog_accumulation``);
 otherwise each tile output is converted and the partial sums are added digitally.
 
-Cost constants come from the Lightening-Transformer simulator (Zhu et al., HPCA 2024,
-github.com/zhuhanqing/Lightening-Transformer, ``hardware_simulator/params/device_params``),
-whose MZI baseline uses the same Clements ``U Sigma V`` structure.
+Cost model (``cost``, per inference = one matrix-vector product; weight-stationary: every tile
+is present at once and the chip streams one input vector per sample period ``1/clock_ghz``):
+
+* conversions (:attr:`PhotonicMZIDevice.conversion_keys`): input DACs and modulators, balanced
+  photodetectors + TIAs, output ADCs (Lightening-Transformer simulator constants);
+* matrix stage: the laser's wall-plug power for one sample period, the phase-holding power of
+  every programmed shifter for one sample period (``phase_shifter``: thermo-optic heaters hold
+  ``~P_pi`` each, Harris et al. 2014; non-volatile phase-change shifters hold none, Rios et al.
+  2022) and, without analog accumulation, digital partial-sum additions. Stationary weights cost
+  no memory traffic per inference.
+
+The laser follows the Lightening-Transformer simulator (Zhu et al., HPCA 2024,
+github.com/zhuhanqing/Lightening-Transformer, ``hardware_simulator/hardware/photonic_MZI.py``):
+detector sensitivity + insertion loss + the ``1:k`` split, times ``2**adc_bits`` so that the
+smallest ADC level stays above the sensitivity. :meth:`PhotonicMZIDevice.feasibility` refuses a
+design whose launch power per input waveguide exceeds what a silicon waveguide carries
+(``max_waveguide_power_dbm``; equivalently, whose insertion loss exceeds the link budget).
+Every constant below cites its source.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from codesign.errors import check_range
+from codesign.errors import check_choice, check_range
 
 from .base import (
     CalibratedRange,
@@ -44,28 +60,80 @@ from .base import (
 )
 from .clements import decompose, mesh_layout, rebuild
 
-# --- published constants (Lightening-Transformer simulator, default.yaml / ADC.py / DAC.py) ---
-MZI_AREA_UM2 = 180.0 * 100.0  # MZI footprint incl. couplers and phase shifter, um x um
-MODULATOR_AREA_UM2 = 260.0 * 20.0  # MZI modulator (inputs and Sigma attenuators)
-MODULATOR_IL_DB = 1.2  # insertion loss of the input modulator
-MODULATOR_PJ = 0.450  # 450 fJ per modulated symbol at 8 bit; LT scales it by in_bit / 8
-PHOTODETECTOR_MW = 1.1  # per photodetector
-PHOTODETECTOR_AREA_UM2 = 4.0 * 10.0
-DETECTOR_SENSITIVITY_DBM = -25.0
-TIA_MW = 3.0
-TIA_AREA_UM2 = 50.0
-LASER_WALL_PLUG_EFF = 0.2
-ADC_MW_8BIT, ADC_GSPS, ADC_AREA_UM2 = 14.8, 10.0, 2850.0  # 8-bit SAR, power ~ bits x rate
-DAC_MW_8BIT, DAC_GSPS, DAC_AREA_UM2 = 50.0, 14.0, 11000.0  # 8-bit, power ~ 2^b / b x rate
+# --- Lightening-Transformer simulator (Zhu et al., HPCA 2024; github.com/zhuhanqing/
+# Lightening-Transformer, hardware_simulator/params/device_params/default.yaml, Bs_mzi_8bit.yaml,
+# hardware/ADC.py, hardware/DAC.py) ---
+MZI_AREA_UM2 = 180.0 * 100.0  # default.yaml mzi: length 180 um x width 100 um (couplers + shifter)
+MODULATOR_AREA_UM2 = 260.0 * 20.0  # default.yaml mzi_modulator: 260 um x 20 um (inputs, Sigma)
+MODULATOR_IL_DB = 1.2  # default.yaml mzi_modulator: insertion_loss 1.2 dB (input modulator)
+MODULATOR_PJ = 0.450  # default.yaml mzi_modulator: energy_per_bit 450 fJ; scaled by dac_bits / 8
+PHOTODETECTOR_MW = 1.1  # default.yaml photo_detector: power 1.1 mW
+PHOTODETECTOR_AREA_UM2 = 4.0 * 10.0  # default.yaml photo_detector: 4 um x 10 um
+DETECTOR_SENSITIVITY_DBM = -25.0  # default.yaml photo_detector: sensitivity -25 dBm
+TIA_MW = 3.0  # Bs_mzi_8bit.yaml core.interface.TIA: power 3 mW
+TIA_AREA_UM2 = 50.0  # Bs_mzi_8bit.yaml core.interface.TIA: area 50 um^2
+LASER_WALL_PLUG_EFF = 0.2  # default.yaml laser: wall_plug_eff 0.2
+# ADC.py ADC_list[1]: 8-bit SAR, 14.8 mW at 10 GS/s, 2850 um^2; power ~ bits x rate (SAR)
+ADC_MW_8BIT, ADC_GSPS, ADC_AREA_UM2 = 14.8, 10.0, 2850.0
+# DAC.py DAC_list[1]: 8-bit capacitive, 50 mW at 14 GS/s, 11000 um^2; power ~ 2^b / b x rate
+DAC_MW_8BIT, DAC_GSPS, DAC_AREA_UM2 = 50.0, 14.0, 11000.0
+LT_MZI_IL_DB = 0.99  # default.yaml mzi: insertion_loss 0.99 dB (LT's MZI; the old default)
+
+# --- phase shifters ---
+# Thermo-optic: N. C. Harris et al., "Efficient, compact and low loss thermo-optic phase shifter in
+# silicon", Opt. Express 22, 10487 (2014) (arXiv:1410.3616), abstract/results: P_pi = 24.77 +-
+# 0.43 mW, insertion loss 0.23 +- 0.13 dB, 61.6 um long. The same group's shifters drive the
+# Shen et al. (2017) mesh (Harris is its co-first author).
+HARRIS_P_PI_MW = 24.77
+HARRIS_P_PI_TOL_MW = 0.43
+HARRIS_SHIFTER_IL_DB = 0.23
+# Non-volatile: C. Rios et al., "Ultra-compact nonvolatile phase shifter based on electrically
+# reprogrammable transparent phase change materials", PhotoniX 3, 26 (2022), abstract: Sb2Se3 on
+# SOI, zero static power, insertion loss 0.3 dB per pi of phase shift.
+SB2SE3_IL_DB_PER_PI = 0.3
+# Directional coupler: 0.04 dB each, the value in the comment of LT default.yaml's mzi entry
+# ("two directional coupler 0.04 + ..."); LT's own mzi total (0.99 dB) instead counts 0.33 dB
+# per coupler. Not independently confirmed here; it is small next to the shifter's loss.
+COUPLER_IL_DB = 0.04
+# Loss per MZI on the optical path, LT's accounting (two couplers + one shifter in the path):
+THERMO_OPTIC_MZI_IL_DB = 2 * COUPLER_IL_DB + HARRIS_SHIFTER_IL_DB  # 0.31 dB
+# Sb2Se3 at its mean programmed phase (pi for phases spread over [0, 2 pi)):
+NONVOLATILE_MZI_IL_DB = 2 * COUPLER_IL_DB + SB2SE3_IL_DB_PER_PI * 1.0  # 0.38 dB
+# Mean holding power of a thermo-optic shifter as a fraction of P_pi: the heater power is
+# proportional to the phase (Delta n ~ Delta T ~ P), and the programmed phases are taken as
+# spread uniformly over their range: MZI internal phases theta and the Sigma attenuators' phases
+# lie in [0, pi] (mean pi/2 -> 0.5 P_pi); external phases phi and output screens in [0, 2 pi)
+# (mean pi -> 1.0 P_pi), as ``clements.decompose`` returns them.
+MEAN_HOLD_INTERNAL = 0.5
+MEAN_HOLD_EXTERNAL = 1.0
+
+# --- optical power a silicon waveguide carries ---
+# Two-photon absorption in silicon at 1550 nm: beta_TPA = 0.45-0.9 cm/GW (photonica.io glossary
+# "Two-photon absorption (TPA)", table of TPA coefficients); a single-mode silicon wire has
+# A_eff ~ 0.1 um^2 (same page). At 100 mW (20 dBm) the intensity is 0.1 GW/cm^2 and the TPA loss
+# alone 0.05-0.09 /cm (0.2-0.4 dB/cm), the order of the linear loss of the wire, and the free
+# carriers it generates add absorption growing as P^2: 20 dBm is the onset of nonlinear loss
+# used as the default limit (the order of magnitude quoted by scaling studies such as Al-Qadasi
+# et al., "Scaling up silicon photonic-based accelerators", APL Photonics 7, 020902 (2022)).
+MAX_WAVEGUIDE_POWER_DBM = 20.0
+
 # --- other constants ---
-INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014, 45 nm: digital partial-sum accumulation
-GROUP_INDEX = 4.2  # silicon wire waveguide group index (typical SOI value)
+INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014, 45 nm: 32-bit integer add (digital partial sums)
+GROUP_INDEX = 4.2  # group index of a 500 x 220 nm SOI strip waveguide (typical value, e.g.
+# Chrostowski & Hochberg, Silicon Photonics Design, CUP 2015, ch. 3; not re-checked here)
 C_UM_PER_NS = 299_792.458  # speed of light
+PHASE_SHIFTERS = ("thermo_optic", "nonvolatile")
 
 
 @dataclass(frozen=True)
 class PhotonicMZIConfig(DeviceConfig):
-    """Configuration of :class:`PhotonicMZIDevice` (defaults: an 8-bit MZI-mesh accelerator)."""
+    """Configuration of :class:`PhotonicMZIDevice`.
+
+    Defaults: an 8-bit, 5 GHz accelerator of 12 x 12 Clements cores (LT's MZI baseline) built from
+    published components: thermo-optic shifters of Harris et al. (2014), 0.31 dB per MZI, holding
+    power charged. The ``lightening_transformer_mzi`` preset keeps LT's own 0.99 dB per MZI and
+    zero holding power.
+    """
 
     block_size: int = field(
         default=12,
@@ -83,7 +151,37 @@ class PhotonicMZIConfig(DeviceConfig):
         metadata={"doc": "std of each coupler's power splitting ratio error (0.01 = 50+-1 %)"},
     )
     insertion_loss_db: float = field(
-        default=0.99, metadata={"doc": "insertion loss per MZI, dB (LT simulator: 0.99 dB)"}
+        default=THERMO_OPTIC_MZI_IL_DB,
+        metadata={
+            "doc": "insertion loss per MZI on the optical path, dB: two couplers (0.04 dB) + one "
+            "shifter (thermo-optic 0.23 dB, Harris 2014: 0.31; Sb2Se3 0.3 dB/pi: 0.38; LT: 0.99)"
+        },
+    )
+    phase_shifter: str = field(
+        default="thermo_optic",
+        metadata={
+            "doc": "mesh phase shifters: 'thermo_optic' (heaters hold ~P_pi each, see "
+            "heater_p_pi_mw) or 'nonvolatile' (phase-change Sb2Se3: no holding power; set "
+            "insertion_loss_db to its loss, 0.38 dB, as the rios2022_sb2se3 preset does)"
+        },
+    )
+    heater_p_pi_mw: float = field(
+        default=HARRIS_P_PI_MW,
+        metadata={
+            "doc": "thermo-optic heater power for a pi phase shift, mW (Harris et al. 2014: 24.77); "
+            "held for every programmed phase while the chip runs (cost only)"
+        },
+    )
+    detector_sensitivity_dbm: float = field(
+        default=DETECTOR_SENSITIVITY_DBM,
+        metadata={"doc": "photodetector sensitivity, dBm (LT simulator: -25); sets the laser power"},
+    )
+    max_waveguide_power_dbm: float = field(
+        default=MAX_WAVEGUIDE_POWER_DBM,
+        metadata={
+            "doc": "most optical power one silicon input waveguide may carry, dBm (20 dBm = 100 mW: "
+            "onset of two-photon / free-carrier absorption); above it the design is infeasible"
+        },
     )
     dac_bits: int = field(default=8, metadata={"doc": "input DAC / modulator resolution, bits"})
     adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
@@ -107,6 +205,10 @@ class PhotonicMZIConfig(DeviceConfig):
         check_range("phase_noise_rad", self.phase_noise_rad, 0.0, math.pi)
         check_range("bs_error", self.bs_error, 0.0, 0.5)
         check_range("insertion_loss_db", self.insertion_loss_db, 0.0, 10.0)
+        check_choice("phase_shifter", self.phase_shifter, PHASE_SHIFTERS)
+        check_range("heater_p_pi_mw", self.heater_p_pi_mw, 0.0, 1000.0)
+        check_range("detector_sensitivity_dbm", self.detector_sensitivity_dbm, -80.0, 20.0)
+        check_range("max_waveguide_power_dbm", self.max_waveguide_power_dbm, -30.0, 50.0)
         check_range("detector_noise", self.detector_noise, 0.0, 1.0)
         check_range("clock_ghz", self.clock_ghz, 1e-3, ADC_GSPS)
         if not isinstance(self.analog_accumulation, bool):
@@ -267,6 +369,9 @@ class PhotonicMZIDevice(Device):
         "coherent photonic MZI meshes: k x k tiles as U diag(s) V^T on Clements meshes, "
         "phase quantization/noise, coupler imbalance, insertion loss, DAC/ADC, detector noise"
     )
+    #: DACs + input modulators, photodetectors + TIAs, ADCs; laser, phase holding and digital
+    #: partial sums are the matrix stage.
+    conversion_keys: ClassVar[tuple[str, ...]] = ("dac_pj", "modulator_pj", "detector_pj", "adc_pj")
 
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
@@ -274,22 +379,34 @@ class PhotonicMZIDevice(Device):
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
-        """The Lightening-Transformer MZI baseline (the defaults) and Shen et al.'s 2017 chip."""
+        """The LT MZI baseline, Shen et al.'s 2017 thermo-optic chip and an Sb2Se3 mesh.
+
+        Each preset's headline figure is checked through :meth:`cost` in
+        ``tests/devices/test_photonic_published.py`` (tolerances stated there and below).
+        """
         return preset_table(
             Preset(
                 "lightening_transformer_mzi",
                 {
-                    "block_size": 12,  # LT photonic cores are 12 x 12 (Zhu et al., HPCA 2024)
-                    "phase_bits": 8,  # LT's 8-bit baseline precision (in_bit = w_bit = 8)
-                    "dac_bits": 8,  # LT default.yaml: 8-bit DACs
-                    "adc_bits": 8,  # LT default.yaml: 8-bit ADCs
-                    "insertion_loss_db": 0.99,  # LT device_params: MZI insertion loss 0.99 dB
-                    "clock_ghz": 5.0,  # LT default.yaml: 5 GHz core clock
+                    "block_size": 12,  # LT photonic cores are 12 x 12 (Bs_mzi_8bit.yaml core)
+                    "phase_bits": 8,  # LT's 8-bit baseline (Bs_mzi_8bit.yaml precision)
+                    "dac_bits": 8,  # Bs_mzi_8bit.yaml: in_bit 8
+                    "adc_bits": 8,  # Bs_mzi_8bit.yaml: act_bit 8
+                    "insertion_loss_db": LT_MZI_IL_DB,  # default.yaml mzi: 0.99 dB per MZI
+                    "clock_ghz": 5.0,  # Bs_mzi_8bit.yaml core: work_freq 5 GHz
+                    "phase_shifter": "thermo_optic",
+                    # default.yaml phase_shifter / mzi: static_power 0 -- LT charges no holding
+                    # power (kept to reproduce LT; a real heater holds ~P_pi, see the defaults)
+                    "heater_p_pi_mw": 0.0,
+                    "detector_sensitivity_dbm": DETECTOR_SENSITIVITY_DBM,  # default.yaml: -25
                 },
                 "H. Zhu et al., 'Lightening-Transformer: a dynamically-operated optically-"
                 "interconnected photonic Transformer accelerator', HPCA 2024 (MZI baseline; "
-                "github.com/zhuhanqing/Lightening-Transformer hardware_simulator)",
-                "8-bit MZI-mesh accelerator, 12 x 12 Clements cores at 5 GHz (the defaults)",
+                "github.com/zhuhanqing/Lightening-Transformer hardware_simulator). Checked: the "
+                "12x12 core's laser power of hardware/photonic_MZI.py cal_laser_power, exact "
+                "(rel. 1e-9), and its DAC/ADC energies per conversion at 5 GHz, exact.",
+                "LT's 8-bit MZI-mesh baseline: 12 x 12 Clements cores at 5 GHz, 0.99 dB/MZI, "
+                "no heater holding power (LT's assumption)",
             ),
             Preset(
                 "shen2017",
@@ -300,10 +417,31 @@ class PhotonicMZIDevice(Device):
                     "phase_noise_rad": 0.005,
                     # photodetection noise sigma_D ~ 0.1 % of the signal
                     "detector_noise": 0.001,
+                    # thermo-optic shifters of the same group: Harris et al., Opt. Express 22,
+                    # 10487 (2014): P_pi = 24.77 +- 0.43 mW, 0.23 +- 0.13 dB per shifter
+                    "phase_shifter": "thermo_optic",
+                    "heater_p_pi_mw": HARRIS_P_PI_MW,
+                    "insertion_loss_db": THERMO_OPTIC_MZI_IL_DB,
                 },
                 "Y. Shen et al., 'Deep learning with coherent nanophotonic circuits', "
-                "Nat. Photonics 11, 441 (2017)",
-                "the first coherent ONN chip: 4-mode Clements meshes, measured phase and detector noise",
+                "Nat. Photonics 11, 441 (2017); shifters: N. C. Harris et al., Opt. Express 22, "
+                "10487 (2014). Checked: holding power per pi = P_pi 24.77 mW within the paper's "
+                "+-0.43 mW, shifter loss 0.23 dB within +-0.13 dB, on Shen's 4x4 workload.",
+                "the first coherent ONN chip: 4-mode meshes, measured phase and detector noise, "
+                "thermo-optic shifters holding their phase with heater power",
+            ),
+            Preset(
+                "rios2022_sb2se3",
+                {
+                    "phase_shifter": "nonvolatile",
+                    # 2 couplers x 0.04 dB + Sb2Se3 0.3 dB/pi at the mean phase pi (Rios 2022)
+                    "insertion_loss_db": NONVOLATILE_MZI_IL_DB,
+                },
+                "C. Rios et al., 'Ultra-compact nonvolatile phase shifter based on electrically "
+                "reprogrammable transparent phase change materials', PhotoniX 3, 26 (2022): "
+                "zero static power, 0.3 dB per pi. Checked: zero holding energy and 0.3 dB/pi in "
+                "the per-MZI loss (exact) on a 12 x 12 tile.",
+                "the default 12 x 12 8-bit mesh with non-volatile Sb2Se3 phase shifters",
             ),
         )
 
@@ -318,11 +456,60 @@ class PhotonicMZIDevice(Device):
             "adc_bits": IntRange(4, 10),
         }
 
+    # ------------------------------------------------------------------ optics
+    def _optics(self) -> dict[str, float]:
+        """Loss and power of one tile's optical path (independent of the matrix size).
+
+        ``waveguide_dbm`` is the optical power launched into one input waveguide: the detector
+        sensitivity, raised by the path's insertion loss and by ``2**adc_bits`` so that the
+        smallest ADC level stays above the sensitivity (LT ``cal_laser_power``);
+        ``link_budget_db`` the most insertion loss that fits under ``max_waveguide_power_dbm``.
+        """
+        cfg = self.config
+        loss_db = cfg.insertion_loss_db * optical_depth(cfg.block_size) + MODULATOR_IL_DB
+        headroom_db = 10 * math.log10(2.0**cfg.adc_bits)
+        waveguide_dbm = cfg.detector_sensitivity_dbm + loss_db + headroom_db
+        return {
+            "loss_db": loss_db,
+            "headroom_db": headroom_db,
+            "waveguide_dbm": waveguide_dbm,
+            "link_budget_db": cfg.max_waveguide_power_dbm - cfg.detector_sensitivity_dbm - headroom_db,
+        }
+
+    def feasibility(self, in_features: int, out_features: int) -> list[str]:
+        """Reasons the design cannot be built ([] if it can).
+
+        The optical power in one input waveguide must stay under ``max_waveguide_power_dbm``
+        (two-photon and free-carrier absorption in silicon); equivalently the path's insertion
+        loss must fit the link budget ``max_waveguide_power_dbm - detector_sensitivity_dbm -
+        10 log10(2**adc_bits)``. Both depend on the tile (``block_size``), not on the matrix size.
+        """
+        cfg = self.config
+        o = self._optics()
+        if o["waveguide_dbm"] <= cfg.max_waveguide_power_dbm:
+            return []
+        k = cfg.block_size
+        return [
+            f"optical power per input waveguide {o['waveguide_dbm']:.1f} dBm "
+            f"({10 ** (o['waveguide_dbm'] / 10):.3g} mW) exceeds the silicon waveguide limit "
+            f"max_waveguide_power_dbm={cfg.max_waveguide_power_dbm:g} dBm: the insertion loss "
+            f"{o['loss_db']:.1f} dB ({optical_depth(k)} MZIs x insertion_loss_db="
+            f"{cfg.insertion_loss_db:g} dB + {MODULATOR_IL_DB:g} dB modulator) exceeds the link "
+            f"budget {o['link_budget_db']:.1f} dB (limit - detector_sensitivity_dbm="
+            f"{cfg.detector_sensitivity_dbm:g} dBm - {o['headroom_db']:.1f} dB for "
+            f"adc_bits={cfg.adc_bits}); lower block_size={k}, insertion_loss_db or adc_bits"
+        ]
+
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """Component counts, losses, laser power, energy, latency and area of one MVM.
 
-        All tiles are present at once (weight-stationary); one MVM takes one sample period.
-        Phase shifters hold their state without dynamic energy (LT's static power is 0).
+        All tiles are present at once (weight-stationary; no weight traffic per inference); one
+        MVM occupies the hardware for one sample period ``1/clock_ghz``, for which the laser and
+        the phase-holding power are charged. Holding power (thermo-optic shifters only): every
+        programmed phase -- MZI ``theta`` and ``phi``, the output phase screens and the Sigma
+        attenuators -- draws ``heater_p_pi_mw`` times its mean phase over pi (0.5 for phases
+        in ``[0, pi]``: ``theta``, attenuators; 1.0 for ``[0, 2 pi)``: ``phi``, screens).
+        Non-volatile shifters hold their phase with no power.
         """
         cfg = self.config
         k = cfg.block_size
@@ -334,11 +521,19 @@ class PhotonicMZIDevice(Device):
         n_phase_shifters = n_tiles * 2 * (2 * mzi_per_mesh + k)  # theta, phi per MZI + screen
         n_attenuators = n_tiles * k
         depth = optical_depth(k)
-        loss_db = cfg.insertion_loss_db * depth + MODULATOR_IL_DB
+        optics = self._optics()
+        loss_db = optics["loss_db"]
         # LT: P_laser[dBm] = sensitivity + loss + 10 log10(k) (split over k inputs), times
         # 2^bits so the smallest ADC level stays above the detector sensitivity.
-        laser_dbm = DETECTOR_SENSITIVITY_DBM + loss_db + 10 * math.log10(k)
+        laser_dbm = cfg.detector_sensitivity_dbm + loss_db + 10 * math.log10(k)
         laser_mw = n_tiles * 10 ** (laser_dbm / 10) / LASER_WALL_PLUG_EFF * 2**cfg.adc_bits
+        hold_mw = 0.0
+        if cfg.phase_shifter == "thermo_optic":
+            n_internal = n_tiles * 2 * mzi_per_mesh + n_attenuators  # phases in [0, pi]
+            n_external = n_tiles * 2 * (mzi_per_mesh + k)  # phi + output screens, [0, 2 pi)
+            hold_mw = cfg.heater_p_pi_mw * (
+                MEAN_HOLD_INTERNAL * n_internal + MEAN_HOLD_EXTERNAL * n_external
+            )
         n_dac = rows * in_features  # each block row gets its own copy of the input vector
         n_adc = out_features * (1 if cfg.analog_accumulation else cols)
         n_pd = 2 * cols * out_features  # balanced detection
@@ -348,6 +543,7 @@ class PhotonicMZIDevice(Device):
             "dac_pj": n_dac * dac_pj,
             "modulator_pj": n_dac * MODULATOR_PJ * cfg.dac_bits / 8,
             "laser_pj": laser_mw / f,
+            "phase_hold_pj": hold_mw / f,
             "detector_pj": (n_pd * PHOTODETECTOR_MW + n_adc * TIA_MW) / f,
             "adc_pj": n_adc * adc_pj,
             "digital_pj": 0.0 if cfg.analog_accumulation else (cols - 1) * out_features * INT32_ADD_PJ,
@@ -372,7 +568,9 @@ class PhotonicMZIDevice(Device):
             "n_attenuators": float(n_attenuators),
             "optical_depth": float(depth),
             "total_insertion_loss_db": loss_db,
+            "waveguide_power_mw": 10 ** (optics["waveguide_dbm"] / 10),
             "laser_power_mw": laser_mw,
+            "phase_hold_power_mw": hold_mw,
             "n_dac_conversions": float(n_dac),
             "n_adc_conversions": float(n_adc),
         }

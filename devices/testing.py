@@ -235,6 +235,21 @@ def _cost_keys(device: Device, in_features: int, out_features: int) -> dict[str,
             isinstance(value, float) and math.isfinite(value) and value >= 0,
             f"cost[{key!r}] = {value!r} at {out_features}x{in_features}: expected a finite float >= 0",
         )
+    parts = {k: v for k, v in costs.items() if k.endswith("_pj") and k != "energy_pj"}
+    if parts:
+        total = sum(parts.values())
+        _require(
+            math.isclose(total, costs["energy_pj"], rel_tol=1e-6, abs_tol=1e-9),
+            f"cost components {', '.join(parts)} sum to {total:.6g} pJ, not energy_pj = "
+            f"{costs['energy_pj']:.6g}: every other *_pj key is a component of energy_pj",
+        )
+    unknown = [k for k in type(device).conversion_keys if k not in parts]
+    _require(not unknown, f"conversion_keys {unknown} are not *_pj components of cost()")
+    reasons = device.feasibility(in_features, out_features)
+    _require(
+        isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons),
+        f"feasibility() returned {reasons!r}: expected a list of non-empty reason strings",
+    )
     return costs
 
 

@@ -15,12 +15,13 @@ from typing import Any, Mapping
 
 from codesign.dictionaries import list_dictionaries
 from codesign.distill import DistillConfig
-from codesign.errors import ConfigError, check_range
+from codesign.errors import ConfigError, check_choice, check_range
+from codesign.inference_cost import PCA_PLACEMENTS
 from codesign.options import option, option_fields, option_key, same_as
 from codesign.students import FitConfig
 from codesign.units import parse_duration
 
-#: ``--cost`` short names -> cost keys every device reports.
+#: ``--cost`` short names -> keys of the whole-inference cost (see :mod:`codesign.inference_cost`).
 COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
 
 
@@ -64,6 +65,10 @@ class SearchConfig:
     space: tuple[str, ...] = option(
         (), "narrow a dictionary parameter's range: PARAM=A,B,C (choices), PARAM=LOW:HIGH (range) or PARAM=VALUE "
             "(repeatable)", metavar="PARAM=SPEC", show_default="each dictionary's own search_space()")
+    pca_placements: tuple[str, ...] = option(
+        ("host",), "where the PCA projection may run: host, device, or both (then a search dimension)",
+        choices=PCA_PLACEMENTS, key="pca_placement")
+    host_datapath: str = _distill("host_datapath")
     ranks: tuple[int, int] = option((2, 40), "PCA rank range (capped by the input dimension and --max-memory)",
                                     metavar=("MIN", "MAX"))
     max_cost: float | None = option(None, "hard limit on the cost: trials above it are recorded but kept off the front")
@@ -76,7 +81,7 @@ class SearchConfig:
     quiet: bool = option(False, "no per-trial lines or progress bar")
 
     def __post_init__(self) -> None:
-        for name in ("dictionaries", "space"):
+        for name in ("dictionaries", "space", "pca_placements"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = (value,)
@@ -95,6 +100,11 @@ class SearchConfig:
                 object.__setattr__(self, name, float(getattr(self, name)))
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
+        if not self.pca_placements:
+            raise ConfigError(f"pca_placement: give at least one of {', '.join(PCA_PLACEMENTS)}")
+        for p in self.pca_placements:
+            check_choice("pca_placement", p, PCA_PLACEMENTS)
+        object.__setattr__(self, "pca_placements", tuple(dict.fromkeys(self.pca_placements)))
         known = list_dictionaries()
         for d in self.dictionaries:
             if d not in known:
@@ -142,6 +152,7 @@ class SearchConfig:
             device_overrides=self.device_overrides, device_preset=self.device_preset, protocol=self.protocol,
             hw_draws=self.hw_draws, seed=self.seed, validation=self.validation, max_memory=self.max_memory,
             cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,
+            pca_placement=self.pca_placements[0], host_datapath=self.host_datapath,
         )
 
     def replace(self, **changes: Any) -> "SearchConfig":

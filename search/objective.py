@@ -15,6 +15,7 @@ per-process memo, so trials on the same (rank, dictionary) never lift twice.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -27,6 +28,7 @@ from codesign.artifacts import save_student
 from codesign.distill import DistillConfig, DistillResult, Workspace, run_distill
 from codesign.errors import ConfigError
 from codesign.features import Features, cached_features, dictionary_seed
+from codesign.inference_cost import flat_cost
 
 from .config import cost_key
 from .space import dictionary_params
@@ -61,6 +63,7 @@ def distill_config(config: Mapping[str, Any], base: DistillConfig) -> DistillCon
     return dataclasses.replace(
         base, dictionary=config["dictionary"], dictionary_params=dictionary_params(config),
         pca_rank=int(config["pca_rank"]), device_overrides=tuple(sorted(overrides.items())),
+        pca_placement=str(config.get("pca_placement", base.pca_placement)),
     )
 
 
@@ -148,8 +151,9 @@ def run_trial(
     result = run_distill(cfg, ws)
     m = result.metrics
     key = cost_key(cost)
-    costs = dict(m["cost"])
-    if key not in costs:
+    costs = flat_cost(m["cost"])
+    feasible = bool(m["cost"]["feasible"])
+    if feasible and key not in costs:
         raise ConfigError(
             f"cost {key!r} is not reported by device {cfg.device!r}; its cost keys: {', '.join(costs)}"
         )
@@ -157,7 +161,11 @@ def run_trial(
     hw = accuracy_stats(m["hw_accuracies"], n_val)
     metrics: dict[str, Any] = {
         "hw_accuracy": hw["mean"],
-        "cost": float(costs[key]),
+        # an infeasible design is not priced: NaN (Optuna records the trial as failed, and the
+        # search as infeasible, off the front)
+        "cost": float(costs[key]) if feasible else math.nan,
+        "feasible": feasible,
+        "infeasible": "; ".join(m["cost"]["infeasible"]),
         "hw_accuracy_std": hw["std"],
         "hw_accuracy_worst": hw["worst"],
         "float_accuracy": exact_accuracies([m["test_accuracy"]], n_val)[0],  # on the validation split

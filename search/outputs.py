@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from codesign.cache import atomic_write_json, atomic_write_text
 from codesign.errors import ConfigError
+from codesign.inference_cost import STAGES
 
 from .space import dictionary_params
 
@@ -59,6 +60,8 @@ def describe_config(config: Mapping[str, Any]) -> str:
     params = dictionary_params(config)
     parts = [f"{config.get('dictionary')}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) + ")"]
     parts.append(f"r={config.get('pca_rank')}")
+    if config.get("pca_placement"):
+        parts.append(f"pca on {config['pca_placement']}")
     for k, v in (config.get("device") or {}).items():
         parts.append(f"{k}={_fmt(v)}")
     return ", ".join(parts)
@@ -138,6 +141,8 @@ def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] =
     row.update({f: None for f in dictionary_fields})
     row.update({f"{config.get('dictionary')}.{k}": v for k, v in dictionary_params(config).items()})
     row["pca_rank"] = config.get("pca_rank")
+    if "pca_placement" in config:
+        row["pca_placement"] = config["pca_placement"]
     return row
 
 
@@ -155,7 +160,7 @@ def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str
     extra: list[str] = []
     for r in records:
         for f in config_columns(r.get("config") or {}):
-            if f not in ("dictionary", "pca_rank") and f not in dict_fields:
+            if f not in ("dictionary", "pca_rank", "pca_placement") and f not in dict_fields:
                 dict_fields.append(f)
         for f in (r.get("config") or {}).get("device") or {}:
             if f not in fields:
@@ -224,7 +229,7 @@ def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[s
     atomic_write_json(out / "front.json", summary)
     dict_fields = list(dictionary_fields)
     for p in summary["front"]:
-        dict_fields += [f for f in config_columns(p["config"]) if f not in ("dictionary", "pca_rank", *dict_fields)]
+        dict_fields += [f for f in config_columns(p["config"]) if f not in ("dictionary", "pca_rank", "pca_placement", *dict_fields)]
     rows = []
     for p in summary["front"]:
         row = {"trial": p["trial"], "knee": p["trial"] == summary.get("knee"), "config": p["describe"]}
@@ -240,12 +245,23 @@ def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[s
             "test_hw_accuracy_worst": p.get("test_hw_accuracy_worst"), "test_float_accuracy": p.get("test_float_accuracy"),
             "n_features": p.get("n_features"), "student": p.get("student"),
         })
+        costs = p.get("costs") or {}
+        row.update({k: costs[k] for k in stage_columns(costs)})
         rows.append(row)
     if rows:
         write_csv(out / "front.csv", rows)
     else:  # an empty front: a header-only CSV still parses
         atomic_write_text(out / "front.csv", "trial,knee,config,cost,val_hw_accuracy,test_hw_accuracy\n")
     atomic_write_text(out / "front.md", front_markdown(summary))
+
+
+#: The stages of an inference (``codesign.inference_cost.STAGES``).
+STAGE_NAMES = STAGES
+
+
+def stage_columns(costs: Mapping[str, Any]) -> list[str]:
+    """The per-stage keys (``pca_energy_pj``...) present in a flat cost dict, in stage order."""
+    return [f"{s}_{k}" for k in ("energy_pj", "latency_ns", "area_mm2") for s in STAGE_NAMES if f"{s}_{k}" in costs]
 
 
 def _pct(v: Any) -> str:
@@ -262,8 +278,11 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
         "",
         f"- objectives: hardware accuracy (mean over {summary['hw_draws']} draws, validation split "
         f"{summary['validation']:g} of the training set) vs `{key}`",
-        f"- trials: {summary['n_trials']} ({summary['n_completed']} completed, {summary['n_failed']} failed, "
+        f"- trials: {summary['n_trials']} ({summary['n_completed']} completed, "
+        f"{summary.get('n_infeasible', 0)} the device cannot build (not priced), {summary['n_failed']} failed, "
         f"{summary['n_feasible']} feasible)",
+        "- cost: the whole inference (PCA projection, lifting, conversions, the matrix K); "
+        "the stage columns split it",
     ]
     cons = summary.get("constraints") or {}
     if cons.get("max_cost") is not None or cons.get("min_accuracy") is not None:
@@ -273,14 +292,17 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
     if not summary["front"]:
         lines.append("No feasible trial: the front is empty.")
         return "\n".join(lines) + "\n"
+    stages = [s for s in STAGE_NAMES if all(f"{s}_{key}" in (p.get("costs") or {}) for p in summary["front"])]
     lines += [
-        f"| trial | config | {key} | val hw acc (%) | test hw acc (%) | test float acc (%) | knee |",
-        "|---:|---|---:|---:|---:|---:|:-:|",
+        f"| trial | config | {key} | " + "".join(f"{s} | " for s in stages)
+        + "val hw acc (%) | test hw acc (%) | test float acc (%) | knee |",
+        "|---:|---|---:|" + "---:|" * len(stages) + "---:|---:|---:|:-:|",
     ]
     for p in summary["front"]:
         knee = "★" if p["trial"] == summary.get("knee") else ""
+        parts = "".join(f"{p['costs'][f'{s}_{key}']:.3g} | " for s in stages)
         lines.append(
-            f"| {p['trial']} | {p['describe']} | {p['cost']:.4g} | {_pct(p['val_hw_accuracy'])} | "
+            f"| {p['trial']} | {p['describe']} | {p['cost']:.4g} | {parts}{_pct(p['val_hw_accuracy'])} | "
             f"{_pct(p.get('test_hw_accuracy'))} | {_pct(p.get('test_float_accuracy'))} | {knee} |"
         )
     k = next((p for p in summary["front"] if p["trial"] == summary.get("knee")), None)

@@ -149,6 +149,9 @@ def plot_fronts(
     if any_infeasible:
         handles.append(Line2D([], [], ls="", marker="x", ms=5, color=grey, alpha=0.5,
                               label="trials breaking --max-cost / --min-accuracy"))
+    n_unbuildable = sum(int(s.get("n_infeasible") or 0) for s in summaries)
+    if n_unbuildable:
+        handles.append(Line2D([], [], ls="", label=f"{n_unbuildable} trial(s) the device cannot build: not priced, not shown"))
     if any_test:
         handles.append(Line2D([], [], ls="", marker="D", ms=5, mfc="none", mec=grey,
                               label="front members scored on the test set"))
@@ -170,6 +173,11 @@ def plot_fronts(
             title += f"\n{s['device']}, {s['protocol']}, teacher {s['teacher']}, {s['n_trials']} trials{failed}"
     ax.set_title(title, fontsize=10)
 
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> list[Path]:
+    """Write ``fig`` to ``path`` and its companion format, atomically; return the files."""
     written = []
     for p in output_paths(path):
         buf = io.BytesIO()
@@ -177,3 +185,70 @@ def plot_fronts(
         atomic_write_bytes(p, buf.getvalue())
         written.append(p)
     return written
+
+
+#: Stages of an inference in the order they run (``codesign.inference_cost.STAGES``), with colours.
+_STAGE_COLOURS = {"pca": "#4C72B0", "lift": "#55A868", "conversion": "#C44E52", "matrix": "#8172B2"}
+
+
+def stage_key(stage: str, key: str) -> str:
+    """The flat cost key of one stage's share of ``key`` (``pca`` + ``energy_pj`` -> ``pca_energy_pj``)."""
+    return f"{stage}_{key}"
+
+
+def plot_breakdown(
+    summaries: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> list[Path]:
+    """Stacked bars of each front member's cost by stage (PCA, lift, conversion, matrix).
+
+    One panel per search, one bar per front member (cheapest first, labelled with its
+    configuration and accuracy), the cost objective split into the stages of the inference.
+
+    Args:
+        summaries: ``front.json`` contents whose cost objective is ``energy_pj``, ``latency_ns``
+            or ``area_mm2`` (the quantities priced per stage).
+        path: output file (``.png``, ``.pdf`` or ``.svg``); the other format is written beside it.
+        title: figure title.
+        labels: panel title per search (default: :func:`run_labels`).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    if not summaries:
+        raise ConfigError("nothing to plot: give at least one search folder")
+    keys = {s["cost_key"] for s in summaries}
+    key = keys.pop() if len(keys) == 1 else None
+    if key not in ("energy_pj", "latency_ns", "area_mm2"):
+        raise ConfigError(
+            f"a stage breakdown needs searches whose cost is energy, latency or area (got {', '.join(sorted(map(str, keys | {key})))})")
+    labels = list(labels) if labels is not None else run_labels(summaries)
+    heights = [max(1, len(s.get("front", []))) for s in summaries]
+    fig = Figure(figsize=(8.5, 1.4 + 0.42 * sum(heights) + 0.6 * len(summaries)), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(summaries), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, s, label in zip(axes, summaries, labels):
+        front = s.get("front", [])
+        names = [f"{p['describe']}  ({100 * p['val_hw_accuracy']:.1f}%)" for p in front]
+        left = [0.0] * len(front)
+        for stage, colour in _STAGE_COLOURS.items():
+            vals = [float((p.get("costs") or {}).get(stage_key(stage, key), 0.0) or 0.0) for p in front]
+            ax.barh(range(len(front)), vals, left=left, color=colour, height=0.7)
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_yticks(range(len(front)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(f"{label}: front members by stage", fontsize=9, loc="left")
+        ax.grid(True, axis="x", alpha=0.3)
+        if not front:
+            ax.text(0.5, 0.5, "empty front", transform=ax.transAxes, ha="center", va="center")
+    axes[-1].set_xlabel(cost_label(key))
+    handles = [Patch(color=c, label=n) for n, c in _STAGE_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    if title is None:
+        title = f"Where the {cost_label(key).split(' (')[0]} of an inference goes, front by front"
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

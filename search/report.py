@@ -11,7 +11,7 @@ from codesign.options import option_keys
 
 from .config import SearchConfig
 from .outputs import front_markdown, load_search
-from .plots import output_paths, plot_fronts, run_labels
+from .plots import output_paths, plot_breakdown, plot_fronts, run_labels
 from .runner import summarise, upgrade_options
 
 
@@ -27,13 +27,15 @@ def summary_of(run: dict) -> dict:
     return summarise(run["records"], SearchConfig.from_options(options))
 
 
-def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None, title: str | None = None) -> list[Path]:
+def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None, title: str | None = None,
+                   breakdown: bool = False) -> list[Path]:
     """Plot the fronts of the search folders ``dirs`` into ``output``; return the files written.
 
     Args:
         dirs: folders written by ``codesign search``.
         output: the plot file (``.png``, ``.pdf`` or ``.svg``); default ``DIR/pareto.png`` for one folder.
         title: figure title.
+        breakdown: also draw each front member's cost by stage into ``<output>-breakdown.<ext>``.
     """
     dirs = [Path(d) for d in dirs]
     if output is None:
@@ -46,9 +48,12 @@ def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None,
     summaries = [summary_of(load_search(d)) for d in dirs]
     labels = run_labels(summaries, [d.resolve().name for d in dirs])
     written = plot_fronts(summaries, out, title=title, labels=labels)
+    extra = []
+    if breakdown:
+        extra = plot_breakdown(summaries, out.with_name(out.stem + "-breakdown" + out.suffix), labels=labels)
     md = out.with_suffix(".md")
     parts = [f"# Pareto fronts\n\nPlot: `{written[0].name}` (and `{written[1].name}`).\n"]
     for d, s, label in zip(dirs, summaries, labels):
         parts.append(f"Search folder: `{d}` ({label})\n\n" + front_markdown(s))
     atomic_write_text(md, "\n".join(parts))
-    return [*written, md]
+    return [*written, md, *extra]

@@ -39,19 +39,24 @@ from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
 from codesign.errors import ConfigError
 from codesign.features import parse_memory
+from codesign.inference_cost import STAGES, TOTAL_KEYS
 
 from . import outputs
 from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
-from .plots import plot_fronts
+from .plots import plot_breakdown, plot_fronts
 from .space import SearchSpace, build_space, flatten_config, parse_space_option
 
 #: Options that define a search: resuming with any of them changed is refused.
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
+    "pca_placement", "host_datapath",
 )
+#: Version of the cost accounting. 2: the whole inference (PCA, lifting, conversions, K) with
+#: infeasible designs unpriced; 1 (searches stored without it): the matrix K alone.
+COST_MODEL = 2
 #: Options of searches stored before ``--space`` existed (see :func:`upgrade_options`).
 LEGACY_SPACE_KEYS = ("degrees", "min_centers", "max_centers")
 #: Options never inherited from a stored search on --resume (they describe this machine or run).
@@ -82,6 +87,7 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
         if k == "set":
             v = {str(a): str(b) for a, b in sorted((v or {}).items())}
         out[k] = v
+    out["cost_model"] = COST_MODEL if isinstance(cfg, SearchConfig) else cfg.get("cost_model", 1)
     return json.loads(json.dumps(out, default=str))
 
 
@@ -126,7 +132,8 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
     if meta.is_file():
         stored = json.loads(meta.read_text())
         old = identity(upgrade_options(stored.get("identity") or {}))
-        diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in IDENTITY_KEYS if old.get(k) != ident.get(k)]
+        diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in (*IDENTITY_KEYS, "cost_model")
+                 if old.get(k) != ident.get(k)]
         if diffs:
             raise ConfigError(
                 f"{out} holds a different search ({'; '.join(diffs)}); choose a fresh --out, "
@@ -176,13 +183,15 @@ class Progress:
     def _best(self) -> str:
         ok = [r for r in self.records if r["status"] == "completed"]
         failed = sum(r["status"] == "failed" for r in self.records)
+        infeasible = sum(r["status"] == "infeasible" for r in self.records)
+        tail = (f" · failed {failed}" if failed else "") + (f" · infeasible {infeasible}" if infeasible else "")
         if not ok:
-            return f"failed {failed}" if failed else "no result yet"
+            return tail.lstrip(" ·") or "no result yet"
         acc = [r["metrics"]["hw_accuracy"] for r in ok]
         cost = [r["metrics"]["cost"] for r in ok]
         i = max(range(len(ok)), key=lambda j: (acc[j], -cost[j]))
         front = len(pareto_front(acc, cost))
-        return f"best {100 * acc[i]:.2f}% at {cost[i]:.3g} · front {front}" + (f" · failed {failed}" if failed else "")
+        return f"best {100 * acc[i]:.2f}% at {cost[i]:.3g} · front {front}" + tail
 
     def log(self, text: str) -> None:
         if not self.quiet:
@@ -196,6 +205,9 @@ class Progress:
             m = record["metrics"]
             line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  hw acc {100 * m['hw_accuracy']:.2f}%  "
                     f"{self.cost_name} {m['cost']:.4g}  ({m.get('trial_seconds', 0):.1f} s)")
+        elif record["status"] == "infeasible":
+            line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  INFEASIBLE (hw acc "
+                    f"{100 * record['metrics']['hw_accuracy']:.2f}%, not priced)  {record['error']}")
         else:
             line = f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  FAILED  {record['error']}"
         if self._bar is None and not self.quiet:
@@ -261,6 +273,10 @@ def _recorder_class() -> type:
             metrics = {k: v for k, v in result.items() if k not in _TUNE_KEYS} if status == "completed" else {}
             if status == "completed" and "hw_accuracy" not in metrics:
                 status, error, metrics = "failed", "trial reported no metrics", {}
+            if status == "completed" and metrics.get("feasible") is False:
+                # trained and scored, but the device cannot build it: no price, off the front
+                status, error = "infeasible", str(metrics.get("infeasible") or "infeasible design")
+                metrics["cost"] = None
             record = {
                 "trial": len(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
                 "config": _plain(trial.config), "metrics": metrics, "error": error,
@@ -377,14 +393,14 @@ def run_search(cfg: SearchConfig) -> dict:
     ws = SearchWorkspace()
     ds = ws.dataset(base)  # the data and the teacher depend on base's data, teacher and seed only
     n_rows = len(ds.y_train) + len(ds.y_test)
-    costs = device.cost(ds.n_inputs + 1, ds.n_classes)
+    costs = [*TOTAL_KEYS, *(f"{s}_{k}" for s in STAGES for k in TOTAL_KEYS), *device.cost(ds.n_inputs + 1, ds.n_classes)]
     if key not in costs:
-        raise ConfigError(f"--cost {cfg.cost}: device {device_name!r} reports no {key!r}; "
-                          f"its cost keys: {', '.join(costs)} (or energy, latency, area)")
+        raise ConfigError(f"--cost {cfg.cost}: the cost of an inference on {device_name!r} has no {key!r}; "
+                          f"its keys: {', '.join(costs)} (or energy, latency, area)")
     space = build_space(
         n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=cfg.max_memory,
         device_space=device_cls.search_space(), pinned=pinned, dictionaries=dictionaries, ranks=cfg.ranks,
-        dictionary_space=dictionary_space,
+        dictionary_space=dictionary_space, placements=cfg.pca_placements,
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "students" / "trials").mkdir(parents=True, exist_ok=True)
@@ -526,7 +542,8 @@ def annotate(records: list[dict], cfg: SearchConfig) -> list[int]:
     ok = []
     for r in records:
         if r["status"] != "completed":
-            r["feasible"], r["violation"], r["on_front"] = False, "", False
+            why = r.get("error", "") if r["status"] == "infeasible" else ""
+            r["feasible"], r["violation"], r["on_front"] = False, why, False
             continue
         r["violation"] = violation(r, cfg)
         r["feasible"] = not r["violation"]
@@ -584,7 +601,9 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
         "method": cfg.method, "hw_draws": cfg.hw_draws, "eval_time_s": cfg.eval_time_s, "validation": cfg.validation,
         "seed": cfg.seed, "cost_key": key, "cost_label": outputs.cost_label(key),
         "constraints": {"max_cost": cfg.max_cost, "min_accuracy": cfg.min_accuracy},
-        "n_trials": len(records), "n_completed": len(completed), "n_failed": len(records) - len(completed),
+        "n_trials": len(records), "n_completed": len(completed),
+        "n_infeasible": sum(r["status"] == "infeasible" for r in records),
+        "n_failed": sum(r["status"] not in ("completed", "infeasible") for r in records),
         "n_feasible": sum(bool(r.get("feasible")) for r in records),
         "points": [{"trial": r["trial"], "cost": r["metrics"]["cost"], "hw_accuracy": r["metrics"]["hw_accuracy"],
                     "feasible": r["feasible"], "on_front": r["on_front"]} for r in completed],
@@ -616,14 +635,16 @@ def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpa
                                           "val_hw_accuracy": p["val_hw_accuracy"], "test_hw_accuracy": p["test_hw_accuracy"]}
     outputs.write_front(out, summary, list(space.device), space.columns())
     plot_fronts([summary], out / "pareto.png")
+    if summary["cost_key"] in TOTAL_KEYS:
+        plot_breakdown([summary], out / "breakdown.png")
     if progress is not None:
         _print_front(progress, summary, out)
     return summary
 
 
 def _print_front(progress: Progress, s: dict, out: Path) -> None:
-    progress.log(f"{s['n_trials']} trials: {s['n_completed']} completed, {s['n_failed']} failed, "
-                 f"{s['n_feasible']} feasible; front of {len(s['front'])}:")
+    progress.log(f"{s['n_trials']} trials: {s['n_completed']} completed, {s.get('n_infeasible', 0)} infeasible on the "
+                 f"device, {s['n_failed']} failed, {s['n_feasible']} feasible; front of {len(s['front'])}:")
     for p in s["front"]:
         star = " *knee*" if p["trial"] == s["knee"] else ""
         progress.log(f"  trial {p['trial']:>3}  {p['describe']}:  {s['cost_key']} {p['cost']:.4g}  "

@@ -41,7 +41,7 @@ from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 DEVICE_PREFIX = "device/"
 #: Top-level keys of a trial config; a dictionary with one of these names cannot be searched.
-CONFIG_KEYS = ("dictionary", "pca_rank", "device")
+CONFIG_KEYS = ("dictionary", "pca_rank", "pca_placement", "device")
 _PLAIN = (type(None), bool, int, float, str)
 
 
@@ -58,6 +58,8 @@ class SearchSpace:
         max_memory: bytes one lifted feature matrix may take.
         device: ``{field: IntRange | FloatRange | Choice}`` from ``Device.search_space()``.
         dropped: ``{dictionary: why}`` for requested dictionaries that cannot fit at all.
+        placements: where the PCA projection may run; with more than one, ``pca_placement``
+            is sampled (:data:`codesign.inference_cost.PCA_PLACEMENTS`).
     """
 
     dictionaries: Mapping[str, Mapping[str, Any]]
@@ -67,6 +69,7 @@ class SearchSpace:
     max_memory: int = 1 << 62
     device: Mapping[str, Any] = field(default_factory=dict)
     dropped: Mapping[str, str] = field(default_factory=dict)
+    placements: tuple[str, ...] = ("host",)
 
     # ------------------------------------------------------------------ bounds
     def n_features(self, dictionary: str, params: Mapping[str, Any], rank: int) -> int:
@@ -123,6 +126,8 @@ class SearchSpace:
         # A combination of several parameters may not fit even at rank_min (each was capped with
         # the others at their smallest): the trial then fails with the memory error, recorded.
         trial.suggest_int("pca_rank", self.rank_min, max(self.rank_min, self.max_rank(dictionary, params)))
+        if len(self.placements) > 1:
+            trial.suggest_categorical("pca_placement", list(self.placements))
         for name, spec in self.device.items():
             _suggest(trial, DEVICE_PREFIX + name, spec)
 
@@ -150,6 +155,7 @@ class SearchSpace:
         return {
             "dictionaries": {d: {p: describe_spec(s) for p, s in specs.items()} for d, specs in self.dictionaries.items()},
             "pca_rank": [self.rank_min, self.rank_max],
+            "pca_placement": list(self.placements),
             "max_rank": max_rank,
             "dropped": dict(self.dropped),
             "device": {k: describe_spec(v) for k, v in self.device.items()},
@@ -168,6 +174,7 @@ def build_space(
     dictionaries: Sequence[str] | None = None,
     ranks: Sequence[int] = (2, 40),
     dictionary_space: Mapping[str, Any] = (),
+    placements: Sequence[str] = ("host",),
 ) -> SearchSpace:
     """Validate the user's ranges against the data and the memory budget and build the space.
 
@@ -184,6 +191,7 @@ def build_space(
             searched dictionary that has it; a spec is an ``IntRange``/``FloatRange``/``Choice``
             or the text of ``--space`` (``"2,3"``, ``"16:300"``, ``"64"``; see
             :func:`parse_space_option`).
+        placements: where the PCA projection may run (more than one: a search dimension).
     """
     names = list(dict.fromkeys(list_dictionaries() if dictionaries is None else dictionaries))
     if not names:
@@ -254,7 +262,7 @@ def build_space(
         why = "; ".join(f"{d}: {w}" for d, w in dropped.items())
         raise ConfigError(f"no dictionary fits {budget} even at pca_rank={r_lo} ({why}); "
                           "raise --max-memory, lower the ranks or narrow --space")
-    return SearchSpace(kept, r_lo, r_hi, n_rows, max_memory, device, dropped)
+    return SearchSpace(kept, r_lo, r_hi, n_rows, max_memory, device, dropped, tuple(placements))
 
 
 def _cap(spec: Any, high: int) -> Any:

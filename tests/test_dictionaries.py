@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from codesign.opcounts import OpCounts
 from scipy.spatial.distance import pdist
 
 from codesign import dictionaries
@@ -278,6 +280,9 @@ class Squares(Dictionary):
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.ones(z.shape[0], 1, dtype=z.dtype), z, z * z], 1)
+
+    def lift_ops(self, rank: int) -> OpCounts:
+        return OpCounts(mults=rank, inputs=rank, outputs=self.n_features(rank))
 
 
 class MutableParams(Squares):

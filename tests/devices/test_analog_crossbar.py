@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from codesign.devices.analog_crossbar import (
-    CELL_READ_PJ,
     DAC_BIT_PJ,
     INT32_ADD_PJ,
+    ISAAC_SHIFT_ADD_PJ,
     READ_NOISE_EXPONENT,
     T0_S,
     AnalogCrossbarDevice,
@@ -197,28 +197,107 @@ def test_dac_levels():
     assert torch.allclose(layer(x), xq @ k_mat.T, atol=1e-5, rtol=1e-5)
 
 
-def test_cost_hand_count():
-    dev = AnalogCrossbarDevice(tile_rows=2, tile_cols=2, dac_bits=4, adc_bits=6, read_time_ns=50.0)
+def test_cost_hand_count_bit_serial():
+    dev = AnalogCrossbarDevice(tile_rows=2, tile_cols=2, dac_bits=4, adc_bits=6, read_time_ns=50.0,
+                               input_encoding="bit_serial", read_voltage_v=0.2,
+                               mean_conductance_fraction=0.1, g_max_us=20.0)
     c = dev.cost(4, 3)
     assert c["n_tiles"] == 4  # 2 row tiles x 2 column tiles
     assert c["n_devices"] == 24 and c["n_cells"] == 32
-    assert c["n_adc_conversions"] == 6 and c["n_dac_conversions"] == 8
-    expect = 24 * CELL_READ_PJ * 4 + 8 * DAC_BIT_PJ * 4 + 6 * adc_energy_pj(6) + 3 * INT32_ADD_PJ
-    assert c["energy_pj"] == pytest.approx(expect)
+    # one conversion per input bit: 2 row tiles x 3 columns x 4 bits; drives 4 inputs x 2 x 4
+    assert c["n_adc_conversions"] == 24 and c["n_dac_conversions"] == 32
+    # V^2 G t per device: 0.04 V^2 x 2 uS x (4 x 50 ns) = 16 fJ
+    assert c["array_pj"] == pytest.approx(24 * 0.016)
+    assert c["dac_pj"] == pytest.approx(32 * DAC_BIT_PJ)
+    assert c["adc_pj"] == pytest.approx(24 * adc_energy_pj(6))
+    assert c["shift_add_pj"] == pytest.approx(24 * ISAAC_SHIFT_ADD_PJ)
+    assert c["digital_pj"] == pytest.approx(3 * INT32_ADD_PJ)
+    parts = ("array_pj", "dac_pj", "adc_pj", "shift_add_pj", "digital_pj")
+    assert c["energy_pj"] == pytest.approx(sum(c[k] for k in parts))
+    assert c["energy_pj"] == pytest.approx(0.384 + 13.33344 + 24 * 1.20144 + 0.504 + 0.3, rel=1e-3)
     assert c["latency_ns"] == pytest.approx(4 * 50.0 + 1.0)
     assert adc_energy_pj(8) == pytest.approx(1.67, rel=0.01)  # ISAAC's 8-bit ADC
+    assert adc_energy_pj(6) == pytest.approx(1.20, rel=0.01)  # Saberi scaling, 6 bits
+    assert set(AnalogCrossbarDevice.conversion_keys) == {"dac_pj", "adc_pj"}
+
+
+def test_cost_hand_count_pulse_width():
+    dev = AnalogCrossbarDevice(tile_rows=2, tile_cols=2, dac_bits=4, adc_bits=6, pulse_unit_ns=2.0,
+                               input_encoding="pulse_width", read_voltage_v=0.2,
+                               mean_conductance_fraction=0.1, g_max_us=20.0)
+    c = dev.cost(4, 3)
+    # one pulse of up to 2^3 unit pulses of 2 ns; one conversion per column per row tile
+    assert c["integration_time_ns"] == 16.0
+    assert c["n_adc_conversions"] == 6 and c["n_dac_conversions"] == 8
+    assert c["array_pj"] == pytest.approx(24 * 0.04 * 2.0 * 16.0 * 1e-3)  # 1.28 fJ per device
+    assert c["dac_pj"] == pytest.approx(8 * DAC_BIT_PJ)
+    assert c["adc_pj"] == pytest.approx(6 * adc_energy_pj(6))
+    assert c["shift_add_pj"] == 0.0
+    assert c["digital_pj"] == pytest.approx(3 * INT32_ADD_PJ)
+    assert c["energy_pj"] == pytest.approx(0.03072 + 3.33336 + 6 * 1.20144 + 0.3, rel=1e-3)
+    assert c["latency_ns"] == pytest.approx(16.0 + 1.0)
+
+
+def test_array_energy_follows_voltage_conductance_and_time():
+    base = AnalogCrossbarDevice()
+    c = base.cost(862, 10)["array_pj"]
+    assert base.with_overrides({"read_voltage_v": 0.4}).cost(862, 10)["array_pj"] == pytest.approx(4 * c)
+    assert base.with_overrides({"g_max_us": 50.0}).cost(862, 10)["array_pj"] == pytest.approx(2 * c)
+    assert base.with_overrides({"mean_conductance_fraction": 0.06}).cost(862, 10)["array_pj"] == pytest.approx(c / 2)
+    assert base.with_overrides({"pulse_unit_ns": 2.0}).cost(862, 10)["array_pj"] == pytest.approx(2 * c)
+    # bit-serial 8 x 100 ns against PWM 128 x 1 ns of conduction
+    serial = base.with_overrides({"input_encoding": "bit_serial"}).cost(862, 10)["array_pj"]
+    assert serial == pytest.approx(c * 800.0 / 128.0)
+
+
+def test_bit_serial_converts_once_per_input_bit():
+    pwm = AnalogCrossbarDevice(dac_bits=8)
+    serial = pwm.with_overrides({"input_encoding": "bit_serial"})
+    a, b = pwm.cost(862, 10), serial.cost(862, 10)
+    assert b["n_adc_conversions"] == 8 * a["n_adc_conversions"] == 8 * 2 * 10
+    assert b["n_dac_conversions"] == 8 * a["n_dac_conversions"] == 8 * 862
+    assert b["shift_add_pj"] == pytest.approx(160 * ISAAC_SHIFT_ADD_PJ) and a["shift_add_pj"] == 0.0
+    assert b["latency_ns"] == pytest.approx(8 * 100.0 + 1.0)
+    assert a["latency_ns"] == pytest.approx(128 * 1.0 + 1.0)
+
+
+def test_default_energy_per_mac_862x10():
+    # numbers recorded in the report: matrix stage (energy_pj without conversion_keys) and total
+    for encoding, matrix, total in (("pulse_width", 0.03084, 0.07638), ("bit_serial", 0.19252, 0.55688)):
+        dev = AnalogCrossbarDevice(input_encoding=encoding)
+        c = dev.cost(862, 10)
+        conv = sum(c[k] for k in dev.conversion_keys)
+        assert (c["energy_pj"] - conv) / 8620 == pytest.approx(matrix, rel=1e-3), encoding
+        assert c["energy_pj"] / 8620 == pytest.approx(total, rel=1e-3), encoding
+
+
+def test_feasibility_counts_tiles_against_max_tiles():
+    dev = AnalogCrossbarDevice()
+    assert dev.cost(862, 10)["n_tiles"] == 2 and dev.feasibility(862, 10) == []
+    assert AnalogCrossbarDevice.from_preset("ibm_hermes").feasibility(862, 10) == []  # 4 of 64
+    small = dev.with_overrides({"max_tiles": 1})
+    (reason,) = small.feasibility(862, 10)
+    for part in ("2 tiles", "512x512", "max_tiles=1", "tile_rows"):
+        assert part in reason
+    # 64 HERMES cores of 256 x 256 hold at most 64 x 65536 weights: 4096 x 1025 needs 16 x 5
+    hermes = AnalogCrossbarDevice.from_preset("ibm_hermes")
+    (reason,) = hermes.feasibility(4096, 1025)
+    assert "80 tiles" in reason and "max_tiles=64" in reason
+    assert hermes.feasibility(4096, 1024) == []
 
 
 def test_cost_grows_with_size_and_bits():
-    dev = AnalogCrossbarDevice()
-    base = dev.cost(600, 10)
-    assert dev.cost(1200, 10)["n_tiles"] > base["n_tiles"]
-    for field in ("adc_bits", "dac_bits"):
-        more = dev.with_overrides({field: 10}).cost(600, 10)
-        assert more["energy_pj"] > base["energy_pj"] and more["area_mm2"] > base["area_mm2"]
-    assert dev.with_overrides({"tile_rows": 128}).cost(600, 10)["n_adc_conversions"] > (
-        base["n_adc_conversions"]
-    )
+    for encoding in ("pulse_width", "bit_serial"):
+        dev = AnalogCrossbarDevice(input_encoding=encoding)
+        base = dev.cost(600, 10)
+        assert dev.cost(1200, 10)["n_tiles"] > base["n_tiles"]
+        for field in ("adc_bits", "dac_bits"):
+            more = dev.with_overrides({field: 10}).cost(600, 10)
+            assert more["energy_pj"] > base["energy_pj"], (encoding, field)
+            assert more["area_mm2"] > base["area_mm2"] or (encoding, field) == ("bit_serial", "dac_bits")
+        assert dev.with_overrides({"tile_rows": 128}).cost(600, 10)["n_adc_conversions"] > (
+            base["n_adc_conversions"]
+        )
 
 
 # --------------------------------------------------------------------------- read time (API v2)

@@ -1,6 +1,7 @@
 """codesign.devices.describe: the text behind ``codesign devices``."""
 
 import dataclasses
+import re
 
 from codesign.devices import create_device
 from codesign.devices.describe import config_fields, describe_device, describe_devices
@@ -14,7 +15,10 @@ def test_describe_lists_every_builtin_with_fields_defaults_and_docs():
         for f in dataclasses.fields(dev.config):
             assert f.name in text
             assert f.metadata["doc"] in text
-    assert "phase_bits           = 8" in describe_device("photonic_mzi")
+    assert re.search(r"\n    phase_bits +?= 8 ", describe_device("photonic_mzi"))
+    # each device says where the stages of an inference run, and which energies are conversions
+    assert "PCA projection on the digital host" in describe_device("photonic_mzi")
+    assert "conversion energy: dac_pj, modulator_pj, detector_pj, adc_pj" in describe_device("photonic_mzi")
     assert "block_size: one of 8, 12, 16, 32" in text
     assert "conductance_bits: int 2..8" in text
     assert "search space: (none)" in describe_device("ideal")

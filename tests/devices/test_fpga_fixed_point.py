@@ -120,6 +120,100 @@ def test_cost_hand_count_matches_finn_formulas():
     assert d["dsp"] == 2 and d["lut"] == int(300 + 1.1 * (24 + 10 + 18))
 
 
+def test_cost_energy_and_area_hand_count():
+    dev = FPGAFixedPointDevice(weight_bits=4, input_bits=4, output_bits=8, pe=1, simd=2,
+                               clock_mhz=100.0)
+    c = dev.cost(4, 2)
+    # 8 MACs; acc 10 bits: add 0.1 pJ * 10/32 * 14 = 0.4375, 4x4 multiply 0.2 * 16/64 * 14 = 0.7
+    assert c["mac_pj"] == pytest.approx(8 * (0.7 + 0.4375))
+    assert c["bram_pj"] == pytest.approx(8 * 4 * 10 / 64)  # 32 weight bits at 10 pJ / 64 bits
+    assert c["requant_pj"] == pytest.approx(2 * 0.4375)  # one shift (an acc-wide add) per output
+    assert c["static_pj"] == pytest.approx(0.113 * 40.0 * 1e3)  # xc7z020: 0.113 W for 40 ns
+    assert c["energy_pj"] == pytest.approx(9.1 + 5.0 + 0.875 + 4520.0)
+    # 2 MAC units: 4x4 multiplier 282 um^2 * 16/64 and 10-bit add 137 * 10/32, both x35; 1 BRAM18
+    assert c["area_mm2"] == pytest.approx((2 * (282 * 16 / 64 + 137 * 10 / 32) * 35 + 18432 * 0.346) * 1e-6)
+    d = dev.with_overrides({"mult_resource": "dsp"}).cost(4, 2)
+    # a DSP48 multiply at 7x Horowitz, the adder tree still in LUTs (14x)
+    assert d["mac_pj"] == pytest.approx(8 * (0.2 * 16 / 64 * 7 + 0.4375))
+    # the DSP48E1's full 25 x 18 multiplier at 5x the ASIC area, the adder at 35x
+    dsp_um2 = 2 * (282 * 25 * 18 / 64 * 5 + 137 * 10 / 32 * 35) + 18432 * 0.346
+    assert d["area_mm2"] == pytest.approx(dsp_um2 * 1e-6)
+    assert d["energy_pj"] < c["energy_pj"] and d["area_mm2"] != c["area_mm2"]
+
+
+def test_energy_components_sum_and_static_power_dominates_at_the_defaults():
+    dev = FPGAFixedPointDevice()
+    c = dev.cost(862, 10)
+    parts = ("mac_pj", "bram_pj", "requant_pj", "static_pj")
+    assert sum(c[k] for k in parts) == pytest.approx(c["energy_pj"])
+    assert FPGAFixedPointDevice.conversion_keys == ()
+    # PE 2 x SIMD 16 at 200 MHz: (10/2) * (864/16) = 270 cycles = 1.35 us of 0.113 W static
+    assert c["latency_ns"] == pytest.approx(1350.0)
+    assert c["static_pj"] == pytest.approx(0.113 * 1350.0 * 1e3)
+    assert c["static_pj"] > c["mac_pj"] + c["bram_pj"]  # the audit's point: static dominates
+    # energy per MAC at the defaults (862 x 10, 8-bit, LUT multipliers): 22.85 pJ. The cited
+    # figures bound it: MAC 1.95-3.89 pJ (Horowitz x 7..14, Kuon & Rose), weight reads
+    # 1.25-15.5 pJ (8 bits at 0.156 pJ/bit Horowitz .. 1.94 pJ/bit DS512) and 17.7 pJ of static
+    # power (0.113 W x 1.35 us / 8620 MACs): 20.9 .. 37.1 pJ/MAC
+    from codesign.devices.fpga_fixed_point import BRAM_PJ_PER_BIT_DS512
+
+    assert BRAM_PJ_PER_BIT_DS512 == pytest.approx(1.944, rel=1e-3)
+    per_mac = c["energy_pj"] / (862 * 10)
+    assert per_mac == pytest.approx(22.854, rel=1e-3)
+    assert 20.9 < per_mac < 37.1
+    dsp = dev.with_overrides({"mult_resource": "dsp"}).cost(862, 10)
+    assert dsp["energy_pj"] / (862 * 10) == pytest.approx(21.451, rel=1e-3)
+    assert dsp["lut"] < c["lut"] and dsp["dsp"] == 32
+
+
+def test_static_energy_follows_the_part_and_the_override():
+    from codesign.errors import ConfigError
+
+    dev = FPGAFixedPointDevice()
+    assert dev.with_overrides({"static_power_w": 0.5}).cost(862, 10)["static_pj"] == pytest.approx(0.5 * 1350e3)
+    # a part without a cited static power needs the figure from the user
+    with pytest.raises(ConfigError, match="static_power_w"):
+        dev.with_overrides({"part": "xczu3eg"})
+    ultra96 = dev.with_overrides({"part": "xczu3eg", "static_power_w": 0.3})
+    assert ultra96.cost(862, 10)["static_pj"] == pytest.approx(0.3 * 1350e3)
+    with pytest.raises(ConfigError, match="part"):
+        dev.with_overrides({"part": "xc9000"})
+
+
+def test_threshold_requantizer_matches_finn_lut_estimation():
+    # FINN lut_estimation with thresholds in LUTRAM: (2^B - 1) * acc * ceil(TMEM / 64) + (2^B - 1) * acc
+    dev = FPGAFixedPointDevice(weight_bits=2, input_bits=2, output_bits=2, pe=4, simd=16,
+                               requant="thresholds")
+    c = dev.cost(64, 64)
+    # acc 10; per PE: mult 16 * 1 * 4 + adders 4 * 31 + acc 10 + thresholds 3 * 10 * 1 + comparators 3 * 10
+    assert c["lut"] == int(300 + 1.1 * 4 * (64 + 124 + 10 + 30 + 30))
+    shift = dev.with_overrides({"requant": "shift"}).cost(64, 64)
+    assert shift["lut"] == int(300 + 1.1 * 4 * (64 + 124 + 10 + 10 + 2))
+    assert c["requant_pj"] == pytest.approx(3 * shift["requant_pj"])  # 3 compares vs 1 add per output
+
+
+def test_feasibility_against_the_part_budget():
+    dev = FPGAFixedPointDevice()
+    assert dev.feasibility(862, 10) == []
+    # a PE beyond the matrix's 10 rows is padded (to 16 rows), not refused, as long as it fits
+    padded = dev.with_overrides({"pe": 16, "simd": 8})
+    assert padded.cost(862, 10)["cycles"] == 1 * 108 and padded.feasibility(862, 10) == []
+    huge = dev.with_overrides({"pe": 64, "simd": 512})
+    reasons = huge.feasibility(862, 10)
+    assert len(reasons) == 2
+    lut, bram = reasons
+    assert "LUTs" in lut and "4040415" in lut and "53200" in lut and "xc7z020" in lut
+    assert "pe" in lut and "part" in lut
+    assert "RAMB18" in bram and "7282" in bram and "280" in bram
+    # the same design fits the VU9P's budget except its BRAM18s
+    vu9p = huge.with_overrides({"part": "xcvu9p", "static_power_w": 3.0}).feasibility(862, 10)
+    assert len(vu9p) == 2 and "1182240" in vu9p[0] and "4320" in vu9p[1]
+    dsp = dev.with_overrides({"mult_resource": "dsp", "pe": 10, "simd": 32})  # 320 DSPs > 220
+    (reason,) = dsp.feasibility(862, 10)
+    assert "DSP48" in reason and "320" in reason and "220" in reason and "mult_resource" in reason
+    assert dsp.with_overrides({"part": "xczu3eg", "static_power_w": 0.3}).feasibility(862, 10) == []
+
+
 def test_cost_pads_to_the_folding():
     dev = FPGAFixedPointDevice(pe=4, simd=8)
     assert dev.cost(861, 10)["cycles"] == math.ceil(10 / 4) * math.ceil(861 / 8)

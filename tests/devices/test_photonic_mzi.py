@@ -10,6 +10,7 @@ from codesign.devices.photonic_mzi import (
     ADC_MW_8BIT,
     DAC_GSPS,
     DAC_MW_8BIT,
+    HARRIS_P_PI_MW,
     MODULATOR_IL_DB,
     PhotonicMZIDevice,
 )
@@ -168,11 +169,18 @@ def test_cost_hand_count_single_4x4_tile():
     assert c["total_insertion_loss_db"] == pytest.approx(9 * 1.0 + MODULATOR_IL_DB)
     laser_dbm = -25.0 + 9.0 + MODULATOR_IL_DB + 10 * math.log10(4)
     assert c["laser_power_mw"] == pytest.approx(10 ** (laser_dbm / 10) / 0.2 * 256)
+    assert c["laser_pj"] == pytest.approx(c["laser_power_mw"] / 5.0)
+    # launched into one input waveguide: sensitivity + loss + 8 bits of ADC headroom (optical)
+    assert c["waveguide_power_mw"] == pytest.approx(10 ** ((-25.0 + 9.0 + MODULATOR_IL_DB) / 10) * 256)
+    # heaters: theta (2 x 6) and 4 attenuators at P_pi/2, phi (2 x 6) and 2 x 4 screens at P_pi
+    assert c["phase_hold_power_mw"] == pytest.approx(HARRIS_P_PI_MW * (0.5 * 16 + 1.0 * 20))
+    assert c["phase_hold_pj"] == pytest.approx(24.77 * 28 / 5.0)  # one 0.2 ns sample period
     assert c["n_adc_conversions"] == 4 and c["n_dac_conversions"] == 4
     assert c["adc_pj"] == pytest.approx(4 * ADC_MW_8BIT / ADC_GSPS)
     assert c["dac_pj"] == pytest.approx(4 * DAC_MW_8BIT / DAC_GSPS)
     digital = PhotonicMZIDevice(block_size=4, analog_accumulation=False).cost(12, 4)
     assert digital["n_adc_conversions"] == 12  # 3 column tiles x 4 outputs
+    assert digital["digital_pj"] == pytest.approx(2 * 4 * 0.1)
 
 
 def test_cost_grows_with_size_bits_and_block():
@@ -187,3 +195,74 @@ def test_cost_grows_with_size_bits_and_block():
     assert dev.with_overrides({"insertion_loss_db": 1.5}).cost(200, 10)["laser_power_mw"] > (
         base["laser_power_mw"]
     )
+
+
+def test_energy_components_and_conversion_stage():
+    dev = PhotonicMZIDevice(analog_accumulation=False)
+    c = dev.cost(862, 10)
+    parts = {k: v for k, v in c.items() if k.endswith("_pj") and k != "energy_pj"}
+    assert set(parts) == {"dac_pj", "modulator_pj", "laser_pj", "phase_hold_pj", "detector_pj",
+                          "adc_pj", "digital_pj"}
+    assert sum(parts.values()) == pytest.approx(c["energy_pj"], rel=1e-12)
+    assert set(PhotonicMZIDevice.conversion_keys) == {"dac_pj", "modulator_pj", "detector_pj", "adc_pj"}
+
+
+def test_default_energy_per_mac_at_862x10():
+    # 862 x 10 on 12 x 12 tiles: 1 x 72 tiles, 20736 phase shifters + 864 attenuators
+    c = PhotonicMZIDevice().cost(862, 10)
+    macs = 862 * 10
+    conversion = sum(c[k] for k in PhotonicMZIDevice.conversion_keys)
+    assert c["energy_pj"] == pytest.approx(90621.23, rel=1e-5)  # was 279 nJ (0.99 dB/MZI, no heaters)
+    assert c["phase_hold_pj"] == pytest.approx(81324.86, rel=1e-5)  # 406.6 W of heaters x 0.2 ns
+    assert c["laser_pj"] == pytest.approx(5492.29, rel=1e-5)
+    assert c["energy_pj"] / macs == pytest.approx(10.513, abs=1e-3)
+    assert (c["energy_pj"] - conversion) / macs == pytest.approx(10.0716, abs=1e-3)
+    # holding on a full k x k tile costs P_pi / f (1.5 + 1/k) per MAC (Harris: 24.77 +- 0.43
+    # mW): 7.71-7.98 pJ at k = 12, times the 72 x 144 / 8620 = 1.203 zero padding of 862 x 10
+    per_mac = c["phase_hold_pj"] / macs
+    lo, hi = ((24.77 + d) / 5.0 * (1.5 + 1 / 12) * 72 * 144 / macs for d in (-0.43, 0.43))
+    assert lo <= per_mac <= hi
+
+
+def test_nonvolatile_shifters_hold_no_power():
+    thermo = PhotonicMZIDevice().cost(862, 10)
+    pcm = PhotonicMZIDevice(phase_shifter="nonvolatile").cost(862, 10)
+    assert pcm["phase_hold_pj"] == 0.0 and pcm["phase_hold_power_mw"] == 0.0
+    assert pcm["energy_pj"] == pytest.approx(thermo["energy_pj"] - thermo["phase_hold_pj"])
+    assert PhotonicMZIDevice(heater_p_pi_mw=12.0).cost(862, 10)["phase_hold_pj"] == pytest.approx(
+        thermo["phase_hold_pj"] * 12.0 / 24.77
+    )
+
+
+def test_bad_phase_shifter_is_refused():
+    from codesign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="phase_shifter"):
+        PhotonicMZIDevice(phase_shifter="electro_optic")
+
+
+def test_block_64_is_infeasible_and_names_the_limit():
+    reasons = PhotonicMZIDevice(block_size=64).feasibility(862, 10)
+    assert len(reasons) == 1
+    assert "max_waveguide_power_dbm=20 dBm" in reasons[0]
+    assert "40.3 dBm" in reasons[0]  # -25 + (129 x 0.31 + 1.2) + 24.1 dB
+    assert "block_size=64" in reasons[0] and "link budget 20.9 dB" in reasons[0]
+
+
+@pytest.mark.parametrize("k, feasible, power_mw", [
+    (8, True, 3.594), (12, True, 6.357), (16, True, 11.25), (32, False, 110.5),
+])
+def test_searched_block_sizes_feasibility_at_defaults(k, feasible, power_mw):
+    dev = PhotonicMZIDevice(block_size=k)
+    assert (dev.feasibility(862, 10) == []) is feasible
+    assert dev.cost(862, 10)["waveguide_power_mw"] == pytest.approx(power_mw, rel=1e-3)
+
+
+def test_feasibility_follows_its_limit_fields():
+    dev = PhotonicMZIDevice(block_size=32)
+    assert dev.feasibility(862, 10)
+    assert dev.with_overrides({"max_waveguide_power_dbm": 21.0}).feasibility(862, 10) == []
+    assert dev.with_overrides({"adc_bits": 7}).feasibility(862, 10) == []  # 3 dB less headroom
+    assert dev.with_overrides({"detector_sensitivity_dbm": -26.0}).feasibility(862, 10) == []
+    # independent of the matrix size: a property of the tile's optical path
+    assert PhotonicMZIDevice().feasibility(10_000, 100) == []

@@ -172,3 +172,31 @@ def test_same_seed_same_search(ideal_search, tmp_path):
 
     first, second = rows(ideal_search), rows(again)
     assert len(first) == 4 and first == second
+
+
+def test_unbuildable_trials_are_recorded_unpriced_and_kept_off_the_front(ray_session, split_teacher, tmp_path):
+    """block_size=32 needs 20.4 dBm per waveguide at 8 ADC bits, above the 20 dBm limit: with more
+    ADC bits the device cannot build it (7 bits need 3 dB less light). The PCA placement is searched too."""
+    out = tmp_path / "photonic"
+    assert main(["search", *TINY, "--device", "photonic_mzi", "--set", "block_size=32", "--pca-placement", "host",
+                 "device", "--samples", "6", "--cpus", "2", "--out", str(out)]) == 0
+    rows = outputs.read_csv(out / "trials.csv")
+    assert len(rows) == 6 and {r["pca_placement"] for r in rows} <= {"host", "device"}
+    infeasible = [r for r in rows if r["status"] == "infeasible"]
+    done = [r for r in rows if r["status"] == "completed"]
+    assert infeasible and done
+    for r in infeasible:
+        assert int(r["device.adc_bits"]) >= 8 and "max_waveguide_power_dbm" in r["violation"]
+        assert r["on_front"] == "False" and r["cost"] == "" and r["energy_pj"] == ""
+        assert 0 < float(r["hw_accuracy"]) <= 1  # scored, only not priced
+    for r in done:
+        assert int(r["device.adc_bits"]) <= 7
+        parts = sum(float(r[f"{s}_energy_pj"]) for s in ("pca", "lift", "conversion", "matrix"))
+        assert parts == pytest.approx(float(r["energy_pj"])) and float(r["cost"]) == float(r["energy_pj"])
+    front = json.loads((out / "front.json").read_text())
+    assert front["n_infeasible"] == len(infeasible) and front["n_failed"] == 0
+    assert {p["trial"] for p in front["front"]} <= {int(r["trial"]) for r in done}
+    assert "cannot build (not priced)" in (out / "front.md").read_text()
+    assert (out / "breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["pareto", str(out), "-o", str(tmp_path / "p.png"), "--breakdown"]) == 0
+    assert (tmp_path / "p-breakdown.png").is_file() and (tmp_path / "p-breakdown.pdf").is_file()

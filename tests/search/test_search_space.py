@@ -9,6 +9,8 @@ import optuna
 import pytest
 import torch
 
+from codesign.opcounts import OpCounts
+
 from codesign import dictionaries
 from codesign.dictionaries import Dictionary, DictionaryParams, create_dictionary, get_dictionary_class, register_dictionary
 from codesign.errors import ConfigError
@@ -176,6 +178,9 @@ class _WidthsA(Dictionary):
 
     def transform(self, z):
         return torch.cat([torch.ones(len(z), 1, dtype=z.dtype)] + [z] * self.config.width, 1)
+
+    def lift_ops(self, rank):
+        return OpCounts(inputs=rank, outputs=self.n_features(rank))
 
 
 class _WidthsB(_WidthsA):

@@ -1,0 +1,171 @@
+"""What one whole inference costs: PCA projection, lifting, conversions and the matrix K.
+
+An inference of a student is ``x -> z = P (x - mu) -> psi(z) -> standardise -> K psi``. Each
+stage runs somewhere, and this module prices each where it runs, on the same terms for every
+device:
+
+* ``pca``: the ``r x D`` projection (whitening folded into P) plus ``r`` adds for the mean
+  offset. It runs on the digital host by default (``pca_placement="host"``), or on the device
+  (``"device"``: a second matrix of the device, its noise simulated too; the offset stays on
+  the host);
+* ``lift``: the dictionary's arithmetic (:meth:`~codesign.dictionaries.Dictionary.lift_ops`) on
+  the digital host;
+* ``conversion``: the device's converters (its :attr:`~codesign.devices.base.Device.conversion_keys`
+  components: DACs, modulators, detectors, ADCs) for every matrix it runs;
+* ``matrix``: the rest of the device's cost of ``K`` (``C x F``).
+
+The standardisation costs nothing: ``K ((psi - m) / s) = (K / s) psi - K (m / s)``, and the
+constant term lands on the weight of the constant feature, so it is folded into ``K``.
+
+The digital host is :class:`~codesign.devices.ideal.IdealDevice`'s cost model
+(:mod:`codesign.devices.digital`: Horowitz's 45 nm per-operation energies and SRAM reads):
+``host_datapath`` sets its number format. The simulation computes the host stages in float32,
+so only ``fp32`` prices exactly what is simulated.
+
+Stages run one after the other: the latency is their sum. The host's MAC units are counted
+once, in the first stage that runs on the host. The device's converters' area and latency are
+reported inside its stage (devices price them together); the conversion stage carries their
+energy. A design the device cannot build (:meth:`~codesign.devices.base.Device.feasibility`)
+is reported with its reasons and no price.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .devices import Device
+from .devices.digital import DATAPATHS, digital_cost, matvec_ops
+from .devices.ideal import IdealDevice
+from .dictionaries import Dictionary
+from .errors import check_choice
+from .opcounts import OpCounts
+
+#: Where the PCA projection may run.
+PCA_PLACEMENTS = ("host", "device")
+#: The stages of an inference, in order.
+STAGES = ("pca", "lift", "conversion", "matrix")
+#: Totals every priced cost carries.
+TOTAL_KEYS = ("energy_pj", "latency_ns", "area_mm2")
+
+
+def host_device(datapath: str = "fp32") -> IdealDevice:
+    """The digital host: a 64-MAC array at 1 GHz in ``datapath`` (the ideal device's defaults)."""
+    check_choice("host_datapath", datapath, DATAPATHS)
+    return IdealDevice(datapath=datapath)
+
+
+def _split(costs: Mapping[str, float], conversion_keys: tuple[str, ...]) -> tuple[float, float]:
+    conversion = sum(float(costs[k]) for k in conversion_keys if k in costs)
+    return float(costs["energy_pj"]) - conversion, conversion
+
+
+def _stage(runs_on: str, energy: float, latency: float, area: float) -> dict[str, Any]:
+    return {"runs_on": runs_on, "energy_pj": energy, "latency_ns": latency, "area_mm2": area}
+
+
+def inference_cost(
+    device: Device,
+    *,
+    n_inputs: int,
+    rank: int,
+    dictionary: Dictionary,
+    n_classes: int,
+    pca_placement: str = "host",
+    host_datapath: str = "fp32",
+) -> dict[str, Any]:
+    """The cost of one inference of a student on ``device``, stage by stage.
+
+    Args:
+        device: runs the matrix K (and the PCA projection if ``pca_placement="device"``).
+        n_inputs: D, the data set's input size.
+        rank: the PCA rank r.
+        dictionary: the lift (its :meth:`~codesign.dictionaries.Dictionary.lift_ops` and
+            ``n_features(rank)``, the constant feature included).
+        n_classes: C, the rows of K.
+        pca_placement: ``"host"`` or ``"device"``.
+        host_datapath: number format of the digital host (``fp32``, ``fp16``, ``int32``, ``int8``).
+
+    Returns:
+        ``energy_pj``, ``latency_ns``, ``area_mm2`` (totals; None when infeasible),
+        ``feasible`` and ``infeasible`` (the reasons), ``stages`` (``{stage: {runs_on,
+        energy_pj, latency_ns, area_mm2}}``, parts summing to the totals; None when
+        infeasible), ``placement``, ``host``, ``lift_ops``, ``device`` (the device's own cost
+        of K: its counts, and its energies when feasible) and, with the PCA on the device,
+        ``pca_device``.
+    """
+    check_choice("pca_placement", pca_placement, PCA_PLACEMENTS)
+    host = host_device(host_datapath)
+    hc = host.config
+    n_features = dictionary.n_features(rank)
+    conv = tuple(type(device).conversion_keys)
+
+    reasons = [f"matrix K ({n_classes} x {n_features}): {r}" for r in device.feasibility(n_features, n_classes)]
+    k_cost = device.cost(n_features, n_classes)
+    pca_dev = None
+    if pca_placement == "device":
+        reasons += [f"PCA projection ({rank} x {n_inputs}): {r}" for r in device.feasibility(n_inputs, rank)]
+        pca_dev = device.cost(n_inputs, rank)
+    lift_ops = dictionary.lift_ops(rank)
+    out: dict[str, Any] = {
+        "placement": {"pca": pca_placement, "lift": "host", "conversion": "device", "matrix": "device"},
+        "host": {"datapath": hc.datapath, "clock_mhz": hc.clock_mhz, "macs_per_cycle": hc.macs_per_cycle},
+        "lift_ops": lift_ops.as_dict(),
+        "n_features": n_features,
+    }
+    if reasons:
+        counts = {k: v for k, v in k_cost.items() if not k.endswith("_pj") and k not in TOTAL_KEYS}
+        return {"energy_pj": None, "latency_ns": None, "area_mm2": None, "feasible": False,
+                "infeasible": reasons, "stages": None, **out, "device": counts}
+
+    units_mm2 = hc.macs_per_cycle * (DATAPATHS[hc.datapath].mult_um2 + DATAPATHS[hc.datapath].add_um2) * 1e-6
+    stages: dict[str, dict[str, Any]] = {}
+    conversion = 0.0
+    if pca_placement == "host":
+        c = digital_cost(matvec_ops(n_inputs, rank) + OpCounts(adds=rank), hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
+        stages["pca"] = _stage("host", c["energy_pj"], c["latency_ns"], c["area_mm2"])
+        host_units_counted = True
+    else:
+        offset = digital_cost(OpCounts(adds=rank, inputs=rank, outputs=rank), hc.datapath, hc.clock_mhz,
+                              hc.macs_per_cycle)
+        matrix, conv_pca = _split(pca_dev, conv)
+        conversion += conv_pca
+        stages["pca"] = _stage(
+            "device", matrix + offset["energy_pj"], float(pca_dev["latency_ns"]) + offset["latency_ns"],
+            float(pca_dev["area_mm2"]) + offset["area_mm2"])
+        host_units_counted = True  # the offset's adds run on the host's units
+    lift = digital_cost(lift_ops, hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
+    lift_area = lift["area_mm2"] - (units_mm2 if host_units_counted else 0.0)
+    stages["lift"] = _stage("host", lift["energy_pj"], lift["latency_ns"], lift_area)
+    matrix, conv_k = _split(k_cost, conv)
+    conversion += conv_k
+    stages["conversion"] = _stage("device", conversion, 0.0, 0.0)
+    stages["matrix"] = _stage("device", matrix, float(k_cost["latency_ns"]), float(k_cost["area_mm2"]))
+    totals = {k: sum(s[k] for s in stages.values()) for k in TOTAL_KEYS}
+    result = {**totals, "feasible": True, "infeasible": [], "stages": stages, **out,
+              "matrix_energy_per_mac_pj": matrix / (n_features * n_classes), "device": dict(k_cost)}
+    if pca_dev is not None:
+        result["pca_device"] = dict(pca_dev)
+    return result
+
+
+def flat_cost(cost: Mapping[str, Any]) -> dict[str, float]:
+    """One flat ``{key: float}`` of a :func:`inference_cost` result, for tables and CSV columns.
+
+    The totals, ``<stage>_energy_pj`` / ``_latency_ns`` / ``_area_mm2`` per stage, and the
+    device's own counts and energy components of K (its ``energy_pj``, ``latency_ns`` and
+    ``area_mm2`` are those of the ``conversion`` and ``matrix`` stages together, so they are left
+    out). An infeasible design has no price: only its counts.
+    """
+    flat: dict[str, float] = {}
+    if cost.get("feasible", True):
+        flat.update({k: float(cost[k]) for k in TOTAL_KEYS})
+        for name, stage in (cost.get("stages") or {}).items():
+            for k in TOTAL_KEYS:
+                flat[f"{name}_{k}"] = float(stage[k])
+    for k, v in (cost.get("device") or {}).items():
+        if k not in TOTAL_KEYS and k not in flat:
+            flat[k] = float(v)
+    return flat
+
+
+__all__ = ["PCA_PLACEMENTS", "STAGES", "flat_cost", "host_device", "inference_cost"]

@@ -1,0 +1,172 @@
+"""codesign.inference_cost: the whole inference (PCA, lift, conversions, K), priced stage by stage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from codesign.devices import create_device, list_devices
+from codesign.devices.digital import DATAPATHS, sram_access_pj
+from codesign.dictionaries import Dictionary, create_dictionary
+from codesign.distill import DistillConfig, Workspace, run_distill
+from codesign.errors import ConfigError
+from codesign.inference_cost import STAGES, TOTAL_KEYS, flat_cost, inference_cost
+from codesign.artifacts import load_student, save_student
+
+BUILTINS = ("ideal", "photonic_mzi", "analog_crossbar", "fpga_fixed_point")
+
+
+def _cost(device="ideal", rank=40, dictionary=None, placement="host", **kw):
+    d = dictionary or create_dictionary("monomial", degree=2)
+    return inference_cost(create_device(device), n_inputs=784, rank=rank, dictionary=d, n_classes=10,
+                          pca_placement=placement, **kw)
+
+
+@pytest.mark.parametrize("device", BUILTINS)
+@pytest.mark.parametrize("placement", ["host", "device"])
+@pytest.mark.parametrize("dictionary", [("monomial", {"degree": 2}), ("monomial", {"degree": 3}), ("rbf", {"centers": 100})])
+def test_stages_sum_to_the_totals(device, placement, dictionary):
+    c = _cost(device, rank=12, dictionary=create_dictionary(dictionary[0], **dictionary[1]), placement=placement)
+    assert c["feasible"] and c["infeasible"] == []
+    assert list(c["stages"]) == list(STAGES)
+    for key in TOTAL_KEYS:
+        assert c[key] > 0
+        assert sum(s[key] for s in c["stages"].values()) == pytest.approx(c[key], rel=1e-12)
+    assert c["stages"]["pca"]["runs_on"] == placement
+    assert c["stages"]["lift"]["runs_on"] == "host" and c["stages"]["matrix"]["runs_on"] == "device"
+    # the conversion stage is exactly the device's converter energies, for K (and the PCA on it)
+    dev = create_device(device)
+    conv = type(dev).conversion_keys
+    expected = sum(c["device"][k] for k in conv) + sum(c.get("pca_device", {}).get(k, 0.0) for k in conv)
+    assert c["stages"]["conversion"]["energy_pj"] == pytest.approx(expected)
+
+
+def test_pca_on_the_host_by_hand():
+    # r = 40 scores of 784 fp32 pixels: 31,360 multiply-adds (3.7 + 0.9 pJ, Horowitz 2014) plus
+    # 40 adds for the mean offset; 64-bit words read: 15,680 of weights, 392 of input, 20 written,
+    # priced at the SRAM size of that footprint
+    c = _cost("ideal", rank=40)
+    words = 31360 // 2 + 784 // 2 + 40 // 2
+    sram = sram_access_pj((31360 + 784 + 40) * 4)
+    assert c["stages"]["pca"]["energy_pj"] == pytest.approx(31360 * 4.6 + 40 * 0.9 + words * sram)
+    assert c["stages"]["pca"]["latency_ns"] == pytest.approx(math.ceil((31360 + 40) / 64))
+    # at r = 40, degree 2 the projection costs more than K (861 x 10) on the same digital array
+    assert c["stages"]["pca"]["energy_pj"] > c["stages"]["matrix"]["energy_pj"]
+
+
+def test_lift_ops_count_what_transform_computes():
+    m2 = create_dictionary("monomial", degree=2).lift_ops(40)
+    assert (m2.mults, m2.adds, m2.exps, m2.outputs) == (820, 0, 0, 861)  # r (r + 1) / 2 products
+    m3 = create_dictionary("monomial", degree=3).lift_ops(20)
+    assert m3.mults == 1771 - 21  # every monomial of degree 2 and 3 is one product
+    rbf = create_dictionary("rbf", centers=100).lift_ops(40)
+    # per centre: 40 differences + 39 adds of squares, 40 squares + 1 scale, 1 exponential
+    assert (rbf.mults, rbf.adds, rbf.exps, rbf.params) == (100 * 41, 100 * 79, 100, 4000)
+
+
+def test_the_host_datapath_prices_the_host_stages():
+    fp32, int8 = _cost("analog_crossbar", host_datapath="fp32"), _cost("analog_crossbar", host_datapath="int8")
+    assert int8["stages"]["pca"]["energy_pj"] < fp32["stages"]["pca"]["energy_pj"] / 5
+    assert int8["stages"]["matrix"] == fp32["stages"]["matrix"]  # the device's share does not move
+    with pytest.raises(ConfigError, match="host_datapath='fp64'"):
+        _cost(host_datapath="fp64")
+    assert set(DATAPATHS) == {"fp32", "fp16", "int32", "int8"}
+
+
+def test_an_infeasible_design_is_not_priced():
+    dev = create_device("photonic_mzi", {"block_size": 64})
+    c = inference_cost(dev, n_inputs=784, rank=40, dictionary=create_dictionary("monomial"), n_classes=10)
+    assert c["feasible"] is False and c["stages"] is None
+    assert all(c[k] is None for k in TOTAL_KEYS)
+    assert len(c["infeasible"]) == 1 and "max_waveguide_power_dbm" in c["infeasible"][0]
+    assert c["infeasible"][0].startswith("matrix K (10 x 861)")
+    assert c["device"]["optical_depth"] == 129 and not any(k.endswith("_pj") for k in c["device"])
+    assert set(flat_cost(c)) == set(c["device"])  # only the counts, no price
+    # the PCA projection on the device is checked too: 784 inputs need more crossbar tiles
+    xbar = create_device("analog_crossbar", {"max_tiles": 1})
+    c = inference_cost(xbar, n_inputs=784, rank=300, dictionary=create_dictionary("monomial", degree=1),
+                       n_classes=10, pca_placement="device")
+    assert not c["feasible"] and any(r.startswith("PCA projection (300 x 784)") for r in c["infeasible"])
+
+
+def test_flat_cost_columns():
+    c = _cost("photonic_mzi", rank=20)
+    flat = flat_cost(c)
+    assert flat["energy_pj"] == c["energy_pj"]
+    for s in STAGES:
+        assert flat[f"{s}_energy_pj"] == c["stages"][s]["energy_pj"]
+    assert flat["n_mzi"] == c["device"]["n_mzi"] and flat["laser_pj"] == c["device"]["laser_pj"]
+    assert c["matrix_energy_per_mac_pj"] == pytest.approx(c["stages"]["matrix"]["energy_pj"] / (231 * 10))
+
+
+def test_a_dictionary_that_does_not_count_its_ops_is_named():
+    class Uncounted(Dictionary):
+        name = "uncounted"
+
+        def n_features(self, rank):
+            return rank + 1
+
+        def transform(self, z):
+            return z
+
+    with pytest.raises(ConfigError, match="dictionary 'uncounted' does not count its operations.*lift_ops"):
+        inference_cost(create_device("ideal"), n_inputs=64, rank=4, dictionary=Uncounted(), n_classes=10)
+
+
+def test_every_installed_device_is_costed_the_same_way():
+    for name in list_devices():
+        c = _cost(name, rank=8)
+        if c["feasible"]:
+            assert set(c["stages"]) == set(STAGES)
+
+
+# --------------------------------------------------------------------------- through distill
+@pytest.fixture(scope="module")
+def ws():
+    return Workspace()
+
+
+def test_distill_reports_the_whole_inference(ws, digits_teacher):
+    m = run_distill(DistillConfig(device="analog_crossbar", pca_rank=10), ws).metrics
+    c = m["cost"]
+    assert c["feasible"] and m["pca_placement"] == "host"
+    assert sum(s["energy_pj"] for s in c["stages"].values()) == pytest.approx(c["energy_pj"])
+    assert c["n_features"] == m["n_features"] == 66
+
+
+def test_pca_on_the_ideal_device_changes_no_accuracy(ws, digits_teacher):
+    host = run_distill(DistillConfig(device="ideal", pca_rank=10), ws).metrics
+    dev = run_distill(DistillConfig(device="ideal", pca_rank=10, pca_placement="device"), ws).metrics
+    assert dev["hw_accuracies"] == pytest.approx(host["hw_accuracies"], abs=1 / 360)
+    assert dev["cost"]["stages"]["pca"]["runs_on"] == "device"
+
+
+def test_pca_on_a_noisy_device_is_simulated_and_reloads(ws, digits_teacher, tmp_path, digits):
+    cfg = DistillConfig(device="analog_crossbar", pca_rank=10, pca_placement="device", hw_draws=3,
+                        device_overrides={"prog_noise": 0.2})
+    result = run_distill(cfg, ws)
+    host = run_distill(DistillConfig(device="analog_crossbar", pca_rank=10, hw_draws=3,
+                                     device_overrides={"prog_noise": 0.2}), ws).metrics
+    m = result.metrics
+    # the projection's programming noise reaches the accuracy: the draws differ from the host's
+    assert m["hw_accuracies"] != host["hw_accuracies"]
+    save_student(tmp_path / "s.pt", result)
+    st = load_student(tmp_path / "s.pt")
+    again = st.hw_accuracy(digits.x_test, digits.y_test, draws=3, seed=cfg.seed)
+    assert again == pytest.approx(m["hw_accuracies"], abs=1e-12)
+
+
+def test_pca_on_a_device_needs_a_device():
+    with pytest.raises(ConfigError, match="pca_placement='device'.*--device"):
+        DistillConfig(pca_placement="device")
+    with pytest.raises(ConfigError, match="pca_placement='gpu'"):
+        DistillConfig(device="ideal", pca_placement="gpu")
+
+
+def test_infeasible_distill_still_scores_but_does_not_price(ws, digits_teacher):
+    m = run_distill(DistillConfig(device="photonic_mzi", pca_rank=6, device_overrides={"block_size": 64}), ws).metrics
+    assert 0.5 < m["hw_accuracy_mean"] <= 1.0
+    assert m["cost"]["feasible"] is False and m["cost"]["energy_pj"] is None
+    assert np.isfinite(m["hw_accuracy_std"])
