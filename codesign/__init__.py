@@ -26,6 +26,8 @@ _EXPORTS = {
     "CodesignError": "errors", "ConfigError": "errors", "DataError": "errors", "NumericalError": "errors",
     "ResourceError": "errors", "TeacherError": "errors",
     "FeaturePipeline": "features", "build_features": "features",
+    "flat_cost": "inference_cost", "inference_cost": "inference_cost",
+    "OpCounts": "opcounts",
     "KDTargets": "losses", "kd_loss": "losses",
     "PCA": "pca",
     "FitConfig": "students", "LinearStudent": "students",

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from codesign.cache import atomic_write_bytes
 from codesign.errors import ConfigError
 
-from .outputs import cost_label, cost_unit
+from .outputs import cost_label, cost_unit, describe_config
 from .pareto import use_log_scale
 
 #: Formats written beside the one asked for: a PNG for viewing, a PDF for papers.
@@ -196,6 +196,14 @@ def stage_key(stage: str, key: str) -> str:
     return f"{stage}_{key}"
 
 
+def _short_label(point: Mapping[str, Any]) -> str:
+    """``trial 12: monomial(degree=2), r=36, pca on device (97.4%)``: the device fields left out
+    (they are in front.md), so that the bars keep the figure's width."""
+    cfg = point.get("config") or {}
+    text = describe_config({k: v for k, v in cfg.items() if k != "device"})
+    return f"trial {point['trial']}: {text} ({100 * point['val_hw_accuracy']:.1f}%)"
+
+
 def plot_breakdown(
     summaries: Sequence[Mapping[str, Any]],
     path: str | Path,
@@ -228,18 +236,18 @@ def plot_breakdown(
             f"a stage breakdown needs searches whose cost is energy, latency or area (got {', '.join(sorted(map(str, keys | {key})))})")
     labels = list(labels) if labels is not None else run_labels(summaries)
     heights = [max(1, len(s.get("front", []))) for s in summaries]
-    fig = Figure(figsize=(8.5, 1.4 + 0.42 * sum(heights) + 0.6 * len(summaries)), dpi=150, layout="constrained")
+    fig = Figure(figsize=(9, 1.2 + 0.26 * sum(heights) + 0.5 * len(summaries)), dpi=150, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(summaries), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, s, label in zip(axes, summaries, labels):
         front = s.get("front", [])
-        names = [f"{p['describe']}  ({100 * p['val_hw_accuracy']:.1f}%)" for p in front]
+        names = [_short_label(p) for p in front]
         left = [0.0] * len(front)
         for stage, colour in _STAGE_COLOURS.items():
             vals = [float((p.get("costs") or {}).get(stage_key(stage, key), 0.0) or 0.0) for p in front]
             ax.barh(range(len(front)), vals, left=left, color=colour, height=0.7)
             left = [a + b for a, b in zip(left, vals)]
-        ax.set_yticks(range(len(front)), names, fontsize=7)
+        ax.set_yticks(range(len(front)), names, fontsize=6.5)
         ax.invert_yaxis()
         ax.set_title(f"{label}: front members by stage", fontsize=9, loc="left")
         ax.grid(True, axis="x", alpha=0.3)

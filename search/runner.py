@@ -636,7 +636,7 @@ def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpa
     outputs.write_front(out, summary, list(space.device), space.columns())
     plot_fronts([summary], out / "pareto.png")
     if summary["cost_key"] in TOTAL_KEYS:
-        plot_breakdown([summary], out / "breakdown.png")
+        plot_breakdown([summary], out / "pareto-breakdown.png")
     if progress is not None:
         _print_front(progress, summary, out)
     return summary

@@ -170,3 +170,17 @@ def test_infeasible_distill_still_scores_but_does_not_price(ws, digits_teacher):
     assert 0.5 < m["hw_accuracy_mean"] <= 1.0
     assert m["cost"]["feasible"] is False and m["cost"]["energy_pj"] is None
     assert np.isfinite(m["hw_accuracy_std"])
+
+
+def test_cli_reports_the_unbuildable_design_and_its_limit(digits_teacher, capsys):
+    import json
+
+    from codesign.cli import main
+
+    assert main(["distill", "--device", "photonic_mzi", "--set", "block_size=64", "--pca-rank", "6", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["cost"]["feasible"] is False and m["cost"]["energy_pj"] is None
+    assert "max_waveguide_power_dbm=20 dBm" in m["cost"]["infeasible"][0]
+    assert main(["distill", "--device", "photonic_mzi", "--set", "block_size=64", "--pca-rank", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "cost: INFEASIBLE (not priced)" in out and "block_size=64" in out

@@ -1,7 +1,7 @@
 """Per-device co-design searches on MNIST and their combined Pareto plot.
 
 Runs ``codesign search --config mnist-<device>.toml`` for each device (one Ray start shared by
-all), then ``codesign pareto`` over the results. Each search resumes where it stopped when run
+all), then ``codesign pareto --breakdown`` over the results. Each search resumes where it stopped when run
 again (``--resume`` is always passed; a finished search is only re-plotted).
 
     python experiments/search/run_searches.py                    # the full MNIST searches
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             if rc != 0:
                 return rc
             dirs.append(str(out / device))
-        rc = codesign(["pareto", *dirs, "-o", str(out / "combined.png"),
+        rc = codesign(["pareto", *dirs, "-o", str(out / "combined.png"), "--breakdown",
                        "--title", f"Co-design on {'digits (smoke test)' if args.smoke_test else 'MNIST'}: "
                                   "accuracy on hardware vs energy per inference"])
         return rc

@@ -197,6 +197,6 @@ def test_unbuildable_trials_are_recorded_unpriced_and_kept_off_the_front(ray_ses
     assert front["n_infeasible"] == len(infeasible) and front["n_failed"] == 0
     assert {p["trial"] for p in front["front"]} <= {int(r["trial"]) for r in done}
     assert "cannot build (not priced)" in (out / "front.md").read_text()
-    assert (out / "breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "pareto-breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["pareto", str(out), "-o", str(tmp_path / "p.png"), "--breakdown"]) == 0
     assert (tmp_path / "p-breakdown.png").is_file() and (tmp_path / "p-breakdown.pdf").is_file()
