@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -19,23 +19,88 @@ from .devices import get_device_class
 from .distill import hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
 from .errors import ConfigError
 from .features import FeaturePipeline
+from .plainstate import join_arrays, split_arrays
 
-FORMAT = "codesign-student/1"
+FORMAT = "codesign-student/2"
+#: Students saved before the safe format: a pickled dict, loadable only when trusted.
+OLD_FORMATS = ("codesign-student/1",)
 
 
-def save_student(path: str | Path, result) -> None:
-    """Save a :class:`codesign.distill.DistillResult` to ``path`` (atomically)."""
+def _payload(result) -> dict[str, Any]:
     m = result.metrics
-    payload: dict[str, Any] = {
-        "format": FORMAT,
-        "K": result.student.K_.numpy(),
+    return {
+        "K": result.student.K_,
         "pipeline": result.features.pipeline.state_dict(),
         "metrics": {k: v for k, v in m.items() if k != "hw_accuracies"},
         "device": m.get("device"),
         "device_config": m.get("device_config"),
         "layer_state": None if result.layer is None else {k: v.detach().cpu() for k, v in result.layer.state_dict().items()},
     }
-    atomic_torch_save(path, payload)
+
+
+def _write(path: str | Path, payload: Mapping[str, Any]) -> None:
+    text, arrays = split_arrays(dict(payload))
+    atomic_torch_save(path, {"format": FORMAT, "state": text,
+                             "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}})
+
+
+def save_student(path: str | Path, result) -> None:
+    """Save a :class:`codesign.distill.DistillResult` to ``path`` (atomically).
+
+    The file holds tensors and a JSON text only (:mod:`codesign.plainstate`), so that
+    :func:`load_student` reads it with ``torch.load(weights_only=True)``: a student from a
+    colleague cannot run code when it is loaded.
+    """
+    _write(path, _payload(result))
+
+
+def update_metrics(path: str | Path, **metrics: Any) -> None:
+    """Add ``metrics`` to a saved student's metrics (e.g. its test-set scores), atomically."""
+    payload = _read(Path(path))
+    payload["metrics"] = {**payload["metrics"], **metrics}
+    _write(path, payload)
+
+
+def _read(p: Path, trust_old_format: bool = False) -> dict[str, Any]:
+    if not p.is_file():
+        raise ConfigError(f"no saved student at {p}")
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        if trust_old_format:
+            raw = torch.load(p, map_location="cpu", weights_only=False)
+        else:
+            hint = ("it may be a student saved before the safe format (codesign-student/1): if you made it "
+                    "yourself, convert it once with codesign.artifacts.upgrade_student(path, trust_old_format=True)")
+            raise ConfigError(f"{p} is not a safe codesign student file ({type(exc).__name__}); {hint}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p} is not a saved codesign student")
+    if raw.get("format") in OLD_FORMATS:
+        if not trust_old_format:
+            raise ConfigError(f"{p} is in the old format {raw['format']}; convert it with "
+                              "codesign.artifacts.upgrade_student(path, trust_old_format=True) if you trust it")
+        payload = {k: raw.get(k) for k in ("K", "pipeline", "metrics", "device", "device_config", "layer_state")}
+        payload["K"] = torch.as_tensor(payload["K"])
+        return payload
+    if raw.get("format") != FORMAT or not isinstance(raw.get("state"), str) or not isinstance(raw.get("arrays"), dict):
+        raise ConfigError(f"{p} is not a saved codesign student (format {raw.get('format')!r}, expected {FORMAT})")
+    payload = join_arrays(raw["state"], raw["arrays"])
+    if not isinstance(payload, dict) or not {"K", "pipeline", "metrics"} <= set(payload):
+        raise ConfigError(f"{p} is a damaged codesign student (its state lacks K, pipeline or metrics)")
+    return payload
+
+
+def upgrade_student(path: str | Path, trust_old_format: bool = False) -> Path:
+    """Rewrite a student saved before the safe format in the safe format (in place).
+
+    Reading the old format unpickles it, which can run code: only do this for files you made,
+    and say so with ``trust_old_format=True``.
+    """
+    p = Path(path)
+    if not trust_old_format:
+        raise ConfigError("upgrade_student reads a pickle: pass trust_old_format=True for a file you trust")
+    _write(p, _read(p, trust_old_format=True))
+    return p
 
 
 @dataclass
@@ -111,14 +176,18 @@ class SavedStudent:
 
 
 def load_student(path: str | Path) -> SavedStudent:
-    """Reload a student saved by :func:`save_student`."""
+    """Reload a student saved by :func:`save_student` (nothing in the file is executed).
+
+    Raises:
+        ConfigError: the file is missing, damaged, not a codesign student, or in the old
+            pickled format (see :func:`upgrade_student`).
+    """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"no saved student at {p}")
-    payload = torch.load(p, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ConfigError(f"{p} is not a saved codesign student")
-    return SavedStudent(
-        torch.as_tensor(payload["K"]), FeaturePipeline.from_state_dict(payload["pipeline"]), payload["metrics"],
-        payload["device"], payload["device_config"], payload["layer_state"],
-    )
+    payload = _read(p)
+    try:
+        return SavedStudent(
+            torch.as_tensor(payload["K"]), FeaturePipeline.from_state_dict(payload["pipeline"]), payload["metrics"],
+            payload.get("device"), payload.get("device_config"), payload.get("layer_state"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{p} is a damaged codesign student ({type(exc).__name__}: {exc})") from None

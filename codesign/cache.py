@@ -12,19 +12,92 @@ import io
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
+
+#: Environment variable naming the default cache folder.
+CACHE_ENV = "CODESIGN_CACHE"
+
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder (created on first use)."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache" / "codesign"
-    path = Path(cache_dir)
+    path = default_cache_dir() if cache_dir is None else Path(cache_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def default_cache_dir() -> Path:
+    """``$CODESIGN_CACHE``, else ``~/.cache/codesign`` (not created)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "codesign")
+
+
+def check_writable_dir(path: str | os.PathLike | None, option: str) -> Path | None:
+    """Refuse, before any work, an output folder the command could not write to.
+
+    ``path`` may not exist yet (it is created later, with its parents): then its nearest
+    existing ancestor must be a writable folder. Nothing is created here. The test is a real
+    write (a temp file, removed at once), so read-only mounts and permissions are caught for
+    every user, root included.
+
+    Args:
+        path: the folder given (None: nothing to check).
+        option: how the user gave it, for the message (``--out``, ``--cache-dir``, ``$CODESIGN_CACHE``).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path` (None for None).
+
+    Raises:
+        ConfigError: naming the option, the value and what to do.
+    """
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"{option} {path!r}: expected a folder name (a string)")
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ConfigError(f"{option} {text!r}: empty folder name; give a folder, or drop {option}")
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option} {text}: is an existing file, not a folder; give a folder")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{option} {text}: {probe} is a file, so the folder cannot be created; give another folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".codesign-write-test.", suffix=".tmp")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        where = "the folder is not writable" if probe == p else f"it cannot be created in {probe}"
+        raise ConfigError(f"{option} {text}: {where} ({why}); give a folder you can write to") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return p
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -49,11 +122,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename.
 
     A crash or a full disk leaves either the old file or the new one, never half of one.
+    The file gets the permissions a plain ``open()`` would give it (``0666`` less the umask),
+    not ``mkstemp``'s private ``0600``, so colleagues on a shared file system can read results.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -13,30 +13,73 @@ Every user error is a :class:`codesign.errors.CodesignError`: printed as one lin
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import logging
+import os
+import signal
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
 
-from . import reproduce
-from .artifacts import save_student
-from .cache import atomic_write_json, atomic_write_text
-from .config_files import dump_toml, read_config_file
-from .devices.describe import describe_devices, devices_json
-from .dictionaries import get_dictionary_class, list_dictionaries, params_by_name
-from .distill import DistillConfig, run_distill
-from .data import load_dataset
-from .errors import CodesignError, ConfigError, check_choice
-from .options import add_options, field_default, option, option_fields, option_key, same_as
-from .options import resolve as resolve_options
-from .search import pareto_command, runner
-from .search.config import SearchConfig
-from .students import FitConfig
-from .teachers import ARCHITECTURES, get_teacher
+
+def _exit_interrupted(signum=None, frame=None) -> None:
+    """Ctrl-C while the command line starts (imports, plugin discovery): one line, exit 130.
+
+    A KeyboardInterrupt raised inside a half-imported library would print its traceback; nothing
+    has been written yet at that point, so leaving at once is safe.
+    """
+    try:
+        sys.stderr.write("codesign: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+def _guard_startup():
+    """Route Ctrl-C to :func:`_exit_interrupted`; returns the previous handler (None: untouched)."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN or previous is None:  # ignored (a background job): leave it so
+            return None
+        signal.signal(signal.SIGINT, _exit_interrupted)
+        return previous
+    except (ValueError, OSError):  # not the main thread
+        return None
+
+
+def _run_as_command() -> bool:
+    """Whether this process is the ``codesign`` command (not a program importing this module)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return os.path.basename(argv0) in ("codesign", "codesign.exe") or argv0 == "-m" or \
+        argv0.endswith(os.path.join("codesign", "__main__.py"))
+
+
+_previous_sigint = _guard_startup()
+try:
+    import argparse
+    import dataclasses
+    import json
+    import logging
+    from dataclasses import dataclass
+    from pathlib import Path
+    from typing import Any, Sequence
+
+    from . import reproduce
+    from .artifacts import save_student
+    from .cache import CACHE_ENV, atomic_write_json, atomic_write_text, check_writable_dir, default_cache_dir
+    from .config_files import dump_toml, merge_config, read_config_file
+    from .devices.describe import describe_devices, devices_json
+    from .dictionaries import get_dictionary_class, list_dictionaries, params_by_name
+    from .distill import DistillConfig, run_distill
+    from .data import load_dataset
+    from .errors import CodesignError, ConfigError, check_choice
+    from .options import add_options, field_default, option, option_fields, option_key, same_as
+    from .options import resolve as resolve_options
+    from .search import pareto_command, runner
+    from .search.config import SearchConfig
+    from .students import FitConfig
+    from .teachers import ARCHITECTURES, get_teacher
+finally:
+    # The ``codesign`` command keeps the start-up handler until main() takes over; a program
+    # importing this module (tests, notebooks) gets its own handler back.
+    if _previous_sigint is not None and not _run_as_command():
+        signal.signal(signal.SIGINT, _previous_sigint)
 
 #: Command-only keys of ``distill`` (not part of the run's config) and their defaults.
 DISTILL_EXTRA = {"json": False, "out": None}
@@ -96,9 +139,9 @@ def _dictionary_params_of(opts: dict[str, Any], dictionary: str) -> dict[str, An
 
 
 # --------------------------------------------------------------------------- parser
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML or YAML file of options, with the same keys as the long flags "
-                                    "(flags given override it)")
+def _add_common(p: argparse.ArgumentParser, keys: str | None = None) -> None:
+    keys = f"the key {keys}" if keys else "the same keys as the long flags"
+    p.add_argument("--config", help=f"TOML or YAML file of options, with {keys} (flags given override it)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
 
 
@@ -130,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("devices", help="list installed device models: config fields, presets, search space")
-    _add_common(p)
+    _add_common(p, "json")
     p.add_argument("--json", action="store_true", default=None,
                    help="print every device with its fields, defaults, docs, presets and search space as JSON")
     p.set_defaults(func=cmd_devices)
@@ -152,9 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "PNG/PDF companion and a markdown summary FILE.md.",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="search folders written by `codesign search`")
+    p.add_argument("--config", help="TOML or YAML file of options, with the keys output, title and breakdown "
+                                    "(flags given override it)")
     p.add_argument("-o", "--output", help="plot file (.png, .pdf or .svg; default DIR/pareto.png for one DIR)")
     p.add_argument("--title", help="figure title")
-    p.add_argument("--breakdown", action="store_true",
+    p.add_argument("--breakdown", action="store_true", default=None,
                    help="also draw each front member's cost split by stage (PCA, lift, conversion, matrix) "
                         "into FILE-breakdown.png/.pdf")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
@@ -164,7 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- resolving options
 def _file_values(args: argparse.Namespace) -> dict[str, Any]:
-    return read_config_file(args.config) if getattr(args, "config", None) else {}
+    path = getattr(args, "config", None)
+    return {} if path is None else read_config_file(path)
+
+
+def check_output_dirs(out: str | None, cache_dir: str | None) -> None:
+    """Refuse, before any work, an ``--out`` or cache folder that cannot be written to.
+
+    Without ``--cache-dir`` the folder checked is ``$CODESIGN_CACHE`` or ``~/.cache/codesign``.
+    """
+    check_writable_dir(out, "--out")
+    if cache_dir is not None:
+        check_writable_dir(cache_dir, "--cache-dir")
+    elif os.environ.get(CACHE_ENV):
+        check_writable_dir(default_cache_dir(), f"${CACHE_ENV}")
+    else:
+        check_writable_dir(default_cache_dir(), "the cache folder (set --cache-dir or $CODESIGN_CACHE)")
 
 
 def parse_set(values: Any) -> dict[str, Any]:
@@ -173,10 +233,18 @@ def parse_set(values: Any) -> dict[str, Any]:
         return {}
     if isinstance(values, dict):
         return dict(values)
-    if isinstance(values, (list, tuple)) and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in values):
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"set={values!r}: expected a table of device fields ([set] then phase_bits = 6) "
+                          "or a list of \"FIELD=VALUE\" strings")
+    if all(isinstance(v, (list, tuple)) and len(v) == 2 for v in values):
         return dict(values)
     out = {}
     for item in values:
+        if not isinstance(item, str):
+            raise ConfigError(f"set={list(values)!r}: {item!r} is not FIELD=VALUE; in a config file write a table "
+                              "([set] then phase_bits = 6) or strings (set = [\"phase_bits=6\"])")
         key, eq, value = str(item).partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set {item!r}: expected field=value, e.g. --set phase_bits=6")
@@ -226,10 +294,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """``codesign distill``."""
     opts = resolve_distill(args)
     cfg = distill_config_from(opts)
+    check_output_dirs(opts["out"], cfg.cache_dir)  # before the fit, whose result would be lost
     result = run_distill(cfg)
     m = result.metrics
-    if opts["out"]:
-        out = Path(opts["out"])
+    if opts["out"] is not None:
+        out = Path(opts["out"]).expanduser()
         save_student(out / "student.pt", result)
         atomic_write_json(out / "metrics.json", m)
         atomic_write_text(out / "config.toml", dump_toml(resolved_distill_options(opts, cfg)))
@@ -241,9 +310,11 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _print_distill(m: dict) -> None:
-    print(f"dataset {m['dataset']}  teacher {m['teacher']} (test {m['teacher_test_accuracy']:.4f})")
+    teacher = "" if m.get("teacher_test_accuracy") is None else f" (test {m['teacher_test_accuracy']:.4f})"
+    print(f"dataset {m['dataset']}  teacher {m['teacher']}{teacher}")
     print(f"student {m['method']}  pca_rank {m['pca_rank']}  {m['dictionary']}  n_features {m['n_features']}")
-    print(f"test_accuracy {m['test_accuracy']:.4f}  fit_seconds {m['fit_seconds']:.2f}", end="")
+    split = "val" if m.get("scored_on") == "validation" else "test"
+    print(f"{split}_accuracy {m[f'{split}_accuracy']:.4f}  fit_seconds {m['fit_seconds']:.2f}", end="")
     if m.get("condition_number") is not None:
         print(f"  condition_number {m['condition_number']:.3g}", end="")
     print()
@@ -274,6 +345,7 @@ def _print_cost(cost: dict) -> None:
 def cmd_teacher(args: argparse.Namespace) -> int:
     """``codesign teacher``."""
     opts = dataclasses.asdict(TeacherCommand(**resolve_options(args, _file_values(args), [TeacherCommand], "teacher")))
+    check_output_dirs(None, opts["cache_dir"])
     ds = load_dataset(opts["dataset"], opts["data_root"])
     t = get_teacher(opts["arch"], ds, seed=opts["seed"], epochs=opts["epochs"], cache_dir=opts["cache_dir"],
                     torch_device=opts["torch_device"], verbose=not opts["json"])
@@ -290,6 +362,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """``codesign reproduce``."""
     opts = resolve_options(args, _file_values(args), [reproduce.ReproduceConfig], "reproduce")
     cfg = reproduce.ReproduceConfig(**opts)
+    check_output_dirs(cfg.out, cfg.cache_dir)
     command = "codesign " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("codesign") else "codesign reproduce"
     out = reproduce.main(cfg, command)
     print(f"wrote {out / 'reproduction.md'} and {out / 'reproduction.json'}")
@@ -298,7 +371,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     """``codesign devices``."""
-    if args.json:
+    opts = merge_config(args, _file_values(args), {"json": False}, "devices")
+    if not isinstance(opts["json"], bool):
+        raise ConfigError(f"json={opts['json']!r}: expected true or false")
+    if opts["json"]:
         print(json.dumps(devices_json(), indent=2, default=str))
     else:
         print(describe_devices())
@@ -307,27 +383,42 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """``codesign search``."""
-    summary = runner.run_search(resolve_search(args))
+    cfg = resolve_search(args)
+    check_output_dirs(cfg.out, cfg.cache_dir)
+    summary = runner.run_search(cfg)
     return 130 if summary.get("interrupted") else 0
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     """``codesign pareto DIR [DIR ...] -o FILE``."""
-    for path in pareto_command(args.dirs, args.output, args.title, breakdown=args.breakdown):
+    opts = merge_config(args, _file_values(args), {"output": None, "title": None, "breakdown": False}, "pareto")
+    for key in ("output", "title"):
+        if opts[key] is not None and not isinstance(opts[key], str):
+            raise ConfigError(f"{key}={opts[key]!r}: expected a string")
+    if not isinstance(opts["breakdown"], bool):
+        raise ConfigError(f"breakdown={opts['breakdown']!r}: expected true or false")
+    if opts["output"] is not None and not opts["output"].strip():
+        raise ConfigError("--output '': empty file name; give a plot file such as pareto.png, or leave -o out")
+    for path in pareto_command(args.dirs, opts["output"], opts["title"], breakdown=opts["breakdown"]):
         print(path)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (2: a user error, 130: interrupted)."""
+    previous = _guard_startup()  # Ctrl-C while plugins load: one line, exit 130
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    # Importing some device back-ends (brevitas) makes torch probe for a CUDA toolkit and log
-    # "No CUDA runtime is found" on machines without a GPU: noise on stderr, never our message.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        try:
+            # Importing some device back-ends (brevitas) makes torch probe for a CUDA toolkit and log
+            # "No CUDA runtime is found" on machines without a GPU: noise on stderr, never our message.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            parser = build_parser()
+            args = parser.parse_args(argv)
+        finally:
+            if previous is not None:  # from here on Ctrl-C raises KeyboardInterrupt, caught below
+                signal.signal(signal.SIGINT, signal.default_int_handler if previous is _exit_interrupted else previous)
         return int(args.func(args) or 0)
     except CodesignError as exc:
         if debug:

@@ -15,12 +15,35 @@ from typing import Any
 from .errors import ConfigError
 
 
+def read_json_file(path: str | Path, fix: str) -> Any:
+    """The JSON in ``path``; a damaged file is a :class:`ConfigError` naming it, then ``fix``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is damaged ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is damaged (not UTF-8 text at byte {exc.start}); {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a flat dict."""
-    p = Path(path)
+    if not str(path).strip():
+        raise ConfigError(f"--config {str(path)!r}: empty file name; give a .toml or .yaml file, or drop --config")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"--config {path}: is a folder; give a .toml or .yaml file")
     if not p.is_file():
         raise ConfigError(f"--config {path}: no such file")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not a text file ({exc.reason} at byte {exc.start}); "
+                          "give a .toml or .yaml file") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
     try:
         if p.suffix == ".toml":
             data = tomllib.loads(text)

@@ -171,10 +171,12 @@ class Workspace:
 
     Args:
         disk_features: also cache lifted features on disk (for searches in several processes).
+        verbose: say on stderr when a teacher is trained (it takes minutes on MNIST), with progress.
     """
 
-    def __init__(self, disk_features: bool = False) -> None:
+    def __init__(self, disk_features: bool = False, verbose: bool = True) -> None:
         self.disk_features = disk_features
+        self.verbose = verbose
         self._data: dict = {}
         self._teachers: dict = {}
         self._features: dict = {}
@@ -193,7 +195,7 @@ class Workspace:
         if key not in self._teachers:
             self._teachers[key] = get_teacher(
                 cfg.teacher, ds, seed=cfg.seed, epochs=cfg.teacher_epochs, weights=cfg.teacher_weights,
-                cache_dir=cfg.cache_dir, torch_device=cfg.torch_device,
+                cache_dir=cfg.cache_dir, torch_device=cfg.torch_device, verbose=self.verbose,
             )
         return self._teachers[key]
 
@@ -238,6 +240,11 @@ class DistillResult:
     metrics: dict
 
 
+def scored_key(cfg: DistillConfig, name: str) -> str:
+    """``test_<name>``, or ``val_<name>`` when ``cfg`` scores a validation split."""
+    return f"{'val' if cfg.validation else 'test'}_{name}"
+
+
 def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResult:
     """Run one distillation (and hardware evaluation, if a device is given)."""
     ws = ws or Workspace()
@@ -268,7 +275,10 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         "pca_rank": cfg.pca_rank,
         "seed": cfg.seed,
         "n_features": feats.pipeline.n_features,
-        "test_accuracy": student.accuracy(psi_test, y_test),
+        # which split every held-out figure below comes from (``test_*`` only for the test set)
+        "scored_on": "validation" if cfg.validation else "test",
+        "hw_draws": cfg.hw_draws,
+        scored_key(cfg, "accuracy"): student.accuracy(psi_test, y_test),
         "train_accuracy": student.accuracy(psi_train, y_train),
         "fit_seconds": student.info_.seconds,
         **{k: v for k, v in student.info_.as_dict().items() if k != "seconds"},
@@ -277,6 +287,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
     if device is not None:
         n_out, n_in = student.K_.shape
         layer = device.layer(n_in, n_out).to(dev)
+        probe_layer(layer, psi_train[:8], cfg.device)
         if cfg.protocol == "aware":
             info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, cfg.fit)
             metrics["aware_seconds"] = info.seconds
@@ -310,6 +321,40 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         student.K_ = student.K_.cpu()
         layer = layer.cpu() if layer is not None else None
     return DistillResult(student, feats, teacher, layer, metrics)
+
+
+def check_layer_output(y, batch: int, layer: torch.nn.Module, device_name: str, where: str) -> None:
+    """Refuse a device layer's output that breaks the contract: ``[batch, out_features]``, finite.
+
+    A plugin that returns another shape or NaN would otherwise be scored as a chance-level
+    student; this names the device instead.
+    """
+    expected = (batch, layer.out_features)
+    shape = tuple(getattr(y, "shape", ()))
+    if shape != expected:
+        raise ConfigError(
+            f"device {device_name!r} returned outputs of shape {list(shape)} {where}; the device contract is "
+            f"[batch, out_features] = {list(expected)} (fix the plugin's forward)")
+    if not bool(torch.isfinite(y).all()):
+        raise ConfigError(f"device {device_name!r} returned non-finite outputs (NaN or Inf) {where}; "
+                          "check the plugin's forward and its config")
+
+
+def probe_layer(layer: torch.nn.Module, x: torch.Tensor, device_name: str) -> None:
+    """Run ``layer`` once in training and once in eval mode on ``x`` and check its outputs."""
+    was = layer.training
+    for train in (True, False):
+        layer.train(train)
+        try:
+            with torch.no_grad():
+                y = layer(x)
+        except Exception as exc:  # noqa: BLE001 - a plugin's own error, reported with its name
+            raise ConfigError(f"device {device_name!r} failed on a [{x.shape[0]}, {x.shape[1]}] batch "
+                              f"({'training' if train else 'eval'} mode): {type(exc).__name__}: {exc}") from exc
+        check_layer_output(y, x.shape[0], layer, device_name, f"in {'training' if train else 'eval'} mode")
+    if hasattr(layer, "clear_instance"):
+        layer.clear_instance()
+    layer.train(was)
 
 
 def pca_device_layer(device, pipeline: FeaturePipeline):
@@ -351,9 +396,13 @@ def hardware_accuracy_with_pca(
             s = seed * 100_003 + i
             layer.draw_instance(s, t_inference_s=t_inference_s)
             pca_layer.draw_instance(s + PCA_SEED_OFFSET, t_inference_s=t_inference_s)
-            z = pca_layer(xt) + offset
-            psi = pipeline.lift(z.cpu()).to(dev)
-            accs.append(accuracy(layer(psi), labels))
+            z = pca_layer(xt)
+            check_layer_output(z, len(xt), pca_layer, getattr(pca_layer, "device_name", None) or "device",
+                               "for the PCA projection")
+            psi = pipeline.lift((z + offset).cpu()).to(dev)
+            y = layer(psi)
+            check_layer_output(y, len(psi), layer, getattr(layer, "device_name", None) or "device", f"on draw {i}")
+            accs.append(accuracy(y, labels))
     layer.clear_instance()
     pca_layer.clear_instance()
     return accs
@@ -383,6 +432,8 @@ def hardware_accuracy(
     with torch.no_grad():
         for i in range(draws):
             layer.draw_instance(seed * 100_003 + i, t_inference_s=t_inference_s)
-            accs.append(accuracy(layer(psi), labels))
+            y = layer(psi)
+            check_layer_output(y, len(psi), layer, getattr(layer, "device_name", None) or "device", f"on draw {i}")
+            accs.append(accuracy(y, labels))
     layer.clear_instance()
     return accs

@@ -7,7 +7,9 @@ Lifted features are the student's whole input, so they are computed once per
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
 from .dictionaries import Dictionary, create_dictionary, get_dictionary_class
 from .errors import ConfigError, NumericalError, ResourceError, check_range
 from .pca import PCA
+from .plainstate import join_arrays, split_arrays
 from .students import GramCache
 
 #: Rows lifted at a time: bounds the temporary memory of a large lift.
@@ -40,20 +43,45 @@ def default_max_memory() -> int:
         return 8 << 30
 
 
+#: F x F float64 arrays a fit holds at once: the Gram, its ridge-shifted copy, the Cholesky
+#: factor and one factor per ridge tried (``codesign.students.GramCache``).
+GRAM_COPIES = 4
+
+
+def fit_memory(n_rows: int, n_features: int) -> dict[str, int]:
+    """Bytes of the large arrays of one fit on ``n_rows`` x ``n_features`` lifted features.
+
+    The float32 feature matrices (train and test), the 16-bit copy L-BFGS's passes read (at
+    most one per row), and :data:`GRAM_COPIES` ``F x F`` float64 arrays of the Gram and its
+    factors. What ``--max-memory`` bounds, in distill and in every search trial.
+    """
+    return {
+        "features": n_rows * n_features * 4,
+        "pass copy": n_rows * n_features * 2,
+        "Gram and factors": GRAM_COPIES * n_features * n_features * 8,
+    }
+
+
 def parse_memory(text: str | int | None) -> int:
     """Parse ``--max-memory`` (``"8G"``, ``"512M"``, bytes) into bytes."""
     if text is None:
         return default_max_memory()
+    bad = ConfigError(f"max_memory={text!r}: expected a positive size such as 8G, 512M or a byte count")
+    if isinstance(text, bool):
+        raise bad
     if isinstance(text, int):
+        if text <= 0:
+            raise bad
         return text
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     s = str(text).strip().upper().removesuffix("B")
     try:
-        if s and s[-1] in units:
-            return int(float(s[:-1]) * units[s[-1]])
-        return int(float(s))
+        value = float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
     except ValueError:
-        raise ConfigError(f"max_memory={text!r}: expected a size such as 8G, 512M or a byte count") from None
+        raise bad from None
+    if not math.isfinite(value) or value < 1:
+        raise bad
+    return int(value)
 
 
 def format_bytes(n: float) -> str:
@@ -95,12 +123,14 @@ class FeaturePipeline:
         return self.dictionary.n_features(self.rank)
 
     def check_memory(self, n_rows: int) -> None:
-        """Refuse, before allocating, a feature matrix larger than ``max_memory``."""
-        need = n_rows * self.n_features * 4
+        """Refuse, before allocating, a fit whose large arrays exceed ``max_memory`` (:func:`fit_memory`)."""
+        parts = fit_memory(n_rows, self.n_features)
+        need = sum(parts.values())
         if need > self.max_memory:
+            detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items())
             raise ResourceError(
-                f"the feature matrix would need {format_bytes(need)} ({n_rows} x {self.n_features} "
-                f"float32 for pca_rank={self.rank}, {self.dictionary.describe()}) but --max-memory is "
+                f"fitting pca_rank={self.rank}, {self.dictionary.describe()} ({n_rows} rows x {self.n_features} "
+                f"features) would need {format_bytes(need)} ({detail}) but --max-memory is "
                 f"{format_bytes(self.max_memory)}; lower the rank or the dictionary's size, or raise --max-memory"
             )
 
@@ -227,28 +257,33 @@ def cached_features(
     lift = create_dictionary(dictionary, **dictionary_params)
     key = stable_hash({
         "data": array_fingerprint(x_train, x_test), "rank": rank, "dictionary": dictionary,
-        "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 1,
+        "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 2,
     })
     folder = Path(cache_root(cache_dir)) / "features"
     path = folder / f"{dictionary}-r{rank}-{key}.npz"
     pipe = FeaturePipeline(rank, lift, max_memory, seed)
     pipe.check_memory(len(x_train) + len(x_test))
     if path.is_file():
-        try:
-            with np.load(path, allow_pickle=True) as f:
-                state = f["state"].item()
+        try:  # arrays and a JSON text only: nothing in the file is unpickled or executed
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files if k not in ("train", "test", "state_json")}
+                state = join_arrays(bytes(f["state_json"]).decode("utf-8"), arrays)
                 return Features(
                     FeaturePipeline.from_state_dict(state),
                     torch.from_numpy(f["train"].copy()),
                     torch.from_numpy(f["test"].copy()),
                 )
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign cache entry is rebuilt, never trusted
+            warnings.warn(f"feature cache entry {path} could not be read ({type(exc).__name__}); rebuilding it",
+                          stacklevel=2)
             path.unlink(missing_ok=True)
     feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory)
+    text, arrays = split_arrays(feats.pipeline.state_dict())
     atomic_save_npz(
         path,
         train=feats.train.numpy(),
         test=feats.test.numpy(),
-        state=np.array(feats.pipeline.state_dict(), dtype=object),
+        state_json=np.frombuffer(text.encode("utf-8"), dtype=np.uint8),
+        **arrays,
     )
     return feats

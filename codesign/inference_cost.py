@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .devices import Device
+from .devices.base import required_cost_check
 from .devices.digital import DATAPATHS, digital_cost, matvec_ops
 from .devices.ideal import IdealDevice
 from .dictionaries import Dictionary
@@ -101,10 +102,12 @@ def inference_cost(
 
     reasons = [f"matrix K ({n_classes} x {n_features}): {r}" for r in device.feasibility(n_features, n_classes)]
     k_cost = device.cost(n_features, n_classes)
+    required_cost_check(device, k_cost)  # a plugin's cost without latency_ns is refused, not guessed
     pca_dev = None
     if pca_placement == "device":
         reasons += [f"PCA projection ({rank} x {n_inputs}): {r}" for r in device.feasibility(n_inputs, rank)]
         pca_dev = device.cost(n_inputs, rank)
+        required_cost_check(device, pca_dev)
     lift_ops = dictionary.lift_ops(rank)
     out: dict[str, Any] = {
         "placement": {"pca": pca_placement, "lift": "host", "conversion": "device", "matrix": "device"},

@@ -215,9 +215,73 @@ def resolve(args: argparse.Namespace | None, file_values: Mapping[str, Any], cla
 def _check(key: str, value: Any, f: dataclasses.Field, opt: Option) -> Any:
     # Choices are shown in --help; the config dataclass validates the value itself, with the
     # message that knows most (an unknown device lists the installed ones and why one failed).
+    # Here only the type is checked (a config file can hold anything), so that a string where a
+    # number belongs is one line naming the key, not a TypeError deep inside the pipeline.
     if opt.parse is not None and value is not None:
-        value = opt.parse(value)
+        return opt.parse(value)
+    if key != "set":
+        check_type(key, value, f.type)
     return value
+
+
+_TYPE_WORDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+               float: ("a number", "numbers"), str: ("a string", "strings")}
+
+
+def _is(value: Any, typ: Any) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, typ) if isinstance(typ, type) else True
+
+
+def check_type(key: str, value: Any, annotation: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` fits a field annotation (``int | None``,
+    ``tuple[str, ...]``, ``tuple[int, int]``...); annotations it does not understand pass.
+
+    A variable-length tuple field also takes one scalar (``datasets = "mnist"``).
+    """
+    if isinstance(annotation, str):
+        try:
+            annotation = eval(annotation, {"Any": Any, "tuple": tuple, "list": list, "dict": dict})  # noqa: S307
+        except Exception:  # an annotation we cannot read: leave the value to the dataclass
+            return
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return
+        simple = [a for a in args if a is not type(None)]
+        if all(a in _TYPE_WORDS for a in simple):
+            if not any(_is(value, a) for a in simple):
+                words = " or ".join(_TYPE_WORDS[a][0] for a in simple)
+                raise ConfigError(f"{key}={value!r}: expected {words}")
+            return
+        if len(simple) == 1:
+            check_type(key, value, simple[0])
+        return
+    if origin in (tuple, list):
+        args = typing.get_args(annotation)
+        variable = origin is list or not args or (len(args) == 2 and args[1] is Ellipsis)
+        elem = args[0] if args else Any
+        if elem not in _TYPE_WORDS:
+            return
+        words = _TYPE_WORDS[elem][1]
+        if not isinstance(value, (list, tuple)):
+            if variable and _is(value, elem):
+                return
+            size = "a list of" if variable else f"a list of {len(args)}"
+            raise ConfigError(f"{key}={value!r}: expected {size} {words}")
+        bad = [v for v in value if not _is(v, elem)]
+        if bad or (not variable and len(value) != len(args)):
+            size = "a list of" if variable else f"a list of {len(args)}"
+            raise ConfigError(f"{key}={list(value)!r}: expected {size} {words}")
+        return
+    if annotation in _TYPE_WORDS and not _is(value, annotation):
+        raise ConfigError(f"{key}={value!r}: expected {_TYPE_WORDS[annotation][0]}")
 
 
 def convert_text(name: str, value: Any, like: Any) -> Any:

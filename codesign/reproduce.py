@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from .cache import atomic_write_json, atomic_write_text
+from .config_files import read_json_file
 from .data import DATASETS
 from .distill import DistillConfig, Workspace, run_distill
-from .errors import check_range
+from .errors import ConfigError, check_choice, check_range
 from .options import option, same_as
 from .students import FitConfig
 
@@ -60,6 +61,19 @@ class ReproduceConfig:
                 object.__setattr__(self, name, value)
         check_range("seeds", self.seeds, 1, 1000, integer=True)
         check_range("resnet_seeds", self.resnet_seeds, 0, 1000, integer=True)
+        for ds in self.datasets:
+            check_choice("datasets", ds, DATASETS)
+        for name in ("ranks2", "ranks3", "resnet_ranks2"):
+            for r in getattr(self, name):
+                check_range(name, r, 1, None, integer=True)
+        if self.tol is not None:  # honoured, 0 included (L-BFGS then runs to its iteration cap)
+            check_range("tol", self.tol, 0.0, 1.0)
+        if self.pass_dtype is not None:
+            check_choice("pass_dtype", self.pass_dtype, ("bfloat16", "float32"))
+        for name in ("out", "data_root", "cache_dir", "torch_device"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name}={value!r}: expected a string")
 
 
 def plan(opts: dict) -> list[tuple[str, str, int, int]]:
@@ -90,7 +104,7 @@ def run(opts: dict, log=print, done: list[dict] | None = None, checkpoint=None) 
                     continue
                 cfg = DistillConfig(
                     dataset=ds, data_root=opts["data_root"], teacher=teacher, pca_rank=rank,
-                    dictionary="monomial", dictionary_params={"degree": degree}, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k]}), seed=seed,
+                    dictionary="monomial", dictionary_params={"degree": degree}, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k] is not None}), seed=seed,
                     cache_dir=opts["cache_dir"], torch_device=opts["torch_device"],
                 )
                 m = run_distill(cfg, ws).metrics
@@ -228,6 +242,20 @@ def metadata(opts: dict, seconds: float, command: str) -> dict:
     }
 
 
+def read_table(path: Path) -> dict:
+    """A ``reproduction.json`` to resume from; :class:`ConfigError` naming the file if it is damaged."""
+    fix = "move it away to start the table afresh (or restore it), then rerun"
+    prev = read_json_file(path, fix)
+    runs = prev.get("runs") if isinstance(prev, dict) else None
+    meta = prev.get("meta") if isinstance(prev, dict) else None
+    keys = {"dataset", "teacher", "degree", "pca_rank", "seed", "method", "test_accuracy"}
+    if (not isinstance(runs, list) or not isinstance(meta, dict)
+            or not all(isinstance(r, dict) and keys <= set(r) for r in runs)):
+        raise ConfigError(f"{path} is damaged (not a table written by `codesign reproduce`: it needs 'meta' and "
+                          f"'runs' with {', '.join(sorted(keys))}); {fix}")
+    return prev
+
+
 def main(cfg: ReproduceConfig, command: str = "codesign reproduce") -> Path:
     """Run (or resume) the table described by ``cfg``; write it to ``cfg.out``; return that folder.
 
@@ -242,10 +270,10 @@ def main(cfg: ReproduceConfig, command: str = "codesign reproduce") -> Path:
     seconds_before = 0.0
     if opts["resume"] and (out / "reproduction.json").is_file():
         # Runs already in the table are kept; only the missing (setting, seed, method) run.
-        prev = json.loads((out / "reproduction.json").read_text())
+        prev = read_table(out / "reproduction.json")
         done, seconds_before = prev["runs"], prev["meta"].get("seconds", 0.0)
 
-    commands = (prev.get("meta", {}).get("commands") or [prev["meta"]["command"]]) if done else []
+    commands = list(prev["meta"].get("commands") or [c for c in [prev["meta"].get("command")] if c]) if done else []
     if command not in commands[-1:]:
         commands.append(command)
 

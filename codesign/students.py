@@ -33,6 +33,8 @@ from .losses import KDTargets, kd_loss
 from .options import option
 
 METHODS = ("kd", "labels", "naive")
+#: Default number of Adam steps of hardware-aware training (see :attr:`FitConfig.aware_steps`).
+AWARE_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,14 @@ class FitConfig:
             (default; the passes are memory-bound, so half the bytes is about half the time;
             logits, softmax, gradients and their accumulation stay float32, and the final
             loss and every reported accuracy use the float32 features) or ``float32``.
-        device_epochs: passes over the data when training through a device layer.
-        batch_size: minibatch size when training through a device layer.
+        aware_steps: Adam steps of hardware-aware training (training through a device layer).
+            Counted in steps, not epochs, so that a small data set gets as much training as a
+            large one (digits' 1,437 rows make one minibatch: five epochs would be five steps).
+        device_epochs: if given, train this many passes over the data instead of
+            ``aware_steps`` (the behaviour before ``aware_steps``; config files that recorded
+            it rerun unchanged).
+        batch_size: minibatch size when training through a device layer, capped at the
+            training set size.
         lr: Adam learning rate through a device layer.
         seed: seeds minibatch order and the device's training noise.
     """
@@ -73,8 +81,10 @@ class FitConfig:
     ridge: float = option(1e-3, "ridge of the least-squares warm start, relative to the mean feature variance")
     naive_target: str = option("probs", "what EDMD regresses on", choices=("probs", "logits"))
     pass_dtype: str = option("bfloat16", "precision of the features L-BFGS reads", choices=("bfloat16", "float32"))
-    device_epochs: int = option(5, "epochs of hardware-aware training")
-    batch_size: int = option(4096, "minibatch of hardware-aware training")
+    aware_steps: int = option(AWARE_STEPS, "Adam steps of hardware-aware training (--protocol aware)")
+    device_epochs: int | None = option(None, "passes over the data of hardware-aware training, instead of --aware-steps",
+                                       show_default="none: --aware-steps counts")
+    batch_size: int = option(4096, "minibatch of hardware-aware training (capped at the training set size)")
     lr: float = option(2e-3, "Adam learning rate of hardware-aware training")
     seed: int = 0
 
@@ -90,7 +100,9 @@ class FitConfig:
         check_range("ridge", self.ridge, 0.0, 1e6)
         check_choice("naive_target", self.naive_target, ("probs", "logits"))
         check_choice("pass_dtype", self.pass_dtype, ("bfloat16", "float32"))
-        check_range("device_epochs", self.device_epochs, 0, 10_000, integer=True)
+        check_range("aware_steps", self.aware_steps, 0, 1_000_000, integer=True)
+        if self.device_epochs is not None:
+            check_range("device_epochs", self.device_epochs, 0, 10_000, integer=True)
         check_range("batch_size", self.batch_size, 1, 1 << 24, integer=True)
         check_range("lr", self.lr, 1e-8, 10.0)
         check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
@@ -458,6 +470,9 @@ def fit_through_device(
 ) -> FitInfo:
     """Hardware-aware training: minibatch Adam on the layer's parameters, K programmed first.
 
+    ``cfg.aware_steps`` steps (or ``cfg.device_epochs`` passes over the data, when given) of
+    minibatches of ``min(cfg.batch_size, N)`` rows, reshuffled every pass.
+
     The device layer replaces ``psi @ K^T``; it draws fresh noise in each forward pass and
     passes gradients straight through its quantizers.
     """
@@ -467,19 +482,21 @@ def fit_through_device(
     layer.load_matrix(init)
     params = [p for p in layer.parameters() if p.requires_grad]
     t0 = time.perf_counter()
-    if not params or cfg.device_epochs == 0:
+    N = psi.shape[0]
+    batch = min(cfg.batch_size, N)
+    total = cfg.aware_steps if cfg.device_epochs is None else cfg.device_epochs * math.ceil(N / batch)
+    if not params or total == 0:
         return FitInfo(seconds=0.0)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    N = psi.shape[0]
     steps = 0
     layer.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(cfg.device_epochs):
+    while steps < total:  # epochs of shuffled minibatches until ``total`` steps
         perm = torch.randperm(N, generator=gen)
-        for i in range(0, N, cfg.batch_size):
-            idx = perm[i : i + cfg.batch_size]
+        for i in range(0, N, batch):
+            idx = perm[i : i + batch]
             opt.zero_grad(set_to_none=True)
             loss = kd_loss(layer(psi[idx]), targets.subset(idx))
             if not torch.isfinite(loss):
@@ -487,5 +504,7 @@ def fit_through_device(
             loss.backward()
             opt.step()
             steps += 1
+            if steps >= total:
+                break
     layer.eval()
     return FitInfo(seconds=time.perf_counter() - t0, iterations=steps, loss_evals=steps, final_loss=float(loss.detach()))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -225,23 +226,47 @@ def check_torch_device(torch_device: str) -> None:
         raise ConfigError(f"torch_device={torch_device!r} but PyTorch sees no CUDA device here; use --torch-device cpu")
 
 
+def _cached_teacher(cfg: TeacherConfig, ds: Dataset, folder: Path, model: nn.Module) -> Teacher:
+    """A teacher from its cache folder; raises on anything damaged or not what it claims.
+
+    Distillation needs only the cached logits; the weights are loaded when present (a teacher
+    trained on a GPU machine may come back with its logits alone). Weights are read with
+    ``weights_only=True`` and the logits without pickles: a cache entry cannot run code.
+    """
+    if (folder / "model.pt").is_file():
+        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+    else:
+        model = None
+    with np.load(folder / "outputs.npz", allow_pickle=False) as outs:
+        train, test = outs["train"], outs["test"]
+    n_classes = ds.n_classes
+    if train.shape != (len(ds.y_train), n_classes) or test.shape != (len(ds.y_test), n_classes):
+        raise ValueError(f"logits of shape {train.shape}/{test.shape}, expected ({len(ds.y_train)}/{len(ds.y_test)}, "
+                         f"{n_classes})")
+    if not (np.isfinite(train).all() and np.isfinite(test).all()):
+        raise ValueError("non-finite logits")
+    info = json.loads((folder / "info.json").read_text())
+    if not isinstance(info, dict):
+        raise ValueError("info.json is not an object")
+    info["cached"] = True
+    return Teacher(cfg.arch, model.eval() if model is not None else None, train, test, info)
+
+
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
     key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **asdict(cfg)}
     key = stable_hash(key_obj)
     folder = cache_root(cache_dir) / "teachers" / f"{ds.name}-{cfg.arch}-s{cfg.seed}-{key}"
     model = ARCHITECTURES[cfg.arch](ds, cfg)
     if (folder / "outputs.npz").is_file() and (folder / "info.json").is_file():
-        # Distillation needs only the cached logits; the weights are loaded when present
-        # (a teacher trained on a GPU machine may come back with its logits alone).
-        if (folder / "model.pt").is_file():
-            model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu"))
-        else:
-            model = None
-        with np.load(folder / "outputs.npz") as outs:
-            train, test = outs["train"], outs["test"]
-        info = json.loads((folder / "info.json").read_text())
-        info["cached"] = True
-        return Teacher(cfg.arch, model.eval() if model is not None else None, train, test, info)
+        try:
+            return _cached_teacher(cfg, ds, folder, model)
+        except Exception as exc:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
+            warnings.warn(f"teacher cache entry {folder} could not be read ({type(exc).__name__}: {exc}); "
+                          "training the teacher again", stacklevel=2)
+            (folder / "info.json").unlink(missing_ok=True)
+    if verbose:
+        print(f"training the {cfg.arch} teacher on {ds.name} ({len(ds.y_train)} samples, {cfg.epochs} epochs; "
+              f"cached in {folder} afterwards)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     model = train_teacher(ds, cfg, torch_device, verbose)
     seconds = time.perf_counter() - t0

@@ -5,25 +5,48 @@ that output's ``max|K|`` to ``g_max`` (aihwkit ``MappingParameter(weight_scaling
 weight_scaling_columnwise=True)`` with digital out-scaling), so that every column uses the whole
 conductance range; ``weight_scaling="layer"`` keeps one scale for the matrix. Each weight is a
 pair ``G+ - G-`` of devices with ``2**conductance_bits`` programmable levels in ``[0, g_max]``.
-Non-idealities, in units of ``g_max``:
+Non-idealities, in units of ``g_max``, after aihwkit's ``PCMLikeNoiseModel``
+(``src/aihwkit/inference/noise/pcm.py``; the formulas are re-implemented here):
 
-* programming noise: Gaussian, fixed per instance, fresh per training step, clipped at 0 (no
-  negative conductance), with aihwkit's ``PCMLikeNoiseModel`` conductance dependence (std
-  ``c0 + c1 g + c2 g^2``: 1.05 % of ``g_max`` at 0, 3.8 % at ``g_max/2``), scaled by
-  ``prog_noise`` (its std at ``g_max/2``);
-* drift: ``g(t) = g(t0) (t / t0)^-nu`` with ``t0 = 20 s`` (aihwkit's ``t_0``), per-device
-  ``nu ~ N(drift_nu, drift_nu_std)``; optional global drift compensation (aihwkit's
-  ``GlobalDriftCompensation``: one digital gain from the summed conductances). The time ``t``
-  is an evaluation condition, as aihwkit's ``drift_analog_weights(t_inference)``: eval reads the
-  layer at ``layer.t_inference_s`` (``draw_instance(seed, t_inference_s=...)`` or
-  ``set_inference_time``), so one programmed chip can be read at 1 s, 1 h, 1 day...;
-  hardware-aware training simulates ``train_drift_time_s`` after programming;
-* read noise: Gaussian on every device at every read, 1/f-like, so its std grows with the
-  conductance as ``read_noise (g/g_max)^0.35`` (aihwkit's ``Q_s ~ g^-0.65`` relative noise);
-  a RESET device (``g = 0``) adds none. Its effect on a column current is Gaussian with variance
-  ``read_noise^2 sum_j x_j^2 ((G+_j)^0.7 + (G-_j)^0.7)``, sampled in that closed form per input
-  vector;
+* stuck devices (``stuck_off_fraction`` at 0, ``stuck_on_fraction`` at ``g_max``): their target
+  is replaced and they are not programmed; fixed per instance, fresh per training step;
+* programming noise (``apply_programming_noise_to_conductance``): Gaussian, fixed per instance,
+  fresh per training step, clipped at 0, std ``c0 + c1 g + c2 g^2`` (1.05 % of ``g_max`` at 0,
+  3.8 % at ``g_max/2``), scaled by ``prog_noise`` (its std at ``g_max/2``);
+* drift (``generate_drift_coefficients``, ``apply_drift_noise_to_conductance``):
+  ``g(t) = g_prog ((t + t0) / t0)^-nu``, ``t`` the time since programming, ``t0 = 20 s``; one
+  ``nu = |N(mu(g_T), sigma(g_T))|`` per device, fixed per instance, with the mean and spread
+  depending on the target conductance ``g_T``: ``mu = clip(-0.0155 ln g_T + 0.0244, 0.049,
+  0.1)``, ``sigma = clip(-0.0125 ln g_T - 0.0059, 0.008, 0.045)`` (0.079 +- 0.038 at 0.03
+  ``g_max``, 0.049 +- 0.008 at ``g_max``); ``drift_model="constant"`` draws
+  ``N(drift_nu, drift_nu_std)`` instead. Optional global drift compensation (aihwkit's
+  ``GlobalDriftCompensation``: one digital gain from a read of the summed conductances);
+* accumulated 1/f read noise (``apply_drift_noise_to_conductance``): ``g += |g(t)| Q_s
+  sqrt(ln((t + t0 + t_read) / (2 t_read))) z`` with ``Q_s = min(read_noise / max(g_prog^0.65,
+  1e-3), 0.2)`` and ``t_read = 250 ns``, then clipped at 0: it grows with the time since
+  programming. An instance draws it once per read time (as aihwkit's ``drift_analog_weights(t)``
+  draws it once per ``t``), fixed for a given seed and ``t_inference_s``, not per read. Training
+  samples its effect on each column current in closed form per input vector (variance
+  ``sum_j x_j^2 s_j^2`` over the devices' stds ``s_j``), which is much cheaper than a per-sample
+  weight draw;
+* IR drop along the word lines (aihwkit ``IOParameters.ir_drop``, rpucuda
+  ``ForwardBackwardPassIOManaged::applyIrDrop``): per row tile of ``n`` rows, ``a_i = n R g_max
+  sum_j |w_ij x_j|``, ``c_i = a_i (a_i (0.05 a_i - 0.2) + 0.5)`` and ``y_i -= c_i sum_j w_ij x_j
+  (1 - (1 - j/n)^2)``: it grows with the row position ``j`` in the tile, the column current and
+  the wire resistance ``R = wire_resistance_ohm`` per cell. Deterministic: applied in the nominal
+  and instance modes, not in training (as aihwkit's ``IOParametersIRDropT``, which turns it off
+  during hardware-aware training);
+* output (bit-line) noise (aihwkit ``IOParameters.out_noise``): Gaussian, ``out_noise`` times the
+  current of one ``g_max`` device at full-scale input (aihwkit's normalised output unit), added to
+  each tile's column output before the ADC at every read (re-seeded per call in an instance);
 * input DAC with per-vector abs-max scaling, output ADC per tile with a calibrated range.
+
+The time ``t`` is an evaluation condition, as aihwkit's ``drift_analog_weights(t_inference)``:
+eval reads the layer at ``layer.t_inference_s`` (``draw_instance(seed, t_inference_s=...)`` or
+``set_inference_time``), so one programmed chip can be read at 1 s, 1 h, 1 day...;
+hardware-aware training simulates ``train_drift_time_s`` after programming. As in aihwkit, ``t``
+counts from the end of programming and the drift reference is ``t + t0``, so a chip read at
+``t = 0`` has not drifted yet but carries the 1/f noise accumulated during ``t0``.
 
 Matrices larger than a tile are split: ``tile_rows`` inputs (word lines) by ``tile_cols``
 outputs (bit lines) per tile; the ADC-converted partial sums of row tiles are added digitally.
@@ -52,12 +75,13 @@ Cost (:meth:`AnalogCrossbarDevice.cost`; weights are stationary: no weight memor
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping
 
 import torch
 
-from codesign.errors import check_choice, check_range
+from codesign.errors import ConfigError, check_choice, check_range
 
 from .base import (
     CalibratedRange,
@@ -116,10 +140,38 @@ READ_VOLTAGE_V = 0.2
 # aihwkit PCMLikeNoiseModel.prog_coeff (uS at g_max = 25 uS), from Nandakumar et al. (2019) and
 # Joshi et al., Nat. Commun. 11, 2473 (2020): std = c0 + c1 (g/g_max) + c2 (g/g_max)^2.
 PCM_PROG_COEFF = (0.26348, 1.9650, -1.1731)
-# PCM read (1/f) noise is relative to the conductance: aihwkit's PCMLikeNoiseModel uses a
-# relative std Q_s = 0.0088 (g/g_max)^-0.65, i.e. an absolute std ~ (g/g_max)^0.35; a device in
-# the RESET state (g ~ 0) carries no read current and adds no noise.
-READ_NOISE_EXPONENT = 0.35
+# --- drift exponent: aihwkit src/aihwkit/inference/noise/pcm.py,
+# PCMLikeNoiseModel.generate_drift_coefficients: with g_T = max(|g_target| / g_max, 1e-7),
+# mu = clip(-0.0155 ln g_T + 0.0244, 0.049, 0.1), sigma = clip(-0.0125 ln g_T - 0.0059, 0.008,
+# 0.045), nu = |mu + sigma z| ---
+DRIFT_G_CLIP = 1e-7  # aihwkit _ZERO_CLIP
+DRIFT_MU_COEFF = (-0.0155, 0.0244)  # mu = a ln g + b
+DRIFT_MU_CLIP = (0.049, 0.1)
+DRIFT_SIGMA_COEFF = (-0.0125, -0.0059)  # sigma = a ln g + b
+DRIFT_SIGMA_CLIP = (0.008, 0.045)
+# --- accumulated 1/f read noise: aihwkit pcm.py, PCMLikeNoiseModel.apply_drift_noise_to_conductance:
+# Q_s = min(0.0088 / max((g_prog/g_max)^0.65, 1e-3), 0.2), sigma = Q_s sqrt(ln((t + t_read) /
+# (2 t_read))) with t = t_inference + t_0 and t_read = 250 ns (PCMLikeNoiseModel.t_read), applied
+# as g += |g_drift| sigma z ---
+READ_NOISE_Q = 0.0088  # aihwkit's Q_s at g = g_max (the default of the read_noise field)
+READ_NOISE_EXPONENT = 0.65  # Q_s ~ (g/g_max)^-0.65 (relative noise; absolute ~ g^0.35)
+READ_NOISE_FLOOR = 1e-3  # aihwkit clamps (g/g_max)^0.65 at 1e-3 ...
+READ_NOISE_Q_MAX = 0.2  # ... and Q_s at 0.2
+T_READ_S = 250e-9  # aihwkit PCMLikeNoiseModel.t_read
+# --- output (bit-line) noise: aihwkit's PCM inference preset StandardHWATrainingPreset
+# (src/aihwkit/simulator/presets/inference.py; it cites Rasch et al., arXiv:2302.08469, 2023)
+# sets forward out_noise=0.04 with out_bound=10 (0.4 % of the output range);
+# IOParameters' default (src/aihwkit/simulator/parameters/io.py, used by InferenceRPUConfig) is
+# 0.06 with out_bound=12. Unit: one device at g_max driven at full-scale input. ---
+OUT_NOISE = 0.04
+# --- IR drop: aihwkit IOParameters.ir_drop / ir_drop_g_ratio (io.py) and rpucuda
+# ForwardBackwardPassIOManaged::applyIrDrop (rpu_forward_backward_pass.cpp): ir_drop_g_ratio =
+# wire conductance per cell / g_max = 1 / (0.35 Ohm * 5e-6 S) by default ("0.35 Ohm wire
+# resistance", its doc), i.e. 0.35 Ohm of wire between adjacent cells; with our g_max_us the ratio
+# is 1 / (R g_max), so at 25 uS the drop is 5x that of aihwkit's default ratio (which assumes a
+# 5 uS device). aihwkit's PCM preset StandardHWATrainingPreset turns it on (ir_drop=1.0). ---
+WIRE_RESISTANCE_OHM = 0.35
+IR_DROP_POLY = (0.5, -0.2, 0.05)  # c = a (0.5 + a (-0.2 + 0.05 a)), applyIrDrop
 
 
 def prog_noise_std(g: torch.Tensor, at_half: float) -> torch.Tensor:
@@ -131,6 +183,52 @@ def prog_noise_std(g: torch.Tensor, at_half: float) -> torch.Tensor:
     c0, c1, c2 = PCM_PROG_COEFF
     half = c0 + c1 * 0.5 + c2 * 0.25
     return (c0 + g * (c1 + c2 * g)) * (at_half / half)
+
+
+def drift_nu_mean(g: torch.Tensor) -> torch.Tensor:
+    """Mean drift exponent at target conductances ``g`` (units of g_max), aihwkit's PCM fit."""
+    lg = g.abs().clamp_min(DRIFT_G_CLIP).log()
+    return (DRIFT_MU_COEFF[0] * lg + DRIFT_MU_COEFF[1]).clamp(*DRIFT_MU_CLIP)
+
+
+def drift_nu_std(g: torch.Tensor) -> torch.Tensor:
+    """Device-to-device std of the drift exponent at target conductances ``g``, aihwkit's PCM fit."""
+    lg = g.abs().clamp_min(DRIFT_G_CLIP).log()
+    return (DRIFT_SIGMA_COEFF[0] * lg + DRIFT_SIGMA_COEFF[1]).clamp(*DRIFT_SIGMA_CLIP)
+
+
+def read_noise_relative(g_prog: torch.Tensor, q_at_gmax: float = READ_NOISE_Q) -> torch.Tensor:
+    """aihwkit's relative 1/f noise coefficient ``Q_s`` at programmed conductances ``g_prog``.
+
+    ``min(q_at_gmax / max(g^0.65, 1e-3), 0.2)``; the std of the accumulated noise is
+    ``Q_s * read_time_factor(t) * |g(t)|``.
+    """
+    floor = g_prog.abs().pow(READ_NOISE_EXPONENT).clamp_min(READ_NOISE_FLOOR)
+    return (q_at_gmax / floor).clamp_max(READ_NOISE_Q_MAX)
+
+
+def read_time_factor(t_s: float) -> float:
+    """``sqrt(ln((t + t0 + t_read) / (2 t_read)))``: growth of the accumulated 1/f noise (aihwkit)."""
+    t = t_s + T0_S
+    return math.sqrt(math.log((t + T_READ_S) / (2.0 * T_READ_S)))
+
+
+def drift_factor(nu: torch.Tensor, t_s: float) -> torch.Tensor:
+    """``((t + t0) / t0)^-nu``: conductance drift ``t_s`` seconds after programming (aihwkit)."""
+    if t_s <= 0:
+        return torch.ones_like(nu)
+    return torch.exp(-nu * math.log((t_s + T0_S) / T0_S))
+
+
+def ir_drop_coefficient(a: torch.Tensor) -> torch.Tensor:
+    """aihwkit's IR-drop factor ``c = a (0.5 - 0.2 a + 0.05 a^2)`` of the normalised current ``a``."""
+    p0, p1, p2 = IR_DROP_POLY
+    return a * (p0 + a * (p1 + p2 * a))
+
+
+def _time_stream(t_s: float) -> int:
+    """Noise stream of the 1/f noise read at ``t_s``: one draw per read time (its float bits)."""
+    return 1000 + int.from_bytes(struct.pack("<d", float(t_s)), "little")
 
 
 def adc_energy_pj(bits: int) -> float:
@@ -176,22 +274,49 @@ class AnalogCrossbarConfig(DeviceConfig):
                   "aihwkit's PCMLikeNoiseModel (its preset: 3.8 % here, 1.05 % at g = 0)"},
     )
     read_noise: float = field(
-        default=0.01,
-        metadata={"doc": "per-read noise std / g_max of a device at g_max (~ (g/g_max)^0.35 below)"},
+        default=READ_NOISE_Q,
+        metadata={"doc": "relative 1/f read noise Q_s of a device at g_max (aihwkit PCMLikeNoiseModel: "
+                  "0.0088, ~ (g/g_max)^-0.65 below, times sqrt(ln((t+t0+t_read)/(2 t_read))))"},
     )
     train_drift_time_s: float = field(
         default=3600.0,
         metadata={"doc": "time since programming simulated by hardware-aware training, s "
-                  "(<= t0 = 20 s: no drift); eval reads at layer.t_inference_s instead"},
+                  "(eval reads at layer.t_inference_s instead)"},
+    )
+    drift_model: str = field(
+        default="pcm",
+        metadata={"doc": "'pcm': drift exponent mean and spread depend on the conductance as aihwkit's "
+                  "PCMLikeNoiseModel (0.079 +- 0.038 at 0.03 g_max, 0.049 +- 0.008 at g_max); "
+                  "'constant': nu ~ N(drift_nu, drift_nu_std) for every device"},
     )
     drift_nu: float = field(
-        default=0.05, metadata={"doc": "mean drift exponent nu (PCM: ~0.05, aihwkit 0.049-0.1)"}
+        default=0.05, metadata={"doc": "drift_model='constant': mean drift exponent (aihwkit range 0.049-0.1)"}
     )
     drift_nu_std: float = field(
-        default=0.01, metadata={"doc": "device-to-device std of nu (aihwkit: 0.008-0.045)"}
+        default=0.01, metadata={"doc": "drift_model='constant': device-to-device std of nu (aihwkit 0.008-0.045)"}
     )
     drift_compensation: bool = field(
         default=True, metadata={"doc": "global digital drift compensation (aihwkit default)"}
+    )
+    out_noise: float = field(
+        default=OUT_NOISE,
+        metadata={"doc": "output (bit-line) noise std per tile column per read, in units of one g_max "
+                  "device at full-scale input (aihwkit StandardHWATrainingPreset out_noise: 0.04)"},
+    )
+    wire_resistance_ohm: float = field(
+        default=WIRE_RESISTANCE_OHM,
+        metadata={"doc": "word-line wire resistance between adjacent cells, Ohm, for the IR drop "
+                  "(aihwkit ir_drop_g_ratio: 0.35 Ohm); 0 turns the IR drop off"},
+    )
+    stuck_off_fraction: float = field(
+        default=0.0,
+        metadata={"doc": "fraction of devices stuck at 0 (RESET), fixed per instance (no published "
+                  "PCM figure adopted: 0)"},
+    )
+    stuck_on_fraction: float = field(
+        default=0.0,
+        metadata={"doc": "fraction of devices stuck at g_max (SET), fixed per instance (no published "
+                  "PCM figure adopted: 0)"},
     )
     weight_scaling: str = field(
         default="column",
@@ -238,8 +363,18 @@ class AnalogCrossbarConfig(DeviceConfig):
         check_range("prog_noise", self.prog_noise, 0.0, 1.0)
         check_range("read_noise", self.read_noise, 0.0, 1.0)
         check_range("train_drift_time_s", self.train_drift_time_s, 0.0, 1e10)
+        check_choice("drift_model", self.drift_model, ("pcm", "constant"))
         check_range("drift_nu", self.drift_nu, 0.0, 1.0)
         check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
+        check_range("out_noise", self.out_noise, 0.0, 10.0)
+        check_range("wire_resistance_ohm", self.wire_resistance_ohm, 0.0, 1e3)
+        check_range("stuck_off_fraction", self.stuck_off_fraction, 0.0, 1.0)
+        check_range("stuck_on_fraction", self.stuck_on_fraction, 0.0, 1.0)
+        if self.stuck_off_fraction + self.stuck_on_fraction > 1.0:
+            raise ConfigError(
+                f"stuck_off_fraction={self.stuck_off_fraction} + stuck_on_fraction="
+                f"{self.stuck_on_fraction}: the stuck fractions must sum to at most 1"
+            )
         check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
         check_choice("input_encoding", self.input_encoding, ("pulse_width", "bit_serial"))
         check_range("pulse_unit_ns", self.pulse_unit_ns, 1e-3, 1e6)
@@ -254,6 +389,11 @@ class AnalogCrossbarConfig(DeviceConfig):
 class AnalogCrossbarLayer(DeviceLayer):
     """``x @ K.T`` on differential-pair crossbar tiles; ``weight`` holds K (float, trainable)."""
 
+    #: Noise streams of an instance (:meth:`DeviceLayer.noise`): fixed per instance...
+    STREAM_PROG, STREAM_DRIFT, STREAM_STUCK = 0, 1, 2
+    #: ... re-seeded at every read (output noise); the 1/f noise uses one stream per read time.
+    STREAM_OUT = 101
+
     def __init__(self, in_features: int, out_features: int, config: AnalogCrossbarConfig) -> None:
         super().__init__(in_features, out_features, config)
         self.weight = torch.nn.Parameter(torch.zeros(out_features, in_features))
@@ -265,6 +405,13 @@ class AnalogCrossbarLayer(DeviceLayer):
             slice(a, min(a + config.tile_rows, in_features))
             for a in range(0, in_features, config.tile_rows)
         ]
+        # IR-drop position coding of every input within its row tile (aihwkit applyIrDrop):
+        # 1 - (1 - j/n)^2 for row j of a tile of n rows; not saved in the state dict
+        pos = torch.cat([
+            1.0 - (1.0 - torch.arange(sl.stop - sl.start, dtype=torch.float32) / (sl.stop - sl.start)) ** 2
+            for sl in self.row_slices
+        ])
+        self.register_buffer("ir_position", pos, persistent=False)
         self.adc_range = CalibratedRange()
 
     def load_matrix(self, matrix: torch.Tensor) -> None:
@@ -285,21 +432,31 @@ class AnalogCrossbarLayer(DeviceLayer):
     def conductances(self, mode: Mode | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Device conductances ``[2, out, in]`` (G+, G-) in units of ``g_max``, and the digital gain.
 
-        Noise streams of an instance: 0 programming errors, 1 drift exponents, 101 read noise
-        (in ``forward``).
-
         Args:
             mode: ``Mode.TRAINING``, ``Mode.INSTANCE`` or ``Mode.NOMINAL``; default: the
                 current mode.
 
         Returns:
-            ``(g, gain)``: ``g`` after quantization, programming noise and drift; ``gain`` is the
-            digital factor (weight scale / drift compensation) so that ``(g[0] - g[1]) * gain``
-            is the implemented matrix.
+            ``(g, gain)``: ``g`` after quantization, stuck devices, programming noise, drift and,
+            for an instance, the 1/f noise accumulated at the read time (training samples that
+            noise per input vector in ``forward`` instead); ``gain`` is the digital factor
+            (weight scale / drift compensation) so that ``(g[0] - g[1]) * gain`` is the
+            implemented matrix.
+        """
+        g, gain, _ = self._conductances(mode)
+        return g, gain
+
+    def _conductances(self, mode: Mode | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(g, gain, read_std)``: :meth:`conductances` and, in training, the per-device 1/f std.
+
+        Noise streams of an instance: 0 programming errors, 1 drift exponents, 2 stuck devices,
+        one stream per read time for the 1/f noise (fixed for a seed and a time), 101 output
+        noise (``forward``, re-seeded per read).
         """
         cfg = self.config
         mode = self.mode if mode is None else mode
         t = self.drift_time_s(mode)
+        noisy = mode is not Mode.NOMINAL
         w_abs = self.weight.detach().abs()
         if cfg.weight_scaling == "column":  # aihwkit weight_scaling_columnwise: one scale per output
             scale = w_abs.amax(1, keepdim=True).clamp_min(1e-30)
@@ -309,52 +466,119 @@ class AnalogCrossbarLayer(DeviceLayer):
         g = torch.stack((torch.relu(wn), torch.relu(-wn)))
         levels = 2**cfg.conductance_bits - 1
         g = ste(g, torch.round(g * levels) / levels)  # finite programmable levels
-        noisy = mode is not Mode.NOMINAL
+        stuck = None
+        if noisy and (cfg.stuck_off_fraction > 0 or cfg.stuck_on_fraction > 0):
+            # stuck devices: target replaced by 0 or g_max, not programmed (no programming noise)
+            u = torch.special.ndtr(self.noise(g.shape, self.STREAM_STUCK, g, mode))  # uniform
+            off = u < cfg.stuck_off_fraction
+            on = (u >= cfg.stuck_off_fraction) & (u < cfg.stuck_off_fraction + cfg.stuck_on_fraction)
+            stuck = off | on
+            g = torch.where(on, torch.ones_like(g), torch.where(off, torch.zeros_like(g), g))
+        g_target = g.detach()
         if cfg.prog_noise > 0 and noisy:
-            z = self.noise(g.shape, 0, g, mode)
-            with torch.no_grad():
-                sigma = prog_noise_std(g.detach(), cfg.prog_noise)
+            z = self.noise(g.shape, self.STREAM_PROG, g, mode)
+            sigma = prog_noise_std(g_target, cfg.prog_noise)
+            if stuck is not None:
+                sigma = sigma.masked_fill(stuck, 0.0)
             g = ste(g, (g + sigma * z).clamp_min(0.0))
         g_prog = g
-        if t > T0_S:
-            nu = torch.full_like(g, cfg.drift_nu)
+        g_prog_d = g_prog.detach()
+        # drift exponents, drawn from the target conductances (aihwkit generate_drift_coefficients)
+        if cfg.drift_model == "pcm":
+            nu = drift_nu_mean(g_target)
+            if noisy:
+                z = self.noise(g.shape, self.STREAM_DRIFT, g, mode)
+                nu = (nu + drift_nu_std(g_target) * z).abs()
+        else:
+            nu = torch.full_like(g_target, cfg.drift_nu)
             if cfg.drift_nu_std > 0 and noisy:
-                nu = nu + cfg.drift_nu_std * self.noise(g.shape, 1, g, mode)
-            g = g * torch.exp(-nu.clamp_min(0.0) * math.log(t / T0_S))
+                nu = (nu + cfg.drift_nu_std * self.noise(g.shape, self.STREAM_DRIFT, g, mode)).clamp_min(0.0)
+        if t > 0:
+            g = g * drift_factor(nu, t)
+        read_std = None
+        if cfg.read_noise > 0 and noisy:
+            # accumulated 1/f noise: std |g(t)| Q_s(g_prog) sqrt(ln((t + t0 + t_read)/(2 t_read)))
+            with torch.no_grad():
+                std = g.detach().abs() * read_noise_relative(g_prog_d, cfg.read_noise) * read_time_factor(t)
+            if mode is Mode.TRAINING:
+                read_std = std  # sampled per input vector in forward (closed form)
+            else:  # one draw per instance and read time, as aihwkit's drift_analog_weights(t)
+                z = self.noise(g.shape, _time_stream(t), g, mode)
+                g = ste(g, (g + std * z).clamp_min(0.0))
         gain = scale
-        if cfg.drift_compensation and t > T0_S:
+        if cfg.drift_compensation:
             # one digital gain from a reference read of the whole array (aihwkit: global)
-            alpha = (g.detach().sum() / g_prog.detach().sum().clamp_min(1e-30)).clamp_min(1e-30)
+            alpha = (g.detach().sum() / g_prog_d.sum().clamp_min(1e-30)).clamp_min(1e-30)
             gain = scale / alpha
-        return g, gain
+        return g, gain, read_std
 
     def effective_matrix(self) -> torch.Tensor:
-        """The nominal implemented matrix (quantized, mean drift at ``t_inference_s``, compensated)."""
+        """The nominal implemented matrix (quantized, mean drift at ``t_inference_s``, compensated).
+
+        The IR drop depends on the input and is not part of it.
+        """
         with torch.no_grad():
             g, gain = self.conductances(Mode.NOMINAL)
             return (g[0] - g[1]) * gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[batch, in] -> [batch, out]``: DAC, tiled analog MVMs, read noise, ADC, digital sum."""
+        """``[batch, in] -> [batch, out]``: DAC, tiled analog MVMs, read noise, IR drop, output
+        noise, ADC, digital sum."""
         cfg, mode = self.config, self.mode
-        g, gain = self.conductances(mode)
+        g, gain, read_std = self._conductances(mode)
         w = g[0] - g[1]
         codes, lsb, amax = dac(x, cfg.dac_bits)
-        parts = [
-            torch.nn.functional.linear(codes[:, sl], w[:, sl].contiguous()) for sl in self.row_slices
-        ]
-        y = torch.stack(parts, dim=1) * lsb  # [batch, row tiles, out] column currents
-        if cfg.read_noise > 0 and mode is not Mode.NOMINAL:
-            with torch.no_grad():  # std of the summed device noise: sqrt(sum_j x_j^2 s_j^2)
-                # s_j^2 = read_noise^2 ((G+_j)^(2a) + (G-_j)^(2a)) in units of g_max
-                v = g.detach().clamp_min(0.0).pow(2 * READ_NOISE_EXPONENT).sum(0)
+        # IR drop in eval only, as aihwkit's IOParametersIRDropT ("automatically turned off
+        # during HWA training"); it would add a pass over the inputs to every training step
+        ir = cfg.wire_resistance_ohm > 0 and mode is not Mode.TRAINING
+        if ir:  # the IR drop's position-filtered product sum_j w_ij x_j p_j rides along (no gradient)
+            w_all = torch.cat((w, (w * self.ir_position.to(w)).detach()))
+        else:
+            w_all = w
+        out = self.out_features
+        parts = [torch.nn.functional.linear(codes[:, sl], w_all[:, sl].contiguous()) for sl in self.row_slices]
+        y_all = torch.stack(parts, dim=1) * lsb  # [batch, row tiles, out (x2)] column currents
+        y = y_all[..., :out]
+        extra = None  # detached additions to y: IR drop, read noise, output noise
+        with torch.no_grad():
+            if ir:
+                extra = self._ir_drop(codes.detach(), w.detach(), lsb, y_all[..., out:].detach()).neg_()
+            sigma = None
+            if read_std is not None:  # training: std of the summed device noise sqrt(sum_j x_j^2 s_j^2)
+                v = read_std.square().sum(0)
                 x2 = codes.detach().square()
                 var = [torch.nn.functional.linear(x2[:, sl], v[:, sl].contiguous()) for sl in self.row_slices]
-                sigma = (cfg.read_noise * lsb) * torch.stack(var, 1).sqrt_()
-            y = y + sigma * self.noise(y.shape, 101, y, mode)  # eval: re-seeded per call
+                var = torch.stack(var, 1).mul_(lsb * lsb)
+                if cfg.out_noise > 0:  # independent output noise joins the same Gaussian draw
+                    var.add_(cfg.out_noise**2)
+                sigma = var.sqrt_()
+            elif cfg.out_noise > 0 and mode is not Mode.NOMINAL:
+                sigma = cfg.out_noise
+            if sigma is not None:  # eval: output noise re-seeded per read
+                noise = self.noise(y.shape, self.STREAM_OUT, y, mode).mul_(sigma)
+                extra = noise if extra is None else extra.add_(noise)
+        if extra is not None:
+            y = y + extra
         full_scale = self.adc_range(y)
         y = quantize_symmetric(y, full_scale, cfg.adc_bits).sum(dim=1)
         return y * (amax * gain.reshape(1, -1))
+
+    def _ir_drop(self, codes: torch.Tensor, w: torch.Tensor, lsb: float, filtered: torch.Tensor) -> torch.Tensor:
+        """IR drop of every tile's column outputs ``[batch, row tiles, out]`` (aihwkit applyIrDrop).
+
+        Per row tile of ``n`` rows: ``a_i = n R g_max sum_j |w_ij| |x_j|`` (the column current
+        over the wire conductance), ``c_i = a_i (0.5 - 0.2 a_i + 0.05 a_i^2)`` and the drop
+        ``c_i sum_j w_ij x_j (1 - (1 - j/n)^2)`` (``filtered``, computed by the caller), with
+        ``x`` in ``[-1, 1]`` and ``w`` in units of ``g_max``.
+        """
+        cfg = self.config
+        r_gmax = cfg.wire_resistance_ohm * cfg.g_max_us * 1e-6  # = g_max / wire conductance per cell
+        x_abs, w_abs = codes.abs(), w.abs()
+        a = [
+            torch.nn.functional.linear(x_abs[:, sl], w_abs[:, sl].contiguous()).mul_(lsb * (sl.stop - sl.start) * r_gmax)
+            for sl in self.row_slices
+        ]
+        return ir_drop_coefficient(torch.stack(a, 1)).mul_(filtered)
 
 
 class AnalogCrossbarDevice(Device):
@@ -363,8 +587,9 @@ class AnalogCrossbarDevice(Device):
     name = "analog_crossbar"
     Config = AnalogCrossbarConfig
     description = (
-        "analog in-memory crossbar: differential conductance pairs, finite levels, "
-        "programming/read noise, PCM drift, DAC/ADC, tiles with digital partial sums"
+        "analog in-memory crossbar: differential conductance pairs, finite levels, aihwkit's PCM "
+        "programming noise, conductance-dependent drift and 1/f read noise, output noise, IR drop, "
+        "stuck devices, DAC/ADC, tiles with digital partial sums"
     )
 
     def layer(self, in_features: int, out_features: int) -> AnalogCrossbarLayer:
@@ -396,7 +621,8 @@ class AnalogCrossbarDevice(Device):
                     # the IMA's ADC 2 mW, DACs 0.5 mW, shift-and-add 0.025 mW (tolerance 10 %).
                     # Not reproduced: ISAAC's 0.3 mW per array (the array here is PCM at
                     # g_max_us=25 and 0.2 V: 3.9 mW); ISAAC's ReRAM conductance is not known here
-                    # ISAAC assumes ideal ReRAM cells: no PCM drift (noise left at defaults)
+                    # ISAAC assumes ideal ReRAM cells: no PCM drift (other noise left at defaults)
+                    "drift_model": "constant",
                     "drift_nu": 0.0,
                     "drift_nu_std": 0.0,
                 },

@@ -321,7 +321,9 @@ class DeviceLayer(nn.Module, abc.ABC):
             )
         if mine["config"] is None or saved.get("config") is None:
             return
-        old = _plain(type(self.config).upgrade_fields(saved["config"]))
+        # a field the saved config predates takes its default, as ``DeviceConfig.from_dict`` reads it
+        defaults = _plain(dataclasses.asdict(type(self.config)()))
+        old = {**defaults, **_plain(type(self.config).upgrade_fields(saved["config"]))}
         new = mine["config"]
         missing = object()
         diffs = [

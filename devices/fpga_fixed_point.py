@@ -9,6 +9,12 @@ statistics: the 99.9th percentile of the inputs, the abs-max of the outputs), wi
 ``bit_width`` overridden. Fixed-point hardware
 has no analog noise, so every instance is identical and eval is deterministic.
 
+:func:`export_qonnx` writes the layer as a QONNX graph (``Quant -> MatMul -> Quant``) for FINN,
+:func:`execute_qonnx` runs such a graph on a batch, and
+:meth:`FPGAFixedPointLayer.integer_forward` computes what the hardware does in int64 (input and
+weight codes, integer accumulator, the output ``Quant`` as a per-row rounding, saturating
+shift); ``tests/devices/test_fpga_reference.py`` checks that all three agree bit for bit.
+
 The cost model is FINN's matrix-vector-activation unit (MVAU) with ``PE`` output and ``SIMD``
 input parallelism on a named FPGA ``part``: the LUT model of FINN-R (Blott et al., ACM TRETS
 2018) and the BRAM18 and DSP models exactly as in FINN's ``MVAU_hls.lut_estimation``,
@@ -315,6 +321,88 @@ class FPGAFixedPointLayer(DeviceLayer):
         acc = torch.nn.functional.linear(codes, self.linear.quant_weight().value) * in_scale
         return self._tensor_quant("output")(acc)[0]
 
+    def integer_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the fixed-point hardware computes, in int64: ``(output codes, output scale)``.
+
+        The radix points are the eval ones (calibrated first if the layer was never trained, as
+        :meth:`forward` does); the layer's mode is restored afterwards. Step by step, exactly
+        as the exported QONNX graph (:func:`export_qonnx`) defines it:
+
+        1. input codes ``a = clamp(round(x / 2^e_in), -2^(A-1), 2^(A-1) - 1)`` (``A =
+           input_bits``, round half to even: QONNX ``Quant`` with ``rounding_mode=ROUND``,
+           ``signed=1, narrow=0``);
+        2. weight codes ``w[j, i]`` in ``[-(2^(W-1) - 1), 2^(W-1) - 1]`` (``narrow=1``) with one
+           exponent ``e_w[j]`` per output row;
+        3. the integer accumulation ``acc[j] = sum_i a[i] * w[j, i]`` (int64; the hardware needs
+           only ``resources()['acc_bits']`` bits);
+        4. the requantizer of the output ``Quant`` node (per-tensor scale ``2^e_out``, ``B =
+           output_bits``, ``signed=1, narrow=0``): ``acc * 2^(e_in + e_w[j] - e_out)``, i.e. an
+           arithmetic shift by ``s[j] = e_out - e_in - e_w[j]`` (right when ``s > 0``, rounding
+           half to even like QONNX's ``np.round``; left otherwise, exact), then saturation to
+           ``[-2^(B-1), 2^(B-1) - 1]``.
+
+        The dequantized output is ``codes * scale``, which equals :meth:`forward` in eval
+        whenever the float32 products there are exact (``tests/devices/test_fpga_reference.py``).
+
+        Args:
+            x: ``[batch, in_features]`` floats.
+
+        Returns:
+            ``(codes, scale)``: int64 codes ``[batch, out_features]`` and the output scale
+            ``2^e_out`` (a float32 scalar tensor).
+
+        Raises:
+            ValueError: a scale is not a power of two (cannot happen with this layer's
+                quantizers; a guard for subclasses that swap them).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self._calibrate_if_needed(x)
+                codes, in_scale = self._quantized_input(x.detach())
+                a = codes.to(torch.int64)
+                qw = self.linear.quant_weight()
+                w_scale = qw.scale.detach().reshape(-1)  # [out]: one power of two per row
+                w = torch.round(qw.value.detach() / qw.scale.detach()).to(torch.int64)
+                out_tq = self._tensor_quant("output")
+                _, out_scale, _, out_bits = out_tq(torch.zeros(1, self.out_features))
+                e_in = _exponent(in_scale, "input")
+                e_w = _exponent(w_scale, "weight")
+                e_out = _exponent(out_scale, "output")
+                acc = a @ w.T  # int64 accumulation
+                shift = (e_out - e_in - e_w).expand_as(acc)  # [batch, out]
+                y = _round_shift(acc, shift)
+                lo, hi = out_tq.int_quant.min_int(out_bits), out_tq.int_quant.max_int(out_bits)
+                y = y.clamp_(int(lo), int(hi))
+        finally:
+            self.train(was_training)
+        return y, out_scale.detach().reshape(())
+
+
+def _exponent(scale: torch.Tensor, which: str) -> torch.Tensor:
+    """``log2(scale)`` as int64; ValueError unless every entry is an exact power of two."""
+    e = torch.log2(scale.detach().to(torch.float64))
+    if not torch.equal(e, e.round()):
+        raise ValueError(f"the {which} scale {scale.tolist()} is not a power of two")
+    return e.round().to(torch.int64)
+
+
+def _round_shift(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``round_half_even(acc / 2^shift)`` in int64 (a left shift where ``shift <= 0``).
+
+    This is QONNX ``Quant``'s ``np.round(x / scale)`` for an integer ``x`` and a power-of-two
+    ``scale``: an arithmetic right shift plus a round bit that is set when the dropped bits
+    exceed one half, or equal one half and the kept value is odd.
+    """
+    right = shift.clamp(min=0)
+    left = (-shift).clamp(min=0)
+    q = acc >> right  # floor division by 2^right (arithmetic shift)
+    rem = acc - (q << right)  # dropped bits, in [0, 2^right)
+    half = torch.where(right > 0, torch.ones_like(right) << (right - 1).clamp(min=0), torch.zeros_like(right))
+    up = (right > 0) & ((rem > half) | ((rem == half) & (q & 1).bool()))
+    return (q + up.to(q.dtype)) << left
+
 
 def _mark_loaded_stats(module: "FPGAFixedPointLayer", incompatible_keys) -> None:
     """After ``load_state_dict``: treat loaded radix points as calibrated.
@@ -364,6 +452,34 @@ def export_qonnx(layer: FPGAFixedPointLayer, path: str | Path) -> Path:
     return path
 
 
+def execute_qonnx(path: str | Path, x: torch.Tensor) -> torch.Tensor:
+    """Run an exported graph on a ``[batch, in]`` batch with QONNX's reference executor.
+
+    :func:`export_qonnx` writes a batch-1 graph (FINN's convention); this sets the batch
+    dimension of the graph's input to ``len(x)``, re-infers the shapes (QONNX ``InferShapes``)
+    and calls ``qonnx.core.onnx_exec.execute_onnx``, which runs ``Quant`` nodes with QONNX's
+    numpy implementation and the rest with onnxruntime, all in float32.
+
+    Returns:
+        The graph's output, ``[batch, out]`` float32 (dequantized: codes times the output scale).
+    """
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = ModelWrapper(str(path))
+    x = x.detach().to(torch.float32).cpu()
+    name_in, name_out = model.graph.input[0].name, model.graph.output[0].name
+    if model.get_tensor_shape(name_in) != list(x.shape):
+        model.set_tensor_shape(name_in, list(x.shape))
+        out_shape = model.get_tensor_shape(name_out)
+        model.set_tensor_shape(name_out, [len(x)] + list(out_shape[1:]))
+        del model.graph.value_info[:]  # re-derived for the new batch
+        model = model.transform(InferShapes())
+    out = execute_onnx(model, {name_in: x.numpy()})[name_out]
+    return torch.from_numpy(out)
+
+
 def _acc_bits(in_features: int, w: int, a: int) -> int:
     """FINN's minimal accumulator width for signed inputs (Colbert et al., arXiv:2301.13376)."""
     alpha = math.log2(in_features) + w + a - 1 - 1
@@ -383,6 +499,22 @@ def _bram18(omega: int, mem_width: int) -> int:
     if mem_width <= 18 or omega > 512:
         return math.ceil(omega / 1024) * math.ceil(mem_width / 18)
     return math.ceil(omega / 512) * math.ceil(mem_width / 36)
+
+
+def _shift_requant_luts(acc: int, out_bits: int, tmem: int) -> int:
+    """LUTs of one PE's shift requantizer (our estimate; FINN has no shift unit to copy).
+
+    The exported output ``Quant`` has one scale per tensor but the weights one per row, so row
+    ``j``'s accumulator is shifted by its own ``s_j``; right shifts beyond ``acc`` bits and left
+    shifts beyond ``out_bits`` give the same codes, so ``sb = ceil(log2(acc + out_bits + 1))``
+    bits hold it. A PE serving ``tmem`` rows stores ``tmem`` shift amounts in LUTRAM (``sb``
+    LUTs per 64 words, as FINN counts threshold memory), shifts the accumulator with a barrel
+    shifter (``sb`` stages of 2:1 multiplexers, a LUT6 doing a 4:1: ``acc * ceil(sb / 2)``
+    LUTs), then rounds half to even and saturates (an ``acc``-wide add and ``out_bits``
+    saturation LUTs).
+    """
+    sb = math.ceil(math.log2(acc + out_bits + 1))
+    return sb * math.ceil(tmem / 64) + acc * math.ceil(sb / 2) + acc + out_bits
 
 
 class FPGAFixedPointDevice(Device):
@@ -489,10 +621,11 @@ class FPGAFixedPointDevice(Device):
 
         The matrix is padded to multiples of ``SIMD`` (inputs) and ``PE`` (outputs), as FINN
         requires divisibility. LUTs: FINN-R ``c0 + c1 * PE * (mult + adder tree + accumulator +
-        requantizer)`` with ``c0 = 300, c1 = 1.1``; the requantizer is a power-of-two saturating
-        shift (``acc_bits + output_bits`` LUTs: our estimate) or FINN's threshold unit
+        requantizer)`` with ``c0 = 300, c1 = 1.1``; the requantizer (``B = output_bits``) is
+        the exported output ``Quant`` node (see :meth:`cost`) built either as a per-row rounding,
+        saturating shift (:func:`_shift_requant_luts`: our estimate) or as FINN's threshold unit
         (``(2^B - 1) * acc_bits`` comparator LUTs plus as many per 64 threshold words of LUTRAM,
-        ``B = output_bits``, as in FINN's ``lut_estimation``). Weights in BRAM
+        as in FINN's ``lut_estimation``). Weights in BRAM
         (``internal_decoupled``, ``ram_style`` block); DSPs ``PE * SIMD * ceil((W + A) / 48)``.
         """
         cfg = self.config
@@ -505,11 +638,11 @@ class FPGAFixedPointDevice(Device):
         mult_luts = 0 if cfg.mult_resource == "dsp" else q * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
         adder_luts = (w + a) * (2 * q - 1)
         levels = 2**cfg.output_bits - 1
+        tmem = mh // p  # output rows per PE, each with its own thresholds or shift (FINN's calc_tmem)
         if cfg.requant == "thresholds":
-            tmem = mh // p  # thresholds per PE (FINN's calc_tmem)
             requant_luts = levels * acc * math.ceil(tmem / 64) + levels * acc
         else:
-            requant_luts = acc + cfg.output_bits
+            requant_luts = _shift_requant_luts(acc, cfg.output_bits, tmem)
         return {
             "mh": mh,
             "mw": mw,
@@ -547,6 +680,19 @@ class FPGAFixedPointDevice(Device):
 
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """FINN resource estimates, cycles, latency, energy and area of one MVM.
+
+        The requantizer priced is the last node of the graph :func:`export_qonnx` writes: a
+        QONNX ``Quant`` after the ``MatMul`` with one power-of-two scale ``2^e_out`` per tensor,
+        zero point 0, ``signed=1, narrow=0``, bit width ``output_bits`` and
+        ``rounding_mode=ROUND`` (half to even). On the integer accumulator of output row ``j``
+        (input scale ``2^e_in``, that row's weight scale ``2^e_w[j]``) it is an arithmetic
+        shift by ``s_j = e_out - e_in - e_w[j]`` with round-half-even and saturation to
+        ``[-2^(B-1), 2^(B-1) - 1]`` (:meth:`FPGAFixedPointLayer.integer_forward` computes
+        exactly that, and ``tests/devices/test_fpga_reference.py`` checks it against the
+        executed graph). ``requant='shift'`` prices that shift built directly (shift amount per
+        row, barrel shifter, rounding adder, saturation); ``requant='thresholds'`` prices the
+        same node as FINN lowers it (``ConvertQuantActToMultiThreshold``: a ``MultiThreshold``
+        with ``2^B - 1`` thresholds per row, absorbed into the MVAU).
 
         Resources and cycles: :meth:`resources`. Energy (the ``*_pj`` components sum to
         ``energy_pj``): ``mac_pj``, every MAC of the padded matrix at Horowitz's 45 nm energies

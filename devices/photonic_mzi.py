@@ -7,10 +7,22 @@ The trainable parameters are the physical ones: every mesh phase and the singula
 A per-layer scale ``max|s|`` is kept digitally (attenuators can only attenuate).
 
 Signal path per inference: per-vector digital scaling of ``x`` into ``[-1, 1]`` and an input
-DAC driving the modulators -> meshes -> coherent (homodyne) detection of the real part ->
-detector noise -> output ADC -> digital rescale. By default the photocurrents of the tiles in one
-block row are summed in analog before a single ADC per output (``analog_accumulation``);
-otherwise each tile output is converted and the partial sums are added digitally.
+DAC driving the modulators -> meshes (phases quantized by the shifters' DACs, uniform in phase or
+in heater voltage; phase errors correlated between neighbouring heaters by thermal crosstalk) ->
+coherent (homodyne) detection of the real part -> receiver noise -> output ADC -> digital rescale.
+By default the photocurrents of the tiles in one block row are summed in analog before a single
+ADC per output (``analog_accumulation``); otherwise each tile output is converted and the partial
+sums are added digitally.
+
+Receiver noise follows from the optical power on the detectors (:func:`optical_link`, the same
+link budget the cost model prices): one input waveguide carries ``P_wg`` (LT's laser formula,
+times ``laser_margin_db``); a tile output of value ``u`` (in units of one waveguide's full drive
+through the normalized tile, ``|s| <= 1``) brings ``P_fs |u|`` to its balanced detectors, with
+``P_fs = P_wg 10^(-loss/10)`` (LT's link model: signal power proportional to the output value, its
+sign from the balanced pair). Its photocurrent ``R P_fs u`` carries shot noise of variance
+``2 q R P_fs |u| B`` and the TIA's input-referred noise ``i_n^2 B`` (``B`` = the sample rate).
+Summing the photocurrents of ``T`` tiles sums their variances. Lowering the laser power
+(``adc_bits``, ``detector_sensitivity_dbm``, ``laser_margin_db``) lowers the SNR.
 
 Cost model (``cost``, per inference = one matrix-vector product; weight-stationary: every tile
 is present at once and the chip streams one input vector per sample period ``1/clock_ghz``):
@@ -34,6 +46,7 @@ Every constant below cites its source.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -49,6 +62,7 @@ from .base import (
     Device,
     DeviceConfig,
     DeviceLayer,
+    FloatRange,
     IntRange,
     Mode,
     Preset,
@@ -117,6 +131,33 @@ MEAN_HOLD_EXTERNAL = 1.0
 # et al., "Scaling up silicon photonic-based accelerators", APL Photonics 7, 020902 (2022)).
 MAX_WAVEGUIDE_POWER_DBM = 20.0
 
+# --- receiver noise ---
+Q_E_C = 1.602176634e-19  # elementary charge, C (SI, exact since 2019)
+# Photodiode responsivity: q lambda / (h c) = 1.25 A/W at 1550 nm for unit quantum efficiency; the
+# photontorch simulator (docs.photontorch.com "detectors"; flaport/photontorch
+# photontorch/detectors/photodetector.py, Photodetector(responsivity=1.0)) takes 1 A/W, the value
+# of a Ge-on-Si waveguide photodiode (quantum efficiency ~0.8).
+RESPONSIVITY_A_PER_W = 1.0
+# TIA input-referred noise current density: J. Xie et al., "A 25Gbps differential low noise TIA
+# with 10.9 pA/sqrt(Hz) in 45RFSOI", IEEE iWEM 2021 (doi 10.1109/iwem53379.2021.9790575),
+# abstract: 10.9 pA/sqrt(Hz) average input noise over a 22.6 GHz bandwidth (covers 5 GS/s).
+# (M. Atef, H. Zimmermann, IEEE TCAS-I 60, 1929 (2013): 7.2 pA/sqrt(Hz) up to 1.5 GHz at 4.1 mW,
+# close to LT's 3 mW TIA, is a lower-bandwidth alternative.)
+TIA_NOISE_PA_PER_RTHZ = 10.9
+# The shot-noise variance 2 q I B and the noise bandwidth B = sample rate follow photontorch's
+# Photodetector (var_shot_noise = 2 q R P f_c, thermal variance added on top).
+
+# --- thermal crosstalk ---
+# Heat of one thermo-optic heater shifts the phase of its neighbours by a fraction of its own
+# phase: a few % for heaters at ~10-20 um pitch without isolation trenches (M. Jacques et al.,
+# "Optimization of thermo-optic phase-shifter design and mitigation of thermal crosstalk on the
+# SOI platform", Opt. Express 27, 10456 (2019); modelled per neighbour in A. Shafiee et al., "LoCI:
+# an analysis of the impact of optical loss and crosstalk noise in integrated silicon-photonic
+# neural networks", NoCS 2022, arXiv:2204.03835). 5 % per adjacent heater is taken as the
+# default; the exact figure depends on pitch and trenches and was not re-checked here.
+THERMAL_CROSSTALK = 0.05
+PHASE_QUANTIZATIONS = ("phase", "voltage")
+
 # --- other constants ---
 INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014, 45 nm: 32-bit integer add (digital partial sums)
 GROUP_INDEX = 4.2  # group index of a 500 x 220 nm SOI strip waveguide (typical value, e.g.
@@ -142,9 +183,33 @@ class PhotonicMZIConfig(DeviceConfig):
     phase_bits: int = field(
         default=8, metadata={"doc": "phase-shifter DAC resolution over [0, 2 pi), bits"}
     )
+    phase_quantization: str = field(
+        default="phase",
+        metadata={
+            "doc": "what the phase DAC is uniform in: 'phase' (levels 2 pi n / 2^bits) or "
+            "'voltage' (a heater's phase ~ P ~ V^2, so levels 2 pi (n / 2^bits)^2: fine near 0, "
+            "coarse near 2 pi)"
+        },
+    )
     phase_noise_rad: float = field(
         default=0.01,
-        metadata={"doc": "std of the error on every programmed phase, rad (thermal crosstalk)"},
+        metadata={"doc": "std of the random error on every programmed phase (drive noise), rad"},
+    )
+    thermal_crosstalk: float = field(
+        default=THERMAL_CROSSTALK,
+        metadata={
+            "doc": "fraction of a thermo-optic heater's phase that reaches each adjacent heater "
+            "(same mesh column; screens: adjacent modes): phase errors of neighbours correlate "
+            "(Jacques et al. 2019: a few %; 0 = independent; ignored for nonvolatile shifters)"
+        },
+    )
+    crosstalk_calibrated: bool = field(
+        default=True,
+        metadata={
+            "doc": "the programmed phases are pre-compensated for crosstalk (inverse crosstalk "
+            "matrix, as on calibrated chips): only the errors leak; False: the programmed phases "
+            "leak too (a systematic error)"
+        },
     )
     bs_error: float = field(
         default=0.005,
@@ -185,9 +250,38 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     dac_bits: int = field(default=8, metadata={"doc": "input DAC / modulator resolution, bits"})
     adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
+    laser_margin_db: float = field(
+        default=0.0,
+        metadata={
+            "doc": "laser power above (+) or below (-) LT's budget (sensitivity + loss + "
+            "10 log10 2^adc_bits per input waveguide), dB: scales the laser's cost, the power "
+            "per waveguide and the power on the detectors (hence shot/TIA SNR)"
+        },
+    )
+    responsivity_a_per_w: float = field(
+        default=RESPONSIVITY_A_PER_W,
+        metadata={"doc": "photodiode responsivity, A/W (photontorch: 1.0; 1.25 at unit QE, 1550 nm)"},
+    )
+    tia_noise_pa_per_rthz: float = field(
+        default=TIA_NOISE_PA_PER_RTHZ,
+        metadata={
+            "doc": "TIA input-referred noise current density per tile detector pair, pA/sqrt(Hz) "
+            "(Xie et al. 2021, 25 Gb/s TIA: 10.9); bandwidth = clock_ghz"
+        },
+    )
+    receiver_noise: bool = field(
+        default=True,
+        metadata={
+            "doc": "shot and TIA noise from the received optical power (False: a noiseless "
+            "receiver, for ablations)"
+        },
+    )
     detector_noise: float = field(
-        default=0.001,
-        metadata={"doc": "std of receiver noise relative to the ADC full scale"},
+        default=0.0,
+        metadata={
+            "doc": "extra receiver noise std relative to the ADC full scale, on top of shot and "
+            "TIA noise (before issue 12 the only receiver noise, 0.001; shen2017 keeps 0.001)"
+        },
     )
     analog_accumulation: bool = field(
         default=True,
@@ -210,6 +304,14 @@ class PhotonicMZIConfig(DeviceConfig):
         check_range("detector_sensitivity_dbm", self.detector_sensitivity_dbm, -80.0, 20.0)
         check_range("max_waveguide_power_dbm", self.max_waveguide_power_dbm, -30.0, 50.0)
         check_range("detector_noise", self.detector_noise, 0.0, 1.0)
+        check_choice("phase_quantization", self.phase_quantization, PHASE_QUANTIZATIONS)
+        check_range("thermal_crosstalk", self.thermal_crosstalk, 0.0, 0.5)
+        check_range("laser_margin_db", self.laser_margin_db, -100.0, 40.0)
+        check_range("responsivity_a_per_w", self.responsivity_a_per_w, 1e-3, 2.0)
+        check_range("tia_noise_pa_per_rthz", self.tia_noise_pa_per_rthz, 0.0, 1e4)
+        for name in ("crosstalk_calibrated", "receiver_noise"):
+            if not isinstance(getattr(self, name), bool):
+                check_range(name, getattr(self, name), 0, 1, integer=True)
         check_range("clock_ghz", self.clock_ghz, 1e-3, ADC_GSPS)
         if not isinstance(self.analog_accumulation, bool):
             check_range("analog_accumulation", self.analog_accumulation, 0, 1, integer=True)
@@ -266,7 +368,11 @@ class PhotonicMZILayer(DeviceLayer):
         """The phases and coupler angles the hardware actually has in ``mode``.
 
         Noise streams of an instance: 0..2 phase errors of theta, phi, delta; 3, 4 the
-        couplers; 101 the receiver (in ``forward``).
+        couplers; 101 the receiver (in ``forward``). Phases are quantized by
+        :func:`quantize_phase` (``phase_quantization``); with thermo-optic shifters the random
+        error of each heater leaks ``thermal_crosstalk`` of itself to its neighbours
+        (:func:`neighbour_matrix`), and the programmed phases too unless
+        ``crosstalk_calibrated``.
 
         Args:
             mode: ``Mode.TRAINING`` (fresh noise), ``Mode.INSTANCE`` (the drawn instance) or
@@ -278,13 +384,23 @@ class PhotonicMZILayer(DeviceLayer):
         """
         cfg = self.config
         mode = self.mode if mode is None else mode
-        step = 2 * math.pi / 2**cfg.phase_bits
+        heaters = cfg.phase_shifter == "thermo_optic" and cfg.thermal_crosstalk > 0
+        noisy = mode is not Mode.NOMINAL
         out: dict[str, torch.Tensor | None] = {}
         for stream, name in enumerate(("theta", "phi", "delta")):
             p = getattr(self, name)
-            p = ste(p, torch.round(p / step) * step)  # phase DAC, straight-through
-            if cfg.phase_noise_rad > 0 and mode is not Mode.NOMINAL:
-                p = p + cfg.phase_noise_rad * self.noise(p.shape, stream, p, mode)
+            p = ste(p, quantize_phase(p.detach(), cfg.phase_bits, cfg.phase_quantization))
+            adj = None
+            if heaters:
+                adj = neighbour_matrix(self.k, name == "delta").to(p.dtype)
+                if not cfg.crosstalk_calibrated:
+                    # each heater's power ~ its programmed phase in [0, 2 pi) leaks to neighbours
+                    p = p + cfg.thermal_crosstalk * (torch.remainder(p, 2 * math.pi) @ adj)
+            if cfg.phase_noise_rad > 0 and noisy:
+                err = cfg.phase_noise_rad * self.noise(p.shape, stream, p, mode)
+                if adj is not None:  # the error's heat leaks too: neighbours' errors correlate
+                    err = err + cfg.thermal_crosstalk * (err @ adj)
+                p = p + err
             out[name] = p
         out["kappa1"] = out["kappa2"] = None
         if cfg.bs_error > 0 and mode is not Mode.NOMINAL:
@@ -344,9 +460,13 @@ class PhotonicMZILayer(DeviceLayer):
             t = tiles.view(self.tile_rows, self.tile_cols, k, k)
             ya = torch.einsum("bcj,rcij->brci", xp.view(b, self.tile_cols, k), t) * lsb
         full_scale = self.adc_range(ya)
-        if cfg.detector_noise > 0 and mode is not Mode.NOMINAL:
+        if mode is not Mode.NOMINAL and (cfg.receiver_noise or cfg.detector_noise > 0):
+            with torch.no_grad():  # noise sizes are constants to autograd
+                std = self.receiver_noise_std(codes.detach(), lsb, tiles.detach(), ya.detach())
+                if cfg.detector_noise > 0:
+                    std = torch.sqrt(std.square() + (cfg.detector_noise * full_scale) ** 2)
             # eval: re-seeded per call, so the output is a function of (x, seed)
-            ya = ya + cfg.detector_noise * full_scale * self.noise(ya.shape, 101, ya, mode)
+            ya = ya + std * self.noise(ya.shape, 101, ya, mode)
         yq = quantize_symmetric(ya, full_scale, cfg.adc_bits)
         if not cfg.analog_accumulation:  # digital partial-sum accumulation per block row
             yq = yq.sum(dim=2).reshape(x.shape[0], -1)[:, : self.out_features]
@@ -354,10 +474,119 @@ class PhotonicMZILayer(DeviceLayer):
         # uniform optical transmission (its cost is the extra laser power, see ``cost``)
         return yq * (amax * gain)
 
+    def receiver_noise_std(
+        self, codes: torch.Tensor, lsb: float, tiles: torch.Tensor, ya: torch.Tensor
+    ) -> torch.Tensor:
+        """Shot + TIA noise std of the detected signal ``ya`` (same shape, same units).
+
+        ``ya`` is in units of one waveguide's full drive through the lossy tile (``u`` times the
+        amplitude transmission ``t``). Per tile output ``u`` the variance is ``a |u| + c``
+        (:func:`receiver_noise_coefficients`); with analog accumulation the ``tile_cols`` tiles
+        of a block row add their variances. Zeros when ``receiver_noise`` is off.
+        """
+        cfg = self.config
+        if not cfg.receiver_noise:
+            return torch.zeros_like(ya)
+        shot, floor = receiver_noise_coefficients(cfg)
+        t = self.transmission()
+        if cfg.analog_accumulation:
+            # sum over the block row of |u| per tile (the per-tile outputs, as without analog
+            # accumulation)
+            k, b, c = self.k, codes.shape[0], self.tile_cols
+            xp = torch.nn.functional.pad(codes, (0, c * k - self.in_features))
+            t4 = tiles.view(self.tile_rows, c, k, k)
+            per_tile = torch.einsum("bcj,rcij->brci", xp.view(b, c, k), t4)  # [b, R, C, k]
+            abs_sum = per_tile.abs_().sum(2).reshape(b, -1)[:, : self.out_features] * (lsb / t)
+            var = shot * abs_sum + floor * c
+        else:
+            var = shot * ya.abs() / t + floor
+        return t * torch.sqrt(var)
+
 
 def optical_depth(k: int) -> int:
     """MZIs on the deepest path of one tile: ``k`` (V^T mesh) + 1 (attenuator) + ``k`` (U mesh)."""
     return 2 * mesh_layout(k).depth + 1
+
+
+def quantize_phase(p: torch.Tensor, bits: int, how: str = "phase") -> torch.Tensor:
+    """Phases ``p`` on the levels of a ``bits``-bit phase DAC (no gradient; wrap with ``ste``).
+
+    ``how == "phase"``: levels ``2 pi n / N`` (``N = 2**bits``), uniform in phase. ``"voltage"``:
+    a thermo-optic heater's phase is proportional to its power ``V^2 / R`` (Harris et al. 2014:
+    phase ~ Delta T ~ P), so a DAC uniform in voltage over ``[0, V_2pi]`` gives the levels
+    ``2 pi (n / N)^2``: dense near 0, ``~4 pi / N`` apart near ``2 pi``. Each phase is wrapped
+    into ``[0, 2 pi)``, quantized, and its multiple of ``2 pi`` put back.
+    """
+    two_pi = 2 * math.pi
+    n = 2**bits
+    if how == "phase":
+        step = two_pi / n
+        return torch.round(p / step) * step
+    wraps = torch.floor(p / two_pi) * two_pi
+    level = torch.round(torch.sqrt((p - wraps).clamp_min(0.0) / two_pi) * n)
+    return wraps + two_pi * (level / n) ** 2
+
+
+@functools.lru_cache(maxsize=None)
+def neighbour_matrix(k: int, screen: bool = False) -> torch.Tensor:
+    """Symmetric 0/1 adjacency of the heaters of one ``k``-mode mesh (float64, cached).
+
+    Mesh phases (``screen=False``, ``[M, M]`` in :func:`mesh_layout`'s column-major order):
+    the MZIs of one column sit side by side across the chip, so MZI ``j`` and ``j + 1`` of a
+    column are neighbours. Output screen (``screen=True``, ``[k, k]``): adjacent modes.
+    ``err @ neighbour_matrix(k)`` sums each heater's neighbours.
+    """
+    if screen:
+        adj = np.eye(k, k, 1) + np.eye(k, k, -1)
+    else:
+        layout = mesh_layout(k)
+        adj = np.zeros((layout.n_mzi, layout.n_mzi))
+        for (_, n), off in zip(layout.columns, layout.offsets):
+            for j in range(n - 1):
+                adj[off + j, off + j + 1] = adj[off + j + 1, off + j] = 1.0
+    return torch.from_numpy(adj)
+
+
+def optical_link(cfg: PhotonicMZIConfig) -> dict[str, float]:
+    """The link budget of one tile's optical path: what the cost model prices and the noise uses.
+
+    * ``loss_db``: insertion loss of the path, ``insertion_loss_db`` x :func:`optical_depth`
+      + the input modulator (LT ``cal_insertion_loss``);
+    * ``headroom_db``: ``10 log10(2**adc_bits)``, so the smallest ADC level stays above the
+      detector sensitivity (LT ``cal_laser_power``);
+    * ``waveguide_dbm``: optical power launched into one input waveguide, ``sensitivity + loss +
+      headroom + laser_margin_db``; the laser feeds ``k`` of them per tile;
+    * ``received_dbm``: what reaches an output's detectors for a full-drive unit output,
+      ``waveguide_dbm - loss_db`` (= sensitivity x 2^adc_bits at zero margin);
+    * ``link_budget_db``: the most insertion loss that fits under ``max_waveguide_power_dbm``.
+    """
+    loss_db = cfg.insertion_loss_db * optical_depth(cfg.block_size) + MODULATOR_IL_DB
+    headroom_db = 10 * math.log10(2.0**cfg.adc_bits)
+    waveguide_dbm = cfg.detector_sensitivity_dbm + loss_db + headroom_db + cfg.laser_margin_db
+    return {
+        "loss_db": loss_db,
+        "headroom_db": headroom_db,
+        "waveguide_dbm": waveguide_dbm,
+        "received_dbm": waveguide_dbm - loss_db,
+        "link_budget_db": cfg.max_waveguide_power_dbm - cfg.detector_sensitivity_dbm
+        - headroom_db - cfg.laser_margin_db,
+    }
+
+
+def receiver_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float]:
+    """``(a, c)``: a tile output ``u`` is read with noise variance ``a |u| + c`` (in ``u^2``).
+
+    ``u`` is in units of one input waveguide's full drive through the normalized tile; a unit
+    output brings ``P_fs`` (:func:`optical_link` ``received_dbm``) to the detectors and gives the
+    photocurrent ``I_fs = R P_fs``. Shot noise ``2 q I_fs |u| B`` and the TIA's input-referred
+    noise ``i_n^2 B`` (``B = clock_ghz``), divided by ``I_fs^2``:
+    ``a = 2 q B / I_fs``, ``c = i_n^2 B / I_fs^2``.
+    """
+    p_fs_w = 10 ** (optical_link(cfg)["received_dbm"] / 10) * 1e-3
+    i_fs = cfg.responsivity_a_per_w * p_fs_w
+    bandwidth_hz = cfg.clock_ghz * 1e9
+    i_n = cfg.tia_noise_pa_per_rthz * 1e-12
+    return 2 * Q_E_C * bandwidth_hz / i_fs, i_n**2 * bandwidth_hz / i_fs**2
 
 
 class PhotonicMZIDevice(Device):
@@ -367,7 +596,8 @@ class PhotonicMZIDevice(Device):
     Config = PhotonicMZIConfig
     description = (
         "coherent photonic MZI meshes: k x k tiles as U diag(s) V^T on Clements meshes, "
-        "phase quantization/noise, coupler imbalance, insertion loss, DAC/ADC, detector noise"
+        "phase quantization (phase or heater voltage)/noise with thermal crosstalk, coupler "
+        "imbalance, insertion loss, DAC/ADC, shot + TIA noise from the received optical power"
     )
     #: DACs + input modulators, photodetectors + TIAs, ADCs; laser, phase holding and digital
     #: partial sums are the matrix stage.
@@ -415,7 +645,8 @@ class PhotonicMZIDevice(Device):
                     "block_size": 4,
                     # phase-encoding noise sigma_Phi ~ 5e-3 rad (thermal crosstalk), as measured
                     "phase_noise_rad": 0.005,
-                    # photodetection noise sigma_D ~ 0.1 % of the signal
+                    # photodetection noise sigma_D ~ 0.1 % of the signal, as measured: kept as
+                    # the extra receiver term on top of the shot/TIA noise of our link budget
                     "detector_noise": 0.001,
                     # thermo-optic shifters of the same group: Harris et al., Opt. Express 22,
                     # 10487 (2014): P_pi = 24.77 +- 0.43 mW, 0.23 +- 0.13 dB per shifter
@@ -454,27 +685,14 @@ class PhotonicMZIDevice(Device):
             "phase_bits": IntRange(3, 10),
             "dac_bits": IntRange(4, 10),
             "adc_bits": IntRange(4, 10),
+            # laser power around LT's budget: energy against receiver SNR
+            "laser_margin_db": FloatRange(-20.0, 10.0),
         }
 
     # ------------------------------------------------------------------ optics
     def _optics(self) -> dict[str, float]:
-        """Loss and power of one tile's optical path (independent of the matrix size).
-
-        ``waveguide_dbm`` is the optical power launched into one input waveguide: the detector
-        sensitivity, raised by the path's insertion loss and by ``2**adc_bits`` so that the
-        smallest ADC level stays above the sensitivity (LT ``cal_laser_power``);
-        ``link_budget_db`` the most insertion loss that fits under ``max_waveguide_power_dbm``.
-        """
-        cfg = self.config
-        loss_db = cfg.insertion_loss_db * optical_depth(cfg.block_size) + MODULATOR_IL_DB
-        headroom_db = 10 * math.log10(2.0**cfg.adc_bits)
-        waveguide_dbm = cfg.detector_sensitivity_dbm + loss_db + headroom_db
-        return {
-            "loss_db": loss_db,
-            "headroom_db": headroom_db,
-            "waveguide_dbm": waveguide_dbm,
-            "link_budget_db": cfg.max_waveguide_power_dbm - cfg.detector_sensitivity_dbm - headroom_db,
-        }
+        """:func:`optical_link` of this config (the same numbers the layer's noise uses)."""
+        return optical_link(self.config)
 
     def feasibility(self, in_features: int, out_features: int) -> list[str]:
         """Reasons the design cannot be built ([] if it can).
@@ -482,7 +700,7 @@ class PhotonicMZIDevice(Device):
         The optical power in one input waveguide must stay under ``max_waveguide_power_dbm``
         (two-photon and free-carrier absorption in silicon); equivalently the path's insertion
         loss must fit the link budget ``max_waveguide_power_dbm - detector_sensitivity_dbm -
-        10 log10(2**adc_bits)``. Both depend on the tile (``block_size``), not on the matrix size.
+        10 log10(2**adc_bits) - laser_margin_db``. Both depend on the tile (``block_size``), not on the matrix size.
         """
         cfg = self.config
         o = self._optics()
@@ -497,7 +715,9 @@ class PhotonicMZIDevice(Device):
             f"{cfg.insertion_loss_db:g} dB + {MODULATOR_IL_DB:g} dB modulator) exceeds the link "
             f"budget {o['link_budget_db']:.1f} dB (limit - detector_sensitivity_dbm="
             f"{cfg.detector_sensitivity_dbm:g} dBm - {o['headroom_db']:.1f} dB for "
-            f"adc_bits={cfg.adc_bits}); lower block_size={k}, insertion_loss_db or adc_bits"
+            f"adc_bits={cfg.adc_bits}"
+            + (f" - laser_margin_db={cfg.laser_margin_db:g} dB" if cfg.laser_margin_db else "")
+            + f"); lower block_size={k}, insertion_loss_db or adc_bits"
         ]
 
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
@@ -524,9 +744,10 @@ class PhotonicMZIDevice(Device):
         optics = self._optics()
         loss_db = optics["loss_db"]
         # LT: P_laser[dBm] = sensitivity + loss + 10 log10(k) (split over k inputs), times
-        # 2^bits so the smallest ADC level stays above the detector sensitivity.
-        laser_dbm = cfg.detector_sensitivity_dbm + loss_db + 10 * math.log10(k)
-        laser_mw = n_tiles * 10 ** (laser_dbm / 10) / LASER_WALL_PLUG_EFF * 2**cfg.adc_bits
+        # 2^bits so the smallest ADC level stays above the detector sensitivity; i.e. k input
+        # waveguides per tile at optical_link's waveguide power (which adds laser_margin_db).
+        waveguide_mw = 10 ** (optics["waveguide_dbm"] / 10)
+        laser_mw = n_tiles * k * waveguide_mw / LASER_WALL_PLUG_EFF
         hold_mw = 0.0
         if cfg.phase_shifter == "thermo_optic":
             n_internal = n_tiles * 2 * mzi_per_mesh + n_attenuators  # phases in [0, pi]
@@ -568,7 +789,8 @@ class PhotonicMZIDevice(Device):
             "n_attenuators": float(n_attenuators),
             "optical_depth": float(depth),
             "total_insertion_loss_db": loss_db,
-            "waveguide_power_mw": 10 ** (optics["waveguide_dbm"] / 10),
+            "waveguide_power_mw": waveguide_mw,
+            "received_power_mw": 10 ** (optics["received_dbm"] / 10),
             "laser_power_mw": laser_mw,
             "phase_hold_power_mw": hold_mw,
             "n_dac_conversions": float(n_dac),

@@ -8,11 +8,14 @@ is fitted once; then for every device and every value of its main non-ideality:
   and quantization (minibatch Adam, fresh noise per step, straight-through quantizers);
 
 and both are scored on the test set over 5 seeded hardware instances (mean, std, worst), read
-``--eval-time`` after programming (default 1 h). For the analog crossbar the same
-programmed/trained crossbar is also read at drift times 1 s, 1 h, 1 day and 1 year (the
-evaluation time is an argument of the read, ``draw_instance(seed, t_inference_s=...)``; nothing
-is reprogrammed). Writes robustness.json, robustness.md (with the package versions,
-the commit and the command) and robustness.png (accuracy against each swept parameter).
+``--eval-time`` after programming (default 1 h). Then, for every analog crossbar preset, the same
+programmed chip (post hoc; hardware-aware; hardware-aware without drift compensation) is read from 1 s
+to 10 years after programming (the evaluation time is an argument of the read,
+``draw_instance(seed, t_inference_s=...)``; nothing is reprogrammed), and every photonic preset
+is scored post hoc at laser powers from its link budget down to 20 dB below it
+(``laser_margin_db``). Writes robustness.json, robustness.md (with the package versions, the
+commit and the command), robustness.png (accuracy against each swept parameter),
+robustness-drift.png and robustness-laser.png.
 
     python experiments/robustness.py --data-root ../shared/data --out experiments/robustness
     python experiments/robustness.py --smoke-test --out /tmp/rob      # digits, seconds
@@ -35,11 +38,14 @@ from codesign.distill import DistillConfig, Workspace, hardware_accuracy
 from codesign.inference_cost import inference_cost
 from codesign.reproduce import metadata
 from codesign.students import FitConfig, LinearStudent, fit_through_device
-from codesign.devices import DEFAULT_T_INFERENCE_S, create_device
+from codesign.devices import DEFAULT_T_INFERENCE_S, create_device, get_device_class
 from codesign.units import parse_duration
 
-# read times of the drift table, s (a year: 365.25 days, codesign.units.DURATION_UNITS)
-DRIFT_TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 year": 3.156e7}
+# read times of the drift tables, s (a year: 365.25 days, codesign.units.DURATION_UNITS)
+DRIFT_TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 month": 2.63e6, "1 year": 3.156e7,
+               "10 years": 3.156e8}
+# laser power relative to the link budget (photonic ``laser_margin_db``), dB
+LASER_MARGINS_DB = (0.0, -5.0, -10.0, -15.0, -20.0)
 
 # device -> list of (label of the swept parameter, {field: value} overrides per point)
 SWEEPS = {
@@ -97,6 +103,59 @@ def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_t
     return row
 
 
+def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log):
+    """Each crossbar preset programmed once (post hoc, aware; and aware without drift
+    compensation), then read at every time of :data:`DRIFT_TIMES`.
+
+    Post hoc does not depend on the global compensation here: its ADC range is calibrated at
+    each read (a never-trained ``CalibratedRange``) and one gain on every output leaves the
+    argmax alone; an aware layer keeps its trained ADC range, so drift shrinks its signal.
+    """
+    rows = []
+    for preset in [None, *get_device_class("analog_crossbar").presets()]:
+        for comp in (True, False):
+            device = create_device("analog_crossbar", {"drift_compensation": comp}, preset=preset)
+            F, C = K.shape[1], K.shape[0]
+            states = {}
+            if comp:
+                layer = device.layer(F, C)
+                layer.load_matrix(K)
+                states["posthoc"] = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
+            layer = device.layer(F, C)  # aware training with the device's own drift (and compensation)
+            fit_through_device(feats.train, y, tl, layer, K, fit_cfg)
+            states["aware"] = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
+            for proto, st in states.items():
+                label = proto if comp else "aware, no drift compensation"
+                row = {"preset": preset or "(defaults)", "protocol": label, "times": {}}
+                for t_label, t in DRIFT_TIMES.items():
+                    row["times"][t_label] = evaluate(device, st, feats.test, yt, draws, seed, t)
+                rows.append(row)
+                log(f"  crossbar {row['preset']:12s} {label:32s} " + "  ".join(
+                    f"{k} {v['mean']:.4f}" for k, v in row["times"].items()))
+    return rows
+
+
+def laser_rows(K, feats, yt, draws, seed, eval_time_s, log):
+    """Each photonic preset post hoc at laser powers :data:`LASER_MARGINS_DB` from its link budget."""
+    rows = []
+    F, C = K.shape[1], K.shape[0]
+    for preset in [None, *get_device_class("photonic_mzi").presets()]:
+        for margin in LASER_MARGINS_DB:
+            device = create_device("photonic_mzi", {"laser_margin_db": margin}, preset=preset)
+            layer = device.layer(F, C)
+            layer.load_matrix(K)
+            st = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
+            cost = device.cost(F, C)
+            row = {"preset": preset or "(defaults)", "laser_margin_db": margin,
+                   "laser_power_mw": cost["laser_power_mw"], "received_power_mw": cost.get("received_power_mw"),
+                   "buildable": not device.feasibility(F, C),
+                   "posthoc": evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)}
+            rows.append(row)
+            log(f"  photonic {row['preset']:28s} margin {margin:+5.0f} dB  laser {row['laser_power_mw']:.4g} mW  "
+                f"posthoc {row['posthoc']['mean']:.4f}")
+    return rows
+
+
 def run_dataset(dataset, args, log):
     cfg = DistillConfig(dataset=dataset, data_root=args.data_root, pca_rank=args.rank, dictionary="monomial", dictionary_params=(("degree", 2),), seed=0,
                         cache_dir=args.cache_dir)
@@ -109,11 +168,10 @@ def run_dataset(dataset, args, log):
     student = LinearStudent(FitConfig(method="kd")).fit(feats.train, y, tl, n_classes=ds.n_classes, gram_cache=feats.gram)
     ideal = student.accuracy(feats.test, yt)
     log(f"{dataset}: teacher {teacher.test_accuracy(ds):.4f}, ideal kd student {ideal:.4f} (F={feats.train.shape[1]})")
-    fit_cfg = FitConfig(method="kd", device_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
+    fit_cfg = FitConfig(method="kd", aware_steps=args.aware_steps, batch_size=args.batch_size, lr=args.lr, seed=0)
     rows = []
     for name, sweeps in SWEEPS.items():
-        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time,
-                      drift=name == "analog_crossbar")
+        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time)
         r.update(dataset=dataset, sweep="defaults", value="default")
         rows.append(r)
         log(_fmt(r))
@@ -123,7 +181,10 @@ def run_dataset(dataset, args, log):
                 r.update(dataset=dataset, sweep=label, value=list(ov.values())[0])
                 rows.append(r)
                 log(_fmt(r))
-    return {"dataset": dataset, "teacher_accuracy": teacher.test_accuracy(ds), "ideal_accuracy": ideal, "rows": rows}
+    drift = drift_rows(student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, log)
+    laser = laser_rows(student.K_, feats, yt, args.draws, 0, args.eval_time, log)
+    return {"dataset": dataset, "teacher_accuracy": teacher.test_accuracy(ds), "ideal_accuracy": ideal, "rows": rows,
+            "drift": drift, "laser": laser}
 
 
 def _fmt(r):
@@ -139,7 +200,7 @@ def render(results, meta):
          "MLP teacher (seed 0), PCA r=40, degree-2 monomials (861 features), kd student. Test accuracy in %",
          "over 5 seeded hardware instances: mean +- std (worst). *post hoc* = the ideal student programmed",
          "onto the device; *aware* = the same, then trained through the device "
-         f"({meta['options']['epochs']} epochs of Adam, batch {meta['options']['batch_size']}, lr {meta['options']['lr']}).",
+         f"({meta['options']['aware_steps']} Adam steps, batch {meta['options']['batch_size']}, lr {meta['options']['lr']}).",
          f"Hardware is read {meta['options'].get('eval_time', DEFAULT_T_INFERENCE_S):g} s after programming.", ""]
     for res in results:
         ideal = res["ideal_accuracy"] * 100
@@ -152,13 +213,26 @@ def render(results, meta):
             L.append(f"| {r['device']} | {r['sweep']} | {r['value']} | {p['mean'] * 100:.2f} +- {p['std'] * 100:.2f} ({p['worst'] * 100:.2f}) | "
                      f"{a['mean'] * 100:.2f} +- {a['std'] * 100:.2f} ({a['worst'] * 100:.2f}) | {(a['mean'] - p['mean']) * 100:+.2f} | "
                      f"{ideal - p['mean'] * 100:.2f} | {ideal - a['mean'] * 100:.2f} | {_energy(r['cost'])} |")
-        drift = [r for r in res["rows"] if "drift" in r["posthoc"]]
-        for r in drift:
-            L += ["", f"Analog crossbar at its defaults, read at drift times after programming:", "",
-                  "| time | post hoc | aware |", "|---|---|---|"]
-            for label in DRIFT_TIMES:
-                p, a = r["posthoc"]["drift"][label], r["aware"]["drift"][label]
-                L.append(f"| {label} | {p['mean'] * 100:.2f} +- {p['std'] * 100:.2f} | {a['mean'] * 100:.2f} +- {a['std'] * 100:.2f} |")
+        L += ["", "### Crossbar presets read later: accuracy against time since programming", "",
+              "Each preset programmed once (post hoc: the ideal K; aware: trained through the device, whose training "
+              "simulates its drift at `train_drift_time_s`), then the same chip read at each time; the third row of "
+              "a preset is aware training with the global drift compensation off (post hoc does not depend on it: "
+              "its ADC range is calibrated at each read, and one gain on every output leaves the argmax alone). "
+              "Test accuracy in %, mean +- std over "
+              f"{meta['options']['draws']} chips. Plot: `robustness-drift.png`.", "",
+              "| preset | protocol | " + " | ".join(DRIFT_TIMES) + " |", "|---|---|" + "---|" * len(DRIFT_TIMES)]
+        for r in res["drift"]:
+            L.append(f"| {r['preset']} | {r['protocol']} | " + " | ".join(
+                f"{v['mean'] * 100:.2f} +- {v['std'] * 100:.2f}" for v in r["times"].values()) + " |")
+        L += ["", "### Photonic presets at lower laser power", "",
+              "Post hoc, read at the evaluation time; laser power relative to the preset's link budget "
+              "(`laser_margin_db`), with the wall-plug laser power of the 10 x 861 K it buys. "
+              "Plot: `robustness-laser.png`.", "",
+              "| preset | margin (dB) | laser power (mW) | buildable | post hoc |", "|---|---|---|---|---|"]
+        for r in res["laser"]:
+            p = r["posthoc"]
+            L.append(f"| {r['preset']} | {r['laser_margin_db']:+.0f} | {r['laser_power_mw']:.4g} | "
+                     f"{'yes' if r['buildable'] else 'no'} | {p['mean'] * 100:.2f} +- {p['std'] * 100:.2f} |")
         L += ["", "Checks against the issue's targets (computed from the rows above):", ""] + checks(res) + [""]
     return "\n".join(L) + "\n"
 
@@ -174,6 +248,21 @@ def checks(res):
         if r["sweep"] == "defaults":
             gap = ideal - r["aware"]["mean"] * 100
             out.append(f"- {r['device']} at defaults: aware is {gap:.2f} points below ideal ({'within' if gap <= 1 else 'NOT within'} 1 point).")
+    for r in res.get("drift", []):
+        if r["protocol"] != "posthoc":
+            continue
+        hour, year = r["times"]["1 h"]["mean"], r["times"]["1 year"]["mean"]
+        aware = next(a for a in res["drift"] if a["preset"] == r["preset"] and a["protocol"] == "aware")
+        raw = next(a for a in res["drift"] if a["preset"] == r["preset"] and a["protocol"].endswith("compensation"))
+        out.append(f"- crossbar {r['preset']}: post hoc {hour * 100:.2f}% at 1 h, {year * 100:.2f}% at 1 year "
+                   f"({'below' if year < hour else 'NOT below'}); at 1 year hardware-aware training reads "
+                   f"{aware['times']['1 year']['mean'] * 100:.2f}% with drift compensation and "
+                   f"{raw['times']['1 year']['mean'] * 100:.2f}% without.")
+    for preset in dict.fromkeys(r["preset"] for r in res.get("laser", [])):
+        accs = [r["posthoc"]["mean"] for r in res["laser"] if r["preset"] == preset]
+        falls = all(a >= b - 0.002 for a, b in zip(accs, accs[1:])) and accs[-1] < accs[0]
+        out.append(f"- photonic {preset}: post hoc {accs[0] * 100:.2f}% at the link budget, {accs[-1] * 100:.2f}% at "
+                   f"{LASER_MARGINS_DB[-1]:+.0f} dB ({'falls' if falls else 'does NOT fall monotonically'} as laser power drops).")
     fp = {r["value"]: r for r in res["rows"] if r["device"] == "fpga_fixed_point" and r["sweep"].startswith("weight_bits")}
     if 8 in fp:
         out.append(f"- FPGA 8-bit weights and inputs: post hoc loses {ideal - fp[8]['posthoc']['mean'] * 100:.2f}, aware {ideal - fp[8]['aware']['mean'] * 100:.2f} points (target < 0.3).")
@@ -191,22 +280,13 @@ def plot(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(d, label) for d, sweeps in SWEEPS.items() for label, _ in sweeps] + [("analog_crossbar", "drift time")]
+    panels = [(d, label) for d, sweeps in SWEEPS.items() for label, _ in sweeps]
     fig, axes = plt.subplots(len(results), len(panels), figsize=(3.2 * len(panels), 3.0 * len(results)), squeeze=False)
     for i, res in enumerate(results):
         ideal = res["ideal_accuracy"] * 100
         for j, (dev, label) in enumerate(panels):
             ax = axes[i][j]
-            if label == "drift time":
-                r = next(r for r in res["rows"] if r["device"] == dev and r["sweep"] == "defaults")
-                xs = list(DRIFT_TIMES.values())
-                for proto, style in (("posthoc", "o--"), ("aware", "s-")):
-                    ms = [r[proto]["drift"][k]["mean"] * 100 for k in DRIFT_TIMES]
-                    ss = [r[proto]["drift"][k]["std"] * 100 for k in DRIFT_TIMES]
-                    ax.errorbar(xs, ms, yerr=ss, fmt=style, label=proto, capsize=2)
-                ax.set_xscale("log")
-                ax.set_xlabel("time after programming (s)")
-            else:
+            if True:
                 rows = [r for r in res["rows"] if r["device"] == dev and r["sweep"] == label]
                 xs = [r["value"] for r in rows]
                 for proto, style in (("posthoc", "o--"), ("aware", "s-")):
@@ -224,6 +304,57 @@ def plot(results, path):
     fig.suptitle("Post-hoc mapping vs hardware-aware training (mean +- std over hardware draws)")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
+    plt.close(fig)
+    plot_drift(results, path.with_name("robustness-drift.png"))
+    plot_laser(results, path.with_name("robustness-laser.png"))
+
+
+def plot_drift(results, path):
+    import matplotlib.pyplot as plt
+
+    presets = list(dict.fromkeys(r["preset"] for r in results[0]["drift"]))
+    fig, axes = plt.subplots(len(results), len(presets), figsize=(4 * len(presets), 3.2 * len(results)), squeeze=False)
+    xs = list(DRIFT_TIMES.values())
+    for i, res in enumerate(results):
+        for j, preset in enumerate(presets):
+            ax = axes[i][j]
+            for r, style in zip([r for r in res["drift"] if r["preset"] == preset], ("o--", "s-", "^:")):
+                ax.errorbar(xs, [v["mean"] * 100 for v in r["times"].values()],
+                            yerr=[v["std"] * 100 for v in r["times"].values()], fmt=style, capsize=2, label=r["protocol"])
+            ax.axhline(res["ideal_accuracy"] * 100, color="grey", lw=0.8, ls=":", label="ideal student")
+            ax.set_xscale("log")
+            ax.set_xlabel("time since programming (s)")
+            ax.set_ylabel("test accuracy on hardware (%)")
+            ax.set_title(f"{res['dataset']}: crossbar {preset}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle("Analog crossbar presets read later: drift, 1/f noise, compensation, hardware-aware training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def plot_laser(results, path):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.6), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for preset in dict.fromkeys(r["preset"] for r in res["laser"]):
+            rows = [r for r in res["laser"] if r["preset"] == preset]
+            ax.errorbar([r["laser_power_mw"] for r in rows], [r["posthoc"]["mean"] * 100 for r in rows],
+                        yerr=[r["posthoc"]["std"] * 100 for r in rows], fmt="o-", capsize=2, label=preset)
+        ax.axhline(res["ideal_accuracy"] * 100, color="grey", lw=0.8, ls=":", label="ideal student")
+        ax.set_xscale("log")
+        ax.set_xlabel("wall-plug laser power for K (mW)")
+        ax.set_ylabel("test accuracy on hardware, post hoc (%)")
+        ax.set_title(f"{res['dataset']}: photonic presets at 0 to {LASER_MARGINS_DB[-1]:+.0f} dB of their link budget",
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -234,7 +365,7 @@ def main(argv=None):
     p.add_argument("--out", default="experiments/robustness")
     p.add_argument("--rank", type=int, default=40)
     p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--aware-steps", type=int, default=200, help="Adam steps of hardware-aware training")
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-time", type=lambda v: parse_duration(v, "--eval-time"), default=DEFAULT_T_INFERENCE_S,
@@ -243,7 +374,7 @@ def main(argv=None):
     p.add_argument("--smoke-test", action="store_true")
     args = p.parse_args(argv)
     if args.smoke_test:
-        args.datasets, args.rank, args.draws, args.epochs, args.batch_size = ["digits"], 10, 2, 1, 512
+        args.datasets, args.rank, args.draws, args.aware_steps, args.batch_size = ["digits"], 10, 2, 5, 512
         for d in SWEEPS:
             SWEEPS[d] = [(label, pts[:2]) for label, pts in SWEEPS[d]]
     t0 = time.perf_counter()

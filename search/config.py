@@ -95,9 +95,16 @@ class SearchConfig:
         check_range("samples", self.samples, 1, 1_000_000, integer=True)
         if not 0 < self.validation < 0.9:
             raise ConfigError(f"validation={self.validation}: the search needs a validation split in (0, 0.9)")
-        for name in ("max_cost", "min_accuracy"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, float(getattr(self, name)))
+        if self.max_cost is not None:
+            check_range("max_cost", self.max_cost, 0.0, None)
+            object.__setattr__(self, "max_cost", float(self.max_cost))
+        if self.min_accuracy is not None:
+            v = self.min_accuracy
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 1 < v <= 100:  # a percentage
+                raise ConfigError(f"min_accuracy={v!r} is out of range: allowed [0, 1], a share of correct answers "
+                                  f"(for {v:g}% write {v / 100:g})")
+            check_range("min_accuracy", v, 0.0, 1.0)
+            object.__setattr__(self, "min_accuracy", float(v))
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
         if not self.pca_placements:
@@ -109,6 +116,7 @@ class SearchConfig:
         for d in self.dictionaries:
             if d not in known:
                 raise ConfigError(f"dictionaries: unknown dictionary {d!r}; installed: {', '.join(known)}")
+        self.trial_base()  # validates the options shared with distill (dataset, protocol, seed...) up front
 
     @property
     def cost_key(self) -> str:

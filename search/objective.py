@@ -168,7 +168,7 @@ def run_trial(
         "infeasible": "; ".join(m["cost"]["infeasible"]),
         "hw_accuracy_std": hw["std"],
         "hw_accuracy_worst": hw["worst"],
-        "float_accuracy": exact_accuracies([m["test_accuracy"]], n_val)[0],  # on the validation split
+        "float_accuracy": exact_accuracies([m["val_accuracy"]], n_val)[0],  # on the validation split
         "train_accuracy": exact_accuracies([m["train_accuracy"]], n_train)[0],
         "n_features": int(m["n_features"]),
         "fit_seconds": float(m["fit_seconds"]),

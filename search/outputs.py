@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -86,26 +87,81 @@ def _json_default(o: Any):
 
 
 # --------------------------------------------------------------------------- trial log
+#: A Ray trial id as Tune makes them (hex, optionally with an index): the only text a record
+#: may put into a file name.
+RAY_TRIAL_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
+STATUSES = ("completed", "failed", "infeasible")
+
+
+def record_problem(record: Any) -> str:
+    """Why ``record`` is not a trial record this code wrote ('' when it is one)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    trial = record.get("trial")
+    if isinstance(trial, bool) or not isinstance(trial, int) or trial < 0:
+        return f"trial number {trial!r} is not a non-negative integer"
+    if record.get("status") not in STATUSES:
+        return f"status {record.get('status')!r} is none of {', '.join(STATUSES)}"
+    rid = record.get("ray_trial_id")
+    if rid is not None and not (isinstance(rid, str) and RAY_TRIAL_ID.fullmatch(rid)):
+        return f"ray_trial_id {rid!r} is not a Ray trial id"
+    if not isinstance(record.get("config"), dict) or not isinstance(record.get("metrics"), dict):
+        return "config or metrics is not a JSON object"
+    if record["status"] == "completed":
+        m = record["metrics"]
+        for key in ("hw_accuracy", "cost"):
+            v = m.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                return f"a completed trial with {key} = {v!r}"
+    return ""
+
+
+def next_trial_number(records: Sequence[Mapping[str, Any]]) -> int:
+    """The number of the next trial: one past the largest so far (never one in use)."""
+    return max((int(r["trial"]) for r in records), default=-1) + 1
 class TrialLog:
     """Append-only JSON-lines log of finished trials (``DIR/trials.jsonl``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        #: ``(line number, why)`` of the lines the last :meth:`read` skipped.
+        self.damaged: list[tuple[int, str]] = []
 
     def read(self) -> list[dict]:
-        """Every complete record, in the order written (a torn last line is skipped)."""
+        """Every readable record, in the order written.
+
+        A line that is not a JSON record of a trial (a kill in the middle of a write, a damaged
+        file), or that repeats an earlier record's trial number or Ray trial id, is skipped and
+        listed in :attr:`damaged`: its trial counts as not run, so ``--resume`` runs it again.
+        """
+        self.damaged = []
         if not self.path.is_file():
             return []
-        out = []
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
+        out: list[dict] = []
+        seen_numbers: set[int] = set()
+        seen_ids: set[str] = set()
+        with open(self.path, encoding="utf-8", errors="replace") as fh:
+            for no, line in enumerate(fh, 1):
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    out.append(json.loads(line))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a kill in the middle of a write
+                    self.damaged.append((no, "not JSON"))
+                    continue
+                why = record_problem(record)
+                if not why and record["trial"] in seen_numbers:
+                    why = f"repeats trial {record['trial']}"
+                if not why and record.get("ray_trial_id") in seen_ids:
+                    why = f"repeats Ray trial {record['ray_trial_id']}"
+                if why:
+                    self.damaged.append((no, why))
+                    continue
+                seen_numbers.add(record["trial"])
+                if record.get("ray_trial_id"):
+                    seen_ids.add(record["ray_trial_id"])
+                out.append(record)
         return out
 
     def append(self, record: Mapping[str, Any]) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from codesign.cache import atomic_write_text
+from codesign.config_files import read_json_file
 from codesign.errors import ConfigError
 from codesign.options import option_keys
 
@@ -13,6 +14,33 @@ from .config import SearchConfig
 from .outputs import front_markdown, load_search
 from .plots import output_paths, plot_breakdown, plot_fronts, run_labels
 from .runner import summarise, upgrade_options
+
+
+#: Keys every ``front.json`` holds that ``codesign pareto`` reads.
+FRONT_KEYS = ("dataset", "device", "cost_key", "front")
+
+
+def _load(d: Path) -> dict[str, Any]:
+    """:func:`load_search`, with a damaged ``front.json`` named, and the way out, in one line."""
+    if not d.is_dir():
+        raise ConfigError(f"{d}: {'is a file' if d.exists() else 'no such folder'}; "
+                          "give a folder written by `codesign search`")
+    meta_path = d / "search.json"
+    if meta_path.is_file():
+        meta = read_json_file(meta_path, "it holds the search's settings: restore it, or rerun the search into a "
+                                         "fresh --out")
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{meta_path} is damaged (not a table of settings); restore it, or rerun the search "
+                              "into a fresh --out")
+    front_path = d / "front.json"
+    if front_path.is_file():
+        fix = ("delete it and rerun `codesign pareto` (it recomputes the front from trials.jsonl), "
+               f"or rewrite it with `codesign search --resume --out {d}`")
+        front = read_json_file(front_path, fix)
+        if not isinstance(front, dict) or any(k not in front for k in FRONT_KEYS) or not isinstance(front["front"], list):
+            raise ConfigError(f"{front_path} is damaged (not a front written by `codesign search`: it needs "
+                              f"{', '.join(FRONT_KEYS)}); {fix}")
+    return load_search(d)
 
 
 def summary_of(run: dict) -> dict:
@@ -24,7 +52,12 @@ def summary_of(run: dict) -> dict:
         raise ConfigError(f"{run['dir']} holds no finished trial yet")
     known = set(option_keys(SearchConfig))
     options = {k: v for k, v in upgrade_options(search.get("options") or {}).items() if k in known}
-    return summarise(run["records"], SearchConfig.from_options(options))
+    try:
+        cfg = SearchConfig.from_options(options)
+    except ConfigError as exc:
+        raise ConfigError(f"{Path(run['dir']) / 'search.json'} records a setting refused today ({exc}); "
+                          "rerun the search into a fresh --out with a valid value") from None
+    return summarise(run["records"], cfg)
 
 
 def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None, title: str | None = None,
@@ -45,7 +78,7 @@ def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None,
     else:
         out = Path(output)
     output_paths(out)  # validates the format before any work
-    summaries = [summary_of(load_search(d)) for d in dirs]
+    summaries = [summary_of(_load(d)) for d in dirs]
     labels = run_labels(summaries, [d.resolve().name for d in dirs])
     written = plot_fronts(summaries, out, title=title, labels=labels)
     extra = []

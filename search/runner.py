@@ -30,13 +30,14 @@ from typing import Any, Mapping
 
 import torch
 
-from codesign.artifacts import load_student
+from codesign.artifacts import load_student, update_metrics
 from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_text
 from codesign.config_files import dump_toml
 from codesign.data import load_dataset
 from codesign.devices import create_device, get_device_class
 from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
+from codesign.teachers import ARCHITECTURES
 from codesign.errors import ConfigError
 from codesign.features import parse_memory
 from codesign.inference_cost import STAGES, TOTAL_KEYS
@@ -123,20 +124,42 @@ def stored_options(out: str | Path) -> dict[str, Any] | None:
         data = json.loads(meta.read_text())
     except json.JSONDecodeError:
         raise ConfigError(f"{meta} is unreadable; move the folder away or choose a fresh --out") from None
-    return {k: v for k, v in upgrade_options(data.get("options") or {}).items() if k not in RUNTIME_KEYS}
+    opts = {k: v for k, v in upgrade_options(data.get("options") or {}).items() if k not in RUNTIME_KEYS}
+    # a teacher named by a file (module:factory) would be imported: it must come from the user
+    if not is_builtin_teacher(opts.get("teacher")):
+        opts.pop("teacher", None)
+        opts.pop("teacher_weights", None)
+    return opts
+
+
+def is_builtin_teacher(name: Any) -> bool:
+    """Whether ``name`` is a built-in teacher architecture (not a module to import)."""
+    return name is None or (isinstance(name, str) and name in ARCHITECTURES)
 
 
 def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
     """Refuse a folder that holds another search (or other files); return the stored search.json."""
     meta = out / outputs.SEARCH_NAME
     if meta.is_file():
-        stored = json.loads(meta.read_text())
+        try:
+            stored = json.loads(meta.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"{meta} is damaged; move the folder away or choose a fresh --out") from None
+        n_done = len(outputs.TrialLog(out / outputs.LOG_NAME).read())
+        if n_done == 0:  # a start that failed before its first trial: nothing to keep
+            return None
         old = identity(upgrade_options(stored.get("identity") or {}))
         diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in (*IDENTITY_KEYS, "cost_model")
                  if old.get(k) != ident.get(k)]
         if diffs:
+            hint = ""
+            if old.get("teacher") != ident.get("teacher") and not is_builtin_teacher(old.get("teacher")):
+                hint = (f" (its teacher {old.get('teacher')!r} imports a module, so --resume never takes it from "
+                        f"the folder: pass --teacher {old.get('teacher')} yourself if you trust it)")
             raise ConfigError(
-                f"{out} holds a different search ({'; '.join(diffs)}); choose a fresh --out, "
+                f"{out} holds a different search ({'; '.join(diffs)}){hint}; choose a fresh --out, "
                 f"or rerun with the settings in {out / 'config.toml'}"
             )
         if not resume:
@@ -278,7 +301,7 @@ def _recorder_class() -> type:
                 status, error = "infeasible", str(metrics.get("infeasible") or "infeasible design")
                 metrics["cost"] = None
             record = {
-                "trial": len(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
+                "trial": outputs.next_trial_number(records), "round": round_no, "status": status, "ray_trial_id": trial.trial_id,
                 "config": _plain(trial.config), "metrics": metrics, "error": error,
                 "finished": _dt.datetime.now().isoformat(timespec="seconds"),
             }
@@ -358,15 +381,49 @@ def _study_storage(space: SearchSpace, records: list[dict]):
 def run_search(cfg: SearchConfig) -> dict:
     """Run (or resume) the search ``cfg``; return the front summary.
 
-    Raises :class:`ConfigError` for bad settings or a results folder holding another search.
+    Raises :class:`ConfigError` for bad settings, a results folder holding another search or
+    written by another search right now, or a search whose every trial failed.
     """
-    import optuna
-
     t_start = time.perf_counter()
     if not cfg.out:
         raise ConfigError("give --out DIR: the folder the search writes its results to")
     out = Path(cfg.out).expanduser().resolve()
     ident = identity(cfg)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    with out_lock(out):
+        return _run_search(cfg, out, ident, t_start)
+
+
+@contextlib.contextmanager
+def out_lock(out: Path):
+    """Hold an exclusive lock on ``out`` (``DIR/.lock``) for the run: a second search into the
+    same folder at the same time is refused, never interleaved."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".lock"
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(f"another search is writing to {out} ({holder}); wait for it to finish, "
+                              "or choose another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}, since {_dt.datetime.now().isoformat(timespec='seconds')}")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> dict:
+    import optuna
+
     stored = check_out_dir(out, ident, cfg.resume)
     quiet = cfg.quiet
 
@@ -397,6 +454,11 @@ def run_search(cfg: SearchConfig) -> dict:
     if key not in costs:
         raise ConfigError(f"--cost {cfg.cost}: the cost of an inference on {device_name!r} has no {key!r}; "
                           f"its keys: {', '.join(costs)} (or energy, latency, area)")
+    fields = {f.name for f in dataclasses.fields(device_cls.Config)}
+    unknown = [k for k in device_cls.search_space() if k not in fields]
+    if unknown:  # every trial would fail: say so before any of them runs
+        raise ConfigError(f"device {device_name!r}: its search_space() names {', '.join(map(repr, unknown))}, which "
+                          f"{device_cls.Config.__name__} does not have (fix the plugin); its fields: {', '.join(sorted(fields))}")
     space = build_space(
         n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=cfg.max_memory,
         device_space=device_cls.search_space(), pinned=pinned, dictionaries=dictionaries, ranks=cfg.ranks,
@@ -407,6 +469,7 @@ def run_search(cfg: SearchConfig) -> dict:
     students_dir = str(out / "students" / "trials")
     log = outputs.TrialLog(out / outputs.LOG_NAME)
     records = log.read()
+    damaged = list(log.damaged)
     rounds = list((stored or {}).get("rounds") or [])
     round_no = len(rounds)
     remaining = samples - len(records)
@@ -419,6 +482,9 @@ def run_search(cfg: SearchConfig) -> dict:
     atomic_write_text(out / "config.toml", dump_toml({k: v for k, v in resolved.items() if k not in RUNTIME_KEYS or k == "out"}))
 
     progress = Progress(samples, len(records), records, key, quiet)
+    for no, why in damaged:  # said even with --quiet: a damaged log is news
+        progress.console.print(f"warning: {log.path} line {no} skipped ({why}); its trial will run again",
+                               markup=False, highlight=False)
     progress.log(f"search {out}: {device_name} on {cfg.dataset} ({ds.n_inputs} inputs, {len(ds.y_train)} train / "
                  f"{len(ds.y_test)} validation), cost {key}, {samples} trials"
                  + (f", {len(records)} already done" if records else ""))
@@ -486,6 +552,11 @@ def run_search(cfg: SearchConfig) -> dict:
     atomic_write_json(out / "front.json", summary)
     if interrupted:
         progress.log(f"search stopped after {len(records)} of {samples} trials; run the same command with --resume to finish it")
+    ran = [r for r in records if r["status"] != "failed"]
+    if records and not ran:
+        first = next((r.get("error") for r in records if r.get("error")), "no error text")
+        raise ConfigError(f"every one of the {len(records)} trials failed (first error: {first}); "
+                          f"see {out / 'trials.csv'}")
     return summary
 
 
@@ -573,8 +644,16 @@ def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: Searc
 
 
 def student_path(record: Mapping[str, Any]) -> str:
-    """Where a trial's student is saved, relative to the search folder (the folder may move)."""
-    return f"students/trials/{record['ray_trial_id']}.pt"
+    """Where a trial's student is saved, relative to the search folder (the folder may move).
+
+    The Ray trial id comes from ``trials.jsonl``: anything but a Ray id (``../x``, ``/etc``) is
+    refused, so that no file outside the folder is read or written.
+    """
+    rid = record.get("ray_trial_id")
+    if not (isinstance(rid, str) and outputs.RAY_TRIAL_ID.fullmatch(rid)):
+        raise ConfigError(f"trial {record.get('trial')!r}: ray_trial_id {rid!r} is not a Ray trial id; "
+                          "the search folder's trials.jsonl is damaged or not from codesign")
+    return f"students/trials/{rid}.pt"
 
 
 def summarise(records: list[dict], cfg: SearchConfig) -> dict:
@@ -630,6 +709,13 @@ def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpa
         for target, p in picks.items():
             dest = out / "students" / f"{target}.pt"
             atomic_write_bytes(dest, (out / p["student"]).read_bytes())
+            # the copy says what it is: chosen on the validation split, scored on the test set
+            update_metrics(dest, search_target=target, search_trial=p["trial"],
+                           val_hw_accuracy=p["val_hw_accuracy"], test_hw_accuracy=p["test_hw_accuracy"],
+                           test_hw_accuracy_std=p["test_hw_accuracy_std"],
+                           test_hw_accuracy_worst=p["test_hw_accuracy_worst"],
+                           test_float_accuracy=p["test_float_accuracy"],
+                           test_scored_with={"hw_draws": cfg.hw_draws, "seed": cfg.seed, "eval_time_s": cfg.eval_time_s})
             summary["targets"][target] = {"trial": p["trial"], "student": os.path.relpath(dest, out),
                                           "describe": p["describe"], "cost": p["cost"],
                                           "val_hw_accuracy": p["val_hw_accuracy"], "test_hw_accuracy": p["test_hw_accuracy"]}

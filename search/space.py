@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 from codesign.dictionaries import create_dictionary, get_dictionary_class, list_dictionaries
 from codesign.errors import ConfigError
-from codesign.features import format_bytes
+from codesign.features import fit_memory, format_bytes
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 DEVICE_PREFIX = "device/"
@@ -93,7 +93,7 @@ class SearchSpace:
         return lo
 
     def _fits(self, dictionary: str, params: Mapping[str, Any], rank: int) -> bool:
-        return self.n_rows * self.n_features(dictionary, params, rank) * 4 <= self.max_memory
+        return sum(fit_memory(self.n_rows, self.n_features(dictionary, params, rank)).values()) <= self.max_memory
 
     def smallest(self, dictionary: str, fixed: Mapping[str, Any] = ()) -> dict[str, Any] | None:
         """The parameters (``fixed`` ones kept) with the fewest features at ``rank_min``.

@@ -58,11 +58,12 @@ def test_chunked_transform_equals_unchunked(digits, monkeypatch):
 
 
 def test_max_memory_too_small_names_the_size(digits):
-    need = (1437 + 360) * 66 * 4
+    # the features, their 16-bit pass copy and four 66 x 66 float64 Gram-sized arrays
+    need = (1437 + 360) * 66 * 4 + (1437 + 360) * 66 * 2 + 4 * 66 * 66 * 8
     with pytest.raises(ResourceError) as err:
         build_features(digits.x_train, digits.x_test, 10, "monomial", {"degree": 2}, max_memory=need - 1)
     msg = str(err.value)
-    assert format_bytes(need) in msg and "1797 x 66" in msg
+    assert format_bytes(need) in msg and "1797 rows x 66" in msg and "Gram and factors" in msg
     assert "pca_rank=10" in msg and "monomial(degree=2)" in msg and "--max-memory" in msg
     # Exactly the size it needs is enough.
     ok = build_features(digits.x_train, digits.x_test, 10, "monomial", {"degree": 2}, max_memory=need)

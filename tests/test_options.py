@@ -76,6 +76,8 @@ def test_help_shows_real_defaults_and_registered_choices(capsys):
     for device in ("ideal", "photonic_mzi", "analog_crossbar", "fpga_fixed_point"):
         assert device in text  # registered devices are the --device choices
     assert "monomial" in text and "rbf" in text  # registered dictionaries
+    assert "--aware-steps AWARE_STEPS Adam steps of hardware-aware training (--protocol aware) (default: 200)" in text
+    assert "instead of --aware-steps (default: none: --aware-steps counts)" in text
     with pytest.raises(SystemExit):
         cli.main(["search", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -154,3 +156,32 @@ def test_search_config_carries_the_preset_to_every_trial():
     base = cfg.trial_base()
     assert base.device_preset == "isaac" and dict(base.device_overrides) == {"adc_bits": 6}
     assert SearchConfig.from_options(cfg.options()) == cfg
+
+
+@pytest.mark.parametrize("value, annotation, match", [
+    ("x", "int", "expected an integer"),
+    (True, "int", "expected an integer"),
+    (1.5, "int | None", "expected an integer"),
+    (3, "str", "expected a string"),
+    ("x", "float", "expected a number"),
+    ("yes", "bool", "expected true or false"),
+    (5, "tuple[str, ...]", "expected a list of strings"),
+    ([1, "a"], "tuple[int, ...]", "expected a list of integers"),
+    ([1], "tuple[int, int]", "expected a list of 2 integers"),
+    ([], "str | int | None", "expected a string or an integer"),
+])
+def test_config_values_are_type_checked(value, annotation, match):
+    from codesign.options import check_type
+
+    with pytest.raises(ConfigError, match=match):
+        check_type("key", value, annotation)
+
+
+@pytest.mark.parametrize("value, annotation", [
+    (None, "int | None"), (3, "float"), ("mnist", "tuple[str, ...]"), ([2, 40], "tuple[int, int]"),
+    ("8G", "str | int | None"), (8, "str | int | None"), ({"a": 1}, "tuple[tuple[str, Any], ...]"), (1, "Any"),
+])
+def test_config_values_of_the_right_type_pass(value, annotation):
+    from codesign.options import check_type
+
+    check_type("key", value, annotation)

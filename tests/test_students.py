@@ -9,7 +9,7 @@ import torch
 from codesign.errors import ConfigError, NumericalError
 from codesign.features import build_features
 from codesign.losses import KDTargets, kd_loss
-from codesign.students import FitConfig, LinearStudent
+from codesign.students import AWARE_STEPS, FitConfig, LinearStudent, fit_through_device
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
 
@@ -168,6 +168,9 @@ def test_fits_are_deterministic(lifted, data):
     ({"max_iter": 0}, "max_iter"),
     ({"naive_target": "soft"}, "naive_target"),
     ({"l2": -1.0}, "l2"),
+    ({"aware_steps": -1}, "aware_steps=-1"),
+    ({"aware_steps": 2.5}, "aware_steps=2.5: expected an integer"),
+    ({"device_epochs": -1}, "device_epochs=-1"),
 ])
 def test_fit_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -233,3 +236,51 @@ def test_fused_loss_and_gradient_match_autograd():
         value, grad = kd_loss_and_grad(psi, K.detach(), targets, l2=1e-3, rows=777)
         assert abs(value - float(loss.detach())) < 1e-5 * max(1.0, abs(value))
         assert torch.allclose(grad, K.grad, atol=1e-6, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- hardware-aware training
+class CountingLayer(torch.nn.Module):
+    """A device layer stand-in: a float matrix that records every minibatch it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.K = torch.nn.Parameter(torch.zeros(1, 1))
+        self.batches: list[int] = []
+
+    def load_matrix(self, K: torch.Tensor) -> None:
+        self.K = torch.nn.Parameter(K.clone())
+
+    def forward(self, psi: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.batches.append(psi.shape[0])
+        return psi @ self.K.T
+
+
+@pytest.mark.parametrize("kwargs, batches", [
+    ({}, [60] * AWARE_STEPS),                          # default: steps, batch capped at the 60 rows
+    ({"aware_steps": 7, "batch_size": 25}, [25, 25, 10, 25, 25, 10, 25]),  # steps run across passes
+    ({"device_epochs": 2, "batch_size": 25}, [25, 25, 10] * 2),             # the old count, by passes
+    ({"device_epochs": 5}, [60] * 5),                  # what the default did before: 5 steps on a small set
+    ({"aware_steps": 0}, []),
+])
+def test_aware_training_counts_steps(small, kwargs, batches):
+    psi, labels, logits = small
+    layer = CountingLayer()
+    info = fit_through_device(psi, labels, logits, layer, torch.zeros(4, psi.shape[1]), FitConfig(**kwargs))
+    assert layer.batches == batches
+    assert info.iterations == len(batches)
+
+
+def test_aware_training_learns_on_a_small_set(small):
+    """The default step count trains a small set to a low loss (five steps did not)."""
+    psi, _, _ = small
+    logits = 2 * psi @ torch.randn(4, psi.shape[1], generator=torch.Generator().manual_seed(1)).T  # reachable
+    labels = logits.argmax(1)
+    targets = KDTargets(logits, labels, 2.0, 0.9)
+    losses = {}
+    for name, cfg in {"default": FitConfig(lr=0.05), "five": FitConfig(device_epochs=5, lr=0.05)}.items():
+        layer = CountingLayer()
+        fit_through_device(psi, labels, logits, layer, torch.zeros(4, psi.shape[1]), cfg)
+        with torch.no_grad():
+            losses[name] = float(kd_loss(layer(psi), targets))
+    assert losses["default"] < 0.5 * losses["five"]

@@ -9,18 +9,22 @@ from codesign.devices.analog_crossbar import (
     DAC_BIT_PJ,
     INT32_ADD_PJ,
     ISAAC_SHIFT_ADD_PJ,
-    READ_NOISE_EXPONENT,
     T0_S,
     AnalogCrossbarDevice,
     adc_energy_pj,
     prog_noise_std,
+    read_noise_relative,
+    read_time_factor,
 )
 from codesign.devices.base import Mode
+from codesign.errors import ConfigError
 
-# no drift: trained and read before t0 (the read time is an argument of the layer, not config)
+# no drift: trained and read right after programming (the read time is an argument of the
+# layer, not config); no read, output or stuck-device noise, no IR drop
 OFF = dict(conductance_bits=32, prog_noise=0.0, read_noise=0.0, train_drift_time_s=0.0,
-           dac_bits=32, adc_bits=32)
+           dac_bits=32, adc_bits=32, out_noise=0.0, wire_resistance_ohm=0.0)
 T_OFF = 0.0
+CONST = dict(drift_model="constant")  # one drift exponent distribution for every conductance
 IN, OUT = 37, 5
 
 
@@ -113,58 +117,133 @@ def test_columnwise_scaling_maps_each_output_max_to_gmax():
 @pytest.mark.parametrize("t", [3600.0, 86400.0 * 365])
 def test_drift_factor_follows_power_law(t):
     nu = 0.06
-    layer, k_mat = _layer(t, **{**OFF, "drift_nu": nu, "drift_nu_std": 0.0, "drift_compensation": False})
-    factor = (t / T0_S) ** -nu
+    layer, k_mat = _layer(t, **{**OFF, **CONST, "drift_nu": nu, "drift_nu_std": 0.0, "drift_compensation": False})
+    factor = ((t + T0_S) / T0_S) ** -nu  # aihwkit: t counts from the end of programming
     assert torch.allclose(layer.effective_matrix(), k_mat * factor, atol=1e-6)
-    compensated, _ = _layer(t, **{**OFF, "drift_nu": nu, "drift_nu_std": 0.0})
+    compensated, _ = _layer(t, **{**OFF, **CONST, "drift_nu": nu, "drift_nu_std": 0.0})
     assert torch.allclose(compensated.effective_matrix(), k_mat, atol=1e-6)
 
 
-def test_no_drift_before_reference_time():
-    layer, k_mat = _layer(T0_S / 2, **{**OFF, "drift_compensation": False})
+def test_pcm_drift_depends_on_the_conductance_and_is_not_undone_by_global_compensation():
+    t = 86400.0
+    layer, k_mat = _layer(t, **{**OFF, "drift_compensation": False})
+    g, _ = layer.conductances(Mode.NOMINAL)
+    layer.set_inference_time(T_OFF)
+    g0, _ = layer.conductances(Mode.NOMINAL)
+    on = g0 > 0
+    nu = -torch.log(g[on] / g0[on]) / math.log((t + T0_S) / T0_S)
+    # nominal exponent: the mean of aihwkit's fit, 0.049 at g_max, larger at small conductances
+    mu = (-0.0155 * torch.log(g0[on]) + 0.0244).clamp(0.049, 0.1)
+    assert torch.allclose(nu, mu, atol=1e-5)
+    assert nu[g0[on] == 1.0].unique().tolist() == [pytest.approx(0.049)]
+    assert nu.max().item() > 0.075  # small weights drift faster
+    # one global gain cannot undo a conductance-dependent drift: the nominal matrix is off
+    comp, _ = _layer(t, **OFF)
+    err = (comp.effective_matrix() - k_mat).abs().max().item()
+    assert 1e-3 < err < 0.1 * k_mat.abs().max().item()
+
+
+def test_no_drift_right_after_programming():
+    layer, k_mat = _layer(T_OFF, **{**OFF, "drift_compensation": False})
     assert torch.allclose(layer.effective_matrix(), k_mat, atol=1e-6)
+    layer.set_inference_time(T0_S / 2)  # drifted by ((t + t0) / t0)^-nu already
+    assert not torch.allclose(layer.effective_matrix(), k_mat, atol=1e-3)
 
 
 def test_training_drifts_by_train_drift_time_and_eval_by_read_time():
     nu = 0.06
-    layer, k_mat = _layer(T_OFF, **{**OFF, "train_drift_time_s": 86400.0, "drift_nu": nu,
+    layer, k_mat = _layer(T_OFF, **{**OFF, **CONST, "train_drift_time_s": 86400.0, "drift_nu": nu,
                                     "drift_nu_std": 0.0, "drift_compensation": False})
     g_train, _ = layer.conductances(Mode.TRAINING)
     g_eval, _ = layer.conductances(Mode.NOMINAL)
-    assert torch.allclose(g_train, g_eval * (86400.0 / T0_S) ** -nu, atol=1e-6)
+    assert torch.allclose(g_train, g_eval * ((86400.0 + T0_S) / T0_S) ** -nu, atol=1e-6)
     assert layer.drift_time_s(Mode.TRAINING) == 86400.0 and layer.drift_time_s(Mode.NOMINAL) == T_OFF
 
 
 def test_drift_exponent_spread_per_device():
     t, nu, spread = 3600.0, 0.05, 0.02
-    layer = _xbar(200, 30, t, **{**OFF, "drift_nu": nu, "drift_nu_std": spread,
+    layer = _xbar(200, 30, t, **{**OFF, **CONST, "drift_nu": nu, "drift_nu_std": spread,
                                  "drift_compensation": False})
     layer.load_matrix(torch.rand(30, 200) + 0.5)
     layer.draw_instance(1)
     g_nominal, _ = layer.conductances(Mode.NOMINAL)  # every device drifted with nu
     g, _ = layer.conductances(Mode.INSTANCE)
     on = g_nominal[0] > 0
-    nus = nu - torch.log(g[0][on] / g_nominal[0][on]) / math.log(t / T0_S)
+    nus = nu - torch.log(g[0][on] / g_nominal[0][on]) / math.log((t + T0_S) / T0_S)
     assert nus.mean().item() == pytest.approx(nu, abs=0.002)
     assert nus.std().item() == pytest.approx(spread, rel=0.1)
 
 
-def test_read_noise_matches_closed_form_per_input_vector():
+def test_drift_exponents_are_fixed_per_instance_across_read_times():
+    # the same chip read later: one exponent per device, whatever the read time
+    layer = _xbar(200, 30, 3600.0, **{**OFF, "drift_compensation": False})
+    layer.load_matrix(torch.rand(30, 200) + 0.05)
+    layer.draw_instance(4)
+    g0, _ = layer.conductances(Mode.NOMINAL)
+    nus = []
+    for t in (3600.0, 3.15576e7):
+        layer.set_inference_time(t)
+        g, _ = layer.conductances(Mode.INSTANCE)
+        layer.set_inference_time(0.0)
+        g_prog, _ = layer.conductances(Mode.INSTANCE)
+        on = g_prog[0] > 0
+        nus.append(-torch.log(g[0][on] / g_prog[0][on]) / math.log((t + T0_S) / T0_S))
+    assert torch.allclose(nus[0], nus[1], atol=1e-4)
+    assert nus[0].std().item() > 0.005
+
+
+def test_training_read_noise_matches_closed_form_per_input_vector():
     read = 0.02
-    layer, k_mat = _layer(**{**OFF, "read_noise": read})
-    layer.eval()
+    t = 3600.0
+    layer, k_mat = _layer(**{**OFF, "read_noise": read, "train_drift_time_s": t, "drift_compensation": False})
     x = _x(4000)
-    nominal = layer(x)
-    layer.draw_instance(3)
-    noisy = layer(x)
-    scale = k_mat.abs().amax(1)  # per-column mapping: row i of K to g_max
-    g = (k_mat / scale[:, None]).abs()  # one device of each pair is on, the other at 0
+    layer.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        g, gain = layer.conductances(Mode.TRAINING)  # drift exponents drawn as in the next call
+        torch.manual_seed(0)
+        noisy = layer(x)
+        torch.manual_seed(0)
+        g_again, _ = layer.conductances(Mode.TRAINING)
+    assert torch.equal(g, g_again)  # the forward pass drew the same drift before its read noise
     amax = x.abs().amax(1, keepdim=True)
-    var = (x / amax) ** 2 @ (g ** (2 * READ_NOISE_EXPONENT)).T
-    expected = read * var.sqrt()
-    z = (noisy - nominal) / (expected * amax * scale)
+    xn = x / amax
+    clean = (xn @ (g[0] - g[1]).T) * amax * gain.flatten()
+    # per device std: |g(t)| Q_s(g_prog) sqrt(ln((t + t0 + t_read) / (2 t_read))), drift exponents
+    # of this draw; the devices' noise adds up in quadrature over the inputs
+    wn = k_mat / k_mat.abs().amax(1, keepdim=True)
+    g_prog = torch.stack((wn.clamp_min(0), (-wn).clamp_min(0)))
+    s = g.abs() * read_noise_relative(g_prog, read) * read_time_factor(t)
+    expected = (xn**2 @ (s**2).sum(0).T).sqrt() * amax * gain.flatten()
+    z = (noisy - clean) / expected
     assert z.std().item() == pytest.approx(1.0, rel=0.05)
     assert z.mean().abs().item() < 0.05
+
+
+def test_instance_read_noise_is_drawn_once_per_read_time():
+    read = 0.02
+    # no drift: an instance's conductance is g_prog + |g_prog| Q_s(g_prog) f(t) z_t
+    layer, k_mat = _layer(3600.0, **{**OFF, **CONST, "read_noise": read, "drift_nu": 0.0,
+                                     "drift_nu_std": 0.0, "drift_compensation": False})
+    layer.eval()
+    x = _x(256)
+    layer.draw_instance(3)
+    g_nominal, _ = layer.conductances(Mode.NOMINAL)
+    g1, _ = layer.conductances(Mode.INSTANCE)
+    y1 = layer(x)
+    assert torch.equal(layer(x), y1)  # not redrawn per read
+    layer.set_inference_time(86400.0)
+    g2, _ = layer.conductances(Mode.INSTANCE)
+    layer.set_inference_time(3600.0)
+    assert torch.equal(layer.conductances(Mode.INSTANCE)[0], g1)  # the same draw for the same time
+    assert torch.equal(layer(x), y1)
+    on = g_nominal > 0
+    q = read_noise_relative(g_nominal[on], read)
+    z1 = (g1[on] - g_nominal[on]) / (g_nominal[on] * q * read_time_factor(3600.0))
+    z2 = (g2[on] - g_nominal[on]) / (g_nominal[on] * q * read_time_factor(86400.0))
+    assert z1.std().item() == pytest.approx(1.0, rel=0.1) and z2.std().item() == pytest.approx(1.0, rel=0.1)
+    corr = ((z1 - z1.mean()) * (z2 - z2.mean())).mean() / (z1.std() * z2.std())
+    assert abs(corr.item()) < 0.15  # a fresh draw at another read time
 
 
 def test_read_noise_is_zero_for_reset_devices():
@@ -177,6 +256,86 @@ def test_read_noise_is_zero_for_reset_devices():
     x[:, 0] = 0.0
     layer.draw_instance(1)
     assert torch.allclose(layer(x), torch.zeros(64, OUT), atol=1e-6)
+
+
+def test_output_noise_per_tile_and_read():
+    out = 0.05
+    layer, k_mat = _layer(**{**OFF, "out_noise": out})
+    layer.eval()
+    x = _x(4000)
+    nominal = layer(x)
+    layer.draw_instance(2)
+    noisy = layer(x)
+    assert torch.equal(layer(x), noisy)  # re-seeded per read: deterministic for (x, seed)
+    amax = x.abs().amax(1, keepdim=True)
+    scale = k_mat.abs().amax(1)
+    # 3 row tiles, each column output of each tile with its own noise of std out_noise
+    z = (noisy - nominal) / (out * math.sqrt(3) * amax * scale)
+    assert z.std().item() == pytest.approx(1.0, rel=0.05)
+    assert z.mean().abs().item() < 0.05
+    x2 = x.clone()
+    x2[0] *= 1.0001  # another input vector in the batch does not change the others' noise
+    assert torch.equal(layer(x2)[1:], noisy[1:])
+
+
+def test_ir_drop_grows_with_row_position_and_wire_resistance():
+    # one input line driven at a time, a single 64-row tile, every weight at g_max
+    rows = 64
+    layer = _xbar(rows, 1, **{**OFF, "tile_rows": rows, "wire_resistance_ohm": 2.0})
+    layer.load_matrix(torch.ones(1, rows))
+    layer.eval()
+    x = torch.eye(rows)
+    with torch.no_grad():
+        y = layer(x)[:, 0]
+    drop = 1.0 - y  # ideal output 1 for every row
+    assert (drop[1:] > 0).all() and drop[0].item() == pytest.approx(0.0, abs=1e-6)  # row 0 sees none
+    assert (drop[1:] > drop[:-1]).all()  # grows with the row position within the tile
+    more = _xbar(rows, 1, **{**OFF, "tile_rows": rows, "wire_resistance_ohm": 4.0})
+    more.load_matrix(torch.ones(1, rows))
+    more.eval()
+    with torch.no_grad():
+        assert ((1.0 - more(x)[:, 0])[1:] > drop[1:]).all()
+    # off in training (aihwkit turns it off in hardware-aware training)
+    layer.train()
+    with torch.no_grad():
+        assert torch.allclose(layer(x)[:, 0], torch.ones(rows), atol=1e-6)
+
+
+@pytest.mark.parametrize("fractions", [(0.1, 0.0), (0.0, 0.2), (0.05, 0.05)])
+def test_stuck_devices_fixed_per_instance(fractions):
+    off, on = fractions
+    layer = _xbar(400, 20, **{**OFF, "stuck_off_fraction": off, "stuck_on_fraction": on})
+    layer.load_matrix(torch.full((20, 400), 0.5))  # every G+ at g_max, every G- at 0
+    g_nom, _ = layer.conductances(Mode.NOMINAL)
+    layer.draw_instance(6)
+    g, _ = layer.conductances(Mode.INSTANCE)
+    n = g.numel()
+    at_zero = ((g == 0) & (g_nom == 1)).sum().item() / (n / 2)  # stuck off among G+ devices
+    at_one = ((g == 1) & (g_nom == 0)).sum().item() / (n / 2)  # stuck on among G- devices
+    assert at_zero == pytest.approx(off, abs=4 * math.sqrt(off * (1 - off) / (n / 2)) + 1e-9)
+    assert at_one == pytest.approx(on, abs=4 * math.sqrt(on * (1 - on) / (n / 2)) + 1e-9)
+    assert torch.equal(layer.conductances(Mode.INSTANCE)[0], g)
+    layer.draw_instance(7)
+    assert not torch.equal(layer.conductances(Mode.INSTANCE)[0], g)
+    assert not torch.equal(layer.conductances(Mode.TRAINING)[0], layer.conductances(Mode.TRAINING)[0])
+
+
+def test_new_noise_fields_are_validated():
+    dev = AnalogCrossbarDevice()
+    for bad in ({"stuck_off_fraction": 0.7, "stuck_on_fraction": 0.4}, {"out_noise": -0.1},
+                {"wire_resistance_ohm": -1.0}, {"drift_model": "linear"}, {"stuck_on_fraction": 1.5}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            dev.with_overrides(bad)
+    cfg = dev.config
+    assert (cfg.read_noise, cfg.out_noise, cfg.wire_resistance_ohm) == (0.0088, 0.04, 0.35)
+    assert (cfg.drift_model, cfg.stuck_off_fraction, cfg.stuck_on_fraction) == ("pcm", 0.0, 0.0)
+    isaac = AnalogCrossbarDevice.from_preset("isaac")  # ideal ReRAM: no drift
+    layer = isaac.layer(IN, OUT)
+    layer.load_matrix(torch.randn(OUT, IN))
+    layer.set_inference_time(3.15576e7)
+    g, _ = layer.conductances(Mode.NOMINAL)
+    layer.set_inference_time(0.0)
+    assert torch.equal(layer.conductances(Mode.NOMINAL)[0], g)
 
 
 def test_adc_output_levels_single_tile():
@@ -301,36 +460,37 @@ def test_cost_grows_with_size_and_bits():
 
 
 # --------------------------------------------------------------------------- read time (API v2)
-# One programmed crossbar read at several times after programming. Reference numbers measured
-# with the pre-v2 API, where the read time was the config field ``drift_time_s`` and every time
-# needed its own layer: measured at commit b735860 (HEAD before device API v2; the device code
-# is the same as at abc40f7) with four layers ``AnalogCrossbarDevice(tile_rows=16, tile_cols=4,
-# drift_time_s=t)``, each loading the state of one programmed layer whose ADC range had been
-# calibrated on ``x`` at the nominal device, 1 h after programming.
+# One programmed crossbar read at several times after programming. Reference numbers recorded
+# with the noise model of issue 12 (aihwkit's PCMLikeNoiseModel: conductance-dependent drift
+# exponents, accumulated 1/f noise drawn once per read time, output noise, IR drop), on one
+# layer ``AnalogCrossbarDevice(tile_rows=16, tile_cols=4)`` whose ADC range was calibrated on
+# ``x`` at the nominal device 1 h after programming. (The pre-issue-12 model gave instance
+# accuracies 0.91/0.92/0.91 at 1 s and 0.85/0.88/0.84 at 1 y: the new noise is larger and grows
+# more with time.)
 READ_TIMES = (1.0, 3600.0, 86400.0, 31557600.0)  # 1 s, 1 h, 1 day, 1 year (365.25 d)
-PRE_V2_ACCURACY = {  # t -> argmax accuracy vs the ideal labels: nominal, instances 0, 1, 2
-    1.0: [0.949999988079071, 0.9120000004768372, 0.9179999828338623, 0.9139999747276306],
-    3600.0: [0.9520000219345093, 0.9160000085830688, 0.9100000262260437, 0.8799999952316284],
-    86400.0: [0.9539999961853027, 0.9020000100135803, 0.8999999761581421, 0.8700000047683716],
-    31557600.0: [0.9480000138282776, 0.8479999899864197, 0.8820000290870667, 0.8360000252723694],
+RECORDED_ACCURACY = {  # t -> argmax accuracy vs the ideal labels: nominal, instances 0, 1, 2
+    1.0: [0.9520000219345093, 0.878000020980835, 0.8920000195503235, 0.8799999952316284],
+    3600.0: [0.9480000138282776, 0.8840000033378601, 0.8759999871253967, 0.843999981880188],
+    86400.0: [0.9520000219345093, 0.828000009059906, 0.8360000252723694, 0.8320000171661377],
+    31557600.0: [0.949999988079071, 0.8100000023841858, 0.8100000023841858, 0.7919999957084656],
 }
-PRE_V2_OUTPUTS = {  # t -> y[0, :3] for the nominal device, then instances 0, 1, 2
-    1.0: [[-0.12072182446718216, 0.5550242066383362, 5.523808479309082],
-          [-0.54324871301651, 0.647528350353241, 5.627379417419434],
-          [0.18108244240283966, 0.647528350353241, 4.9714274406433105],
-          [-0.4225262999534607, 0.8787885308265686, 5.17857027053833]],
-    3600.0: [[-0.07825645059347153, 0.5396806001663208, 5.505380630493164],
-             [-0.3903539776802063, 0.6580451726913452, 5.492323875427246],
-             [0.07804885506629944, 0.5382491946220398, 4.999731540679932],
-             [-0.31316637992858887, 1.0798468589782715, 5.104844093322754]],
-    86400.0: [[-0.09173376858234406, 0.4920428991317749, 5.561586380004883],
-              [-0.3650454580783844, 0.6293667554855347, 5.376338481903076],
-              [0.09123701602220535, 0.48937591910362244, 5.009607315063477],
-              [-0.18334856629371643, 1.1239382028579712, 5.033633232116699]],
-    31557600.0: [[2.073424099080512e-07, 0.6608949899673462, 5.496888637542725],
-                 [-0.12161829322576523, 0.6523346304893494, 5.2865681648254395],
-                 [0.12163317203521729, 0.3728087246417999, 5.008948802947998],
-                 [-0.24508404731750488, 1.3145818710327148, 4.976292610168457]],
+RECORDED_OUTPUTS = {  # t -> y[0, :3] for the nominal device, then instances 0, 1, 2
+    1.0: [[-0.06075558066368103, 0.5586493015289307, 5.559886932373047],
+          [-0.1215820461511612, 0.3726528286933899, 5.180699825286865],
+          [0.42572423815727234, 0.4660205543041229, 5.078619956970215],
+          [-0.8518140912055969, 1.0723072290420532, 4.976401329040527]],
+    3600.0: [[-0.1573108732700348, 0.4821617603302002, 5.533447265625],
+             [-0.31464681029319763, 0.12055032700300217, 5.2639479637146],
+             [0.2376547008752823, 0.48561185598373413, 4.848095417022705],
+             [2.6454966928213253e-07, 1.1490561962127686, 5.010701656341553]],
+    86400.0: [[-0.09220358729362488, 0.5652133226394653, 5.590058326721191],
+              [0.0, 0.49745145440101624, 5.092273712158203],
+              [0.6431212425231934, 0.703994870185852, 4.676785469055176],
+              [-0.2743339538574219, 1.8918919563293457, 4.968715190887451]],
+    31557600.0: [[-4.152020380843169e-07, 0.5694965720176697, 5.596994400024414],
+                 [-0.12257809937000275, -1.5741707670713367e-07, 5.117978572845459],
+                 [-2.0700770164694404e-07, 0.6625139713287354, 4.8745436668396],
+                 [-0.1239701434969902, 1.9948540925979614, 5.247005462646484]],
 }
 RT_IN, RT_OUT, RT_N = 64, 10, 500
 
@@ -366,14 +526,17 @@ def _reads(layer, x, labels, t):
     return accs, outs
 
 
-def test_one_crossbar_read_at_four_times_matches_pre_v2_layers_per_time():
+def test_one_crossbar_read_at_four_times_matches_recorded_reads():
     k_mat, x, labels = _read_time_setup()
     layer = _programmed(k_mat, x)  # programmed once, read at every time
     for t in READ_TIMES:
         accs, outs = _reads(layer, x, labels, t)
-        assert accs == pytest.approx(PRE_V2_ACCURACY[t], abs=1e-9), t
-        for got, want in zip(outs, PRE_V2_OUTPUTS[t]):
+        assert accs == pytest.approx(RECORDED_ACCURACY[t], abs=1e-9), t
+        for got, want in zip(outs, RECORDED_OUTPUTS[t]):
             assert got == pytest.approx(want, abs=1e-5), t
+    # the instances lose accuracy as the chip ages (mean of the three instances)
+    means = [sum(RECORDED_ACCURACY[t][1:]) / 3 for t in READ_TIMES]
+    assert means[0] > means[2] > means[3] and means[1] > means[3]
 
 
 def test_one_crossbar_read_later_equals_freshly_programmed_layers():

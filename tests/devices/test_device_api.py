@@ -138,3 +138,19 @@ def test_forward_is_abstract():
     with pytest.raises(TypeError, match="forward"):
         NoForward(1, 1)
     assert issubclass(IdealDevice, Device)
+
+
+def test_a_layer_state_saved_before_a_field_existed_loads_with_its_default():
+    import json
+
+    from codesign.devices import create_device
+
+    layer = create_device("photonic_mzi").layer(6, 4)
+    state = layer.state_dict()
+    spec = json.loads(bytes(state["_extra_state"].tolist()).decode())
+    del spec["config"]["thermal_crosstalk"]  # a field added later
+    state["_extra_state"] = torch.tensor(list(json.dumps(spec).encode()), dtype=torch.uint8)
+    create_device("photonic_mzi").layer(6, 4).load_state_dict(state)
+    other = create_device("photonic_mzi", {"thermal_crosstalk": 0.2}).layer(6, 4)
+    with pytest.raises(ConfigError, match="thermal_crosstalk: saved 0.05"):
+        other.load_state_dict(state)  # the missing field reads as its default, 0.05

@@ -7,6 +7,8 @@ import torch
 
 from codesign.devices.photonic_mzi import (
     ADC_GSPS,
+    PhotonicMZIConfig,
+    neighbour_matrix,
     ADC_MW_8BIT,
     DAC_GSPS,
     DAC_MW_8BIT,
@@ -17,7 +19,7 @@ from codesign.devices.photonic_mzi import (
 from codesign.devices.base import Mode
 
 OFF = dict(phase_bits=32, phase_noise_rad=0.0, bs_error=0.0, dac_bits=32, adc_bits=32,
-           detector_noise=0.0)
+           detector_noise=0.0, receiver_noise=False)
 IN, OUT = 37, 5
 
 
@@ -60,7 +62,7 @@ def test_parameters_are_mesh_phases_and_singular_values():
 
 
 def test_phase_noise_spread_matches_sigma_and_is_fresh_in_training():
-    layer, _ = _layer(16, phase_noise_rad=0.05, bs_error=0.0)
+    layer, _ = _layer(16, phase_noise_rad=0.05, bs_error=0.0, thermal_crosstalk=0.0)
     layer.draw_instance(11)
     nominal = layer.realized_phases(Mode.NOMINAL)
     drawn = layer.realized_phases(Mode.INSTANCE)
@@ -266,3 +268,109 @@ def test_feasibility_follows_its_limit_fields():
     assert dev.with_overrides({"detector_sensitivity_dbm": -26.0}).feasibility(862, 10) == []
     # independent of the matrix size: a property of the tile's optical path
     assert PhotonicMZIDevice().feasibility(10_000, 100) == []
+
+
+# ------------------------------------------------------------------ issue 12: crosstalk, voltage DAC
+def test_thermal_crosstalk_correlates_neighbouring_phase_errors():
+    # e_i = z_i + c (z_{i-1} + z_{i+1}) along a mesh column: an interior heater has variance
+    # sigma^2 (1 + 2 c^2), adjacent heaters covariance 2 c sigma^2, next-but-one c^2 sigma^2
+    c, sigma = 0.3, 0.05
+    layer = PhotonicMZIDevice(block_size=16, phase_noise_rad=sigma, bs_error=0.0,
+                              thermal_crosstalk=c).layer(1600, 32)  # 200 tiles, 400 screens
+    layer.draw_instance(2)
+    err = layer.realized_phases(Mode.INSTANCE)["delta"] - layer.realized_phases(Mode.NOMINAL)["delta"]
+    err = err.detach().double()  # [400, 16] output screens: adjacent modes are neighbours
+    inner = err[:, 1:15]
+    assert inner.std().item() == pytest.approx(sigma * math.sqrt(1 + 2 * c * c), rel=0.05)
+    cov1 = (err[:, 2:14] * err[:, 3:15]).mean().item()  # both interior: exactly 2 c sigma^2
+    cov2 = (err[:, 2:13] * err[:, 4:15]).mean().item()
+    assert cov1 == pytest.approx(2 * c * sigma**2, rel=0.1)  # estimate's rel. std ~3 %
+    assert cov2 == pytest.approx(c * c * sigma**2, rel=0.35)  # 0.09 sigma^2, abs std ~0.02
+    # no crosstalk: independent errors
+    quiet, _ = _layer(16, phase_noise_rad=sigma, bs_error=0.0, thermal_crosstalk=0.0)
+    quiet.draw_instance(2)
+    e0 = (quiet.realized_phases(Mode.INSTANCE)["delta"] - quiet.realized_phases(Mode.NOMINAL)["delta"]).detach()
+    assert abs((e0[:, :-1] * e0[:, 1:]).mean().item()) < 0.1 * sigma**2
+
+
+def test_mesh_neighbours_are_adjacent_mzis_of_one_column():
+    adj = neighbour_matrix(4)  # columns (first mode, n): (0, 2), (1, 1), (0, 2), (1, 1)
+    assert adj.shape == (6, 6) and torch.equal(adj, adj.T)
+    assert adj.sum().item() == 2 * 2  # two pairs: MZIs 0-1 (column 0) and 3-4 (column 2)
+    assert adj[0, 1] == adj[3, 4] == 1.0 and adj[1, 2] == 0.0
+    assert torch.equal(neighbour_matrix(3, screen=True), torch.tensor(
+        [[0.0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=torch.float64))
+
+
+def test_uncalibrated_crosstalk_shifts_programmed_phases_and_nonvolatile_has_none():
+    c = 0.05
+    cal, _ = _layer(8, thermal_crosstalk=c)
+    raw, _ = _layer(8, thermal_crosstalk=c, crosstalk_calibrated=False)
+    a, b = cal.realized_phases(Mode.NOMINAL)["delta"], raw.realized_phases(Mode.NOMINAL)["delta"]
+    heat = torch.remainder(a, 2 * math.pi).double() @ neighbour_matrix(8, screen=True)
+    assert torch.allclose((b - a).double(), c * heat, atol=1e-5)
+    assert (b - a).abs().max().item() > 0.1  # ~ c x 2 neighbours x pi
+    pcm, _ = _layer(8, thermal_crosstalk=c, crosstalk_calibrated=False, phase_shifter="nonvolatile")
+    assert torch.equal(pcm.realized_phases(Mode.NOMINAL)["delta"], a)
+
+
+@pytest.mark.parametrize("bits", [3, 5])
+def test_voltage_quantization_levels_are_quadratic_in_the_code(bits):
+    layer, _ = _layer(16, phase_bits=bits, phase_quantization="voltage")
+    phi = layer.realized_phases(Mode.NOMINAL)["phi"].detach().double()
+    n = 2**bits
+    wrapped = torch.remainder(phi, 2 * math.pi)
+    levels = 2 * math.pi * (torch.arange(n + 1, dtype=torch.float64) / n) ** 2  # 2 pi (m / N)^2
+    dist = (wrapped[..., None] - levels).abs()
+    assert dist.min(-1).values.max().item() < 1e-5  # every phase sits on a level
+    used = torch.unique(dist.argmin(-1) % n)  # level N is 2 pi = level 0
+    assert len(used) >= n - 1
+    # the spacing grows with the phase: 2 pi / N^2 at the bottom, (2N - 1) 2 pi / N^2 at the top
+    assert 2 * math.pi * (n**2 - (n - 1) ** 2) / n**2 == pytest.approx(2 * math.pi * (2 * n - 1) / n**2)
+    uniform, _ = _layer(16, phase_bits=bits)
+    err_v = (phi - layer.phi.detach().double()).abs()
+    err_u = (uniform.realized_phases(Mode.NOMINAL)["phi"].detach().double() - uniform.phi.detach().double()).abs()
+    big = torch.remainder(layer.phi.detach().double(), 2 * math.pi) > 1.5 * math.pi
+    small = torch.remainder(layer.phi.detach().double(), 2 * math.pi) < 0.5 * math.pi
+    assert err_v[big].mean() > 1.3 * err_u[big].mean()  # coarser at large phases
+    assert err_v[small].mean() < 0.8 * err_u[small].mean()  # finer at small phases
+
+
+def test_voltage_quantization_passes_gradients_straight_through():
+    layer, _ = _layer(8, phase_bits=3, phase_quantization="voltage", phase_noise_rad=0.0)
+    layer.realized_phases(Mode.NOMINAL)["phi"].sum().backward()
+    assert torch.equal(layer.phi.grad, torch.ones_like(layer.phi))
+
+
+def test_new_fields_are_validated():
+    from codesign.errors import ConfigError
+
+    for bad in ({"phase_quantization": "current"}, {"thermal_crosstalk": 0.9},
+                {"laser_margin_db": 50.0}, {"tia_noise_pa_per_rthz": -1.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            PhotonicMZIDevice(**bad)
+
+
+def test_config_saved_before_issue_12_still_loads():
+    old = {"block_size": 12, "phase_bits": 8, "phase_noise_rad": 0.01, "bs_error": 0.005,
+           "dac_bits": 8, "adc_bits": 8, "detector_noise": 0.001, "analog_accumulation": True,
+           "clock_ghz": 5.0}
+    cfg = PhotonicMZIConfig.from_dict(old)
+    assert cfg.detector_noise == 0.001  # now an extra term on top of shot/TIA noise
+    assert cfg.receiver_noise and cfg.laser_margin_db == 0.0 and cfg.phase_quantization == "phase"
+
+
+# ------------------------------------------------------------------ issue 12: laser margin
+def test_laser_margin_scales_laser_waveguide_and_received_power():
+    base = PhotonicMZIDevice().cost(862, 10)
+    low = PhotonicMZIDevice(laser_margin_db=-10.0).cost(862, 10)
+    for key in ("laser_power_mw", "waveguide_power_mw", "received_power_mw"):
+        assert low[key] == pytest.approx(base[key] / 10, rel=1e-9), key
+    assert low["laser_pj"] == pytest.approx(base["laser_pj"] / 10, rel=1e-9)
+    # at zero margin a unit output brings sensitivity x 2^adc_bits to the detectors
+    assert base["received_power_mw"] == pytest.approx(10 ** (-25 / 10) * 256, rel=1e-9)
+    # a margin eats into the link budget
+    # k = 16: 11.25 mW per waveguide at zero margin; +10 dB is 112.5 mW, over the 100 mW limit
+    reasons = PhotonicMZIDevice(block_size=16, laser_margin_db=10.0).feasibility(862, 10)
+    assert reasons and "laser_margin_db=10 dB" in reasons[0] and "20.5 dBm" in reasons[0]
+    assert PhotonicMZIDevice(block_size=32, laser_margin_db=-1.0).feasibility(862, 10) == []

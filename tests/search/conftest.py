@@ -28,7 +28,8 @@ def plugin_site(tmp_path_factory):
     info = site / "codesign_search_testdev-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: codesign-search-testdev\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[codesign.devices]\nbrittle = {PLUGIN_MODULE}:BrittleDevice\n")
+    (info / "entry_points.txt").write_text(f"[codesign.devices]\nbrittle = {PLUGIN_MODULE}:BrittleDevice\n"
+                                        f"hopeless = {PLUGIN_MODULE}:HopelessDevice\n")
     return site
 
 

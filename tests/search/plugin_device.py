@@ -74,3 +74,23 @@ class BrittleDevice(Device):
             "area_mm2": 1e-5 * macs * self.config.bits,
             "n_macs": float(macs),
         }
+
+
+class HopelessDevice(BrittleDevice):
+    """A plugin whose layer fails on every input: every trial of a search on it fails."""
+
+    name = "hopeless"
+    description = "test plugin: its layer raises on every call"
+
+    def layer(self, in_features: int, out_features: int) -> BrittleLayer:
+        layer = BrittleLayer(in_features, out_features, self.config.bits)
+
+        def forward(x):
+            raise RuntimeError("this test device cannot compute anything")
+
+        layer.forward = forward
+        return layer
+
+    @classmethod
+    def search_space(cls):
+        return {"bits": IntRange(2, 5)}

@@ -14,6 +14,7 @@ from codesign.opcounts import OpCounts
 from codesign import dictionaries
 from codesign.dictionaries import Dictionary, DictionaryParams, create_dictionary, get_dictionary_class, register_dictionary
 from codesign.errors import ConfigError
+from codesign.features import fit_memory
 from codesign.devices.base import Choice, FloatRange, IntRange
 from codesign.search.space import (
     build_space,
@@ -61,14 +62,15 @@ def test_rank_is_capped_by_input_dimension():
 
 
 def test_rank_is_capped_by_memory_per_dictionary_size():
-    # 60000 rows, 64 MiB: at most 279 features: C(24,2) = 276 -> r <= 22; C(12,3) = 220 -> r <= 9
-    space = _space(n_inputs=784, n_train=54000, n_rows=60000, max_memory=64 << 20, ranks=(2, 100))
+    # 60000 rows, 103 MB: at most 279 features (60000 x F x 6 bytes of features and their pass
+    # copy + 4 F^2 x 8 of Gram and factors): C(24,2) = 276 -> r <= 22; C(12,3) = 220 -> r <= 9
+    space = _space(n_inputs=784, n_train=54000, n_rows=60000, max_memory=103_000_000, ranks=(2, 100))
     assert space.max_rank("monomial", {"degree": 2}) == 22
     assert space.max_rank("monomial", {"degree": 3}) == 9
     # and the centre count by the same budget at the smallest rank: 1 + 2 + 276 = 279
     assert space.dictionaries["rbf"]["centers"] == IntRange(16, 276, log=True)
     for p in _sample(space):
-        assert 60000 * _n_features(p) * 4 <= 64 << 20
+        assert sum(fit_memory(60000, _n_features(p)).values()) <= 103_000_000
     d = json.loads(json.dumps(space.describe()))
     assert d["max_rank"]["monomial"] == {"degree=2": 22, "degree=3": 9}
     assert d["dictionaries"]["rbf"]["centers"] == {"int": [16, 276], "log": True}
@@ -76,9 +78,9 @@ def test_rank_is_capped_by_memory_per_dictionary_size():
 
 def test_branches_that_cannot_fit_are_dropped():
     # degree 3 cannot fit at rank 20 in 64 MiB, degree 2 can
-    space = _space(n_rows=60000, max_memory=64 << 20, ranks=(20, 30), dictionaries=["monomial"])
+    space = _space(n_rows=60000, max_memory=103_000_000, ranks=(20, 30), dictionaries=["monomial"])
     assert space.dictionaries["monomial"]["degree"] == Choice((2,))
-    space = _space(n_rows=60000, max_memory=64 << 20, ranks=(20, 30), dictionary_space={"degree": "3"})
+    space = _space(n_rows=60000, max_memory=103_000_000, ranks=(20, 30), dictionary_space={"degree": "3"})
     assert list(space.dictionaries) == ["rbf"] and "no degree searched fits" in space.dropped["monomial"]
     with pytest.raises(ConfigError, match=r"no dictionary fits --max-memory \(1.0 MiB for 60000 rows\) even at "
                                           r"pca_rank=20 \(monomial: no degree searched fits"):
@@ -205,11 +207,12 @@ def test_plugins_sharing_a_parameter_name_search_side_by_side(width_dictionaries
     params = _sample(space, n=30, sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
     assert {p["dictionary"] for p in params} == {"widths_a", "widths_b"}
     assert all(("widths_a/width" in p) != ("widths_b/width" in p) for p in params)
-    # An integer parameter is capped by bisection: 1000 rows x (1 + 2 w) x 4 bytes <= 36000 -> w <= 4
-    space = _space(dictionaries=["widths_b"], n_rows=1000, max_memory=36_000, ranks=(2, 10))
+    # An integer parameter is capped by bisection: F = 1 + 2 w features of 1000 rows take
+    # 1000 F 6 + 32 F^2 bytes <= 60000 -> F <= 9 -> w <= 4
+    space = _space(dictionaries=["widths_b"], n_rows=1000, max_memory=60_000, ranks=(2, 10))
     assert space.dictionaries["widths_b"]["width"] == IntRange(1, 4)
     for p in _sample(space, n=20):
-        assert 1000 * _n_features(p) * 4 <= 36_000
+        assert sum(fit_memory(1000, _n_features(p)).values()) <= 60_000
 
 
 def test_every_installed_dictionary_space_builds():
