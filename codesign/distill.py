@@ -286,8 +286,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
     layer = None
     if device is not None:
         n_out, n_in = student.K_.shape
+        probe_layer(device, student.K_, psi_train[:8], cfg.device)
         layer = device.layer(n_in, n_out).to(dev)
-        probe_layer(layer, psi_train[:8], cfg.device)
         if cfg.protocol == "aware":
             info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, cfg.fit)
             metrics["aware_seconds"] = info.seconds
@@ -340,21 +340,28 @@ def check_layer_output(y, batch: int, layer: torch.nn.Module, device_name: str, 
                           "check the plugin's forward and its config")
 
 
-def probe_layer(layer: torch.nn.Module, x: torch.Tensor, device_name: str) -> None:
-    """Run ``layer`` once in training and once in eval mode on ``x`` and check its outputs."""
-    was = layer.training
+def probe_layer(device, matrix: torch.Tensor, x: torch.Tensor, device_name: str) -> None:
+    """Program a throw-away layer of ``device`` with ``matrix``, run it once in training and once
+    in eval mode on ``x``, and check its outputs.
+
+    Throw-away: a forward pass may calibrate state (converter ranges, quantizer statistics) that
+    must come from the real data, not from this probe.
+    """
+    try:
+        probe = device.layer(matrix.shape[1], matrix.shape[0]).to(x.device)
+        probe.load_matrix(matrix)
+    except Exception as exc:  # noqa: BLE001 - a plugin's own error, reported with its name
+        raise ConfigError(f"device {device_name!r} failed to build or program a {matrix.shape[0]}x{matrix.shape[1]} "
+                          f"layer: {type(exc).__name__}: {exc}") from exc
     for train in (True, False):
-        layer.train(train)
+        probe.train(train)
         try:
             with torch.no_grad():
-                y = layer(x)
+                y = probe(x)
         except Exception as exc:  # noqa: BLE001 - a plugin's own error, reported with its name
             raise ConfigError(f"device {device_name!r} failed on a [{x.shape[0]}, {x.shape[1]}] batch "
                               f"({'training' if train else 'eval'} mode): {type(exc).__name__}: {exc}") from exc
-        check_layer_output(y, x.shape[0], layer, device_name, f"in {'training' if train else 'eval'} mode")
-    if hasattr(layer, "clear_instance"):
-        layer.clear_instance()
-    layer.train(was)
+        check_layer_output(y, x.shape[0], probe, device_name, f"in {'training' if train else 'eval'} mode")
 
 
 def pca_device_layer(device, pipeline: FeaturePipeline):

@@ -244,3 +244,22 @@ def bad_plugin(monkeypatch):
 def test_a_plugin_breaking_the_contract_at_run_time_is_named(bad_plugin, digits_teacher, mode, message):
     with pytest.raises(ConfigError, match=message):
         run_distill(DistillConfig(device="badplugin", device_overrides={"mode": mode}, pca_rank=4), Workspace())
+
+
+def test_the_run_time_probe_programs_a_layer_of_its_own(digits_teacher, monkeypatch):
+    """The contract probe must not calibrate the layer that is evaluated (converter ranges and
+    quantizer statistics come from the real data): it builds a throw-away layer."""
+    from codesign import distill
+
+    built = []
+    real = distill.probe_layer
+
+    def spy(device, matrix, x, name):
+        built.append(matrix.shape)
+        return real(device, matrix, x, name)
+
+    monkeypatch.setattr(distill, "probe_layer", spy)
+    a = run_distill(DistillConfig(device="fpga_fixed_point", pca_rank=10, hw_draws=1), Workspace()).metrics
+    monkeypatch.setattr(distill, "probe_layer", lambda *args: None)
+    b = run_distill(DistillConfig(device="fpga_fixed_point", pca_rank=10, hw_draws=1), Workspace()).metrics
+    assert built == [(10, 66)] and a["hw_accuracies"] == b["hw_accuracies"]
