@@ -78,6 +78,11 @@ class SearchConfig:
     address: str | None = option(None, "Ray cluster to run on (auto, or host:port)", show_default="$RAY_ADDRESS, else a local Ray")
     resume: bool = option(False, "continue the search in --out (finished trials are kept)")
     out: str | None = option(None, "results folder (required)")
+    storage: str | None = option(
+        None, "Optuna storage the search's study is written to: a SQLAlchemy URL (sqlite:///f.db, "
+              "postgresql://...) or a SQLite file path; rewritten from trials.jsonl after every run",
+        metavar="URL", show_default="sqlite:///OUT/study.db")
+    study_name: str = option("codesign", "name of the Optuna study in --storage", metavar="NAME")
     quiet: bool = option(False, "no per-trial lines or progress bar")
 
     def __post_init__(self) -> None:
@@ -105,6 +110,10 @@ class SearchConfig:
                                   f"(for {v:g}% write {v / 100:g})")
             check_range("min_accuracy", v, 0.0, 1.0)
             object.__setattr__(self, "min_accuracy", float(v))
+        if not isinstance(self.study_name, str) or not self.study_name.strip():
+            raise ConfigError(f"study_name={self.study_name!r}: give a non-empty name")
+        if self.storage is not None and (not isinstance(self.storage, str) or not self.storage.strip()):
+            raise ConfigError(f"storage={self.storage!r}: give a SQLAlchemy URL or a file path")
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
         if not self.pca_placements:

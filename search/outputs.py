@@ -185,7 +185,7 @@ class TrialLog:
 CORE_METRICS = (
     "hw_accuracy", "cost", "hw_accuracy_std", "hw_accuracy_worst", "float_accuracy", "train_accuracy", "n_features",
 )
-TAIL_METRICS = ("fit_seconds", "iterations", "trial_seconds", "student")
+TAIL_METRICS = ("fit_seconds", "iterations", "trial_seconds", "node_id", "student")
 
 
 def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] = ()) -> dict[str, Any]:

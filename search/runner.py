@@ -43,6 +43,7 @@ from codesign.features import parse_memory
 from codesign.inference_cost import STAGES, TOTAL_KEYS
 
 from . import outputs
+from .study import check_storage, publish, search_token, storage_url
 from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
@@ -249,7 +250,9 @@ def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, 
 
     trial_id = tune.get_context().get_trial_id()
     metrics, _ = run_trial(config, base, cost, teacher=teacher, save_to=Path(students_dir) / f"{trial_id}.pt")
-    tune.report(metrics)
+    import ray  # the Ray node the trial ran on (Tune's node_ip is dropped and is one IP for nodes on one host)
+
+    tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()})
 
 
 def _error_text(trial) -> str:
@@ -350,8 +353,43 @@ def init_ray(address: str | None, cpus: int | None) -> bool:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=int(cpus or os.cpu_count() or 1), **kwargs)
+        # a private Ray of our own: token auth stays on (Ray's default), only its notice goes
+        with _without_ray_auth_notice():
+            ray.init(address="local", num_cpus=int(cpus or os.cpu_count() or 1), **kwargs)
     return True
+
+
+#: The logger and the start of the one notice :func:`_without_ray_auth_notice` drops (Ray 2.5x-2.6x,
+#: ``ray/_private/authentication/authentication_token_setup.py``, ``_warn_token_auth_enabled``).
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+_RAY_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster."
+
+
+def _drop_ray_auth_notice(record: logging.LogRecord) -> bool:
+    """Logging filter: False (drop) for Ray's "token authentication is enabled" notice only."""
+    try:
+        return not str(record.getMessage()).startswith(_RAY_AUTH_NOTICE)
+    except Exception:  # noqa: BLE001 - a record that cannot be formatted is not ours to judge
+        return True
+
+
+@contextlib.contextmanager
+def _without_ray_auth_notice():
+    """Drop Ray's notice that token authentication is on, for a Ray that codesign starts itself.
+
+    ``ray.init()`` of a new local cluster turns token authentication on (a token in
+    ``~/.ray/auth_token``, so that other users of the machine cannot submit work to it) and
+    warns about it each time, suggesting ``RAY_AUTH_MODE=disabled``: that is right for a private
+    Ray, and not the user's concern. Only that one message is dropped (a filter on its logger for
+    the duration of the call); authentication stays on and every other warning, including Ray's
+    warning that authentication is *disabled*, is kept.
+    """
+    logger = logging.getLogger(_RAY_AUTH_LOGGER)
+    logger.addFilter(_drop_ray_auth_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_drop_ray_auth_notice)
 
 
 def _study_storage(space: SearchSpace, records: list[dict]):
@@ -464,6 +502,8 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
         device_space=device_cls.search_space(), pinned=pinned, dictionaries=dictionaries, ranks=cfg.ranks,
         dictionary_space=dictionary_space, placements=cfg.pca_placements,
     )
+    study_url, study_token = storage_url(cfg.storage, out), search_token(stored)
+    check_storage(study_url, cfg.study_name, study_token)  # a bad --storage is refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     (out / "students" / "trials").mkdir(parents=True, exist_ok=True)
     students_dir = str(out / "students" / "trials")
@@ -477,6 +517,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     meta = {
         "format": outputs.FORMAT, "identity": ident, "options": resolved, "base": base.to_dict(), "space": space.describe(),
         "rounds": rounds, "created": (stored or {}).get("created") or _dt.datetime.now().isoformat(timespec="seconds"),
+        "study_token": study_token,
     }
     atomic_write_json(out / outputs.SEARCH_NAME, meta)
     atomic_write_text(out / "config.toml", dump_toml({k: v for k, v in resolved.items() if k not in RUNTIME_KEYS or k == "out"}))
@@ -547,6 +588,14 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
 
     with torch_threads(1):
         summary = finalize(out, records, cfg, space, progress)
+    # the Optuna study, derived from trials.jsonl (rewritten whole: the two never disagree)
+    summary["study"] = publish(study_url, cfg.study_name, study_token, records, summary, meta["space"])
+    if "error" in summary["study"]:  # said even with --quiet; the results are written
+        progress.console.print(f"warning: the Optuna study was not written to {summary['study']['storage']} "
+                               f"({summary['study']['error']}); --resume writes it again", markup=False, highlight=False)
+    else:
+        progress.log(f"Optuna study {cfg.study_name!r} ({summary['study']['n_trials']} trials) in "
+                     f"{summary['study']['storage']}: optuna-dashboard {summary['study']['storage']}")
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     summary["interrupted"] = interrupted
     atomic_write_json(out / "front.json", summary)

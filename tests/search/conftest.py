@@ -60,7 +60,7 @@ def ray_session(codesign_cache, plugin_site):
         old = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = env_with_plugin(plugin_site)["PYTHONPATH"]
         try:  # (ray.init sets variables of its own, e.g. its auth token: restore only ours)
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         finally:
             if old is None:
                 os.environ.pop("PYTHONPATH", None)
