@@ -175,9 +175,7 @@ class FeaturePipeline:
         self.check_memory(len(x))
         out = torch.empty(len(x), self.n_features, dtype=torch.float32)
         for i in range(0, len(x), CHUNK_ROWS):
-            z = self.pca_.transform(x[i : i + CHUNK_ROWS])
-            block = self.dictionary.transform(z)
-            out[i : i + CHUNK_ROWS] = (block - self.mean_) / self.std_
+            out[i : i + CHUNK_ROWS] = self.lift(self.pca_.transform(x[i : i + CHUNK_ROWS]))
         if not torch.isfinite(out).all():
             raise NumericalError(
                 f"lifted features hold NaN or Inf ({self.dictionary.describe()}, pca_rank={self.rank}); "

@@ -120,13 +120,12 @@ def inference_cost(
         return {"energy_pj": None, "latency_ns": None, "area_mm2": None, "feasible": False,
                 "infeasible": reasons, "stages": None, **out, "device": counts}
 
-    units_mm2 = hc.macs_per_cycle * (DATAPATHS[hc.datapath].mult_um2 + DATAPATHS[hc.datapath].add_um2) * 1e-6
+    units_mm2 = digital_cost(OpCounts(), hc.datapath, hc.clock_mhz, hc.macs_per_cycle)["area_mm2"]  # the MAC array
     stages: dict[str, dict[str, Any]] = {}
     conversion = 0.0
     if pca_placement == "host":
         c = digital_cost(matvec_ops(n_inputs, rank) + OpCounts(adds=rank), hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
         stages["pca"] = _stage("host", c["energy_pj"], c["latency_ns"], c["area_mm2"])
-        host_units_counted = True
     else:
         offset = digital_cost(OpCounts(adds=rank, inputs=rank, outputs=rank), hc.datapath, hc.clock_mhz,
                               hc.macs_per_cycle)
@@ -134,10 +133,9 @@ def inference_cost(
         conversion += conv_pca
         stages["pca"] = _stage(
             "device", matrix + offset["energy_pj"], float(pca_dev["latency_ns"]) + offset["latency_ns"],
-            float(pca_dev["area_mm2"]) + offset["area_mm2"])
-        host_units_counted = True  # the offset's adds run on the host's units
+            float(pca_dev["area_mm2"]) + offset["area_mm2"])  # the offset's adds run on the host's units
     lift = digital_cost(lift_ops, hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
-    lift_area = lift["area_mm2"] - (units_mm2 if host_units_counted else 0.0)
+    lift_area = lift["area_mm2"] - units_mm2  # the host's MAC array is counted once, in the pca stage
     stages["lift"] = _stage("host", lift["energy_pj"], lift["latency_ns"], lift_area)
     matrix, conv_k = _split(k_cost, conv)
     conversion += conv_k

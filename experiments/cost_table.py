@@ -3,8 +3,8 @@
 For every installed device, at its defaults and at each of its presets, prints and writes
 (``cost_table.md`` beside this script, or ``--out``):
 
-* the matrix stage K of a 862-input x 10-output student (MNIST, PCA rank 40, degree-2
-  monomials: 861 features plus the constant) on the device: energy per MAC of the matrix stage
+* the matrix stage K of a 861-input x 10-output student (MNIST, PCA rank 40, degree-2
+  monomials: 861 features, the constant included) on the device: energy per MAC of the matrix stage
   (the device's energy minus its converters), of the converters, and in all; the energy
   components; feasibility;
 * the whole inference (784 pixels -> PCA r=40 -> degree-2 lift -> K) with the PCA projection

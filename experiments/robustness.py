@@ -76,7 +76,7 @@ def evaluate(device, state, psi_test, y_test, draws, seed, t_inference_s):
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "worst": float(np.min(accs)), "all": accs}
 
 
-def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_time_s, drift=False):
+def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_time_s):
     """Post hoc and aware for one device config, read ``eval_time_s`` after programming; a row dict."""
     device = create_device(name, overrides)
     F, C = K.shape[1], K.shape[0]
@@ -96,10 +96,6 @@ def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_t
     states["aware"] = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
     for proto, st in states.items():
         row[proto] = evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)
-        if drift:  # the same programmed chip, read later
-            row[proto]["drift"] = {
-                label: evaluate(device, st, feats.test, yt, draws, seed, t) for label, t in DRIFT_TIMES.items()
-            }
     return row
 
 
@@ -286,13 +282,12 @@ def plot(results, path):
         ideal = res["ideal_accuracy"] * 100
         for j, (dev, label) in enumerate(panels):
             ax = axes[i][j]
-            if True:
-                rows = [r for r in res["rows"] if r["device"] == dev and r["sweep"] == label]
-                xs = [r["value"] for r in rows]
-                for proto, style in (("posthoc", "o--"), ("aware", "s-")):
-                    ax.errorbar(xs, [r[proto]["mean"] * 100 for r in rows], yerr=[r[proto]["std"] * 100 for r in rows],
-                                fmt=style, label=proto, capsize=2)
-                ax.set_xlabel(label)
+            rows = [r for r in res["rows"] if r["device"] == dev and r["sweep"] == label]
+            xs = [r["value"] for r in rows]
+            for proto, style in (("posthoc", "o--"), ("aware", "s-")):
+                ax.errorbar(xs, [r[proto]["mean"] * 100 for r in rows], yerr=[r[proto]["std"] * 100 for r in rows],
+                            fmt=style, label=proto, capsize=2)
+            ax.set_xlabel(label)
             ax.axhline(ideal, color="grey", lw=0.8, ls=":", label="ideal student")
             ax.set_title(f"{res['dataset']}: {dev}", fontsize=9)
             ax.set_ylabel("test accuracy on hardware (%)")

@@ -717,7 +717,7 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
             "cost": m["cost"], "val_hw_accuracy": m["hw_accuracy"], "val_hw_accuracy_std": m.get("hw_accuracy_std"),
             "val_float_accuracy": m.get("float_accuracy"), "n_features": m.get("n_features"),
             "costs": {k: v for k, v in m.items() if k not in outputs.CORE_METRICS and k not in outputs.TAIL_METRICS
-                      and isinstance(v, (int, float))},
+                      and isinstance(v, (int, float)) and not isinstance(v, bool)},
             "student": student_path(r),
         })
     k = knee_point([p["val_hw_accuracy"] for p in front], [p["cost"] for p in front])
