@@ -124,6 +124,11 @@ class SavedStudent:
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.logits(x).argmax(1).numpy() == np.asarray(y)).mean())
 
+    def device(self):
+        """The device the student was saved with, its config read through ``Config.from_dict``."""
+        cls = get_device_class(self.device_name)
+        return cls(cls.Config.from_dict(dict(self.device_config or {})))
+
     def device_layer(self, t_inference_s: float | None = None):
         """The device layer as trained/programmed (None if no device was used).
 
@@ -139,9 +144,8 @@ class SavedStudent:
         """
         if self.device_name is None:
             return None
-        cls = get_device_class(self.device_name)
         saved = dict(self.device_config or {})
-        dev = cls(cls.Config.from_dict(saved))
+        dev = self.device()
         layer = dev.layer(self.K.shape[1], self.K.shape[0])
         layer.load_matrix(self.K)
         if self.layer_state is not None:
@@ -167,8 +171,7 @@ class SavedStudent:
         layer = self.device_layer(t_inference_s)
         labels = torch.as_tensor(np.asarray(y))
         if self.metrics.get("pca_placement") == "device":  # the projection ran on the device too
-            cls = get_device_class(self.device_name)
-            pca_layer = pca_device_layer(cls(cls.Config.from_dict(dict(self.device_config or {}))), self.pipeline)
+            pca_layer = pca_device_layer(self.device(), self.pipeline)
             pca_layer.set_inference_time(layer.t_inference_s)
             return hardware_accuracy_with_pca(layer, pca_layer, self.pipeline, np.asarray(x, dtype=np.float32),
                                               labels, draws, seed)

@@ -98,6 +98,7 @@ from .base import (
     quantize_symmetric,
     ste,
 )
+from .digital import DATAPATHS
 
 T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
 # --- ISAAC (Shafiee et al., ISCA 2016, 32 nm; its IMA component table) ---
@@ -115,7 +116,7 @@ ISAAC_CROSSBARS = 168 * 12 * 8
 # 0.021 pJ per 16-bit shift-and-add; ADC 16 mW for 8 ADCs at 1.2 GS/s -> 1.667 pJ (Kull et al.,
 # ISSCC 2013, 8-bit 1.2 GS/s SAR ADC in 32 nm), with Saberi et al. (2011) resolution scaling.
 ISAAC_SHIFT_ADD_PJ = 0.021
-INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014 (45 nm): 32-bit add, for row-tile partial sums
+INT32_ADD_PJ = DATAPATHS["int32"].add_pj  # Horowitz, ISSCC 2014 (45 nm): 32-bit add, row-tile partial sums
 # --- mean programmed conductance ---
 # Mean over a column of |w| / max|w| for iid Gaussian weights: 0.237 for 862 weights, 0.265 for
 # 256 (Monte Carlo, 4000 columns; computed for this model). With column-wise mapping max|w| ->

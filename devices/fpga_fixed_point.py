@@ -44,13 +44,13 @@ from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPointMSE
 from codesign.errors import ConfigError, check_choice, check_range
 
 from .base import Choice, Device, DeviceConfig, DeviceLayer, IntRange, Preset, SearchSpec, preset_table
+from .digital import DATAPATHS, SRAM_BITCELL_UM2
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, energy and
-# area table of 45 nm operations: 8x8-bit multiply
-# 0.2 pJ / 282 um^2 (array multiplier energy and area ~ product of the widths), 32-bit add
-# 0.1 pJ / 137 um^2 (~ width).
-MULT_8X8_PJ, MULT_8X8_UM2 = 0.2, 282.0
-ADD_32_PJ, ADD_32_UM2 = 0.1, 137.0
+# area table of 45 nm operations (codesign.devices.digital): 8x8-bit multiply 0.2 pJ / 282 um^2
+# (array multiplier energy and area ~ product of the widths), 32-bit add 0.1 pJ / 137 um^2 (~ width).
+MULT_8X8_PJ, MULT_8X8_UM2 = DATAPATHS["int8"].mult_pj, DATAPATHS["int8"].mult_um2
+ADD_32_PJ, ADD_32_UM2 = DATAPATHS["int32"].add_pj, DATAPATHS["int32"].add_um2
 # Kuon & Rose, "Measuring the gap between FPGAs and ASICs", IEEE TCAD 26(2) 2007, abstract
 # (90 nm FPGA vs 90 nm standard cells): soft logic (LUTs and flip-flops) needs ~35x the area
 # and ~14x the dynamic power of a standard-cell ASIC.
@@ -75,7 +75,6 @@ DSP_MULT_BITS = (25, 18)
 # reads/writes, i.e. 70 pJ per 36-bit access = 1.9 pJ/bit (an older node, writes included).
 BRAM_PJ_PER_BIT = 10.0 / 64
 BRAM_PJ_PER_BIT_DS512 = 21e-3 / 300e6 * 1e12 / 36  # 1.94 pJ/bit: the bound quoted above
-SRAM_BITCELL_UM2 = 0.346  # 45 nm 6T cell (Mistry et al., IEDM 2007)
 BRAM18_BITS = 18 * 1024  # RAMB18: 18 Kb (Xilinx UG473, 7 Series FPGAs Memory Resources)
 
 

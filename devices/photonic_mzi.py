@@ -73,6 +73,7 @@ from .base import (
     ste,
 )
 from .clements import decompose, mesh_layout, rebuild
+from .digital import DATAPATHS
 
 # --- Lightening-Transformer simulator (Zhu et al., HPCA 2024; github.com/zhuhanqing/
 # Lightening-Transformer, hardware_simulator/params/device_params/default.yaml, Bs_mzi_8bit.yaml,
@@ -159,7 +160,7 @@ THERMAL_CROSSTALK = 0.05
 PHASE_QUANTIZATIONS = ("phase", "voltage")
 
 # --- other constants ---
-INT32_ADD_PJ = 0.1  # Horowitz, ISSCC 2014, 45 nm: 32-bit integer add (digital partial sums)
+INT32_ADD_PJ = DATAPATHS["int32"].add_pj  # Horowitz, ISSCC 2014, 45 nm: 32-bit add (digital partial sums)
 GROUP_INDEX = 4.2  # group index of a 500 x 220 nm SOI strip waveguide (typical value, e.g.
 # Chrostowski & Hochberg, Silicon Photonics Design, CUP 2015, ch. 3; not re-checked here)
 C_UM_PER_NS = 299_792.458  # speed of light

@@ -116,6 +116,19 @@ def record_problem(record: Any) -> str:
     return ""
 
 
+def student_path(record: Mapping[str, Any]) -> str:
+    """Where a trial's student is saved, relative to the search folder (the folder may move).
+
+    The Ray trial id comes from ``trials.jsonl``: anything but a Ray id (``../x``, ``/etc``) is
+    refused, so that no file outside the folder is read or written.
+    """
+    rid = record.get("ray_trial_id")
+    if not (isinstance(rid, str) and RAY_TRIAL_ID.fullmatch(rid)):
+        raise ConfigError(f"trial {record.get('trial')!r}: ray_trial_id {rid!r} is not a Ray trial id; "
+                          "the search folder's trials.jsonl is damaged or not from codesign")
+    return f"students/trials/{rid}.pt"
+
+
 def next_trial_number(records: Sequence[Mapping[str, Any]]) -> int:
     """The number of the next trial: one past the largest so far (never one in use)."""
     return max((int(r["trial"]) for r in records), default=-1) + 1
@@ -239,7 +252,7 @@ def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str
         row.update({k: m.get(k) for k in extra})
         row.update({k: m.get(k) for k in TAIL_METRICS})
         if r.get("status") == "completed" and r.get("ray_trial_id"):
-            row["student"] = f"students/trials/{r['ray_trial_id']}.pt"  # relative: the folder may move
+            row["student"] = student_path(r)  # relative: the folder may move
         row["ray_trial_id"] = r.get("ray_trial_id")
         row["error"] = r.get("error", "")
         rows.append(row)

@@ -43,6 +43,7 @@ from codesign.features import parse_memory
 from codesign.inference_cost import STAGES, TOTAL_KEYS
 
 from . import outputs
+from .outputs import student_path
 from .study import check_storage, publish, search_token, storage_url
 from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
@@ -165,7 +166,7 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
             )
         if not resume:
             raise ConfigError(
-                f"{out} already holds this search ({len(outputs.TrialLog(out / outputs.LOG_NAME).read())} trials); "
+                f"{out} already holds this search ({n_done} trials); "
                 "pass --resume to continue it, or choose a fresh --out"
             )
         return stored
@@ -690,19 +691,6 @@ def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: Searc
         "test_hw_accuracy_worst": hw["worst"],
         "test_float_accuracy": exact_accuracies([st.accuracy(full.x_test, full.y_test)], n)[0],
     }
-
-
-def student_path(record: Mapping[str, Any]) -> str:
-    """Where a trial's student is saved, relative to the search folder (the folder may move).
-
-    The Ray trial id comes from ``trials.jsonl``: anything but a Ray id (``../x``, ``/etc``) is
-    refused, so that no file outside the folder is read or written.
-    """
-    rid = record.get("ray_trial_id")
-    if not (isinstance(rid, str) and outputs.RAY_TRIAL_ID.fullmatch(rid)):
-        raise ConfigError(f"trial {record.get('trial')!r}: ray_trial_id {rid!r} is not a Ray trial id; "
-                          "the search folder's trials.jsonl is damaged or not from codesign")
-    return f"students/trials/{rid}.pt"
 
 
 def summarise(records: list[dict], cfg: SearchConfig) -> dict:

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from codesign.errors import ConfigError
 
+from .outputs import student_path
 from .space import DEVICE_PREFIX, flatten_config
 
 #: The study file a search writes into its folder when no ``--storage`` is given.
@@ -212,7 +213,7 @@ def frozen_trial(record: Mapping[str, Any], dists: Mapping[str, Any], front: Map
     if record.get("ray_trial_id"):
         attrs["ray_trial_id"] = record["ray_trial_id"]
         if status == "completed":
-            attrs["student"] = f"students/trials/{record['ray_trial_id']}.pt"
+            attrs["student"] = student_path(record)
     attrs.update({k: v for k, v in m.items() if k not in _SKIP_METRICS and _number(v)})
     p = front.get(record.get("trial"))
     if p is not None:
