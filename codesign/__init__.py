@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "SavedStudent": "artifacts", "load_student": "artifacts", "save_student": "artifacts",
     "Dataset": "data", "load_dataset": "data",
+    "ExportedModel": "export", "export_student": "export", "load_export": "export", "verify_export": "export",
     "Dictionary": "dictionaries", "create_dictionary": "dictionaries", "list_dictionaries": "dictionaries",
     "get_dictionary_class": "dictionaries",
     "DistillConfig": "distill", "DistillResult": "distill", "Workspace": "distill", "run_distill": "distill",

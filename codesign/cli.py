@@ -1,4 +1,4 @@
-"""The ``codesign`` command line: teacher, distill, reproduce, devices, search, pareto.
+"""The ``codesign`` command line: teacher, distill, reproduce, devices, search, pareto, export.
 
 This module owns every command group. Each command's options are declared once, on its config
 dataclass (:class:`~codesign.distill.DistillConfig`, :class:`~codesign.students.FitConfig`,
@@ -204,6 +204,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "into FILE-breakdown.png/.pdf")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     p.set_defaults(func=cmd_pareto)
+
+    p = sub.add_parser(
+        "export", help="export a saved student: whole-inference ONNX/QONNX, front end, device-native files",
+        description="Write the student's complete inference into DIR: export.json (manifest with checksums), "
+                    "frontend.npz, matrix.npz, model.onnx, model.qonnx.onnx (FPGA) and device/ (the device's own "
+                    "format); --verify re-imports the files alone and compares them with the student.",
+    )
+    p.add_argument("student", metavar="STUDENT",
+                   help="a student.pt (codesign distill --out DIR writes DIR/student.pt), a search folder with "
+                        "--member, or an export folder to --verify again")
+    p.add_argument("--member", help="with a search folder: knee, accuracy, cost, or a trial number or Ray trial id")
+    p.add_argument("--out", metavar="DIR", help="folder to write (new or empty; --force replaces its contents)")
+    p.add_argument("--student", dest="against", metavar="FILE",
+                   help="with an export folder: the student to verify it against (default: the file of the name and SHA-256 "
+                        "it was exported from, in the current folder or beside the export folder)")
+    p.add_argument("--force", action="store_true", help="replace the contents of a non-empty --out")
+    p.add_argument("--verify", action="store_true",
+                   help="re-import the files and check them against the student on the test set (exit 1 on a failure)")
+    p.add_argument("--data-root", metavar="DIR", default=None,
+                   help="folder with the IDX files, for --verify (default: $CODESIGN_DATA)")
+    p.add_argument("--qonnx-rows", type=int, default=None, metavar="N",
+                   help="test rows the QONNX executor checks with --verify (default: all)")
+    p.add_argument("--instance", type=int, default=None, metavar="SEED",
+                   help="export hardware instance (chip) SEED: the device files then hold what belongs to that chip "
+                        "(e.g. a plugin's fault map), the manifest its seed, and --verify checks the rebuilt chip's "
+                        "outputs (default: none, nominal files only)")
+    p.add_argument("--eval-time", default=None, metavar="TIME",
+                   help="with --instance: time since programming the chip is read at, seconds or 30s, 1h, 1d, 1y "
+                        "(default: the one of the student's test-set hardware score)")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -402,6 +433,69 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     for path in pareto_command(args.dirs, opts["output"], opts["title"], breakdown=opts["breakdown"]):
         print(path)
     return 0
+
+
+def export_source(student: str, member: str | None) -> Path:
+    """The student file ``codesign export`` reads: ``student`` itself, or a search folder's ``member``."""
+    from .search.outputs import load_search, student_path
+
+    path = Path(student).expanduser()
+    if not path.is_dir():
+        if member is not None:
+            raise ConfigError(f"--member {member!r} picks a student of a search folder, but {path} is not a folder")
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such student file; give a student.pt or a search folder with --member")
+        return path
+    if member is None:
+        raise ConfigError(f"{path} is a folder: give --member knee|accuracy|cost|TRIAL to pick one of its students")
+    search = load_search(path)
+    if member in ("knee", "accuracy", "cost"):
+        target = path / "students" / f"{member}.pt"
+        if not target.is_file():
+            raise ConfigError(f"{target}: missing; the search has no front yet (let it finish, or --resume it)")
+        return target
+    records = search["records"]
+    picked = [r for r in records if str(r["trial"]) == member or r.get("ray_trial_id") == member]
+    if not picked:
+        raise ConfigError(f"--member {member!r}: no trial with that number or Ray trial id in {path} "
+                          f"(trials {', '.join(str(r['trial']) for r in records[:10]) or 'none'}"
+                          f"{'...' if len(records) > 10 else ''}); or use knee, accuracy, cost")
+    target = path / student_path(picked[0])
+    if not target.is_file():
+        raise ConfigError(f"{target}: missing; trial {picked[0]['trial']} saved no student "
+                          f"(status {picked[0].get('status')!r})")
+    return target
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``codesign export STUDENT --out DIR [--member M] [--instance SEED] [--verify]``."""
+    from .export import export_student, verify_export
+    from .units import parse_duration
+
+    if args.qonnx_rows is not None and args.qonnx_rows < 1:
+        raise ConfigError(f"--qonnx-rows {args.qonnx_rows}: expected a positive row count")
+    t_chip = None if args.eval_time is None else parse_duration(args.eval_time, "eval-time")
+    if (Path(args.student).expanduser() / "export.json").is_file():  # an existing bundle: verify it again
+        if not args.verify or args.out is not None or args.member is not None or args.instance is not None \
+                or t_chip is not None:
+            raise ConfigError(f"{args.student} is an export folder: check it with `codesign export {args.student} "
+                              "--verify` (no --out, --member, --instance or --eval-time)")
+        out, source = Path(args.student).expanduser(), args.against
+    else:
+        if args.out is None:
+            raise ConfigError("give --out DIR, the folder to write the export into")
+        if args.against is not None:
+            raise ConfigError("--student FILE applies when verifying an existing export folder")
+        source = export_source(args.student, args.member)
+        out = export_student(source, args.out, force=args.force, member=args.member, instance=args.instance,
+                             t_inference_s=t_chip)
+        print(f"wrote {out} (from {source})")
+        if not args.verify:
+            return 0
+    report = verify_export(out, source, data_root=args.data_root, qonnx_rows=args.qonnx_rows)
+    print(report.table())
+    print("verify: " + ("all checks pass" if report.ok else "FAILED"))
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,11 @@ _CLASSES = {
 }
 
 
+def class_names(dataset: str) -> tuple[str, ...]:
+    """Class names of the built-in data set ``dataset``, by label; ``()`` for another name."""
+    return _CLASSES.get(dataset, ())
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A train/test split of flattened images in [0, 1].

@@ -9,12 +9,14 @@ call it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from .augment import MAX_COPIES, TRANSFORMS, augmented_features, check_augment, parse_augment
 from .data import DATASETS, Dataset, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_T_INFERENCE_S
@@ -22,9 +24,11 @@ from .devices.digital import DATAPATHS
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
 from .inference_cost import PCA_PLACEMENTS, inference_cost
-from .features import FeaturePipeline, Features, build_features, cached_features, dictionary_seed, parse_memory
-from .students import FitConfig, LinearStudent, accuracy, fit_through_device
+from .features import (FeaturePipeline, Features, build_features, cached_features, dictionary_seed, parse_memory,
+                       pca_decomposition)
+from .students import AUTO, FitConfig, LinearStudent, accuracy, fit_through_device
 from .options import option
+from .selection import select_kd, resolve_fit
 from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher
 from .units import format_duration, parse_duration
 
@@ -82,6 +86,10 @@ class DistillConfig:
     hw_draws: int = option(5, "hardware instances drawn for evaluation")
     seed: int = option(0, "seed of every random choice")
     validation: float = option(0.0, "share of the training set held out and scored instead of the test set (0: off)")
+    augment: tuple[str, ...] = option(
+        (), f"teacher-labelled augmentation of the student's training set: NAME[,NAME] of {', '.join(TRANSFORMS)} "
+        "(the teacher labels every copy; codesign.augment)", parse=parse_augment, metavar="NAME[,NAME]")
+    augment_copies: int = option(1, "augmented copies of each training image (with --augment)")
     max_memory: int | str | None = option(None, "budget for a feature matrix, e.g. 8G", show_default="half the RAM")
     cache_dir: str | None = option(None, "cache folder", show_default="$CODESIGN_CACHE or ~/.cache/codesign")
     torch_device: str = option("cpu", "where teachers train and students are fitted: cpu or cuda[:N]")
@@ -109,6 +117,10 @@ class DistillConfig:
         check_range("hw_draws", self.hw_draws, 1, 10_000, integer=True)
         check_range("seed", self.seed, 0, 2**31 - 1, integer=True)
         check_range("validation", self.validation, 0.0, 0.9)
+        object.__setattr__(self, "augment", parse_augment(self.augment))
+        check_range("augment_copies", self.augment_copies, 1, MAX_COPIES, integer=True)
+        if self.augment:
+            check_augment(self.augment, self.dataset)
         if self.teacher_epochs is not None:
             check_range("teacher_epochs", self.teacher_epochs, 1, 1000, integer=True)
         if isinstance(self.device_overrides, dict):
@@ -180,6 +192,7 @@ class Workspace:
         self._data: dict = {}
         self._teachers: dict = {}
         self._features: dict = {}
+        self._augmented: dict = {}
 
     def dataset(self, cfg: DistillConfig) -> Dataset:
         key = (cfg.dataset, cfg.data_root, cfg.validation, cfg.seed if cfg.validation else 0)
@@ -206,12 +219,55 @@ class Workspace:
                tuple(sorted(params.items())), seed)
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
-            kwargs = {"cache_dir": cfg.cache_dir} if self.disk_features else {}
+            # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
+            kwargs = ({"cache_dir": cfg.cache_dir} if self.disk_features
+                      else {"decomposition": pca_decomposition(ds.x_train, disk=False)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
                 seed=seed, max_memory=cfg.max_memory, **kwargs,
             )
         return self._features[key]
+
+    def student(self, fit: FitConfig, psi: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, *,
+                n_classes: int, init: torch.Tensor | None = None, gram_cache=None) -> LinearStudent:
+        """The float student ``LinearStudent(fit).fit(...)`` (a search workspace reuses identical fits)."""
+        return LinearStudent(fit).fit(psi, labels, teacher_logits, n_classes=n_classes, init=init,
+                                      gram_cache=gram_cache)
+
+
+    def augmented(self, cfg: DistillConfig, ds: Dataset, teacher: Teacher, feats: Features):
+        """Training rows with ``cfg.augment_copies`` teacher-labelled copies appended (memoised).
+
+        Returns ``(features [(1+copies) N, F], labels [(1+copies) N], teacher logits)``; rows
+        ``c N + i`` are copy ``c`` of image ``i`` (copy 0: the original). The copies are lifted
+        by the pipeline fitted on the original images, chunk by chunk (``codesign.augment``).
+        """
+        key = (id(feats), id(teacher), cfg.augment, cfg.augment_copies, cfg.seed)
+        hit = self._augmented.get(key)
+        if hit is not None and hit[0] is feats and hit[1] is teacher:
+            return hit[2]
+        self._augmented = {}  # one augmented set at a time: they are the largest arrays here
+        if teacher.model is None:
+            raise ConfigError(f"augment={','.join(cfg.augment)} needs the teacher's network to label the copies, but "
+                              f"teacher {cfg.teacher!r} was cached with its logits only; train it here or drop --augment")
+        n = len(ds.y_train)
+        total = (1 + cfg.augment_copies) * n
+        # the augmented matrix, the original one (kept by the workspace) and the test features
+        feats.pipeline.check_memory(total + n + len(ds.y_test))
+        model = teacher.model.eval()
+
+        def label_fn(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return torch.cat([model(torch.from_numpy(x[i : i + 2048])).float()
+                                  for i in range(0, len(x), 2048)]).numpy()
+
+        aug, y_aug, t_aug = augmented_features(
+            ds.x_train, ds.y_train, ds.image_shape, cfg.augment, cfg.augment_copies, cfg.seed,
+            label_fn=label_fn, lift_fn=feats.pipeline.transform, n_features=feats.pipeline.n_features,
+            original=(feats.train, teacher.train_logits))
+        out = (aug, y_aug, t_aug)
+        self._augmented[key] = (feats, teacher, out)
+        return out
 
 
 def split_validation(ds: Dataset, share: float, seed: int) -> Dataset:
@@ -238,6 +294,9 @@ class DistillResult:
     teacher: Teacher
     layer: torch.nn.Module | None
     metrics: dict
+    #: wall seconds per stage (``data_s``: data set and teacher, ``features_s``, ``fit_s``: the fit and its
+    #: scores, ``hw_s``: device layers, hardware draws and cost); kept out of ``metrics``, which are results
+    timings: dict = field(default_factory=dict)
 
 
 def scored_key(cfg: DistillConfig, name: str) -> str:
@@ -248,6 +307,7 @@ def scored_key(cfg: DistillConfig, name: str) -> str:
 def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResult:
     """Run one distillation (and hardware evaluation, if a device is given)."""
     ws = ws or Workspace()
+    t0 = time.perf_counter()
     ds = ws.dataset(cfg)
     if cfg.pca_rank > ds.n_inputs:
         raise ConfigError(
@@ -259,13 +319,34 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         device = create_device(cfg.device, dict(cfg.device_overrides), preset=cfg.device_preset)
     check_torch_device(cfg.torch_device)  # before the teacher: fits run there too
     teacher = ws.teacher(cfg, ds)
+    t_data = time.perf_counter()
     feats = ws.features(cfg, ds)
+    t_feats = time.perf_counter()
     dev = torch.device(cfg.torch_device)
     psi_train, psi_test = feats.train.to(dev), feats.test.to(dev)
     y_train = torch.from_numpy(ds.y_train).to(dev)
     y_test = torch.from_numpy(ds.y_test).to(dev)
     t_logits = torch.from_numpy(teacher.train_logits).to(dev)
-    student = LinearStudent(cfg.fit).fit(psi_train, y_train, t_logits, n_classes=ds.n_classes, gram_cache=feats.gram)
+    n_orig = len(ds.y_train)
+    gram = feats.gram
+    if cfg.augment:
+        aug, y_aug, t_aug = ws.augmented(cfg, ds, teacher, feats)
+        psi_train, y_train = aug.to(dev), torch.from_numpy(y_aug).to(dev)
+        t_logits = torch.from_numpy(t_aug).to(dev)
+        gram = None  # another matrix than feats.train: a Gram of its own
+    fit_cfg, selection = cfg.fit, None
+    auto = AUTO in (cfg.fit.temperature, cfg.fit.alpha)
+    if auto and cfg.fit.method == "kd":
+        selection = select_kd(psi_train, y_train, t_logits, cfg.fit, n_original=n_orig, seed=cfg.seed,
+                              n_classes=ds.n_classes)
+        fit_cfg = resolve_fit(cfg.fit, selection)
+    elif auto:  # labels and naive have no T or alpha to choose: the numbers are unused
+        fit_cfg = dataclasses.replace(cfg.fit, temperature=2.0 if cfg.fit.temperature == AUTO else cfg.fit.temperature,
+                                      alpha=0.9 if cfg.fit.alpha == AUTO else cfg.fit.alpha)
+    # with "auto", the refit on the whole training set is exactly the fit of the chosen numbers
+    # (its own warm start, not the grid's K): kd validated = kd at the (T, alpha) chosen, and
+    # alpha=0 chosen = labels, to the last digit
+    student = ws.student(fit_cfg, psi_train, y_train, t_logits, n_classes=ds.n_classes, gram_cache=gram)
     metrics: dict[str, Any] = {
         "dataset": ds.name,
         "teacher": cfg.teacher,
@@ -279,17 +360,25 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         "scored_on": "validation" if cfg.validation else "test",
         "hw_draws": cfg.hw_draws,
         scored_key(cfg, "accuracy"): student.accuracy(psi_test, y_test),
-        "train_accuracy": student.accuracy(psi_train, y_train),
+        "train_accuracy": student.accuracy(psi_train[:n_orig], y_train[:n_orig]),
+        # the T and alpha fitted (chosen on a validation split of the training set when "auto")
+        "temperature": fit_cfg.temperature if fit_cfg.method == "kd" else None,
+        "alpha": fit_cfg.effective_alpha if fit_cfg.method != "naive" else None,
+        "kd_selection": None if selection is None else selection.as_dict(),
+        "augment": list(cfg.augment),
+        "augment_copies": cfg.augment_copies if cfg.augment else 0,
+        "train_rows": int(psi_train.shape[0]),
         "fit_seconds": student.info_.seconds,
         **{k: v for k, v in student.info_.as_dict().items() if k != "seconds"},
     }
+    t_fit = time.perf_counter()
     layer = None
     if device is not None:
         n_out, n_in = student.K_.shape
         probe_layer(device, student.K_, psi_train[:8], cfg.device)
         layer = device.layer(n_in, n_out).to(dev)
         if cfg.protocol == "aware":
-            info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, cfg.fit)
+            info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, fit_cfg)
             metrics["aware_seconds"] = info.seconds
             metrics["aware_steps"] = info.iterations
         else:
@@ -317,10 +406,12 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
             pca_placement=cfg.pca_placement,
             cost=cost,
         )
+    timings = {"data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
+               "hw_s": time.perf_counter() - t_fit}
     if dev.type != "cpu":  # results leave on the CPU, whatever trained them
         student.K_ = student.K_.cpu()
         layer = layer.cpu() if layer is not None else None
-    return DistillResult(student, feats, teacher, layer, metrics)
+    return DistillResult(student, feats, teacher, layer, metrics, timings)
 
 
 def check_layer_output(y, batch: int, layer: torch.nn.Module, device_name: str, where: str) -> None:

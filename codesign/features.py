@@ -2,7 +2,9 @@
 
 Lifted features are the student's whole input, so they are computed once per
 (data, rank, dictionary) and reused: in memory by the caller, and on disk through
-:func:`cached_features` for searches that run in several processes.
+:func:`cached_features` for searches that run in several processes. The PCA of every rank comes
+from one decomposition of the training set (:func:`pca_decomposition`, memoised in the process
+and on disk): the rank-r basis is the top r directions of it, exactly what a rank-r fit gives.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +22,49 @@ import torch
 from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
 from .dictionaries import Dictionary, create_dictionary, get_dictionary_class
 from .errors import ConfigError, NumericalError, ResourceError, check_range
-from .pca import PCA
+from .pca import PCA, PCADecomposition
 from .plainstate import join_arrays, split_arrays
 from .students import GramCache
 
 #: Rows lifted at a time: bounds the temporary memory of a large lift.
 CHUNK_ROWS = 8192
+#: Decompositions :func:`pca_decomposition` keeps in memory (one per training set).
+PCA_MEMO_SIZE = 2
+_PCA_MEMO: "OrderedDict[str, PCADecomposition]" = OrderedDict()
+
+
+def pca_decomposition(x_train: np.ndarray, *, cache_dir: str | os.PathLike | None = None,
+                      disk: bool = True) -> PCADecomposition:
+    """The :class:`~codesign.pca.PCADecomposition` of ``x_train``, computed once per training set.
+
+    Memoised in this process (the last :data:`PCA_MEMO_SIZE` training sets) and, with ``disk``,
+    in ``CACHE/pca/`` keyed by the data's fingerprint, so every rank of a search, in every trial
+    process, takes its basis from one decomposition.
+    """
+    key = stable_hash({"data": array_fingerprint(x_train), "shape": list(x_train.shape), "v": 1})
+    hit = _PCA_MEMO.get(key)
+    if hit is not None:
+        _PCA_MEMO.move_to_end(key)
+        return hit
+    dec = None
+    path = Path(cache_root(cache_dir)) / "pca" / f"pca-{key}.npz" if disk else None
+    if path is not None and path.is_file():
+        try:  # arrays only: nothing in the file is unpickled
+            with np.load(path, allow_pickle=False) as f:
+                dec = PCADecomposition.from_state_dict({k: f[k] for k in f.files})
+        except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, never trusted
+            warnings.warn(f"PCA cache entry {path} could not be read ({type(exc).__name__}); rebuilding it",
+                          stacklevel=2)
+            path.unlink(missing_ok=True)
+            dec = None
+    if dec is None:
+        dec = PCADecomposition.fit(x_train)
+        if path is not None:
+            atomic_save_npz(path, **dec.state_dict())
+    _PCA_MEMO[key] = dec
+    while len(_PCA_MEMO) > PCA_MEMO_SIZE:
+        _PCA_MEMO.popitem(last=False)
+    return dec
 
 
 def dictionary_seed(dictionary: str, seed: int) -> int:
@@ -134,18 +174,51 @@ class FeaturePipeline:
                 f"{format_bytes(self.max_memory)}; lower the rank or the dictionary's size, or raise --max-memory"
             )
 
-    def fit(self, x_train: np.ndarray) -> "FeaturePipeline":
-        """Fit PCA, the dictionary and the standardisation on the training inputs."""
+    def fit(self, x_train: np.ndarray, decomposition: PCADecomposition | None = None) -> "FeaturePipeline":
+        """Fit PCA, the dictionary and the standardisation on the training inputs.
+
+        Args:
+            decomposition: the training set's :class:`~codesign.pca.PCADecomposition` (its top
+                ``rank`` directions are the PCA; the same as fitting one); None decomposes here.
+        """
+        self._fit(x_train, decomposition, None)
+        return self
+
+    def fit_transform(self, x_train: np.ndarray, decomposition: PCADecomposition | None = None) -> torch.Tensor:
+        """:meth:`fit`, then the standardised features of ``x_train``, lifting it once.
+
+        Equal to ``fit(x_train).transform(x_train)``: the raw lift is kept and standardised in
+        place instead of being computed a second time.
+        """
         self.check_memory(len(x_train))
-        self.pca_ = PCA(self.rank).fit(x_train)
-        z = self.pca_.transform(x_train)
+        out = torch.empty(len(x_train), self.n_features, dtype=torch.float32)
+        self._fit(x_train, decomposition, out)
+        for i in range(0, len(out), CHUNK_ROWS):
+            block = out[i : i + CHUNK_ROWS]
+            torch.div(block - self.mean_, self.std_, out=block)
+        self._check_finite(out)
+        return out
+
+    def _fit(self, x_train: np.ndarray, decomposition: PCADecomposition | None, keep: torch.Tensor | None) -> None:
+        self.check_memory(len(x_train))
+        if decomposition is None:
+            self.pca_ = PCA(self.rank).fit(x_train)
+        else:
+            self.pca_ = PCA(self.rank)
+            self.pca_._check_rank(*x_train.shape)
+            self.pca_.fit_decomposition(decomposition)
+        # the scores chunk by chunk, as transform() computes them, so fit_transform equals fit + transform
+        z = torch.cat([self.pca_.transform(x_train[i : i + CHUNK_ROWS]) for i in range(0, len(x_train), CHUNK_ROWS)])
         self.dictionary.fit(z, self.seed)
         # Mean and variance in float64 over chunks: no second copy of the lifted matrix.
         F = self.n_features
         s1 = torch.zeros(F, dtype=torch.float64)
         s2 = torch.zeros(F, dtype=torch.float64)
         for i in range(0, len(z), CHUNK_ROWS):
-            block = self.dictionary.transform(z[i : i + CHUNK_ROWS]).double()
+            raw = self.dictionary.transform(z[i : i + CHUNK_ROWS])
+            if keep is not None:
+                keep[i : i + CHUNK_ROWS] = raw
+            block = raw.double()
             s1 += block.sum(0)
             s2 += block.square().sum(0)
         n = len(z)
@@ -156,7 +229,6 @@ class FeaturePipeline:
         mean[0], std[0] = 0.0, 1.0
         self.mean_ = mean.float()
         self.std_ = std.float()
-        return self
 
     def lift(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised lifted features of PCA scores ``z`` (``[n, r]``, e.g. from a device layer)."""
@@ -176,12 +248,15 @@ class FeaturePipeline:
         out = torch.empty(len(x), self.n_features, dtype=torch.float32)
         for i in range(0, len(x), CHUNK_ROWS):
             out[i : i + CHUNK_ROWS] = self.lift(self.pca_.transform(x[i : i + CHUNK_ROWS]))
+        self._check_finite(out)
+        return out
+
+    def _check_finite(self, out: torch.Tensor) -> None:
         if not torch.isfinite(out).all():
             raise NumericalError(
                 f"lifted features hold NaN or Inf ({self.dictionary.describe()}, pca_rank={self.rank}); "
                 "check the input data for NaN/Inf or use a smaller dictionary"
             )
-        return out
 
     def state_dict(self) -> dict:
         return {
@@ -232,12 +307,18 @@ def build_features(
     *,
     seed: int = 0,
     max_memory: int | None = None,
+    decomposition: PCADecomposition | None = None,
 ) -> Features:
-    """Fit the pipeline on ``x_train`` and lift both splits."""
+    """Fit the pipeline on ``x_train`` and lift both splits.
+
+    Args:
+        decomposition: ``x_train``'s PCA decomposition (:func:`pca_decomposition`), shared by
+            every rank; None decomposes here.
+    """
     pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed)
     pipe.check_memory(len(x_train) + len(x_test))
-    pipe.fit(x_train)
-    return Features(pipe, pipe.transform(x_train), pipe.transform(x_test))
+    train = pipe.fit_transform(x_train, decomposition)
+    return Features(pipe, train, pipe.transform(x_test))
 
 
 def cached_features(
@@ -255,7 +336,7 @@ def cached_features(
     lift = create_dictionary(dictionary, **dictionary_params)
     key = stable_hash({
         "data": array_fingerprint(x_train, x_test), "rank": rank, "dictionary": dictionary,
-        "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 2,
+        "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 3,
     })
     folder = Path(cache_root(cache_dir)) / "features"
     path = folder / f"{dictionary}-r{rank}-{key}.npz"
@@ -275,7 +356,8 @@ def cached_features(
             warnings.warn(f"feature cache entry {path} could not be read ({type(exc).__name__}); rebuilding it",
                           stacklevel=2)
             path.unlink(missing_ok=True)
-    feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory)
+    feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory,
+                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir))
     text, arrays = split_arrays(feats.pipeline.state_dict())
     atomic_save_npz(
         path,

@@ -26,6 +26,7 @@ from .data import DATASETS
 from .distill import DistillConfig, Workspace, run_distill
 from .errors import ConfigError, check_choice, check_range
 from .options import option, same_as
+from .pass_precision import PASS_DTYPES
 from .students import FitConfig
 
 PAPER = {("mnist", 2): 95.98, ("mnist", 3): 96.77}
@@ -69,7 +70,7 @@ class ReproduceConfig:
         if self.tol is not None:  # honoured, 0 included (L-BFGS then runs to its iteration cap)
             check_range("tol", self.tol, 0.0, 1.0)
         if self.pass_dtype is not None:
-            check_choice("pass_dtype", self.pass_dtype, ("bfloat16", "float32"))
+            check_choice("pass_dtype", self.pass_dtype, PASS_DTYPES)
         for name in ("out", "data_root", "cache_dir", "torch_device"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -4,7 +4,11 @@ Built-in architectures (a small registry, timm-style):
 
 * ``mlp``: 784-256-256-10 ReLU (reaches >= 98% on MNIST), widths configurable;
 * ``mlp-narrow``: the predecessor paper's 784-20-20-20-20-20-10 ReLU network;
-* ``resnet18``: torchvision's ResNet-18 with a 1-channel 3x3 stride-1 stem for 1x28x28 input.
+* ``resnet18``: torchvision's ResNet-18 with a 1-channel 3x3 stride-1 stem for 1x28x28 input;
+* ``cnn``: three conv3x3-BN-ReLU-maxpool blocks (32, 64, 128 channels) and a linear head,
+  trained with the augmentation suited to its data set (``codesign.augment``: small affine maps
+  for digits, flips and crops for clothes); 99.3-99.5% on MNIST, ~92% on Fashion-MNIST in a few
+  CPU minutes per epoch.
 
 A trained teacher and its logits on the train and test sets are cached under
 ``<cache>/teachers/<hash>/`` keyed by data set (and a fingerprint of its contents),
@@ -33,6 +37,7 @@ import torch
 from torch import nn
 
 from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
+from .augment import parse_augment, teacher_augmentation, transform_images
 from .data import Dataset
 from .errors import ConfigError, TeacherError, check_choice, check_range
 from .progress import progress
@@ -60,6 +65,21 @@ def _resnet18(image_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     return _Unflatten(net, image_shape)
 
 
+def _cnn(image_shape: tuple[int, int, int], n_classes: int, widths: tuple[int, ...]) -> nn.Module:
+    """``len(widths)`` blocks of conv3x3 (padding 1) -> BatchNorm -> ReLU -> 2x2 max-pool, then
+    dropout and one linear layer on the flattened maps (28x28 -> 14 -> 7 -> 3 with three blocks)."""
+    layers: list[nn.Module] = []
+    c, h, w = image_shape
+    for width in widths:
+        layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        if min(h, w) >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = width
+    layers += [nn.Flatten(), nn.Dropout(0.25), nn.Linear(c * h * w, n_classes)]
+    return _Unflatten(nn.Sequential(*layers), image_shape)
+
+
 class _Unflatten(nn.Module):
     """Accept flattened pixels and reshape them for a convolutional network."""
 
@@ -77,12 +97,15 @@ class TeacherConfig:
     """How a built-in teacher is built and trained.
 
     Attributes:
-        arch: ``mlp``, ``mlp-narrow`` or ``resnet18``.
-        widths: hidden widths for ``mlp`` (ignored by the others).
+        arch: ``mlp``, ``mlp-narrow``, ``resnet18`` or ``cnn``.
+        widths: hidden widths for ``mlp``, channel widths of the blocks for ``cnn`` (ignored by
+            the others).
         epochs: training epochs.
         batch_size: minibatch size.
         lr: Adam learning rate (cosine-decayed to 0 over the run).
         seed: seeds initialisation and shuffling.
+        augment: transformations applied to each training minibatch (``codesign.augment``
+            names; each sample its own draw); empty: none.
     """
 
     arch: str = "mlp"
@@ -91,6 +114,7 @@ class TeacherConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+    augment: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -105,30 +129,51 @@ class TeacherConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         for w in self.widths:
             check_range("widths", w, 1, 1 << 16, integer=True)
+        object.__setattr__(self, "augment", parse_augment(list(self.augment)))
+
+    def key_dict(self) -> dict:
+        """The fields that key the cache (``augment`` only when set, so older entries stay valid)."""
+        d = asdict(self)
+        if not d["augment"]:
+            del d["augment"]
+        else:
+            d["augment"] = list(d["augment"])
+        return d
 
 
 ARCHITECTURES: dict[str, Callable[[Dataset, TeacherConfig], nn.Module]] = {
     "mlp": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, cfg.widths),
     "mlp-narrow": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, (20, 20, 20, 20, 20)),
     "resnet18": lambda ds, cfg: _resnet18(ds.image_shape, ds.n_classes),
+    "cnn": lambda ds, cfg: _cnn(ds.image_shape, ds.n_classes, cfg.widths),
 }
 #: Default epochs per architecture when the user gives none.
-DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 3}
+DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 3, "cnn": 5}
+#: ``cnn`` epochs per data set where they differ from :data:`DEFAULT_EPOCHS` (clothes need more).
+CNN_EPOCHS = {"fashion-mnist": 8}
+#: Channel widths of the ``cnn`` teacher's blocks.
+CNN_WIDTHS = (32, 64, 128)
 
 
-def default_config(arch: str, seed: int = 0, epochs: int | None = None, n_train: int = 60000) -> TeacherConfig:
-    """The default training recipe for ``arch`` on ``n_train`` samples.
+def default_config(arch: str, seed: int = 0, epochs: int | None = None, n_train: int = 60000,
+                   dataset: str | None = None) -> TeacherConfig:
+    """The default training recipe for ``arch`` on ``n_train`` samples of ``dataset``.
 
     Small data sets (digits: 1437 training images) get more epochs, so that every teacher
-    sees at least ~4000 minibatches (capped at 100 epochs).
+    sees at least ~4000 minibatches (capped at 100 epochs). ``cnn`` trains with the
+    augmentation of its data set (:func:`codesign.augment.teacher_augmentation`).
     """
     if epochs is None:
-        epochs = DEFAULT_EPOCHS.get(arch, 10)
-        if arch != "resnet18":
-            epochs = min(100, max(epochs, math.ceil(4000 * 128 / max(n_train, 1))))
-    kwargs = {"lr": 1e-3, "batch_size": 128}
+        epochs = CNN_EPOCHS.get(dataset, DEFAULT_EPOCHS["cnn"]) if arch == "cnn" else DEFAULT_EPOCHS.get(arch, 10)
+        if arch != "resnet18":  # the cnn learns faster per step: 2000 minibatches at least
+            steps = 2000 if arch == "cnn" else 4000
+            epochs = min(100, max(epochs, math.ceil(steps * 128 / max(n_train, 1))))
+    kwargs: dict = {"lr": 1e-3, "batch_size": 128}
     if arch == "resnet18":
         kwargs = {"lr": 2e-3, "batch_size": 128}
+    if arch == "cnn":
+        kwargs = {"lr": 3e-3, "batch_size": 128, "widths": CNN_WIDTHS,
+                  "augment": teacher_augmentation(dataset or "mnist")}
     return TeacherConfig(arch=arch, epochs=epochs, seed=seed, **kwargs)
 
 
@@ -180,12 +225,16 @@ def train_teacher(ds: Dataset, cfg: TeacherConfig, torch_device: str = "cpu", ve
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
     )
     loss_fn = nn.CrossEntropyLoss()
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the augmentation's own stream
     model.train()
     for _ in progress(range(cfg.epochs), desc=f"teacher {cfg.arch}", enabled=verbose):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb, yb = x[idx].to(torch_device), y[idx].to(torch_device)
+            xb, yb = x[idx], y[idx]
+            if cfg.augment:  # on the CPU, per sample, before the batch moves to the device
+                xb = transform_images(xb.reshape(len(xb), *ds.image_shape), cfg.augment, aug_gen)[0].reshape(len(xb), -1)
+            xb, yb = xb.to(torch_device), yb.to(torch_device)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -211,7 +260,8 @@ def get_teacher(
     """
     check_torch_device(torch_device)
     if spec in ARCHITECTURES:
-        return _builtin_teacher(default_config(spec, seed, epochs, len(ds.y_train)), ds, cache_dir, torch_device, verbose)
+        return _builtin_teacher(default_config(spec, seed, epochs, len(ds.y_train), ds.name), ds, cache_dir,
+                                torch_device, verbose)
     if ":" in spec and not Path(spec).exists():
         model = _factory_teacher(spec, weights)
     else:
@@ -253,7 +303,7 @@ def _cached_teacher(cfg: TeacherConfig, ds: Dataset, folder: Path, model: nn.Mod
 
 
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
-    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **asdict(cfg)}
+    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **cfg.key_dict()}
     key = stable_hash(key_obj)
     folder = cache_root(cache_dir) / "teachers" / f"{ds.name}-{cfg.arch}-s{cfg.seed}-{key}"
     model = ARCHITECTURES[cfg.arch](ds, cfg)

@@ -70,6 +70,12 @@ Cost (:meth:`AnalogCrossbarDevice.cost`; weights are stationary: no weight memor
   row-tile partial sum. No static power is priced.
 
 ``feasibility`` refuses a matrix that needs more tiles than the chip's ``max_tiles``.
+
+Export (``codesign export``): :meth:`AnalogCrossbarDevice.export_layer` writes a programmed layer
+as format ``crossbar-conductance/1`` (G+ and G- per tile in microsiemens and as levels, column
+scales, drift-compensation reference, converters, and a CSV;
+:mod:`codesign.devices.crossbar_export`), and :meth:`AnalogCrossbarDevice.load_layer_export`
+rebuilds it bit for bit from those files.
 """
 
 from __future__ import annotations
@@ -77,7 +83,8 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
 
 import torch
 
@@ -98,6 +105,8 @@ from .base import (
     quantize_symmetric,
     ste,
 )
+from .crossbar_export import FORMAT as EXPORT_FORMAT
+from .crossbar_export import export_crossbar, load_crossbar
 from .digital import DATAPATHS
 
 T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
@@ -596,6 +605,21 @@ class AnalogCrossbarDevice(Device):
     def layer(self, in_features: int, out_features: int) -> AnalogCrossbarLayer:
         """A fresh layer of this configuration."""
         return AnalogCrossbarLayer(in_features, out_features, self.config)
+
+    #: ``crossbar-conductance/1``: per tile, G+ and G- in microsiemens and as level indices,
+    #: column scales, drift-compensation reference, converters; plus a CSV of the conductances
+    #: (:mod:`codesign.devices.crossbar_export` documents every field).
+    export_format: ClassVar[str | None] = EXPORT_FORMAT
+
+    def export_layer(self, layer: DeviceLayer, folder: Path) -> dict[str, Any]:
+        """Write ``layer`` as ``crossbar.json``, ``crossbar.npz`` and ``crossbar_conductances.csv``."""
+        if not isinstance(layer, AnalogCrossbarLayer):
+            raise ConfigError(f"analog_crossbar cannot export a {type(layer).__name__}; give a layer of this device")
+        return export_crossbar(self, layer, folder)
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> AnalogCrossbarLayer:
+        """The layer :meth:`export_layer` wrote, rebuilt from its conductance levels (no K)."""
+        return load_crossbar(self, folder, manifest)
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:

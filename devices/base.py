@@ -35,6 +35,7 @@ import json
 import math
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -585,8 +586,114 @@ class Device(abc.ABC):
     def search_space(cls) -> dict[str, SearchSpec]:
         """The device's own constraints a search may vary: ``{config field: spec}``."""
 
+    #: Device-native export format this device writes, ``"name/version"`` (e.g.
+    #: ``"photonic-mesh/1"``); None: the device has none (``codesign export`` still writes the
+    #: ONNX graph and the front end).
+    export_format: ClassVar[str | None] = None
+
+    def export_layer(self, layer: DeviceLayer, folder: Path) -> dict[str, Any]:
+        """Write the programmed ``layer`` in the device's own terms into ``folder``.
+
+        ``folder`` exists and is empty; write only inside it. Implement together with
+        :meth:`load_layer_export` and set :attr:`export_format`.
+
+        Args:
+            layer: a layer of this device, programmed (``load_matrix`` or a loaded state).
+            folder: where to write the device's files.
+
+        Returns:
+            The JSON-able manifest section: at least ``{"format": self.export_format,
+            "files": [names relative to folder]}``.
+
+        Raises:
+            NotImplementedError: the device has no native export format (the default).
+        """
+        raise NotImplementedError(f"device {self.name!r} has no native export format (export_format is None)")
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> DeviceLayer:
+        """Rebuild a layer from the files :meth:`export_layer` wrote, alone (no K).
+
+        The layer has the same config, the same nominal effective matrix and the same seeded
+        hardware draws (``draw_instance(seed)``) as the exported one.
+
+        Args:
+            folder: the folder :meth:`export_layer` wrote.
+            manifest: the section :meth:`export_layer` returned (as read back from JSON).
+
+        Raises:
+            ConfigError: wrong format or version, or missing or damaged files: one line naming
+                the file and the fix (:func:`check_export_manifest` covers the format).
+            NotImplementedError: the device has no native export format (the default).
+        """
+        raise NotImplementedError(f"device {self.name!r} has no native export format (export_format is None)")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
+
+
+def check_export_manifest(manifest: Any, expected_format: str, folder: Path) -> None:
+    """Check a device export's manifest section names ``expected_format`` (``"name/version"``).
+
+    Args:
+        manifest: the section read back from ``export.json`` (a mapping).
+        expected_format: the device's :attr:`Device.export_format`.
+        folder: the device's export folder (named in the message).
+
+    Raises:
+        ConfigError: one line naming the folder, the format found and the fix, if the section is
+            not a mapping, lacks ``"format"`` or names another format or version.
+    """
+    where = f"device export in {folder}"
+    if not isinstance(manifest, Mapping):
+        raise ConfigError(
+            f"{where}: manifest section is {type(manifest).__name__}, expected a mapping with "
+            f"format {expected_format!r}; re-export the student with `codesign export`"
+        )
+    found = manifest.get("format")
+    if found is None:
+        raise ConfigError(
+            f"{where}: manifest section has no 'format' (expected {expected_format!r}); "
+            "re-export the student with `codesign export`"
+        )
+    if found != expected_format:
+        name, _, version = str(found).partition("/")
+        want_name, _, want_version = expected_format.partition("/")
+        if name == want_name:
+            fix = (f"it was written by another version of codesign (format version {version!r}, "
+                   f"this one reads {want_version!r}); re-export with this version")
+        else:
+            fix = f"it is not this device's export; load it with the device that wrote it"
+        raise ConfigError(f"{where}: format {found!r}, expected {expected_format!r}: {fix}")
+
+
+def read_export_arrays(path: Path, names: Sequence[str] = ()) -> dict[str, Any]:
+    """The arrays of an ``.npz`` file of a device export, read without unpickling anything.
+
+    Args:
+        path: the file.
+        names: arrays that must be present.
+
+    Returns:
+        ``{name: numpy array}``.
+
+    Raises:
+        ConfigError: one line naming the file if it is missing, unreadable (damaged) or lacks
+            one of ``names``.
+    """
+    import numpy as np
+
+    fix = "re-export the student with `codesign export`"
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: missing file of the device export; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+        raise ConfigError(f"{path}: damaged or not an .npz file ({type(exc).__name__}); {fix}") from None
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ConfigError(f"{path}: lacks the array(s) {', '.join(missing)}; {fix}")
+    return arrays
 
 
 def required_cost_check(device: Device, costs: Mapping[str, float]) -> None:
@@ -613,11 +720,13 @@ __all__: Sequence[str] = (
     "Preset",
     "REQUIRED_COST_KEYS",
     "SearchSpec",
+    "check_export_manifest",
     "check_inference_time",
     "decode_device_spec",
     "instance_generator",
     "preset_table",
     "quantize_symmetric",
+    "read_export_arrays",
     "required_cost_check",
     "ste",
 )

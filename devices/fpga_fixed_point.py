@@ -34,6 +34,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 from brevitas.inject.enum import ScalingImplType, StatsOp
@@ -378,6 +379,83 @@ class FPGAFixedPointLayer(DeviceLayer):
             self.train(was_training)
         return y, out_scale.detach().reshape(())
 
+    def fixed_point(self) -> dict[str, Any]:
+        """The programmed layer in hardware terms: integer codes and radix points (eval ones).
+
+        Returns:
+            ``{"weight_codes": int64 [out, in], "weight_exponents": int64 [out],
+            "input_exponent": int, "output_exponent": int, "weight_bits", "input_bits",
+            "output_bits"}``: weight ``[j, i] = weight_codes[j, i] * 2^weight_exponents[j]``,
+            input codes ``clamp(round(x / 2^input_exponent))``, output codes
+            ``clamp(round(acc / 2^output_exponent))``, exactly as :meth:`integer_forward`.
+
+        Raises:
+            ConfigError: the activation radix points were never calibrated (the layer was
+                neither trained nor evaluated on data).
+        """
+        stats = [self._tensor_quant(w).scaling_impl.runtime_stats for w in ("input", "output")]
+        if any(s.counter == 0 for s in stats):
+            raise ConfigError("the FPGA layer's input/output radix points are not calibrated yet; "
+                              "train it or evaluate it on data first")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                _, in_scale = self._quantized_input(torch.zeros(1, self.in_features))
+                qw = self.linear.quant_weight()
+                w_scale = qw.scale.detach().reshape(-1)
+                codes = torch.round(qw.value.detach() / qw.scale.detach()).to(torch.int64)
+                _, out_scale, _, _ = self._tensor_quant("output")(torch.zeros(1, self.out_features))
+        finally:
+            self.train(was_training)
+        cfg = self.config
+        return {
+            "weight_codes": codes, "weight_exponents": _exponent(w_scale, "weight"),
+            "input_exponent": int(_exponent(in_scale, "input")), "output_exponent": int(_exponent(out_scale, "output")),
+            "weight_bits": cfg.weight_bits, "input_bits": cfg.input_bits, "output_bits": cfg.output_bits,
+        }
+
+    def load_fixed_point(self, weight_codes: torch.Tensor, weight_exponents: torch.Tensor,
+                         input_exponent: int, output_exponent: int) -> None:
+        """Program the layer from :meth:`fixed_point`'s codes and exponents (no float matrix).
+
+        The weight is set to ``codes * 2^exponent`` and brevitas's scale state to the values
+        whose power-of-two scales are those exponents (weights: the log2-domain parameter
+        ``exponent + weight_bits - 1``; activations: the running statistic
+        ``2^(exponent + bits - 1)``, the scale being ``2^ceil(log2 stat) / 2^(bits - 1)``); the
+        radix points read back are checked against the given ones.
+
+        Raises:
+            ConfigError: the shapes do not fit the layer, or a code lies outside its bit width,
+                or the quantizers do not reproduce the exponents.
+        """
+        cfg = self.config
+        codes = torch.as_tensor(weight_codes, dtype=torch.int64)
+        e_w = torch.as_tensor(weight_exponents, dtype=torch.int64).reshape(-1)
+        if tuple(codes.shape) != (self.out_features, self.in_features) or e_w.numel() != self.out_features:
+            raise ConfigError(f"fixed-point weights of shape {list(codes.shape)} with {e_w.numel()} row exponents "
+                              f"do not fit a {self.out_features}x{self.in_features} layer")
+        qmax = 2 ** (cfg.weight_bits - 1) - 1
+        if codes.numel() and int(codes.abs().max()) > qmax:
+            raise ConfigError(f"weight codes reach {int(codes.abs().max())}, beyond the {cfg.weight_bits}-bit "
+                              f"narrow range +-{qmax}")
+        with torch.no_grad():
+            weight = codes.to(torch.float64) * torch.pow(2.0, e_w.to(torch.float64))[:, None]
+            self.linear.weight.copy_(weight.to(self.linear.weight.dtype))
+            scaling = self.linear.weight_quant.tensor_quant.scaling_impl
+            scaling.value.copy_((e_w + cfg.weight_bits - 1).to(scaling.value.dtype).reshape(scaling.value.shape))
+            if hasattr(scaling, "init_done"):
+                scaling.init_done = True
+            for which, e, bits in (("input", input_exponent, cfg.input_bits), ("output", output_exponent, cfg.output_bits)):
+                stats = self._tensor_quant(which).scaling_impl.runtime_stats
+                stats.running_stats.fill_(2.0 ** (int(e) + bits - 1))
+                stats.counter = 1
+        back = self.fixed_point()
+        if not (torch.equal(back["weight_codes"], codes) and torch.equal(back["weight_exponents"], e_w)
+                and back["input_exponent"] == int(input_exponent) and back["output_exponent"] == int(output_exponent)):
+            raise ConfigError("the FPGA layer's quantizers did not reproduce the given codes and exponents "
+                              "(a brevitas version whose scale parametrisation differs?)")
+
 
 def _exponent(scale: torch.Tensor, which: str) -> torch.Tensor:
     """``log2(scale)`` as int64; ValueError unless every entry is an exact power of two."""
@@ -530,6 +608,55 @@ class FPGAFixedPointDevice(Device):
     def layer(self, in_features: int, out_features: int) -> FPGAFixedPointLayer:
         """A fresh layer of this configuration."""
         return FPGAFixedPointLayer(in_features, out_features, self.config)
+
+    #: ``layer.npz`` (integer weight codes and power-of-two exponents) and ``weight_codes.csv``.
+    export_format = "fpga-fixed-point/1"
+
+    def export_layer(self, layer: DeviceLayer, folder: Path) -> dict[str, Any]:
+        """Write the layer's fixed-point program (:meth:`FPGAFixedPointLayer.fixed_point`).
+
+        Files: ``layer.npz`` with ``weight_codes`` (int32 ``[out, in]``, signed narrow range)
+        and ``weight_exponents`` (int32 ``[out]``: row ``j``'s weights are
+        ``codes * 2^exponent``); ``weight_codes.csv`` (the same codes, one row per output, for
+        spreadsheets). The section carries the bit widths and the input and output exponents.
+        """
+        if not isinstance(layer, FPGAFixedPointLayer):
+            raise ConfigError(f"{type(layer).__name__} is not a layer of device {self.name!r}")
+        fp = layer.fixed_point()
+        codes = fp["weight_codes"].numpy().astype("int32")
+        import numpy as np
+
+        np.savez(folder / "layer.npz", weight_codes=codes, weight_exponents=fp["weight_exponents"].numpy().astype("int32"))
+        np.savetxt(folder / "weight_codes.csv", codes, fmt="%d", delimiter=",")
+        return {
+            "format": self.export_format,
+            "files": ["layer.npz", "weight_codes.csv"],
+            "in_features": layer.in_features, "out_features": layer.out_features,
+            "weight_bits": fp["weight_bits"], "input_bits": fp["input_bits"], "output_bits": fp["output_bits"],
+            "input_exponent": fp["input_exponent"], "output_exponent": fp["output_exponent"],
+            "semantics": "a = clamp(round_half_even(x / 2^input_exponent), -2^(input_bits-1), 2^(input_bits-1)-1); "
+                         "acc[j] = sum_i a[i] * weight_codes[j, i] (integer); "
+                         "y[j] = clamp(round_half_even(acc[j] * 2^(input_exponent + weight_exponents[j] - output_exponent)), "
+                         "-2^(output_bits-1), 2^(output_bits-1)-1); outputs are y * 2^output_exponent",
+        }
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> DeviceLayer:
+        """Rebuild the layer from ``layer.npz`` and the section's exponents (no float matrix)."""
+        from .base import check_export_manifest, read_export_arrays
+
+        check_export_manifest(manifest, self.export_format, folder)
+        arrays = read_export_arrays(folder / "layer.npz", ("weight_codes", "weight_exponents"))
+        try:
+            e_in, e_out = int(manifest["input_exponent"]), int(manifest["output_exponent"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"device export in {folder}: the manifest section lacks integer input_exponent and "
+                              "output_exponent; re-export the student with `codesign export`") from None
+        codes = torch.from_numpy(arrays["weight_codes"].astype("int64"))
+        if codes.ndim != 2:
+            raise ConfigError(f"{folder / 'layer.npz'}: weight_codes has shape {list(codes.shape)}, expected [out, in]")
+        layer = self.layer(codes.shape[1], codes.shape[0])
+        layer.load_fixed_point(codes, torch.from_numpy(arrays["weight_exponents"].astype("int64")), e_in, e_out)
+        return layer.eval()
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
-from codesign.errors import check_choice, check_range
+from codesign.errors import ConfigError, check_choice, check_range
 
-from .base import Device, DeviceConfig, DeviceLayer, Preset, SearchSpec, preset_table
+from .base import (
+    Device, DeviceConfig, DeviceLayer, Preset, SearchSpec, check_export_manifest, preset_table, read_export_arrays,
+)
 from .digital import DATAPATHS, digital_cost, matvec_ops
 
 
@@ -75,6 +80,29 @@ class IdealDevice(Device):
     def layer(self, in_features: int, out_features: int) -> IdealLayer:
         """A fresh exact layer."""
         return IdealLayer(in_features, out_features)
+
+    #: ``matrix.npz`` (the float32 matrix) and ``matrix.csv``.
+    export_format = "ideal-matrix/1"
+
+    def export_layer(self, layer: DeviceLayer, folder: Path) -> dict[str, Any]:
+        """Write the layer's matrix: ``matrix.npz`` (``matrix``, float32 ``[out, in]``) and
+        ``matrix.csv`` (the same values, one row per output, printed to float32 precision)."""
+        matrix = layer.effective_matrix().numpy().astype(np.float32)
+        np.savez(folder / "matrix.npz", matrix=matrix)
+        np.savetxt(folder / "matrix.csv", matrix, fmt="%.9g", delimiter=",")
+        return {"format": self.export_format, "files": ["matrix.npz", "matrix.csv"],
+                "in_features": layer.in_features, "out_features": layer.out_features}
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> DeviceLayer:
+        """Rebuild the layer from ``matrix.npz``."""
+        check_export_manifest(manifest, self.export_format, folder)
+        matrix = read_export_arrays(folder / "matrix.npz", ("matrix",))["matrix"]
+        if matrix.ndim != 2 or matrix.dtype != np.float32:
+            raise ConfigError(f"{folder / 'matrix.npz'}: matrix is {matrix.dtype} of shape {list(matrix.shape)}, "
+                              "expected float32 [out, in]; re-export the student with `codesign export`")
+        layer = self.layer(matrix.shape[1], matrix.shape[0])
+        layer.load_matrix(torch.from_numpy(matrix))
+        return layer.eval()
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:

@@ -42,6 +42,11 @@ smallest ADC level stays above the sensitivity. :meth:`PhotonicMZIDevice.feasibi
 design whose launch power per input waveguide exceeds what a silicon waveguide carries
 (``max_waveguide_power_dbm``; equivalently, whose insertion loss exceeds the link budget).
 Every constant below cites its source.
+
+Export (``codesign export``): :meth:`PhotonicMZIDevice.export_layer` writes a programmed layer as
+format ``photonic-mesh/1`` (phase-DAC codes of every mesh and screen, attenuators, tile layout,
+converters and digital scales; :mod:`codesign.devices.photonic_export`), and
+:meth:`PhotonicMZIDevice.load_layer_export` rebuilds it bit for bit from those files.
 """
 
 from __future__ import annotations
@@ -49,12 +54,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
 
-from codesign.errors import check_choice, check_range
+from codesign.errors import ConfigError, check_choice, check_range
 
 from .base import (
     CalibratedRange,
@@ -74,6 +80,8 @@ from .base import (
 )
 from .clements import decompose, mesh_layout, rebuild
 from .digital import DATAPATHS
+from .photonic_export import FORMAT as EXPORT_FORMAT
+from .photonic_export import export_mesh, load_mesh
 
 # --- Lightening-Transformer simulator (Zhu et al., HPCA 2024; github.com/zhuhanqing/
 # Lightening-Transformer, hardware_simulator/params/device_params/default.yaml, Bs_mzi_8bit.yaml,
@@ -607,6 +615,22 @@ class PhotonicMZIDevice(Device):
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
         return PhotonicMZILayer(in_features, out_features, self.config)
+
+    #: ``photonic-mesh/1``: per tile, the phase-DAC codes of both meshes and their output
+    #: screens, the attenuators, the tile layout, converters and digital scales
+    #: (:mod:`codesign.devices.photonic_export` documents every field).
+    export_format: ClassVar[str | None] = EXPORT_FORMAT
+
+    def export_layer(self, layer: DeviceLayer, folder: Path) -> dict[str, Any]:
+        """Write ``layer`` as ``photonic_mesh.json`` + ``photonic_mesh.npz`` into ``folder``."""
+        if not isinstance(layer, PhotonicMZILayer):
+            raise ConfigError(f"photonic_mzi cannot export a {type(layer).__name__}; give a layer of this device")
+        cfg = layer.config
+        return export_mesh(self, layer, folder, optical_link(cfg), receiver_noise_coefficients(cfg))
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> PhotonicMZILayer:
+        """The layer :meth:`export_layer` wrote, rebuilt from its DAC codes and settings (no K)."""
+        return load_mesh(self, folder, manifest)
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:

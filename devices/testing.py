@@ -36,7 +36,9 @@ What is checked (each a function below, run in this order):
   at their bounds (as values and as ``--set`` strings);
 * ``check_config_validation``: unknown fields and wrong types are refused with a ``ConfigError``
   naming the field; probes (negative, huge, infinite values) never crash with anything else;
-* ``check_presets``: every preset builds a valid config whose layer runs.
+* ``check_presets``: every preset builds a valid config whose layer runs;
+* ``check_export``: a device with an ``export_format`` rebuilds a layer from its own export
+  (``export_layer`` / ``load_layer_export``): same nominal matrix, same seeded instance.
 """
 
 from __future__ import annotations
@@ -584,6 +586,63 @@ def check_presets(device: Device) -> None:
         _cost_keys(dev, IN, OUT)
 
 
+@_check
+def check_export(device: Device) -> None:
+    """A device with an ``export_format`` round-trips a layer through its own files.
+
+    The layer is programmed and read once (so that calibrated converter ranges are set), exported
+    with ``export_layer`` into an empty folder and rebuilt with ``load_layer_export`` from the
+    files and the returned manifest section alone: the nominal effective matrix and one seeded
+    instance's outputs must match. Devices without an export format pass (nothing to check).
+    """
+    fmt = type(device).export_format
+    if fmt is None:
+        return
+    import json
+    import tempfile
+    from pathlib import Path
+
+    layer, _ = _layer(device)
+    x = _x()
+    _eval(layer, x)  # calibrate converter ranges, as training or a first read does
+    layer.draw_instance(3)
+    expected = _eval(layer, x)
+    layer.clear_instance()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "device"
+        folder.mkdir()
+        section = device.export_layer(layer, folder)
+        _require(isinstance(section, dict), f"export_layer returned a {type(section).__name__}, not a dict")
+        _require(section.get("format") == fmt, f"export_layer's section has format {section.get('format')!r}, expected {fmt!r}")
+        files = section.get("files")
+        _require(isinstance(files, list) and files, "export_layer's section lists no 'files'")
+        for name in files:
+            _require((folder / name).is_file(), f"export_layer lists {name!r} but wrote no such file")
+        section = json.loads(json.dumps(section))  # as read back from export.json
+        rebuilt = device.load_layer_export(folder, section)
+        _require(isinstance(rebuilt, DeviceLayer), f"load_layer_export returned a {type(rebuilt).__name__}")
+        rebuilt.eval()
+        a, b = layer.effective_matrix().detach(), rebuilt.effective_matrix().detach()
+        _require(
+            tuple(a.shape) == tuple(b.shape) and torch.allclose(a, b, atol=1e-6, rtol=1e-5),
+            "the re-imported layer's nominal effective matrix differs"
+            + (f" (max diff {float((a - b).abs().max()):.3g})" if a.shape == b.shape else f" (shape {list(b.shape)})"),
+        )
+        rebuilt.draw_instance(3, t_inference_s=layer.t_inference_s)
+        got = _eval(rebuilt, x)
+        _require(
+            torch.allclose(got, expected, atol=1e-5, rtol=1e-4),
+            f"the re-imported layer's seeded instance evaluates differently (max diff {float((got - expected).abs().max()):.3g})",
+        )
+        bad = {**section, "format": fmt.partition("/")[0] + "/999"}
+        try:
+            device.load_layer_export(folder, bad)
+        except ConfigError:
+            pass
+        else:
+            raise DeviceContractError("load_layer_export accepted a section with a wrong format version")
+
+
 #: Every check, in the order :func:`check_device` runs them.
 CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_static,
@@ -600,6 +659,7 @@ CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_search_space,
     check_config_validation,
     check_presets,
+    check_export,
 )
 
 

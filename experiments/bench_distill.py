@@ -1,8 +1,16 @@
 """Benchmark of the distillation engine against the usual solvers, side by side in one run.
 
+First a STREAM-like copy bandwidth (a torch copy between two 512 MiB float32 arrays, best of
+five; bytes read plus bytes written over the time, as STREAM counts) sets the floor of one
+loss-and-gradient pass: the bytes of the feature matrix in the pass precision, read twice
+(forward product and gradient product), over that bandwidth.
+
 For each feature setting on MNIST (MLP teacher, seed 0) it times and scores:
 
-  (a) codesign's engine: ridge warm start + whitened full-batch L-BFGS, loss-based stop;
+  (a) codesign's engine: ridge warm start + whitened full-batch L-BFGS, loss-based stop, with
+      the pass precision left at ``auto`` and forced to ``float32`` and to ``bfloat16``
+      (median of --fit-repeats fits each), and the engine's pass alone in each precision
+      (median of 11) against the floor and against the two bare BLAS products;
   (b) minibatch Adam, batch 256, lr 1e-3, 15 epochs (same KD loss, zero init);
   (c) full-batch L-BFGS, 100 iterations (torch.optim.LBFGS, strong Wolfe, zero init);
   (d) scikit-learn LogisticRegression (labels only, lbfgs) on the same features;
@@ -17,13 +25,17 @@ growth during a second, untimed call, sampled every 2 ms) and test accuracy, and
     python experiments/bench_distill.py --data-root DATA --torch-device cuda  # a GPU
     python experiments/bench_distill.py --smoke-test                          # digits, seconds
 
-Features and teacher outputs are built once per setting before any timing starts.
+Features and teacher outputs are built once per setting before any timing starts. Everything
+printed is also written to --out (default experiments/bench_distill.md; none for
+--smoke-test unless given), with the command line, so the committed file is this script's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import shlex
 import statistics
 import sys
 import threading
@@ -38,7 +50,9 @@ from codesign.errors import ResourceError
 from codesign.features import FeaturePipeline, build_features, format_bytes, parse_memory
 from codesign.dictionaries import create_dictionary
 from codesign.losses import KDTargets, kd_loss
-from codesign.students import FitConfig, LinearStudent, accuracy, fit_through_device, warm_start
+from codesign.pass_precision import CANDIDATES, calibration_rows
+from codesign.students import (FitConfig, LinearStudent, PassTargets, accuracy, fit_through_device, kd_loss_and_grad,
+                               pass_copy, resolve_pass_dtype, warm_start)
 from codesign.teachers import get_teacher
 
 T, ALPHA = 2.0, 0.9
@@ -75,25 +89,101 @@ def sync(dev):
         torch.cuda.synchronize()
 
 
-def timed(fn, dev):
+def timed(fn, dev, repeats=1):
     """(result, seconds, peak RSS growth, peak GPU bytes) of ``fn()``.
 
-    The time comes from a first call with nothing else running; the memory from a second call
-    watched by the sampler thread (whose polling would otherwise slow the timed call: it
-    competes for the GIL and for one of the two cores).
+    The time is the median of ``repeats`` calls with nothing else running; the memory comes
+    from one more call watched by the sampler thread (whose polling would otherwise slow the
+    timed calls: it competes for the GIL and for one of the two cores).
     """
-    sync(dev)
-    t0 = time.perf_counter()
-    out = fn()
-    sync(dev)
-    secs = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        sync(dev)
+        t0 = time.perf_counter()
+        out = fn()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as mem:
         fn()
         sync(dev)
     gpu = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
-    return out, secs, mem.growth, gpu
+    return out, statistics.median(times), mem.growth, gpu
+
+
+def median_ms(fn, dev, repeats):
+    """Median wall time of ``fn()`` in ms over ``repeats`` calls, after one untimed call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def copy_bandwidth(dev, mib=512, repeats=5):
+    """STREAM-like copy bandwidth in bytes/s: ``b.copy_(a)`` of two ``mib`` MiB float32 arrays, best of
+    ``repeats``; bytes read plus bytes written (2 x the array) over the time, as STREAM's Copy counts."""
+    a = torch.ones(mib << 18, device=dev)
+    b = torch.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first copy also faults b's pages in: not counted
+        sync(dev)
+        t0 = time.perf_counter()
+        b.copy_(a)
+        sync(dev)
+        best = min(best, time.perf_counter() - t0) if _ else float("inf")
+    del a, b
+    return 2 * (mib << 20) / best
+
+
+def cpu_line():
+    """The CPU's model and whether it has native bfloat16 dot products (flags), for the header."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = v.strip()
+                elif k.strip() == "flags" and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    bf16 = sorted(f for f in flags if "bf16" in f)
+    try:
+        cap = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001
+        cap = "?"
+    return f"cpu: {model}; native bfloat16: {', '.join(bf16) if bf16 else 'no'}; torch CPU capability {cap}"
+
+
+def bench_passes(psi, tl, y, K, C, dev, bandwidth, args):
+    """The engine's loss-and-gradient pass in each precision against the floor and the bare products."""
+    prep = PassTargets(KDTargets(tl, y, T, ALPHA), C)
+    N, F = psi.shape
+    print(f"\nOne loss-and-gradient pass over the {N} x {F} features at the warm start (median of {args.pass_repeats}); "
+          f"floor = 2 reads of the matrix in the pass precision (forward and gradient products) / copy bandwidth "
+          f"{bandwidth / 1e9:.1f} GB/s; BLAS products = the forward and gradient GEMMs alone on the whole matrix:")
+    print("| pass dtype | bytes read (2 reads) | floor ms | pass ms | pass / floor | BLAS products ms | pass / products |")
+    print("|---|---|---|---|---|---|---|")
+    out = {}
+    for name in CANDIDATES:
+        p = pass_copy(psi, name)
+        nbytes = 2 * p.numel() * p.element_size()
+        floor = nbytes / bandwidth * 1e3
+        ms = median_ms(lambda: kd_loss_and_grad(p, K, prep), dev, args.pass_repeats)
+        Kp, G = K.to(p.dtype), torch.zeros(C, N, device=dev, dtype=p.dtype)
+        blas = median_ms(lambda: (Kp @ p.T, G @ p), dev, args.pass_repeats)
+        print(f"| {name} | {format_bytes(nbytes)} | {floor:.1f} | {ms:.1f} | {ms / floor:.2f}x | {blas:.1f} | {ms / blas:.2f}x |",
+              flush=True)
+        out[name] = (ms, floor)
+        del p
+    return out
 
 
 def adam_baseline(psi, targets, C, epochs, dev, seed=0):
@@ -140,7 +230,7 @@ def sklearn_baseline(psi, y, max_iter):
     return clf
 
 
-def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows):
+def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows, bandwidth):
     t0 = time.perf_counter()
     feats = build_features(ds.x_train, ds.x_test, rank, dictionary, params)
     psi, psi_t = feats.train.to(dev), feats.test.to(dev)
@@ -152,15 +242,28 @@ def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows):
     C = ds.n_classes
     targets = KDTargets(tl, y, T, ALPHA)
 
-    def ours():
-        return LinearStudent(FitConfig(method="kd", temperature=T, alpha=ALPHA)).fit(psi, y, tl, n_classes=C)
+    def ours(pass_dtype):
+        return lambda: LinearStudent(FitConfig(method="kd", temperature=T, alpha=ALPHA, pass_dtype=pass_dtype)).fit(
+            psi, y, tl, n_classes=C)
 
-    ours()  # warm-up (CUDA/cuSOLVER initialisation, BLAS thread pools): not what we measure
+    K0 = warm_start(psi, tl, 1e-3).K
+    choice = resolve_pass_dtype(psi, PassTargets(targets, C), K0, "auto", recalibrate=not args.cached_precision)
+    print(f"pass precision auto: {choice.dtype} ({'calibrated now' if choice.source == 'measured' else choice.source}: "
+          f"one pass over the first {calibration_rows(*psi.shape)} rows took "
+          + ", ".join(f"{k} {v:.2f} ms" for k, v in choice.ms.items()) + " of CPU time; the faster wins, float32 on a tie)",
+          flush=True)
+    ours("auto")()  # warm-up (CUDA/cuSOLVER initialisation, BLAS thread pools; the pass calibration if not cached)
     results = {}
-    st, secs, mem, gpu = timed(ours, dev)
-    results["(a) codesign engine"] = (secs, accuracy(psi_t @ st.K_.T, yt), mem, gpu, f"{st.info_.iterations} it / {st.info_.loss_evals} evals")
-    K, secs, mem, gpu = timed(lambda: adam_baseline(psi, targets, C, args.adam_epochs, dev), dev)
-    results[f"(b) Adam b256 lr1e-3 {args.adam_epochs} ep"] = (secs, accuracy(psi_t @ K.T, yt), mem, gpu, f"{args.adam_epochs * ((psi.shape[0] + 255) // 256)} steps")
+    engine = {}
+    for pd in ("auto", "float32", "bfloat16"):
+        st, secs, mem, gpu = timed(ours(pd), dev, args.fit_repeats)
+        ex = st.info_.extra
+        label = f"(a) codesign engine, pass {pd}" + (f" -> {ex['pass_dtype']} ({ex['pass_dtype_source']})" if pd == "auto" else "")
+        results[label] = (secs, accuracy(psi_t @ st.K_.T, yt), mem, gpu, f"{st.info_.iterations} it / {st.info_.loss_evals} evals")
+        engine[pd] = (secs, results[label][1], ex)
+    adam_label = f"(b) Adam b256 lr1e-3 {args.adam_epochs} ep"
+    K, secs, mem, gpu = timed(lambda: adam_baseline(psi, targets, C, args.adam_epochs, dev), dev, args.fit_repeats)
+    results[adam_label] = (secs, accuracy(psi_t @ K.T, yt), mem, gpu, f"{args.adam_epochs * ((psi.shape[0] + 255) // 256)} steps")
     (K, ev), secs, mem, gpu = timed(lambda: lbfgs_baseline(psi, targets, C, args.lbfgs_iters, dev), dev)
     results[f"(c) full-batch L-BFGS {args.lbfgs_iters} it"] = (secs, accuracy(psi_t @ K.T, yt), mem, gpu, f"{ev} evals")
     if not args.skip_sklearn:
@@ -169,14 +272,37 @@ def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows):
         results[f"(d) sklearn LogisticRegression (labels, CPU)"] = (secs, acc, mem, None, f"{int(clf.n_iter_.max())} it")
     ws, secs, mem, gpu = timed(lambda: warm_start(psi, tl, 1e-3), dev)
     results["(e) ridge least squares (warm start)"] = (secs, accuracy(psi_t @ ws.K.T, yt), mem, gpu, "")
-    base = results[f"(b) Adam b256 lr1e-3 {args.adam_epochs} ep"][0]
+    base = results[adam_label][0]
+    print(f"Fit seconds: median of {args.fit_repeats} call(s) for (a) and (b), one call for the others.")
     print(f"| solver | fit s | test acc % | peak RSS growth | {'peak GPU mem | ' if dev.type == 'cuda' else ''}work | Adam time / this |")
     print(f"|---|---|---|---|{'---|' if dev.type == 'cuda' else ''}---|---|")
     for k, (secs, acc, mem, gpu, work) in results.items():
         g = (f"{format_bytes(gpu)} | " if gpu is not None else "(CPU) | ") if dev.type == "cuda" else ""
         print(f"| {k} | {secs:.2f} | {acc * 100:.2f} | {format_bytes(mem)} | {g}{work} | {base / secs:.2f}x |", flush=True)
         rows.append((name, k, secs, acc, mem))
-    return feats
+    passes = bench_passes(psi, tl, y, ws.K, C, dev, bandwidth, args) if args.pass_repeats else {}
+    return feats, {"engine": engine, "adam": base, "passes": passes}
+
+
+def check_targets(summary):
+    """The issue-14 'Done when' lines, from this run's numbers."""
+    goals = {"d2": (0.980, 5.0, 3.0), "d3": (0.978, 4.0, None)}
+    print("\n## Targets (issue 14), from this run")
+    for key, (acc_goal, speed_goal, floor_goal) in goals.items():
+        if key not in summary:
+            continue
+        s = summary[key]
+        for pd, (secs, acc, ex) in s["engine"].items():
+            speed = s["adam"] / secs
+            used = ex.get("pass_dtype", pd)
+            line = (f"{key} pass {pd}{' -> ' + used if pd == 'auto' else ''}: acc {acc * 100:.2f}% (goal >= {acc_goal * 100:.1f}) "
+                    f"{'ok' if acc >= acc_goal else 'MISSED'}; {speed:.2f}x Adam (goal >= {speed_goal:g}x) "
+                    f"{'ok' if speed >= speed_goal else 'MISSED'}")
+            if floor_goal and used in s["passes"]:
+                ms, floor = s["passes"][used]
+                line += (f"; pass {ms / floor:.2f}x the floor (goal <= {floor_goal:g}x) "
+                         f"{'ok' if ms / floor <= floor_goal else 'MISSED'}")
+            print(line)
 
 
 def bench_devices(feats, ds, teacher, dev, args):
@@ -224,6 +350,35 @@ def bench_memory_guard(ds, args):
         print(f"  refused before allocating: {exc}")
 
 
+class Tee:
+    """Copies everything printed to stdout into a list (for --out)."""
+
+    def __init__(self, stream):
+        self.stream, self.parts = stream, []
+
+    def write(self, text):
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+MD_HEADER = """# Distillation benchmark on the {where} (CPU)
+
+Written by `experiments/bench_distill.py` itself (the command is the first lines of the output).
+Engine and Adam fit times are medians of {fit_repeats} call(s), the other solvers' one call; peak
+memory comes from one more, untimed call. The pass table times the engine's loss-and-gradient
+pass alone (median of {pass_repeats}) against the floor: two reads of the feature matrix in the
+pass precision over the copy bandwidth measured at the start of the same run. All ratios are
+from this one run; on a shared machine rerun it with nothing else running. Printed output
+(stdout), unedited:
+
+```
+{body}```
+"""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None)
@@ -235,11 +390,35 @@ def main(argv=None):
     p.add_argument("--skip-sklearn", action="store_true")
     p.add_argument("--device-steps", type=int, default=30)
     p.add_argument("--device-batch", type=int, default=4096)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="runs per device of hardware-aware training")
+    p.add_argument("--fit-repeats", type=int, default=3, help="timed fits of the engine and of Adam (median)")
+    p.add_argument("--pass-repeats", type=int, default=11, help="timed passes per precision (median); 0 skips")
+    p.add_argument("--cached-precision", action="store_true",
+                   help="use this machine's cached pass-precision calibration instead of timing it again")
+    p.add_argument("--bandwidth-mib", type=int, default=512, help="size of each array of the copy-bandwidth test")
     p.add_argument("--guard-memory", default="1G")
     p.add_argument("--settings", default="d2,d3,rbf")
     p.add_argument("--smoke-test", action="store_true")
+    p.add_argument("--out", default=None, help="markdown file written with the output "
+                   "(default experiments/bench_distill.md; none for --smoke-test; '-' for none)")
+    p.add_argument("--where", default="2-core development machine", help="machine named in the markdown title")
     args = p.parse_args(argv)
+    out = args.out or (None if args.smoke_test else str(Path(__file__).with_name("bench_distill.md")))
+    tee = Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        run(args)
+    finally:
+        sys.stdout = tee.stream
+    if out and out != "-":
+        from codesign.cache import atomic_write_text
+
+        atomic_write_text(out, MD_HEADER.format(where=args.where, fit_repeats=args.fit_repeats,
+                                                pass_repeats=args.pass_repeats, body="".join(tee.parts)))
+        print(f"wrote {out}")
+
+
+def run(args):
     dev = torch.device(args.torch_device)
     settings = {"d2": ("r=40, degree 2", 40, "monomial", {"degree": 2}),
                 "d3": ("r=20, degree 3", 20, "monomial", {"degree": 3}),
@@ -247,24 +426,32 @@ def main(argv=None):
     if args.smoke_test:
         args.dataset, args.adam_epochs, args.lbfgs_iters, args.sklearn_iters = "digits", 1, 5, 5
         args.device_steps, args.device_batch, args.repeats = 2, 256, 1
+        args.fit_repeats, args.pass_repeats, args.bandwidth_mib = 1, 3, 64
         settings = {"d2": ("r=10, degree 2", 10, "monomial", {"degree": 2}),
                     "rbf": ("r=10, RBF 20 centres", 10, "rbf", {"centers": 20})}
         args.settings = "d2,rbf"
     print(f"# bench_distill: {args.dataset}, MLP teacher seed 0, KD T={T} alpha={ALPHA}")
-    print(f"command: python {' '.join(sys.argv)}")
+    env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ]
+    print(f"command: {' '.join(env + ['python', shlex.join(sys.argv)])}")
     print(f"machine: {platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}")
+    print(cpu_line())
+    bandwidth = copy_bandwidth(dev, args.bandwidth_mib)
+    print(f"copy bandwidth: {bandwidth / 1e9:.1f} GB/s (torch copy of {args.bandwidth_mib} MiB float32, best of 5, "
+          "read + write bytes as STREAM counts)", flush=True)
     ds = load_dataset(args.dataset, args.data_root)
     teacher = get_teacher("mlp", ds, seed=0, torch_device=args.torch_device)
     print(f"teacher test accuracy {teacher.test_accuracy(ds) * 100:.2f}%")
-    rows, first = [], None
+    rows, first, summary = [], None, {}
     for key in args.settings.split(","):
         label, rank, dictionary, params = settings[key]
-        feats = bench_setting(label, ds, teacher, rank, dictionary, params, dev, args, rows)
+        feats, summary[key] = bench_setting(label, ds, teacher, rank, dictionary, params, dev, args, rows, bandwidth)
         if first is None:
             first = feats
         else:
             del feats
+    if not args.smoke_test:
+        check_targets(summary)
     bench_devices(first, ds, teacher, dev, args)
     if not args.smoke_test:
         bench_memory_guard(ds, args)

@@ -25,6 +25,10 @@ from codesign.units import parse_duration
 COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
 
 
+#: ``--sampler`` choices: Optuna samplers that handle two objectives (see :func:`make_sampler`).
+SAMPLERS = ("tpe", "nsga2", "random")
+
+
 def cost_key(name: str) -> str:
     """The cost-dict key for ``--cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
     return COST_ALIASES.get(name, name)
@@ -53,6 +57,11 @@ class SearchConfig:
     device_preset: str | None = _distill("device_preset")
     eval_time_s: float = _distill("eval_time_s")
     samples: int = option(16, "trials in the search")
+    sampler: str = option(
+        "tpe", "how trials are chosen: tpe (Optuna's multi-objective TPE), nsga2 (NSGA-II) or random; "
+               "experiments/bench_search.py compares them", choices=SAMPLERS)
+    sampler_seed: int | None = option(None, "seed of the sampler alone (data, teacher, fits and hardware draws "
+                                            "keep --seed)", show_default="--seed")
     cost: str = option("energy", "cost objective: energy (energy_pj), latency (latency_ns), area (area_mm2), "
                                  "or any key of the device's cost model")
     protocol: str = _distill("protocol")
@@ -69,6 +78,9 @@ class SearchConfig:
         ("host",), "where the PCA projection may run: host, device, or both (then a search dimension)",
         choices=PCA_PLACEMENTS, key="pca_placement")
     host_datapath: str = _distill("host_datapath")
+    search_kd: bool = option(
+        False, "also search the distillation temperature and weight (kd/temperature in auto, 1, 2, 4; kd/alpha in "
+               "auto, 0, 0.5, 0.9; auto: chosen on a validation split inside the trial, 5-15x a fit); method kd only")
     ranks: tuple[int, int] = option((2, 40), "PCA rank range (capped by the input dimension and --max-memory)",
                                     metavar=("MIN", "MAX"))
     max_cost: float | None = option(None, "hard limit on the cost: trials above it are recorded but kept off the front")
@@ -98,6 +110,9 @@ class SearchConfig:
             raise ConfigError(f"ranks={list(self.ranks)}: expected two integers MIN MAX")
         object.__setattr__(self, "eval_time_s", parse_duration(self.eval_time_s, "eval_time"))
         check_range("samples", self.samples, 1, 1_000_000, integer=True)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        if self.sampler_seed is not None:
+            check_range("sampler_seed", self.sampler_seed, 0, 2**31 - 1, integer=True)
         if not 0 < self.validation < 0.9:
             raise ConfigError(f"validation={self.validation}: the search needs a validation split in (0, 0.9)")
         if self.max_cost is not None:
@@ -116,6 +131,9 @@ class SearchConfig:
             raise ConfigError(f"storage={self.storage!r}: give a SQLAlchemy URL or a file path")
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
+        if self.search_kd and self.method != "kd":
+            raise ConfigError(f"search_kd needs method='kd' (got {self.method!r}): the temperature and weight "
+                              "are those of distillation; drop --search-kd or use --method kd")
         if not self.pca_placements:
             raise ConfigError(f"pca_placement: give at least one of {', '.join(PCA_PLACEMENTS)}")
         for p in self.pca_placements:

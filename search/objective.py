@@ -9,14 +9,23 @@ cost key of the device's cost model).
 
 Shared work: the teacher is computed once by the driver and passed in; PCA and lifted features
 go through the on-disk feature cache (``codesign.features.cached_features``) and a small
-per-process memo, so trials on the same (rank, dictionary) never lift twice.
+per-process memo, so trials on the same (rank, dictionary) never lift twice; every rank's PCA
+comes from one decomposition of the training set (``codesign.features.pca_decomposition``); the
+Gram factors live with the features (``Features.gram``), so every fit on them reuses them; and
+a trial whose float fit is identical to an earlier one in the process (same features, teacher,
+labels and fit settings: trials that differ only in device fields or PCA placement) reuses that
+student instead of fitting again. Reuse is exact, never a warm start from a neighbouring trial's
+K (that would make a trial's result depend on which trials ran before it in its process).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import hashlib
 import math
 import time
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,8 +38,10 @@ from codesign.distill import DistillConfig, DistillResult, Workspace, run_distil
 from codesign.errors import ConfigError
 from codesign.features import Features, cached_features, dictionary_seed
 from codesign.inference_cost import flat_cost
+from codesign.students import FitConfig, LinearStudent
 
 from .config import cost_key
+from .outputs import TIME_METRICS
 from .space import dictionary_params
 
 def exact_accuracies(accs, n: int) -> list[float]:
@@ -56,14 +67,17 @@ def distill_config(config: Mapping[str, Any], base: DistillConfig) -> DistillCon
     Args:
         config: sampled values: ``dictionary``, a dict of its parameters under the dictionary's
             name (older records: at the top level, see :func:`~codesign.search.space.normalize_config`),
-            ``pca_rank`` and a ``device`` dict of device fields.
+            ``pca_rank``, a ``device`` dict of device fields and (``--search-kd``) a ``kd`` dict
+            of ``temperature`` / ``alpha`` (a number or ``"auto"``).
         base: the search's fixed settings (:meth:`~codesign.search.config.SearchConfig.trial_base`).
     """
     overrides = {**dict(base.device_overrides), **dict(config.get("device") or {})}
+    kd = dict(config.get("kd") or {})
     return dataclasses.replace(
         base, dictionary=config["dictionary"], dictionary_params=dictionary_params(config),
         pca_rank=int(config["pca_rank"]), device_overrides=tuple(sorted(overrides.items())),
         pca_placement=str(config.get("pca_placement", base.pca_placement)),
+        fit=dataclasses.replace(base.fit, **kd) if kd else base.fit,
     )
 
 
@@ -73,13 +87,59 @@ class SearchWorkspace(Workspace):
     Args:
         teacher: the teacher computed once by the driver (None: load or train through the cache).
         keep: lifted feature sets kept in memory (each can be gigabytes on MNIST).
+        data: the search's data set (validation split held out) loaded once by the driver
+            (None: load it here).
     """
 
-    def __init__(self, teacher=None, keep: int = 2) -> None:
+    #: Fitted students kept for exact reuse (each a ``[classes, features]`` matrix).
+    keep_students = 16
+
+    def __init__(self, teacher=None, keep: int = 2, data=None) -> None:
         super().__init__(disk_features=True)
         self.given_teacher = teacher
+        self.given_data = data
         self.keep = keep
         self._memo: OrderedDict = OrderedDict()
+        self._students: OrderedDict = OrderedDict()
+        #: whether the last :meth:`student` call reused an earlier fit
+        self.last_fit_reused = False
+
+    def student(self, fit: FitConfig, psi, labels, teacher_logits, *, n_classes: int, init=None,
+                gram_cache=None) -> LinearStudent:
+        """The float student of ``fit`` on these inputs: a copy of an identical earlier fit, else a new fit.
+
+        Identical means the same feature matrix (the same tensor, held here by a weak reference
+        only), the same label and teacher-logit buffers (held), the same fit settings (seed
+        included), class count and warm start: the fit is a deterministic function of those, so
+        the copy equals what fitting again would give.
+        """
+        key = (repr(fit), n_classes, str(psi.device), tuple(psi.shape), psi.data_ptr(),
+               tuple(labels.shape), labels.data_ptr(),
+               None if teacher_logits is None else (tuple(teacher_logits.shape), teacher_logits.data_ptr()),
+               None if init is None else hashlib.sha256(init.detach().cpu().numpy().tobytes()).hexdigest())
+        hit = self._students.get(key)
+        if hit is not None and hit[0]() is psi:
+            self._students.move_to_end(key)
+            self.last_fit_reused = True
+            return copy.deepcopy(hit[3])
+        student = super().student(fit, psi, labels, teacher_logits, n_classes=n_classes, init=init,
+                                  gram_cache=gram_cache)
+        self.last_fit_reused = False
+        self._students[key] = (weakref.ref(psi), labels, teacher_logits, copy.deepcopy(student))
+        while len(self._students) > self.keep_students:
+            self._students.popitem(last=False)
+        return student
+
+    def dataset(self, cfg: DistillConfig):
+        ds = self.given_data
+        if ds is None:
+            return super().dataset(cfg)
+        if not all(a.flags.writeable for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)):
+            # Ray's object store hands out read-only views (torch warns on them): one private copy
+            ds = self.given_data = dataclasses.replace(
+                ds, x_train=np.array(ds.x_train), y_train=np.array(ds.y_train), x_test=np.array(ds.x_test),
+                y_test=np.array(ds.y_test))
+        return ds
 
     def teacher(self, cfg: DistillConfig, ds):
         if self.given_teacher is not None:
@@ -110,15 +170,18 @@ _WORKSPACE: SearchWorkspace | None = None
 _WORKSPACE_KEY: Any = None
 
 
-def _workspace(teacher, base: DistillConfig) -> SearchWorkspace:
+def _workspace(teacher, base: DistillConfig, data=None) -> SearchWorkspace:
     global _WORKSPACE, _WORKSPACE_KEY
-    # Each trial receives its own copy of the (same) teacher: key on what determines it.
+    # Each trial receives its own copy of the (same) teacher and data: key on what determines them.
     key = (base.dataset, base.data_root, base.seed, base.validation, base.teacher, base.teacher_epochs,
            base.teacher_weights, base.cache_dir)
     if _WORKSPACE is None or _WORKSPACE_KEY != key:
-        _WORKSPACE, _WORKSPACE_KEY = SearchWorkspace(teacher), key
-    elif teacher is not None:
-        _WORKSPACE.given_teacher = teacher
+        _WORKSPACE, _WORKSPACE_KEY = SearchWorkspace(teacher, data=data), key
+    else:
+        if teacher is not None:
+            _WORKSPACE.given_teacher = teacher
+        if data is not None and _WORKSPACE.given_data is None:
+            _WORKSPACE.given_data = data
     return _WORKSPACE
 
 
@@ -131,6 +194,7 @@ def run_trial(
     workspace: Workspace | None = None,
     save_to: str | Path | None = None,
     threads: int = 1,
+    data=None,
 ) -> tuple[dict, DistillResult]:
     """Run one trial; return its flat metrics and the :class:`DistillResult`.
 
@@ -142,14 +206,16 @@ def run_trial(
         workspace: memo to use (default: this process's search workspace).
         save_to: also save the student there (``codesign.artifacts.save_student``).
         threads: torch threads of this trial (a search runs trials side by side, one thread each).
+        data: the search's data set, validation split held out (None: loaded in this process).
     """
     t0 = time.perf_counter()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cfg = distill_config(config, base)
-    ws = workspace if workspace is not None else _workspace(teacher, base)
+    ws = workspace if workspace is not None else _workspace(teacher, base, data)
     result = run_distill(cfg, ws)
     m = result.metrics
+    timings = dict(getattr(result, "timings", None) or {})
     key = cost_key(cost)
     costs = flat_cost(m["cost"])
     feasible = bool(m["cost"]["feasible"])
@@ -172,15 +238,25 @@ def run_trial(
         "train_accuracy": exact_accuracies([m["train_accuracy"]], n_train)[0],
         "n_features": int(m["n_features"]),
         "fit_seconds": float(m["fit_seconds"]),
+        "fit_reused": bool(getattr(ws, "last_fit_reused", False)),
         "iterations": m.get("iterations"),
     }
+    if cfg.fit.method == "kd":  # the values fitted with (chosen on a validation split when "auto")
+        metrics["kd_temperature"], metrics["kd_alpha"] = m.get("temperature"), m.get("alpha")
     for k, v in costs.items():
         if k not in metrics:
             metrics[k] = float(v)
+    t_save = time.perf_counter()
     if save_to is not None:
         save_student(save_to, result)
         metrics["student"] = str(save_to)
-    metrics["trial_seconds"] = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    metrics["trial_seconds"] = t_end - t0
+    parts = {"time_data_s": timings.get("data_s", 0.0), "time_features_s": timings.get("features_s", 0.0),
+             "time_fit_s": timings.get("fit_s", 0.0), "time_hw_s": timings.get("hw_s", 0.0),
+             "time_save_s": t_end - t_save}
+    parts["time_overhead_s"] = max(metrics["trial_seconds"] - sum(parts.values()), 0.0)
+    metrics.update({k: round(float(parts[k]), 6) for k in TIME_METRICS})
     return metrics, result
 
 

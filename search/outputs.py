@@ -65,6 +65,8 @@ def describe_config(config: Mapping[str, Any]) -> str:
         parts.append(f"pca on {config['pca_placement']}")
     for k, v in (config.get("device") or {}).items():
         parts.append(f"{k}={_fmt(v)}")
+    for k, v in (config.get("kd") or {}).items():
+        parts.append(f"{'T' if k == 'temperature' else k}={_fmt(v)}")
     return ", ".join(parts)
 
 
@@ -198,7 +200,11 @@ class TrialLog:
 CORE_METRICS = (
     "hw_accuracy", "cost", "hw_accuracy_std", "hw_accuracy_worst", "float_accuracy", "train_accuracy", "n_features",
 )
-TAIL_METRICS = ("fit_seconds", "iterations", "trial_seconds", "node_id", "student")
+#: Where a trial's wall time went (``objective.run_trial``): the data set and teacher, the lifted
+#: features (memo, disk cache or built), the fit (reused: ~0), the device (layers, hardware draws,
+#: cost), saving the student, and the rest (``trial_seconds`` less the others).
+TIME_METRICS = ("time_data_s", "time_features_s", "time_fit_s", "time_hw_s", "time_save_s", "time_overhead_s")
+TAIL_METRICS = ("fit_seconds", "fit_reused", "iterations", "trial_seconds", *TIME_METRICS, "node_id", "student")
 
 
 def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] = ()) -> dict[str, Any]:
@@ -248,6 +254,8 @@ def trial_rows(records: Sequence[Mapping[str, Any]], device_fields: Sequence[str
         }
         row.update(config_columns(cfg, dict_fields))
         row.update({f"device.{f}": dev.get(f) for f in fields})
+        if any((rec.get("config") or {}).get("kd") for rec in records):  # --search-kd: sampled values
+            row.update({f"kd.{f}": (cfg.get("kd") or {}).get(f) for f in ("temperature", "alpha")})
         row.update({k: m.get(k) for k in CORE_METRICS})
         row.update({k: m.get(k) for k in extra})
         row.update({k: m.get(k) for k in TAIL_METRICS})

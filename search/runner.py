@@ -4,8 +4,9 @@ The driver (this module, the only one that knows Ray):
 
 1. checks the results folder (a folder holding a *different* search is refused);
 2. loads the data, holds out the validation split, and computes the teacher once (cached on
-   disk by :mod:`codesign.teachers`); its outputs reach every trial through
-   ``tune.with_parameters`` (the object store), so no trial retrains it, on any node;
+   disk by :mod:`codesign.teachers`); its outputs and the data set reach every trial through
+   ``tune.with_parameters`` (the object store), so no trial retrains or reloads them, on any node;
+   it also decomposes the training set once for the PCA of every rank (disk cache);
 3. runs a ``ray.tune.Tuner`` over a function trainable with ``OptunaSearch`` sampling both
    objectives (hardware accuracy up, cost down) in the space of :mod:`codesign.search.space`;
 4. records every finished trial, completed or failed, in ``trials.jsonl`` the moment Tune
@@ -39,7 +40,7 @@ from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
 from codesign.teachers import ARCHITECTURES
 from codesign.errors import ConfigError
-from codesign.features import parse_memory
+from codesign.features import parse_memory, pca_decomposition
 from codesign.inference_cost import STAGES, TOTAL_KEYS
 
 from . import outputs
@@ -49,13 +50,13 @@ from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
 from .plots import plot_breakdown, plot_fronts
-from .space import SearchSpace, build_space, flatten_config, parse_space_option
+from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_space_option
 
 #: Options that define a search: resuming with any of them changed is refused.
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
-    "pca_placement", "host_datapath",
+    "pca_placement", "host_datapath", "search_kd",
 )
 #: Version of the cost accounting. 2: the whole inference (PCA, lifting, conversions, K) with
 #: infeasible designs unpriced; 1 (searches stored without it): the matrix K alone.
@@ -245,12 +246,13 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- Ray pieces
-def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, teacher=None) -> None:
+def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, teacher=None, data=None) -> None:
     """Ray Tune function trainable: unpack, call the objective, report."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
-    metrics, _ = run_trial(config, base, cost, teacher=teacher, save_to=Path(students_dir) / f"{trial_id}.pt")
+    metrics, _ = run_trial(config, base, cost, teacher=teacher, data=data,
+                           save_to=Path(students_dir) / f"{trial_id}.pt")
     import ray  # the Ray node the trial ran on (Tune's node_ip is dropped and is one IP for nodes on one host)
 
     tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()})
@@ -393,6 +395,27 @@ def _without_ray_auth_notice():
         logger.removeFilter(_drop_ray_auth_notice)
 
 
+def make_sampler(cfg: SearchConfig, round_no: int = 0):
+    """The Optuna sampler of ``--sampler`` for a search of ``cfg.samples`` trials.
+
+    Seeded with ``--sampler-seed`` (default ``--seed``) plus ``1009 * round_no``, so a resumed
+    round does not replay the first round's draws.
+
+    * ``tpe``: multi-objective TPE, random for its first ``min(10, max(4, samples // 3))`` trials;
+    * ``nsga2``: NSGA-II with a population of ``min(50, max(8, samples // 4))`` (Optuna's 50 would
+      leave a 32- or 64-trial search in its random first generation);
+    * ``random``: independent uniform draws (the baseline of ``experiments/bench_search.py``).
+    """
+    import optuna
+
+    seed = (cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed) + 1009 * round_no
+    if cfg.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(8, cfg.samples // 4)))
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(4, cfg.samples // 3)))
+
+
 def _study_storage(space: SearchSpace, records: list[dict]):
     """An in-memory Optuna storage holding the finished trials (for --resume)."""
     import optuna
@@ -502,6 +525,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
         n_inputs=ds.n_inputs, n_train=len(ds.y_train), n_rows=n_rows, max_memory=cfg.max_memory,
         device_space=device_cls.search_space(), pinned=pinned, dictionaries=dictionaries, ranks=cfg.ranks,
         dictionary_space=dictionary_space, placements=cfg.pca_placements,
+        kd_space=KD_SPACE if cfg.search_kd else None,
     )
     study_url, study_token = storage_url(cfg.storage, out), search_token(stored)
     check_storage(study_url, cfg.study_name, study_token)  # a bad --storage is refused before anything is written
@@ -532,6 +556,8 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                  + (f", {len(records)} already done" if records else ""))
     with torch_threads(1):  # see torch_threads: one thread per process, trials run side by side
         teacher = ws.teacher(base, ds)
+        if remaining > 0:  # every rank's PCA from one decomposition, on disk before any trial asks for it
+            pca_decomposition(ds.x_train, cache_dir=cfg.cache_dir)
     progress.log(f"teacher {cfg.teacher}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
                  f"on the validation split{' (cached)' if teacher.info.get('cached') else ''}")
     shared_teacher = dataclasses.replace(teacher, model=None)  # trials need its outputs only
@@ -547,18 +573,18 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
             cpus = max(1, min(int(cfg.cpus or cluster_cpus), cluster_cpus))
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.TPESampler(seed=cfg.seed + 1009 * round_no,
-                                                 n_startup_trials=min(10, max(4, samples // 3)))
+            sampler = make_sampler(cfg, round_no)
             searcher = OptunaSearch(space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"], sampler=sampler,
                                     study_name="codesign", storage=_study_storage(space, records))
             rounds.append({"round": round_no, "started": _dt.datetime.now().isoformat(timespec="seconds"),
-                           "samples": remaining, "cpus": cpus})
+                           "samples": remaining, "cpus": cpus,
+                           "sampler": cfg.sampler, "sampler_seed": cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed})
             atomic_write_json(out / outputs.SEARCH_NAME, {**meta, "rounds": rounds})
             callback = _make_callback(log, records, round_no, progress,
                                       lambda recs: _write_trials_csv(out, recs, space, cfg))
             tuner = tune.Tuner(
                 tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
-                                     teacher=shared_teacher),
+                                     teacher=shared_teacher, data=ds),
                 tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
                                             max_concurrent_trials=min(cpus, remaining), reuse_actors=True),
                 run_config=tune.RunConfig(
@@ -677,12 +703,16 @@ def annotate(records: list[dict], cfg: SearchConfig) -> list[int]:
     return [records.index(ok[i]) for i in idx]
 
 
-def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: SearchWorkspace) -> dict:
-    """Test-set figures of one front member, from its saved student (re-run if the file is absent)."""
+def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: SearchWorkspace, full=None) -> dict:
+    """Test-set figures of one front member, from its saved student (re-run if the file is absent).
+
+    ``full``: the whole data set (its test split), loaded once for every front member.
+    """
     path = out / student_path(record)
     if not path.is_file():  # e.g. a trial that ran on another node without a shared file system
         run_trial(record["config"], cfg.trial_base(), cfg.cost_key, workspace=teacher_ws, save_to=path)
-    full = load_dataset(cfg.dataset, cfg.data_root)
+    if full is None:
+        full = load_dataset(cfg.dataset, cfg.data_root)
     st = load_student(path)
     n = len(full.y_test)
     hw = accuracy_stats(st.hw_accuracy(full.x_test, full.y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s), n)
@@ -735,9 +765,10 @@ def finalize(out: Path, records: list[dict], cfg: SearchConfig, space: SearchSpa
     summary = summarise(records, cfg)
     _write_trials_csv(out, records, space, cfg)
     teacher_ws = SearchWorkspace()
+    full = load_dataset(cfg.dataset, cfg.data_root) if summary["front"] else None
     for p in summary["front"]:
         rec = next(r for r in records if r["trial"] == p["trial"])
-        p.update(_score_on_test(rec, cfg, out, teacher_ws))
+        p.update(_score_on_test(rec, cfg, out, teacher_ws, full))
         p["student"] = student_path(rec)
     front = summary["front"]
     if front:

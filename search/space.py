@@ -37,11 +37,17 @@ from typing import Any, Mapping, Sequence
 from codesign.dictionaries import create_dictionary, get_dictionary_class, list_dictionaries
 from codesign.errors import ConfigError
 from codesign.features import fit_memory, format_bytes
+from codesign.students import FitConfig
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
 DEVICE_PREFIX = "device/"
+#: Prefix of the distillation dimensions (``kd/temperature``, ``kd/alpha``; method kd only).
+KD_PREFIX = "kd/"
+#: ``kd/temperature`` and ``kd/alpha`` of a kd search unless the user narrows them: "auto" (chosen
+#: on a validation split of the trial's training rows, ``codesign.selection``) or a fixed value.
+KD_SPACE = {"temperature": Choice(("auto", 1.0, 2.0, 4.0)), "alpha": Choice(("auto", 0.0, 0.5, 0.9))}
 #: Top-level keys of a trial config; a dictionary with one of these names cannot be searched.
-CONFIG_KEYS = ("dictionary", "pca_rank", "pca_placement", "device")
+CONFIG_KEYS = ("dictionary", "pca_rank", "pca_placement", "device", "kd")
 _PLAIN = (type(None), bool, int, float, str)
 
 
@@ -60,6 +66,9 @@ class SearchSpace:
         dropped: ``{dictionary: why}`` for requested dictionaries that cannot fit at all.
         placements: where the PCA projection may run; with more than one, ``pca_placement``
             is sampled (:data:`codesign.inference_cost.PCA_PLACEMENTS`).
+        kd: ``{"temperature" | "alpha": IntRange | FloatRange | Choice}``, sampled as
+            ``kd/<name>`` (a trial config reads ``{"kd": {"temperature": "auto", "alpha": 0.5}}``);
+            empty unless the search's method is kd (:data:`KD_SPACE` by default).
     """
 
     dictionaries: Mapping[str, Mapping[str, Any]]
@@ -70,6 +79,7 @@ class SearchSpace:
     device: Mapping[str, Any] = field(default_factory=dict)
     dropped: Mapping[str, str] = field(default_factory=dict)
     placements: tuple[str, ...] = ("host",)
+    kd: Mapping[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ bounds
     def n_features(self, dictionary: str, params: Mapping[str, Any], rank: int) -> int:
@@ -130,6 +140,8 @@ class SearchSpace:
             trial.suggest_categorical("pca_placement", list(self.placements))
         for name, spec in self.device.items():
             _suggest(trial, DEVICE_PREFIX + name, spec)
+        for name, spec in self.kd.items():
+            _suggest(trial, KD_PREFIX + name, spec)
 
     def distributions(self, params: Mapping[str, Any]) -> dict:
         """The Optuna distributions a trial with these flat ``params`` was sampled from.
@@ -159,6 +171,7 @@ class SearchSpace:
             "max_rank": max_rank,
             "dropped": dict(self.dropped),
             "device": {k: describe_spec(v) for k, v in self.device.items()},
+            "kd": {k: describe_spec(v) for k, v in self.kd.items()},
             "max_memory_bytes": self.max_memory,
         }
 
@@ -175,6 +188,7 @@ def build_space(
     ranks: Sequence[int] = (2, 40),
     dictionary_space: Mapping[str, Any] = (),
     placements: Sequence[str] = ("host",),
+    kd_space: Mapping[str, Any] | None = None,
 ) -> SearchSpace:
     """Validate the user's ranges against the data and the memory budget and build the space.
 
@@ -192,6 +206,8 @@ def build_space(
             or the text of ``--space`` (``"2,3"``, ``"16:300"``, ``"64"``; see
             :func:`parse_space_option`).
         placements: where the PCA projection may run (more than one: a search dimension).
+        kd_space: distillation dimensions ``{"temperature" | "alpha": spec}`` (give
+            :data:`KD_SPACE` or a narrowing of it when the method is kd; None or empty: none).
     """
     names = list(dict.fromkeys(list_dictionaries() if dictionaries is None else dictionaries))
     if not names:
@@ -262,7 +278,15 @@ def build_space(
         why = "; ".join(f"{d}: {w}" for d, w in dropped.items())
         raise ConfigError(f"no dictionary fits {budget} even at pca_rank={r_lo} ({why}); "
                           "raise --max-memory, lower the ranks or narrow --space")
-    return SearchSpace(kept, r_lo, r_hi, n_rows, max_memory, device, dropped, tuple(placements))
+    kd = dict(kd_space or {})
+    for name, spec in kd.items():
+        if name not in KD_SPACE:
+            raise ConfigError(f"kd search dimension {name!r}: expected temperature or alpha")
+        _check_spec(KD_PREFIX + name, spec)
+        for v in (spec.values if _kind(spec) == "Choice" else (spec.low, spec.high)):
+            if v != "auto":
+                FitConfig(**{name: v})  # a value the fit refuses is refused here, in one line
+    return SearchSpace(kept, r_lo, r_hi, n_rows, max_memory, device, dropped, tuple(placements), kd)
 
 
 def _cap(spec: Any, high: int) -> Any:

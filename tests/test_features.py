@@ -9,6 +9,7 @@ import torch
 from codesign import features as features_mod
 from codesign.errors import ConfigError, NumericalError, ResourceError
 from codesign.features import FeaturePipeline, build_features, cached_features, dictionary_seed, format_bytes, parse_memory
+from codesign.dictionaries import create_dictionary
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
 
@@ -156,3 +157,53 @@ def test_seed_free_dictionaries_share_cache_entries(digits, tmp_path):
     # Defaults filled: {} and the default value are one entry.
     cached_features(digits.x_train, digits.x_test, 5, "monomial", {}, cache_dir=tmp_path)
     assert len(list((tmp_path / "features").glob("monomial-r5-*.npz"))) == 1
+
+
+# --------------------------------------------------------------------------- one PCA decomposition for every rank
+@pytest.mark.parametrize("name, params", [("monomial", {"degree": 2}), ("rbf", {"centers": 12})])
+def test_features_from_the_shared_decomposition_equal_a_fresh_fit(digits, name, params):
+    """Every rank's features built on one decomposition of the training set are exactly those of
+    a pipeline that fits its own rank-r PCA (and fit_transform equals fit + transform)."""
+    from codesign.pca import PCADecomposition
+
+    dec = PCADecomposition.fit(digits.x_train)
+    for rank in (3, 9, 25):
+        fresh = build_features(digits.x_train, digits.x_test, rank, name, params, seed=3)
+        shared = build_features(digits.x_train, digits.x_test, rank, name, params, seed=3, decomposition=dec)
+        assert torch.equal(fresh.train, shared.train) and torch.equal(fresh.test, shared.test)
+        assert torch.equal(fresh.pipeline.mean_, shared.pipeline.mean_)
+        pipe = FeaturePipeline(rank, create_dictionary(name, **params), seed=3).fit(digits.x_train, dec)
+        assert torch.equal(pipe.transform(digits.x_train), shared.train)
+
+
+def test_pca_decomposition_is_computed_once_per_training_set(digits, tmp_path, monkeypatch):
+    from codesign.pca import PCADecomposition
+
+    calls = []
+    real = PCADecomposition.fit.__func__
+
+    def counted(cls, x):
+        calls.append(len(x))
+        return real(cls, x)
+
+    monkeypatch.setattr(features_mod, "_PCA_MEMO", type(features_mod._PCA_MEMO)())
+    monkeypatch.setattr(PCADecomposition, "fit", classmethod(counted))
+    for rank in (4, 6, 9):
+        cached_features(digits.x_train, digits.x_test, rank, "monomial", {"degree": 2}, cache_dir=tmp_path)
+    assert calls == [len(digits.x_train)]  # three ranks, one decomposition
+    assert len(list((tmp_path / "pca").glob("pca-*.npz"))) == 1
+    # a new process (empty memo) reads it from disk instead of decomposing again
+    features_mod._PCA_MEMO.clear()
+    again = features_mod.pca_decomposition(digits.x_train, cache_dir=tmp_path)
+    assert calls == [len(digits.x_train)]
+    assert np.array_equal(again.components, PCADecomposition.from_state_dict(
+        dict(np.load(next((tmp_path / "pca").glob("pca-*.npz"))))).components)
+    # another training set is another decomposition; a damaged file is rebuilt with a warning
+    features_mod.pca_decomposition(digits.x_train[:500], cache_dir=tmp_path)
+    assert calls == [len(digits.x_train), 500]
+    features_mod._PCA_MEMO.clear()
+    for p in (tmp_path / "pca").glob("pca-*.npz"):
+        p.write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="could not be read"):
+        features_mod.pca_decomposition(digits.x_train, cache_dir=tmp_path)
+    assert calls == [len(digits.x_train), 500, len(digits.x_train)]

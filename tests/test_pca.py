@@ -123,3 +123,36 @@ def test_nan_input_is_refused(digits):
     x[3, 10] = np.nan
     with pytest.raises(NumericalError, match="NaN"):
         PCA(5).fit(x)
+
+
+# --------------------------------------------------------------------------- one decomposition, every rank
+def test_every_rank_of_one_decomposition_equals_a_fresh_fit(digits):
+    """The rank-r PCA taken from the full decomposition is bit for bit a rank-r fit: same mean,
+    directions, signs, variances and ratios, and so the same (whitened) scores."""
+    from codesign.pca import PCADecomposition
+
+    dec = PCADecomposition.fit(digits.x_train)
+    assert dec.max_rank == 64 and dec.components.dtype == np.float64
+    for rank in (1, 2, 7, 20, 40):
+        fresh = PCA(rank).fit(digits.x_train)
+        shared = PCA.from_decomposition(dec, rank)
+        for name in ("mean_", "components_", "explained_variance_", "explained_variance_ratio_"):
+            assert np.array_equal(getattr(fresh, name), getattr(shared, name)), (rank, name)
+        assert torch.equal(fresh.transform(digits.x_test), shared.transform(digits.x_test))
+    # the rank-r basis is the top r rows of the largest rank's basis
+    big, small = PCA.from_decomposition(dec, 40), PCA.from_decomposition(dec, 12)
+    assert np.array_equal(big.components_[:12], small.components_)
+    # the sign convention: each row's largest-magnitude entry is positive
+    rows = big.components_
+    assert (rows[np.arange(40), np.abs(rows).argmax(1)] > 0).all()
+
+
+def test_decomposition_state_round_trip_and_rank_limits(digits):
+    from codesign.pca import PCADecomposition
+
+    dec = PCADecomposition.fit(digits.x_train[:30])  # 30 samples: at most 30 directions
+    assert dec.max_rank == 30
+    back = PCADecomposition.from_state_dict(dec.state_dict())
+    assert np.array_equal(PCA.from_decomposition(back, 9).components_, PCA(9).fit(digits.x_train[:30]).components_)
+    with pytest.raises(ConfigError, match="pca_rank=31 is larger than the input allows: at most 30"):
+        PCA.from_decomposition(dec, 31)

@@ -238,6 +238,160 @@ def test_fused_loss_and_gradient_match_autograd():
         assert torch.allclose(grad, K.grad, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("T, alpha", [(1.0, 0.5), (3.0, 0.9), (1.0, 0.0), (0.5, 1.0)])
+def test_fused_pass_with_prepared_targets_and_default_blocks(T, alpha):
+    # PassTargets (what lbfgs_fit prepares once) and the default block size give the same
+    # value and gradient as autograd, T = 1 included (both softmaxes then coincide).
+    from codesign.students import PassTargets, kd_loss_and_grad
+
+    g = torch.Generator().manual_seed(1)
+    psi = torch.randn(3000, 30, generator=g)
+    labels = torch.randint(0, 10, (3000,), generator=g)
+    teacher = torch.randn(3000, 10, generator=g) * 4
+    K = (torch.randn(10, 30, generator=g) * 0.3).requires_grad_(True)
+    targets = KDTargets(teacher if alpha > 0 else None, labels, T, alpha)
+    kd_loss(psi @ K.T, targets).backward()
+    value, grad = kd_loss_and_grad(psi, K.detach(), PassTargets(targets, 10))
+    assert value == pytest.approx(float(kd_loss(psi @ K.detach().T, targets)), rel=1e-5)
+    assert torch.allclose(grad, K.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_fused_pass_in_bfloat16_is_close_to_float32():
+    from codesign.students import kd_loss_and_grad
+
+    g = torch.Generator().manual_seed(2)
+    psi = torch.randn(4000, 50, generator=g)
+    targets = KDTargets(torch.randn(4000, 10, generator=g) * 3, torch.randint(0, 10, (4000,), generator=g), 2.0, 0.9)
+    K = torch.randn(10, 50, generator=g) * 0.2
+    v32, g32 = kd_loss_and_grad(psi, K, targets)
+    v16, g16 = kd_loss_and_grad(psi.bfloat16(), K, targets)
+    assert g16.dtype == torch.float32
+    assert v16 == pytest.approx(v32, rel=1e-2)
+    assert float((g16 - g32).norm() / g32.norm()) < 2e-2
+
+
+# --------------------------------------------------------------------------- pass precision
+
+
+def test_pass_dtype_config():
+    assert FitConfig().pass_dtype == "auto"
+    for dt in ("float32", "bfloat16"):
+        assert FitConfig(pass_dtype=dt).pass_dtype == dt
+    with pytest.raises(ConfigError, match="pass_dtype='float16': expected one of auto, float32, bfloat16"):
+        FitConfig(pass_dtype="float16")
+
+
+def test_pass_dtype_is_reported(lifted, data):
+    y, yt, t = data
+    s = fit("kd", lifted.train, y, t)
+    # digits' 1437 x 66 matrix is below the calibration threshold: float32, no timing
+    assert s.info_.extra["pass_dtype"] == "float32" and s.info_.extra["pass_dtype_source"] == "small"
+    b = fit("kd", lifted.train, y, t, pass_dtype="bfloat16")
+    assert b.info_.extra == {"pass_dtype": "bfloat16", "pass_dtype_source": "forced"}
+    assert abs(b.accuracy(lifted.test, yt) - s.accuracy(lifted.test, yt)) < 0.02
+
+
+def test_auto_pass_dtype_is_measured_once_per_machine(tmp_path, monkeypatch):
+    from codesign import pass_precision as pp
+
+    monkeypatch.setenv("CODESIGN_CACHE", str(tmp_path))
+    pp.forget()
+    g = torch.Generator().manual_seed(3)
+    psi = torch.randn(2200, 1000, generator=g)  # 2.2M elements: above SMALL_ELEMENTS
+    psi[:, 0] = 1.0
+    teacher = psi @ (torch.randn(10, 1000, generator=g) * 0.05).T
+    labels = teacher.argmax(1)
+    try:
+        first = fit("kd", psi, labels, teacher, max_iter=3)
+        assert first.info_.extra["pass_dtype_source"] == "measured"
+        assert first.info_.extra["pass_dtype"] in ("float32", "bfloat16")
+        assert set(first.info_.extra["pass_dtype_ms"]) == {"float32", "bfloat16"}
+        assert (tmp_path / pp.FILE_NAME).is_file()
+        second = fit("kd", psi, labels, teacher, max_iter=3)
+        assert second.info_.extra["pass_dtype_source"] == "cached"
+        assert second.info_.extra["pass_dtype"] == first.info_.extra["pass_dtype"]
+    finally:
+        pp.forget()
+
+
+# --------------------------------------------------------------------------- features on disk
+
+
+@pytest.fixture
+def on_disk(tmp_path, lifted):
+    path = tmp_path / "train.npy"
+    np.save(path, lifted.train.numpy())
+    return np.load(path, mmap_mode="r")
+
+
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")
+@pytest.mark.parametrize("method", ["kd", "labels", "naive"])
+@pytest.mark.parametrize("pass_dtype", ["float32", "bfloat16"])
+def test_disk_backed_features_fit_equals_in_memory(on_disk, lifted, data, monkeypatch, method, pass_dtype):
+    import codesign.students as students
+
+    monkeypatch.setattr(students, "CHUNK_ROWS", 300)  # several blocks of the copy, the checks, the final loss
+    y, yt, t = data
+    assert isinstance(on_disk, np.memmap) and not on_disk.flags.writeable
+    ref = fit(method, lifted.train, y, t, pass_dtype=pass_dtype)
+    for psi in (on_disk, torch.from_numpy(np.asarray(on_disk))):
+        s = fit(method, psi, y, t, pass_dtype=pass_dtype)
+        assert torch.equal(s.K_, ref.K_)
+        assert s.info_.final_loss == ref.info_.final_loss
+        assert s.info_.iterations == ref.info_.iterations
+        assert s.accuracy(on_disk, y) == ref.accuracy(lifted.train, y)
+
+
+def test_features_mapped_from_the_npz_cache_format(tmp_path, lifted, data):
+    # np.savez (the feature cache's format) members are mapped, not read
+    from codesign.cache import atomic_save_npz
+    from codesign.students import memmap_npz
+
+    y, _, t = data
+    path = tmp_path / "features.npz"
+    atomic_save_npz(path, train=lifted.train.numpy(), test=lifted.test.numpy(), other=np.arange(3))
+    mm = memmap_npz(path, "train")
+    assert isinstance(mm, np.memmap) and mm.shape == tuple(lifted.train.shape) and not mm.flags.writeable
+    assert np.array_equal(mm, lifted.train.numpy())
+    assert torch.equal(fit("kd", mm, y, t).K_, fit("kd", lifted.train, y, t).K_)
+    with pytest.raises(ConfigError, match="no array 'missing'"):
+        memmap_npz(path, "missing")
+    np.savez_compressed(tmp_path / "c.npz", train=lifted.train.numpy())
+    with pytest.raises(ConfigError, match="compressed"):
+        memmap_npz(tmp_path / "c.npz", "train")
+
+
+def test_pass_copy_never_duplicates_float32(on_disk, monkeypatch):
+    import codesign.students as students
+    from codesign.students import as_features, pass_copy
+
+    monkeypatch.setattr(students, "CHUNK_ROWS", 100)
+    psi = as_features(on_disk)
+    assert psi.data_ptr() == on_disk.ctypes.data  # wrapped, not loaded
+    assert pass_copy(psi, "float32") is psi
+    b = pass_copy(psi, "bfloat16")
+    assert b.dtype == torch.bfloat16 and torch.equal(b, psi.to(torch.bfloat16))
+
+
+def test_feature_arrays_must_be_float32(on_disk):
+    y = torch.zeros(on_disk.shape[0], dtype=torch.long)
+    with pytest.raises(ConfigError, match="features are float64; the engine reads float32"):
+        LinearStudent(FitConfig(method="labels")).fit(np.asarray(on_disk, dtype=np.float64), y)
+    with pytest.raises(ConfigError, match="got list"):
+        LinearStudent(FitConfig(method="labels")).fit([[1.0]], y)
+
+
+def test_engine_memory_counts_what_a_fit_holds():
+    from codesign.students import engine_memory
+
+    mem = engine_memory(60000, 861, "bfloat16")
+    assert mem["features (float32)"] == 60000 * 861 * 4 and mem["pass copy (bfloat16)"] == 60000 * 861 * 2
+    disk = engine_memory(60000, 861, "bfloat16", disk_backed=True)
+    assert "features (float32)" not in disk and disk["pass copy (bfloat16)"] == 60000 * 861 * 2
+    f32 = engine_memory(60000, 861, "float32", disk_backed=True)
+    assert "pass copy (bfloat16)" not in f32 and sum(f32.values()) < 60000 * 861 * 4 / 2
+
+
 # --------------------------------------------------------------------------- hardware-aware training
 class CountingLayer(torch.nn.Module):
     """A device layer stand-in: a float matrix that records every minibatch it sees."""

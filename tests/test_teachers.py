@@ -269,3 +269,47 @@ def test_torch_device_is_checked_before_training(digits, tmp_path):
         with pytest.raises(ConfigError, match="sees no CUDA device"):
             get_teacher("mlp", digits, epochs=1, cache_dir=tmp_path, torch_device="cuda")
     assert not (tmp_path / "teachers").exists()
+
+
+# --------------------------------------------------------------------------- cnn
+
+
+def test_cnn_architecture_and_shapes(digits):
+    from codesign.data import Dataset
+    from codesign.teachers import ARCHITECTURES, CNN_WIDTHS
+
+    cfg = default_config("cnn", n_train=60000, dataset="mnist")
+    assert cfg.widths == CNN_WIDTHS and cfg.augment == ("affine",) and cfg.epochs == 5
+    fashion = default_config("cnn", n_train=60000, dataset="fashion-mnist")
+    assert fashion.augment == ("flip", "crop") and fashion.epochs == 8
+    net = ARCHITECTURES["cnn"](digits, default_config("cnn", n_train=1437, dataset="digits"))
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == list(CNN_WIDTHS)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 3
+    assert net(torch.zeros(5, 64)).shape == (5, 10)  # flat 8x8 digits in, logits out
+    mnist_like = Dataset(name="mnist", x_train=np.zeros((2, 784), np.float32), y_train=np.zeros(2, np.int64),
+                         x_test=np.zeros((1, 784), np.float32), y_test=np.zeros(1, np.int64),
+                         image_shape=(1, 28, 28), classes=tuple(map(str, range(10))), source="test")
+    net28 = ARCHITECTURES["cnn"](mnist_like, cfg)
+    assert net28(torch.zeros(3, 784)).shape == (3, 10)
+    head = [m for m in net28.modules() if isinstance(m, nn.Linear)][-1]
+    assert head.in_features == 128 * 3 * 3  # 28 -> 14 -> 7 -> 3
+
+
+def test_cnn_trains_with_augmentation_and_is_cached(digits, one_thread):
+    t = get_teacher("cnn", digits, seed=0, epochs=3)
+    assert t.info["augment"] == ["affine"] and t.info["cached"] is False
+    assert t.train_logits.shape == (1437, 10) and np.isfinite(t.train_logits).all()
+    assert t.test_accuracy(digits) > 0.5  # 3 epochs of 12 steps: learning, not converged
+    again = get_teacher("cnn", digits, seed=0, epochs=3)
+    assert again.info["cached"] is True and again.model is not None
+    assert np.array_equal(again.train_logits, t.train_logits)
+    with torch.no_grad():
+        assert np.allclose(again.model(torch.from_numpy(digits.x_test)).numpy(), t.test_logits, atol=1e-5)
+
+
+def test_augment_stays_out_of_older_cache_keys():
+    assert "augment" not in TeacherConfig().key_dict()  # mlp/resnet18 entries keep their keys
+    assert TeacherConfig(arch="cnn", augment=("flip",)).key_dict()["augment"] == ["flip"]
+    with pytest.raises(ConfigError, match="not a transformation"):
+        TeacherConfig(arch="cnn", augment=("blur",))

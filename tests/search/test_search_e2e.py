@@ -163,7 +163,8 @@ def test_same_seed_same_search(ideal_search, tmp_path):
     again = tmp_path / "again"
     assert main(["search", *TINY, "--device", "ideal", "--samples", "4", "--out", str(again)]) == 0
     # identifiers Ray draws at random, completion order and wall times are not results
-    skip = ("seconds", "time", "date", "pid", "node", "host", "ray_trial_id", "student", "trial", "on_front")
+    # (and whether a trial reused an identical fit of an earlier trial in its process: order-dependent)
+    skip = ("seconds", "time", "date", "pid", "node", "host", "ray_trial_id", "student", "trial", "on_front", "reused")
 
     def rows(folder):
         out = [{k: v for k, v in r.items() if not any(t in k for t in skip)}
@@ -206,3 +207,23 @@ def test_unbuildable_trials_are_recorded_unpriced_and_kept_off_the_front(ray_ses
     assert (out / "pareto-breakdown.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["pareto", str(out), "-o", str(tmp_path / "p.png"), "--breakdown"]) == 0
     assert (tmp_path / "p-breakdown.png").is_file() and (tmp_path / "p-breakdown.pdf").is_file()
+
+
+def test_search_kd_samples_temperature_and_alpha(ray_session, split_teacher, tmp_path):
+    """--search-kd makes kd/temperature and kd/alpha dimensions; each trial fits with its values."""
+    out = tmp_path / "kd"
+    assert main(["search", *TINY, "--device", "ideal", "--samples", "4", "--search-kd",
+                 "--space", "degree=2", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    for r in records:
+        kd = r["config"]["kd"]
+        assert kd["temperature"] in ("auto", 1.0, 2.0, 4.0) and kd["alpha"] in ("auto", 0.0, 0.5, 0.9)
+        fitted = r["metrics"]["kd_temperature"], r["metrics"]["kd_alpha"]  # "auto" resolved to a number
+        assert all(isinstance(v, float) for v in fitted)
+        for given, used in zip((kd["temperature"], kd["alpha"]), fitted):
+            assert given == "auto" or given == used
+    header = (out / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "kd.temperature" in header and "kd.alpha" in header
+    assert main(["search", *TINY, "--device", "ideal", "--method", "labels", "--search-kd",
+                 "--samples", "1", "--out", str(tmp_path / "bad")]) == 2

@@ -13,6 +13,13 @@ training step, so training learns weights that tolerate any fault pattern. The b
 hooks that fix and free the fault map of one chip. Stuck cells do not drift: the read time
 (``layer.t_inference_s``) does not matter here.
 
+It also shows how a plugin adds its own export format (``codesign export``): the device sets
+``export_format`` and implements ``export_layer`` / ``load_layer_export``, writing the programmed
+conductance levels and, for a drawn chip (``codesign export --instance SEED``), its fault map
+(``stuck_crossbar.json`` + ``stuck_crossbar.npz``) with the helpers of
+:mod:`codesign.devices.export_io`. A fault map belongs to one chip: the loaded layer holds it as
+that chip, and drawing any instance afterwards simulates that seed's faults, never the file's.
+
 Check it with the contract the built-in devices pass::
 
     from codesign.devices.testing import check_device
@@ -23,10 +30,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
-from codesign.errors import check_range
+from codesign.errors import ConfigError, check_range
 from codesign.devices.base import (
     CalibratedRange,
     Device,
@@ -43,12 +53,32 @@ from codesign.devices.base import (
     quantize_symmetric,
     ste,
 )
+from codesign.devices.export_io import (
+    adc_value,
+    check_section,
+    layer_section,
+    read_npz,
+    saved_layer,
+    write_json,
+    write_npz,
+)
 
 # ISAAC (Shafiee et al., ISCA 2016): 0.3 mW x 100 ns per 128x128 array read, 1.67 pJ per
 # 8-bit ADC conversion, 0.4167 pJ per 1-bit DAC drive.
 CELL_READ_PJ = 0.3e-3 * 100e-9 * 1e12 / (128 * 128)
 ADC_8BIT_PJ = 1.67
 DAC_BIT_PJ = 0.41667
+
+
+# The plugin's export format (``codesign export``): a JSON manifest and one NPZ of arrays.
+EXPORT_FORMAT = "stuck-crossbar-faults/1"
+EXPORT_JSON, EXPORT_NPZ = "stuck_crossbar.json", "stuck_crossbar.npz"
+EXPORT_ARRAYS = {
+    "level_plus_index": "[out, in] int64: G+ as a level 0..levels (G+ = level / levels * g_max)",
+    "level_minus_index": "[out, in] int64: G- as a level 0..levels",
+    "stuck_mask": "[2, out, in] bool, chip instance_seed only (export --instance): device (G+, G-) stuck",
+    "stuck_at_gmax_mask": "[2, out, in] bool, chip instance_seed only: stuck at g_max (stuck-at-1; else at 0)",
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,33 @@ class StuckCrossbarLayer(DeviceLayer):
         """Hook of ``clear_instance``: back to the fault-free nominal chip."""
         self._faults = None
 
+    def fault_map(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(stuck, at_gmax)`` boolean ``[2, out, in]`` maps of the drawn chip (None: no chip drawn)."""
+        if self._faults is None:
+            return None
+        stuck, value = self._faults
+        return stuck, stuck & (value > 0)
+
+    def set_fault_map(self, stuck: torch.Tensor, at_gmax: torch.Tensor) -> None:
+        """Replace the drawn chip's fault map, e.g. by one measured on a real chip (March test).
+
+        Call after ``draw_instance(seed)``; ``stuck`` and ``at_gmax`` are boolean ``[2, out, in]``.
+        """
+        if self.instance_seed is None:
+            raise ConfigError("set_fault_map replaces a drawn chip's faults: call draw_instance(seed) first")
+        device = self.weight.device
+        self._faults = (stuck.to(device, torch.bool), (stuck & at_gmax).to(device, torch.float32))
+
+    def levels(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(level_plus, level_minus, scale)``: programmed level indices ``[out, in]`` and the scale."""
+        with torch.no_grad():
+            scale = self.weight.detach().abs().amax().clamp_min(1e-30)
+            wn = self.weight.detach() / scale
+            steps = 2**self.config.conductance_bits - 1
+            plus = torch.round(torch.relu(wn) * steps).to(torch.int64)
+            minus = torch.round(torch.relu(-wn) * steps).to(torch.int64)
+        return plus.cpu(), minus.cpu(), scale.cpu()
+
     def conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(g, scale)``: ``[2, out, in]`` conductances / g_max and the digital weight scale."""
         cfg = self.config
@@ -150,6 +207,65 @@ class StuckCrossbarDevice(Device):
     def layer(self, in_features: int, out_features: int) -> StuckCrossbarLayer:
         """A fresh layer of this configuration."""
         return StuckCrossbarLayer(in_features, out_features, self.config)
+
+    # ---------------------------------------------------------------- export (codesign export)
+    #: The plugin's own export format, "name/version": a loader refuses any other.
+    export_format = EXPORT_FORMAT
+
+    def export_layer(self, layer: StuckCrossbarLayer, folder: Path) -> dict[str, Any]:
+        """Write the programmed levels and, if a chip is drawn, its fault map into ``folder``.
+
+        ``codesign export --instance SEED`` draws chip ``SEED`` before calling this; without a
+        drawn chip there is no fault map to write (the levels only).
+        """
+        plus, minus, scale = layer.levels()
+        arrays = {"level_plus_index": plus.numpy(), "level_minus_index": minus.numpy()}
+        faults = layer.fault_map()
+        if faults is not None:
+            arrays["stuck_mask"] = faults[0].cpu().numpy()
+            arrays["stuck_at_gmax_mask"] = faults[1].cpu().numpy()
+        manifest = {
+            "format": EXPORT_FORMAT,
+            "version": 1,
+            **layer_section(self, layer),  # device, config, sizes, dtype, read time
+            "levels": 2**layer.config.conductance_bits - 1,
+            "weight_scale_k_per_gmax": float(scale),  # K = (G+ - G-) / g_max * scale
+            "adc_full_scale_gmax_units": adc_value(float(layer.adc_range.value)),
+            "instance_seed": layer.instance_seed,  # the chip whose fault map is saved (None: none)
+            "arrays": EXPORT_ARRAYS,
+            "files": [EXPORT_JSON, EXPORT_NPZ],
+        }
+        write_npz(folder, EXPORT_NPZ, arrays)
+        write_json(folder, EXPORT_JSON, manifest)
+        return {"format": EXPORT_FORMAT, "files": [EXPORT_JSON, EXPORT_NPZ], "manifest": EXPORT_JSON}
+
+    def load_layer_export(self, folder: Path, manifest: Mapping[str, Any]) -> StuckCrossbarLayer:
+        """Rebuild the layer from the levels (no K); with a saved chip, that chip with the file's fault map.
+
+        The file's map stands for the saved chip only: the layer is returned with chip
+        ``instance_seed`` drawn and the map installed (so a map measured on the real chip can
+        take the simulated one's place), and any later ``draw_instance`` (the saved seed
+        included) draws that seed's simulated faults, never the file's.
+        """
+        folder = Path(folder)
+        own = check_section(self, manifest, folder, EXPORT_JSON)  # format, version, files
+        layer = saved_layer(self, own, folder / EXPORT_JSON)  # saved config, size, read time
+        shape = (layer.out_features, layer.in_features)
+        names = {"level_plus_index": shape, "level_minus_index": shape}
+        seed = own.get("instance_seed")
+        if seed is not None:
+            names.update(stuck_mask=(2, *shape), stuck_at_gmax_mask=(2, *shape))
+        arrays = read_npz(folder, EXPORT_NPZ, names)  # one-line ConfigError if damaged
+        steps = own["levels"]
+        diff = arrays["level_plus_index"].astype(np.float64) - arrays["level_minus_index"]
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(diff / steps * own["weight_scale_k_per_gmax"]))
+            full_scale = own["adc_full_scale_gmax_units"]
+            layer.adc_range.value.fill_(float("nan") if full_scale is None else full_scale)
+        if seed is not None:  # the saved chip, with the file's map (measured or simulated); later draws simulate
+            layer.draw_instance(int(seed))
+            layer.set_fault_map(torch.from_numpy(arrays["stuck_mask"]), torch.from_numpy(arrays["stuck_at_gmax_mask"]))
+        return layer
 
     @classmethod
     def presets(cls) -> dict[str, Preset]:
