@@ -349,6 +349,11 @@ def _print_distill(m: dict) -> None:
     if m.get("condition_number") is not None:
         print(f"  condition_number {m['condition_number']:.3g}", end="")
     print()
+    sel = m.get("kd_selection")
+    if sel:  # --temperature auto / --alpha auto: what was chosen, on which rows
+        print(f"chosen on {sel['val_rows']} held-out training rows: T {sel['temperature']:g}  alpha {sel['alpha']:g}  "
+              f"(validation accuracy {sel['val_accuracy']:.4f}; the best of the {len(sel['grid'])} grid points "
+              f"{sel['best_val_accuracy']:.4f})")
     if "hw_accuracy_mean" in m:
         preset = f", preset {m['device_preset']}" if m.get("device_preset") else ""
         print(

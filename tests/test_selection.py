@@ -156,6 +156,22 @@ def test_cli_parses_auto(tmp_path):
         resolve(p.parse_args(["--temperature", "x"]), {}, [FitConfig], "distill")
 
 
+def test_distill_prints_the_chosen_values(capsys):
+    """`codesign distill --temperature auto --alpha auto` says what it chose, as --json records it."""
+    import json
+
+    from codesign.cli import main
+
+    args = ["distill", "--dataset", "digits", "--pca-rank", "8", "--temperature", "auto", "--alpha", "auto"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert main([*args, "--json"]) == 0
+    sel = json.loads(capsys.readouterr().out)["kd_selection"]
+    line = next(ln for ln in text.splitlines() if ln.startswith("chosen on"))
+    assert f"T {sel['temperature']:g}  alpha {sel['alpha']:g}" in line
+    assert f"{sel['val_rows']} held-out training rows" in line and f"{sel['val_accuracy']:.4f}" in line
+
+
 def test_search_space_samples_t_and_alpha():
     import optuna
 
