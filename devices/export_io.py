@@ -90,12 +90,13 @@ def read_npz(folder: Path, name: str, shapes: Mapping[str, tuple[int, ...]]) -> 
     return arrays
 
 
-def check_section(device: Device, manifest: Any, folder: Path, manifest_file: str) -> dict[str, Any]:
+def check_section(device: Device, manifest: Any, folder: Path, manifest_file: str,
+                  version: int | None = None) -> dict[str, Any]:
     """Check the manifest section and the device's own JSON manifest; return the latter.
 
     The section (from the bundle's ``export.json``) and the JSON file in ``folder`` must both
     name the device's :attr:`~codesign.devices.base.Device.export_format`; every file the
-    section lists must exist.
+    section lists must exist; with ``version``, the JSON file's ``version`` field must equal it.
     """
     fmt = device.export_format
     check_export_manifest(manifest, fmt, folder)
@@ -105,6 +106,9 @@ def check_section(device: Device, manifest: Any, folder: Path, manifest_file: st
     require_files(folder, files)
     own = read_json(folder, manifest_file)
     check_export_manifest(own, fmt, folder / manifest_file)
+    if version is not None and own.get("version") != version:
+        raise ConfigError(f"{folder / manifest_file}: version {own.get('version')!r}, this codesign reads "
+                          f"version {version}; {REEXPORT}")
     return own
 
 
