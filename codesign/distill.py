@@ -361,8 +361,9 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         "hw_draws": cfg.hw_draws,
         scored_key(cfg, "accuracy"): student.accuracy(psi_test, y_test),
         "train_accuracy": student.accuracy(psi_train[:n_orig], y_train[:n_orig]),
-        # the T and alpha fitted (chosen on a validation split of the training set when "auto")
-        "temperature": fit_cfg.temperature if fit_cfg.method == "kd" else None,
+        # the T and alpha fitted (chosen on a validation split of the training set when "auto");
+        # alpha=0 chosen (the labels fit) keeps the T it was chosen with, which it does not use
+        "temperature": fit_cfg.temperature if cfg.fit.method == "kd" else None,
         "alpha": fit_cfg.effective_alpha if fit_cfg.method != "naive" else None,
         "kd_selection": None if selection is None else selection.as_dict(),
         "augment": list(cfg.augment),

@@ -11,7 +11,7 @@ slice of the real features, once per machine, and remembered in the cache folder
 The cache key is everything that changes the answer: the CPU (model name and flag set from
 ``/proc/cpuinfo``, else :mod:`platform`), torch's version and CPU capability, the torch thread
 count, the device (a GPU's name) and the column-count class (the next power of two at or above
-the feature count). The file is ``<cache>/pass_precision.json`` (``$CODESIGN_CACHE`` by
+the feature count), and any instruction-set cap set in the environment (:data:`ISA_LIMIT_VARS`). The file is ``<cache>/pass_precision.json`` (``$CODESIGN_CACHE`` by
 default), written atomically; a damaged file is rebuilt. Delete it, or call
 :func:`choose_pass_dtype` with ``recalibrate=True``, after changing the machine's load pattern.
 """
@@ -74,6 +74,11 @@ class PassChoice:
                 **({"pass_dtype_ms": dict(self.ms)} if self.ms else {})}
 
 
+#: Environment variables that cap the instruction sets oneDNN (bfloat16 products), MKL and
+#: ATen use; part of the cache key when set.
+ISA_LIMIT_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
 def column_class(n_features: int) -> int:
     """The next power of two at or above ``n_features`` (at least 64): one calibration serves a class."""
     c = 64
@@ -117,6 +122,11 @@ def machine_key(n_features: int, device: str = "cpu") -> dict:
         key["capability"] = ""
     if device.startswith("cuda"):
         key["device"] = f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    # Instruction-set limits of the BLAS libraries (experiments/bench_distill.py --emulate-avx2
+    # sets them to time a CPU without native bfloat16): the same CPU then answers differently.
+    limits = {k: os.environ[k] for k in ISA_LIMIT_VARS if os.environ.get(k)}
+    if limits:
+        key["isa_limits"] = limits
     return key
 
 

@@ -22,6 +22,7 @@ degree-3 setting with more than 10,000 features. Prints wall time, peak memory (
 growth during a second, untimed call, sampled every 2 ms) and test accuracy, and the ratios.
 
     python experiments/bench_distill.py --data-root ../shared/data            # CPU
+    python experiments/bench_distill.py --data-root ../shared/data --emulate-avx2  # as a CPU without bf16
     python experiments/bench_distill.py --data-root DATA --torch-device cuda  # a GPU
     python experiments/bench_distill.py --smoke-test                          # digits, seconds
 
@@ -56,6 +57,9 @@ from codesign.students import (FitConfig, LinearStudent, PassTargets, accuracy, 
 from codesign.teachers import get_teacher
 
 T, ALPHA = 2.0, 0.9
+#: Environment that caps the instruction sets at AVX2, as on a CPU without native bfloat16
+#: (oneDNN's bfloat16 products then take its slow path: 45x slower than float32 here).
+AVX2_CAPS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 class PeakRSS:
@@ -248,10 +252,13 @@ def bench_setting(name, ds, teacher, rank, dictionary, params, dev, args, rows, 
 
     K0 = warm_start(psi, tl, 1e-3).K
     choice = resolve_pass_dtype(psi, PassTargets(targets, C), K0, "auto", recalibrate=not args.cached_precision)
-    print(f"pass precision auto: {choice.dtype} ({'calibrated now' if choice.source == 'measured' else choice.source}: "
-          f"one pass over the first {calibration_rows(*psi.shape)} rows took "
-          + ", ".join(f"{k} {v:.2f} ms" for k, v in choice.ms.items()) + " of CPU time; the faster wins, float32 on a tie)",
-          flush=True)
+    if choice.ms:
+        how = (f"{'calibrated now' if choice.source == 'measured' else choice.source}: one pass over the first "
+               f"{calibration_rows(*psi.shape)} rows took " + ", ".join(f"{k} {v:.2f} ms" for k, v in choice.ms.items())
+               + " of CPU time; the faster wins, float32 on a tie")
+    else:
+        how = f"{choice.source}: too few features to time"
+    print(f"pass precision auto: {choice.dtype} ({how})", flush=True)
     ours("auto")()  # warm-up (CUDA/cuSOLVER initialisation, BLAS thread pools; the pass calibration if not cached)
     results = {}
     engine = {}
@@ -402,8 +409,17 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="markdown file written with the output "
                    "(default experiments/bench_distill.md; none for --smoke-test; '-' for none)")
     p.add_argument("--where", default="2-core development machine", help="machine named in the markdown title")
+    p.add_argument("--emulate-avx2", action="store_true",
+                   help="run as a CPU without native bfloat16 would: restart with oneDNN, MKL and ATen capped at "
+                   "AVX2 (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY); default --out "
+                   "experiments/bench_distill_avx2.md")
     args = p.parse_args(argv)
-    out = args.out or (None if args.smoke_test else str(Path(__file__).with_name("bench_distill.md")))
+    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_CAPS.items()):
+        # the caps are read when torch loads its libraries: start again with them set
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS})
+    default = "bench_distill_avx2.md" if args.emulate_avx2 else "bench_distill.md"
+    out = args.out or (None if args.smoke_test else str(Path(__file__).with_name(default)))
     tee = Tee(sys.stdout)
     sys.stdout = tee
     try:
@@ -433,6 +449,9 @@ def run(args):
     print(f"# bench_distill: {args.dataset}, MLP teacher seed 0, KD T={T} alpha={ALPHA}")
     env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ]
     print(f"command: {' '.join(env + ['python', shlex.join(sys.argv)])}")
+    caps = [f"{k}={os.environ[k]}" for k in AVX2_CAPS if os.environ.get(k)]
+    if caps:
+        print(f"instruction sets capped ({' '.join(caps)}): this run stands for a CPU without native bfloat16")
     print(f"machine: {platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}")
     print(cpu_line())

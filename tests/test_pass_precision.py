@@ -127,3 +127,16 @@ def test_machine_key_names_the_cpu():
     key = pp.machine_key(861)
     assert key["columns"] == 1024 and key["device"] == "cpu"
     assert key["model"] and key["machine"]
+
+
+def test_instruction_set_caps_change_the_key(monkeypatch):
+    """A run with oneDNN capped at AVX2 (a CPU without native bfloat16) must not read or
+    overwrite the uncapped machine's cached choice."""
+    for var in pp.ISA_LIMIT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    plain = pp.machine_key(861)
+    assert "isa_limits" not in plain
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    capped = pp.machine_key(861)
+    assert capped["isa_limits"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert pp.stable_hash(capped) != pp.stable_hash(plain)

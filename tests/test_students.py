@@ -438,3 +438,44 @@ def test_aware_training_learns_on_a_small_set(small):
         with torch.no_grad():
             losses[name] = float(kd_loss(layer(psi), targets))
     assert losses["default"] < 0.5 * losses["five"]
+
+
+# --------------------------------------------------------------------------- Gram and warm start
+
+
+@pytest.mark.parametrize("F", [7, 301, 905])
+def test_blocked_upper_gram_equals_the_full_product(F):
+    from codesign.students import GRAM_BLOCK, gram
+
+    rng = np.random.default_rng(F)
+    psi = torch.from_numpy(rng.standard_normal((3000, F)).astype(np.float32))
+    y = torch.from_numpy(rng.standard_normal((3000, 3)).astype(np.float32))
+    G, A = gram(psi, y, chunk=1024, exact=False)
+    ref = psi.double().T @ psi.double() / 3000
+    assert (F // GRAM_BLOCK > 1) == (F == 905)  # 905 columns are cut into 3 blocks
+    assert torch.equal(G, G.T)
+    assert torch.allclose(G, ref, rtol=0, atol=1e-5 * float(ref.diagonal().max()))
+    assert torch.allclose(A, psi.double().T @ y.double() / 3000, atol=1e-5)
+
+
+def test_one_ridged_factor_per_ridge_and_the_ladder(small):
+    from codesign.students import GramCache
+
+    psi = small[0]
+    cache = GramCache()
+    L = cache.factor(psi, 1e-3)
+    assert cache.factor(psi, 1e-3) is L  # cached
+    G = psi.double().T @ psi.double() / psi.shape[0]
+    ridged = G + 1e-3 * float(G.diagonal().mean()) * torch.eye(8, dtype=torch.float64)
+    assert torch.allclose(L @ L.T, ridged, atol=1e-5)
+    # duplicated columns: singular Gram; the ridge ladder still factorises it
+    dup = torch.cat([psi, psi[:, 1:2]], 1)
+    L2 = GramCache().factor(dup, 0.0)
+    assert torch.isfinite(L2).all() and L2.shape == (9, 9)
+
+
+def test_lbfgs_takes_about_one_evaluation_per_iteration(lifted, data):
+    y, _, t = data
+    s = fit("kd", lifted.train, y, t)
+    assert 5 <= s.info_.iterations < 200
+    assert s.info_.iterations <= s.info_.loss_evals <= 1.25 * s.info_.iterations + 2

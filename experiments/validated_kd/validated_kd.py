@@ -180,6 +180,10 @@ def summarise(out: Path, args) -> str:
     states = {p.stem.removeprefix("results_"): json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))}
     cells = {k: c for st in states.values() for k, c in st["cells"].items()}
     settings = [tuple(int(v) for v in s.split(":")) for s in args.settings]
+    # settings run by an earlier command with other --settings are listed too, after these
+    ran = sorted({(c["degree"], c["rank"]) for c in cells.values()})
+    extra = [dr for dr in ran if dr not in settings]
+    settings += extra
 
     def stats(name, d, r, aug, method):
         accs = [100 * c["test_accuracy"] for k, c in cells.items()
@@ -208,6 +212,8 @@ def summarise(out: Path, args) -> str:
         for d, r in settings:
             for aug in (False, True):
                 row = {m: fmt(stats(name, d, r, aug, m), m) for m in METHODS}
+                if (d, r) in extra and all(v[1] is None for v in row.values()):
+                    continue  # an extra setting this data set / augmentation never ran
                 F = next((c["n_features"] for k, c in cells.items() if k.startswith(f"{name}|d{d}|r{r}|")), "")
                 chosen = [(c["temperature"], c["alpha"]) for k, c in sorted(cells.items())
                           if k.startswith(f"{name}|d{d}|r{r}|{'aug' if aug else 'none'}|kd-auto|")]
