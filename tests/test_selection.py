@@ -79,6 +79,21 @@ def test_good_teacher_gets_a_kd_alpha(digits, digits_teacher):
     assert m["test_accuracy"] > 0.9
 
 
+def test_each_point_is_scored_as_it_would_be_refitted(digits, digits_teacher, digit_features):
+    """Every grid point is the fixed-(T, alpha) fit of its numbers on the fit rows, from its own
+    warm start: what the grid scores is what the refit would be (chained starts stopped earlier)."""
+    psi = digit_features.train
+    y = torch.from_numpy(digits.y_train)
+    t = torch.from_numpy(digits_teacher.train_logits)
+    sel = select_kd(psi, y, t, FitConfig(temperature="auto", alpha="auto"), n_classes=10)
+    fit_rows, val_rows = torch.from_numpy(sel.fit_rows), torch.from_numpy(sel.val_rows)
+    for point in (sel.grid[-1], next(p for p in sel.grid if (p["temperature"], p["alpha"]) == (2.0, 0.9))):
+        alone = LinearStudent(FitConfig(temperature=point["temperature"], alpha=point["alpha"])).fit(
+            psi[fit_rows], y[fit_rows], t[fit_rows], n_classes=10)
+        assert alone.info_.iterations == point["iterations"]
+        assert alone.accuracy(psi[val_rows], y[val_rows]) == pytest.approx(point["val_accuracy"])
+
+
 def test_grid_never_reads_the_test_split(digits, digits_teacher):
     """Shuffling the test labels (and replacing the test images) changes nothing the grid saw."""
     cfg = DistillConfig(dataset="digits", pca_rank=8, fit=FitConfig(temperature="auto", alpha="auto"))

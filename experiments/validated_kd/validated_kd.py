@@ -13,6 +13,15 @@ once (seed 0), which the table says.
     export CODESIGN_DATA=/work/shared/data CODESIGN_CACHE=.cache
     python experiments/validated_kd/validated_kd.py --out experiments/validated_kd
     python experiments/validated_kd/validated_kd.py --out experiments/validated_kd --only-md
+    python experiments/validated_kd/validated_kd.py --out experiments/validated_kd --paired --settings 3:20
+
+``--paired`` compares each finished ``kd-auto`` cell with ``labels`` image by image on the test
+set (McNemar): it refits both (deterministic: the refit must reproduce the cell's test accuracy,
+or the script stops) and records how many test images only one of them classifies correctly.
+Two students scored on the same 10,000 images differ far less than their accuracies' own
+binomial noise, so this paired standard error, ``sqrt(b + c) / n``, is what says whether a
+difference between ``kd validated`` and ``labels`` is more than a few images of noise; the std
+over seeds says only how much the validation split moves the choice.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from codesign.cache import atomic_save_npz, atomic_write_json, atomic_write_text
 from codesign.data import load_dataset
 from codesign.dictionaries import create_dictionary
 from codesign.features import FeaturePipeline
-from codesign.selection import resolve_fit, select_kd
+from codesign.selection import point_config, resolve_fit, select_kd
 from codesign.students import FitConfig, GramCache, LinearStudent
 from codesign.teachers import get_teacher
 
@@ -132,6 +141,45 @@ class Table:
                         if todo:
                             self.setting(name, d, r, aug, seed, todo)
 
+    def run_paired(self):
+        for d, r in [tuple(int(v) for v in s.split(":")) for s in self.args.settings]:
+            for name in self.args.datasets:
+                for aug in (False, True) if self.args.augment == "both" else (self.args.augment == "on",):
+                    cells = self.states[name]["cells"]
+                    todo = [k for k, c in cells.items() if k.startswith(f"{name}|d{d}|r{r}|{'aug' if aug else 'none'}|kd-auto|")
+                            and "paired_test" not in c]
+                    if todo and cell_key(name, d, r, aug, "labels", 0) in cells:
+                        self.paired(name, d, r, aug, todo)
+
+    def paired(self, name, d, r, aug, keys):
+        """Refit labels and each kd-auto cell's chosen point; count the test images only one gets right."""
+        ds = load_dataset(name, self.args.data_root)
+        teacher = self.teacher(ds)
+        psi, y, t, test = self.features(ds, teacher, d, r, aug)
+        y, t = torch.from_numpy(np.asarray(y)), torch.from_numpy(np.asarray(t))
+        y_test = torch.from_numpy(ds.y_test)
+        gram = GramCache()
+        cells = self.states[name]["cells"]
+
+        def right(cfg, cell):
+            st = LinearStudent(cfg).fit(psi, y, t, n_classes=10, gram_cache=gram)
+            hit = st.logits(test).argmax(1) == y_test
+            if abs(float(hit.double().mean()) - cell["test_accuracy"]) > 1e-9:
+                raise SystemExit(f"{name} d={d} r={r} aug={aug}: the refit scores {float(hit.double().mean()):.4f}, "
+                                 f"the cell {cell['test_accuracy']:.4f}; the code or the teacher changed since the table was made")
+            return hit
+
+        lab = right(FitConfig(method="labels"), cells[cell_key(name, d, r, aug, "labels", 0)])
+        for key in keys:
+            cell = cells[key]
+            cfg = point_config(FitConfig(method="kd", seed=cell["seed"]), cell["temperature"], cell["alpha"])
+            hit = lab if cell["alpha"] == 0 else right(cfg, cell)
+            b, c = int((hit & ~lab).sum()), int((lab & ~hit).sum())
+            cell["paired_test"] = {"only_auto": b, "only_labels": c, "n": int(len(y_test))}
+            self.save(name)
+            self.log(f"{name} d={d} r={r} aug={aug} seed={cell['seed']}: only kd-auto right {b}, only labels right {c}, "
+                     f"difference {100 * (b - c) / len(y_test):+.2f} +- {100 * np.sqrt(b + c) / len(y_test):.2f} (paired SE)")
+
     def setting(self, name, d, r, aug, seed, todo):
         ds = load_dataset(name, self.args.data_root)
         teacher = self.teacher(ds)
@@ -202,7 +250,7 @@ def summarise(out: Path, args) -> str:
     lines = []
     teachers = {k: st.get("teacher", {}) for k, st in states.items()}
     lines.append("| data set | teacher (acc) | d | r | F | augment | labels | kd T=2 a=0.9 | kd validated | "
-                 "chosen (T, alpha) per seed | auto - labels |")
+                 "chosen (T, alpha) per seed | auto - labels (paired test SE) |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     verdicts = []
     for name in [n for n in ("mnist", "fashion-mnist", "digits") if n in states]:
@@ -212,17 +260,23 @@ def summarise(out: Path, args) -> str:
         for d, r in settings:
             for aug in (False, True):
                 row = {m: fmt(stats(name, d, r, aug, m), m) for m in METHODS}
-                if (d, r) in extra and all(v[1] is None for v in row.values()):
-                    continue  # an extra setting this data set / augmentation never ran
+                if all(v[1] is None for v in row.values()):
+                    continue  # a setting this data set / augmentation never ran (e.g. no copies at r=100)
                 F = next((c["n_features"] for k, c in cells.items() if k.startswith(f"{name}|d{d}|r{r}|")), "")
                 chosen = [(c["temperature"], c["alpha"]) for k, c in sorted(cells.items())
                           if k.startswith(f"{name}|d{d}|r{r}|{'aug' if aug else 'none'}|kd-auto|")]
                 diff = ""
+                paired = [c["paired_test"] for k, c in cells.items()
+                          if k.startswith(f"{name}|d{d}|r{r}|{'aug' if aug else 'none'}|kd-auto|") and "paired_test" in c]
                 if row["kd-auto"][1] and row["labels"][1]:
                     (ma, sa, na), (ml, _, _) = row["kd-auto"][1], row["labels"][1]
                     diff = f"{ma - ml:+.2f}"
                     tol = sa if na > 1 and np.isfinite(sa) else 0.0
-                    verdicts.append((name, d, r, aug, ma - ml, tol))
+                    se = None
+                    if paired and len(paired) == na:  # mean over seeds of the per-seed paired SE (McNemar)
+                        se = float(np.mean([100 * np.sqrt(q["only_auto"] + q["only_labels"]) / q["n"] for q in paired]))
+                        diff += f" ({se:.2f})"
+                    verdicts.append((name, d, r, aug, ma - ml, tol, se))
                 augtxt = f"{','.join(AUGMENT[name])} x{states.get(name, {}).get('copies', args.copies)}" if aug else "none"
                 lines.append(f"| {name} | {tname} | {d} | {r} | {F} | {augtxt} | {row['labels'][0]} | {row['kd'][0]} | "
                              f"**{row['kd-auto'][0]}** | {', '.join(f'({T:g}, {a:g})' for T, a in chosen) or '-'} | {diff} |")
@@ -246,7 +300,16 @@ def summarise(out: Path, args) -> str:
     worse = [v for v in verdicts if v[4] < -max(v[5], 1e-9)]
     out.append(f"kd validated minus labels: {sum(1 for v in verdicts if v[4] >= 0)} of {len(verdicts)} finished settings "
                f">= 0; below labels by more than one std (kd-auto's std over seeds; 0 with one seed) in: "
-               + (", ".join(f"{n} d={d} r={r} aug={a} ({x:+.2f})" for n, d, r, a, x, _ in worse) or "none") + ".")
+               + (", ".join(f"{n} d={d} r={r} aug={a} ({x:+.2f})" for n, d, r, a, x, *_ in worse) or "none") + ".")
+    if any(v[6] is not None for v in verdicts):
+        checked = [v for v in verdicts if v[6] is not None]
+        below = [v for v in checked if v[4] < -v[6]]
+        out.append("")
+        out.append(f"Paired on the test set (`--paired`: the images only one of the two gets right; in brackets the "
+                   f"paired standard error, mean over seeds): checked in {len(checked)} settings; below labels by "
+                   f"more than one paired SE in: "
+                   + (", ".join(f"{n} d={d} r={r} aug={a} ({x:+.2f} +- {se:.2f})" for n, d, r, a, x, _, se in below)
+                      or "none") + ".")
     return "\n".join(out)
 
 
@@ -267,13 +330,17 @@ def main(argv=None):
     p.add_argument("--teacher-epochs", type=int, default=None, help="cnn epochs (default: its recipe; for smoke tests)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a shared machine)")
     p.add_argument("--only-md", action="store_true", help="rewrite validated_kd.md from results.json")
+    p.add_argument("--paired", action="store_true",
+                   help="compare finished kd-auto cells with labels image by image on the test set (McNemar)")
     args = p.parse_args(argv)
     from codesign.features import parse_memory
     args.max_memory = parse_memory(args.max_memory)
     torch.set_num_threads(args.threads)
     table = Table(args)
     t0 = time.perf_counter()
-    if not args.only_md:
+    if args.paired:
+        table.run_paired()
+    elif not args.only_md:
         table.run()
     for name in [] if args.only_md else args.datasets:  # --only-md never writes results (a run may be going)
         if table.states[name]["cells"]:

@@ -324,7 +324,9 @@ def test_voltage_quantization_levels_are_quadratic_in_the_code(bits):
     dist = (wrapped[..., None] - levels).abs()
     assert dist.min(-1).values.max().item() < 1e-5  # every phase sits on a level
     used = torch.unique(dist.argmin(-1) % n)  # level N is 2 pi = level 0
-    assert len(used) >= n - 1
+    # the phases of one 16x16 mesh use nearly every level (which few stay empty depends on the
+    # CPU's SVD rounding: 31 of 32 on one machine, 30 on another); a collapsed quantizer uses few
+    assert len(used) >= n - max(1, n // 8)
     # the spacing grows with the phase: 2 pi / N^2 at the bottom, (2N - 1) 2 pi / N^2 at the top
     assert 2 * math.pi * (n**2 - (n - 1) ** 2) / n**2 == pytest.approx(2 * math.pi * (2 * n - 1) / n**2)
     uniform, _ = _layer(16, phase_bits=bits)
