@@ -9,6 +9,7 @@ call it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from .features import (FeaturePipeline, Features, build_features, cached_feature
 from .students import AUTO, FitConfig, LinearStudent, accuracy, fit_through_device
 from .options import option
 from .selection import select_kd, resolve_fit
-from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher
+from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher, predict_logits
 from .units import format_duration, parse_duration
 
 PROTOCOLS = ("posthoc", "aware")
@@ -254,16 +255,9 @@ class Workspace:
         total = (1 + cfg.augment_copies) * n
         # the augmented matrix, the original one (kept by the workspace) and the test features
         feats.pipeline.check_memory(total + n + len(ds.y_test))
-        model = teacher.model.eval()
-
-        def label_fn(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return torch.cat([model(torch.from_numpy(x[i : i + 2048])).float()
-                                  for i in range(0, len(x), 2048)]).numpy()
-
         aug, y_aug, t_aug = augmented_features(
             ds.x_train, ds.y_train, ds.image_shape, cfg.augment, cfg.augment_copies, cfg.seed,
-            label_fn=label_fn, lift_fn=feats.pipeline.transform, n_features=feats.pipeline.n_features,
+            label_fn=functools.partial(predict_logits, teacher.model), lift_fn=feats.pipeline.transform, n_features=feats.pipeline.n_features,
             original=(feats.train, teacher.train_logits))
         out = (aug, y_aug, t_aug)
         self._augmented[key] = (feats, teacher, out)

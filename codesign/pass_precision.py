@@ -10,9 +10,9 @@ slice of the real features, once per machine, and remembered in the cache folder
 
 The cache key is everything that changes the answer: the CPU (model name and flag set from
 ``/proc/cpuinfo``, else :mod:`platform`), torch's version and CPU capability, the torch thread
-count, the device (a GPU's name) and the column-count class (the next power of two at or above
-the feature count), and any instruction-set cap set in the environment (:data:`ISA_LIMIT_VARS`). The file is ``<cache>/pass_precision.json`` (``$CODESIGN_CACHE`` by
-default), written atomically; a damaged file is rebuilt. Delete it, or call
+count, the device (a GPU's name), the column-count class (the next power of two at or above
+the feature count) and any instruction-set cap set in the environment (:data:`ISA_LIMIT_VARS`).
+The file is ``<cache>/pass_precision.json`` (``$CODESIGN_CACHE`` by default), written atomically; a damaged file is rebuilt. Delete it, or call
 :func:`choose_pass_dtype` with ``recalibrate=True``, after changing the machine's load pattern.
 """
 

@@ -202,7 +202,8 @@ class Teacher:
         return float((self.test_logits.argmax(1) == ds.y_test).mean())
 
 
-def _predict(model: nn.Module, x: np.ndarray, device: str, batch: int = 2048) -> np.ndarray:
+def predict_logits(model: nn.Module, x: np.ndarray, device: str = "cpu", batch: int = 2048) -> np.ndarray:
+    """``model``'s float32 logits on the rows of ``x`` (numpy), ``batch`` rows at a time, in eval mode."""
     model.eval()
     out = []
     with torch.no_grad():
@@ -320,8 +321,8 @@ def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: s
     t0 = time.perf_counter()
     model = train_teacher(ds, cfg, torch_device, verbose)
     seconds = time.perf_counter() - t0
-    train_logits = _predict(model, ds.x_train, "cpu")
-    test_logits = _predict(model, ds.x_test, "cpu")
+    train_logits = predict_logits(model, ds.x_train, "cpu")
+    test_logits = predict_logits(model, ds.x_test, "cpu")
     info = {
         **key_obj,
         "key": key,
@@ -382,8 +383,8 @@ def user_teacher(model: nn.Module, ds: Dataset, *, name: str = "user", torch_dev
     model = model.eval()
     call = _input_adapter(model, ds, name)
     wrapped = _Adapter(model, call, ds.image_shape)
-    train_logits = _predict(wrapped, ds.x_train, "cpu")
-    test_logits = _predict(wrapped, ds.x_test, "cpu")
+    train_logits = predict_logits(wrapped, ds.x_train, "cpu")
+    test_logits = predict_logits(wrapped, ds.x_test, "cpu")
     for split, out in (("train", train_logits), ("test", test_logits)):
         if not np.isfinite(out).all():
             raise TeacherError(f"teacher {name!r}: its outputs on the {split} set hold NaN or Inf")

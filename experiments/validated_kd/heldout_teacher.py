@@ -34,15 +34,10 @@ from codesign.dictionaries import create_dictionary
 from codesign.features import FeaturePipeline
 from codesign.selection import SELECT_SHARE, SPLIT_SEED_OFFSET, point_config, select_kd, selection_split
 from codesign.students import FitConfig, LinearStudent
-from codesign.teachers import get_teacher
+from codesign.teachers import get_teacher, predict_logits
 
 HERE = Path(__file__).resolve().parent
 AUGMENT = {"mnist": ("affine",), "fashion-mnist": ("flip", "shift")}
-
-
-def label(model, x):
-    with torch.no_grad():
-        return torch.cat([model(torch.from_numpy(x[i:i + 2048])).float() for i in range(0, len(x), 2048)])
 
 
 def main(argv=None):
@@ -82,11 +77,11 @@ def main(argv=None):
         t0 = time.perf_counter()
         held = get_teacher(args.teacher, sub, seed=0, verbose=True)  # never sees the validation rows
         teach_s = time.perf_counter() - t0
-        model = held.model.eval()
         fit_idx = np.concatenate([fit_orig + c * n for c in range(1 + copies)])
-        t_fit = label(model, ds.x_train[fit_orig])
+        t_fit = torch.from_numpy(predict_logits(held.model, ds.x_train[fit_orig]))
         if copies:
-            t_fit = torch.cat([t_fit, label(model, xa[np.concatenate([fit_orig + c * n for c in range(copies)])])])
+            copies_fit = xa[np.concatenate([fit_orig + c * n for c in range(copies)])]
+            t_fit = torch.cat([t_fit, torch.from_numpy(predict_logits(held.model, copies_fit))])
         # select_kd fits the grid on the fit rows' teacher logits only and scores it on the labels
         # of the validation rows, so the held-out selection is select_kd with the fit rows' logits
         # (originals and their copies) replaced by the held-out teacher's
@@ -104,7 +99,7 @@ def main(argv=None):
                          "test_accuracy": final.accuracy(psi_test, y_test)}
         labels_test = LinearStudent(point_config(cfg, 1.0, 0.0)).fit(psi_all, y_all, t_full, n_classes=ds.n_classes).accuracy(psi_test, y_test)
         row = {"seed": seed, "held_out_teacher_test_accuracy": held.test_accuracy(ds),
-               "held_out_teacher_on_validation_rows": float((held.model.eval()(torch.from_numpy(ds.x_train[val_orig])).argmax(1).numpy()
+               "held_out_teacher_on_validation_rows": float((predict_logits(held.model, ds.x_train[val_orig]).argmax(1)
                                                             == ds.y_train[val_orig]).mean()),
                "full_teacher_on_validation_rows": float((full.train_logits[val_orig].argmax(1) == ds.y_train[val_orig]).mean()),
                "teacher_seconds": round(teach_s, 1), "labels_test_accuracy": labels_test, **out}

@@ -42,7 +42,7 @@ from codesign.dictionaries import create_dictionary
 from codesign.features import FeaturePipeline
 from codesign.selection import point_config, resolve_fit, select_kd
 from codesign.students import FitConfig, GramCache, LinearStudent
-from codesign.teachers import get_teacher
+from codesign.teachers import get_teacher, predict_logits
 
 METHODS = ("labels", "kd", "kd-auto")
 AUGMENT = {"mnist": ("affine",), "fashion-mnist": ("flip", "shift"), "digits": ("affine",)}
@@ -100,12 +100,9 @@ class Table:
         else:
             check_augment(names, ds.name)
             xs, ys, ts = [], [], []
-            model = teacher.model.eval()
             for c in range(self.args.copies):
                 x, y = augment_rows(ds.x_train, ds.y_train, ds.image_shape, names, seed=0, copy=c)
-                with torch.no_grad():
-                    t = torch.cat([model(torch.from_numpy(x[i:i + 2048])).float() for i in range(0, len(x), 2048)])
-                xs.append(x), ys.append(y), ts.append(t.numpy())
+                xs.append(x), ys.append(y), ts.append(predict_logits(teacher.model, x))
             out = (np.concatenate(xs), np.concatenate(ys), np.concatenate(ts))
             atomic_save_npz(path, x=out[0], y=out[1], t=out[2])
         self.aug_cache = {ds.name: out}
