@@ -329,14 +329,15 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         t_logits = torch.from_numpy(t_aug).to(dev)
         gram = None  # another matrix than feats.train: a Gram of its own
     fit_cfg, selection = cfg.fit, None
-    auto = AUTO in (cfg.fit.temperature, cfg.fit.alpha)
-    if auto and cfg.fit.method == "kd":
+    auto = cfg.fit.auto_fields
+    if (auto and cfg.fit.method == "kd") or (cfg.fit.method == "labels" and "l2" in auto):
         selection = select_kd(psi_train, y_train, t_logits, cfg.fit, n_original=n_orig, seed=cfg.seed,
                               n_classes=ds.n_classes)
         fit_cfg = resolve_fit(cfg.fit, selection)
-    elif auto:  # labels and naive have no T or alpha to choose: the numbers are unused
+    elif auto:  # labels has no T or alpha to choose, naive no L2 either: the numbers are unused
         fit_cfg = dataclasses.replace(cfg.fit, temperature=2.0 if cfg.fit.temperature == AUTO else cfg.fit.temperature,
-                                      alpha=0.9 if cfg.fit.alpha == AUTO else cfg.fit.alpha)
+                                      alpha=0.9 if cfg.fit.alpha == AUTO else cfg.fit.alpha,
+                                      l2=None if cfg.fit.l2 == AUTO else cfg.fit.l2)
     # with "auto", the refit on the whole training set is exactly the fit of the chosen numbers
     # (its own warm start, not the grid's K): kd validated = kd at the (T, alpha) chosen, and
     # alpha=0 chosen = labels, to the last digit
@@ -359,6 +360,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         # alpha=0 chosen (the labels fit) keeps the T it was chosen with, which it does not use
         "temperature": fit_cfg.temperature if cfg.fit.method == "kd" else None,
         "alpha": fit_cfg.effective_alpha if fit_cfg.method != "naive" else None,
+        "l2": fit_cfg.l2 if fit_cfg.method != "naive" else None,
         "kd_selection": None if selection is None else selection.as_dict(),
         "augment": list(cfg.augment),
         "augment_copies": cfg.augment_copies if cfg.augment else 0,

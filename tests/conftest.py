@@ -5,9 +5,29 @@ Kept small on purpose: tests/devices/ and tests/search/ add their own conftests.
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+#: the repository's experiments/ folder (scripts, not a package)
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _import_experiment(relative: str):
+    path = EXPERIMENTS / relative
+    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def experiment_script():
+    """``experiment_script("dir/script.py")`` imports ``experiments/dir/script.py`` as a module
+    (its functions, without running its main)."""
+    return _import_experiment
 
 
 @contextmanager

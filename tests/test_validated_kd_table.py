@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 # the script sets torch's thread count (--threads 1); the fixture restores it afterwards
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "validated_kd" / "validated_kd.py"
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("validated_kd_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def script(experiment_script):
+    return experiment_script("validated_kd/validated_kd.py")
 
 
 def test_paired_counts_are_the_accuracy_difference(script, tmp_path, digits_teacher, capsys):

@@ -15,6 +15,14 @@ once (seed 0), which the table says.
     python experiments/validated_kd/validated_kd.py --out experiments/validated_kd --only-md
     python experiments/validated_kd/validated_kd.py --out experiments/validated_kd --paired --settings 3:20
 
+``--methods labels-l2 kd-auto-l2`` adds cells whose L2 penalty is chosen on the same split too
+(``l2="auto"``: ``labels`` at each penalty of ``codesign.selection.L2S``, and ``kd`` with T, alpha
+and the penalty chosen together, a 52-point grid); they are tabled separately, and the best
+student is chosen by validation accuracy over the ``kd-auto`` and ``kd-auto-l2`` cells:
+
+    python experiments/validated_kd/validated_kd.py --out experiments/validated_kd --datasets fashion-mnist \
+        --settings 2:80 2:100 2:120 --augment off --methods labels kd kd-auto labels-l2 kd-auto-l2 --threads 2
+
 ``--paired`` compares each finished ``kd-auto`` cell with ``labels`` image by image on the test
 set (McNemar): it refits both (deterministic: the refit must reproduce the cell's test accuracy,
 or the script stops) and records how many test images only one of them classifies correctly.
@@ -45,6 +53,18 @@ from codesign.students import FitConfig, GramCache, LinearStudent
 from codesign.teachers import get_teacher, predict_logits
 
 METHODS = ("labels", "kd", "kd-auto")
+#: with ``l2="auto"`` as well (``--methods labels-l2 kd-auto-l2``): the L2 penalty chosen on the same split
+L2_METHODS = ("labels-l2", "kd-auto-l2")
+#: the cells whose fit is chosen on a validation split (one per seed)
+AUTO_METHODS = ("kd-auto", *L2_METHODS)
+
+
+def auto_config(method: str, seed: int) -> FitConfig:
+    """The config of an ``AUTO_METHODS`` cell: what it leaves to the validation split."""
+    if method == "labels-l2":
+        return FitConfig(method="labels", l2="auto", seed=seed)
+    return FitConfig(method="kd", temperature="auto", alpha="auto", l2="auto" if method == "kd-auto-l2" else None,
+                     seed=seed)
 AUGMENT = {"mnist": ("affine",), "fashion-mnist": ("flip", "shift"), "digits": ("affine",)}
 #: reproduction table's MLP-teacher kd and labels (experiments/reproduction/reproduction.md), for comparison
 MLP_REF = {
@@ -133,7 +153,7 @@ class Table:
             for d, r in settings:
                 for name in self.args.datasets:
                     for aug in (False, True) if self.args.augment == "both" else (self.args.augment == "on",):
-                        todo = [m for m in self.args.methods if (m == "kd-auto" or seed == 0)
+                        todo = [m for m in self.args.methods if (m in AUTO_METHODS or seed == 0)
                                 and cell_key(name, d, r, aug, m, seed) not in self.states[name]["cells"]]
                         if todo:
                             self.setting(name, d, r, aug, seed, todo)
@@ -193,13 +213,14 @@ class Table:
                    "copies": self.args.copies if aug else 0, "method": method, "seed": seed,
                    "n_features": psi.shape[1], "train_rows": psi.shape[0], "features_seconds": round(feat_s, 1)}
             same = None
-            if method == "kd-auto":
-                cfg = FitConfig(method="kd", temperature="auto", alpha="auto", seed=seed)
+            if method in AUTO_METHODS:
+                cfg = auto_config(method, seed)
                 sel = select_kd(psi, y, t, cfg, n_original=n, seed=seed, n_classes=10)
                 rec["selection"] = sel.as_dict()
-                rec["temperature"], rec["alpha"] = sel.temperature, sel.alpha
+                rec["temperature"], rec["alpha"], rec["l2"] = sel.temperature, sel.alpha, sel.l2
                 # the refit with the chosen numbers is exactly the labels or kd cell when it chose those
-                twin = "labels" if sel.alpha == 0 else "kd" if (sel.temperature, sel.alpha) == (2.0, 0.9) else None
+                twin = None if method != "kd-auto" else (
+                    "labels" if sel.alpha == 0 else "kd" if (sel.temperature, sel.alpha) == (2.0, 0.9) else None)
                 same = self.states[name]["cells"].get(cell_key(name, d, r, aug, twin, 0)) if twin else None
                 if same is None:
                     st = LinearStudent(resolve_fit(cfg, sel)).fit(psi, y, t, n_classes=10, gram_cache=gram)
@@ -217,7 +238,8 @@ class Table:
             self.states[name]["cells"][cell_key(name, d, r, aug, method, seed)] = rec
             self.save(name)
             self.log(f"{name} d={d} r={r} aug={aug} {method} seed={seed}: test {100 * rec['test_accuracy']:.2f}% "
-                     f"({rec['seconds']}s" + (f", T={rec['temperature']} alpha={rec['alpha']})" if method == "kd-auto" else ")"))
+                     f"({rec['seconds']}s" + (f", T={rec['temperature']} alpha={rec['alpha']} l2={rec['l2']:g})"
+                                              if method in AUTO_METHODS else ")"))
         del psi
 
 
@@ -239,7 +261,7 @@ def summarise(out: Path, args) -> str:
         if not accs:
             return "not run", None
         m = float(np.mean(accs))
-        if method != "kd-auto":
+        if method not in AUTO_METHODS:
             return f"{m:.2f} (det.)", (m, 0.0, 1)
         s = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
         return (f"{m:.2f} +- {s:.2f} (n={len(accs)})" if len(accs) > 1 else f"{m:.2f} (n=1)"), (m, s, len(accs))
@@ -280,19 +302,21 @@ def summarise(out: Path, args) -> str:
     # best ideal student chosen on the validation split (grid scores of kd-auto, never the test set)
     best = {}
     for k, c in cells.items():
-        if c["method"] != "kd-auto":
+        if c["method"] not in ("kd-auto", "kd-auto-l2"):
             continue
         v = c["selection"]["val_accuracy"]
         if c["dataset"] not in best or v > best[c["dataset"]][0]:
             best[c["dataset"]] = (v, c)
     out = ["\n".join(lines), ""]
-    out.append("Best student per data set, chosen by validation accuracy over every finished kd-auto cell "
-               "(its grid holds labels, kd T=2 alpha=0.9 and the rest; the test accuracy is read once, after the choice):")
+    out.append("Best student per data set, chosen by validation accuracy over every finished kd-auto and kd-auto-l2 "
+               "cell (its grid holds labels, kd T=2 alpha=0.9 and the rest; the test accuracy is read once, after the "
+               "choice):")
     out.append("")
     for name, (v, c) in sorted(best.items()):
         aug = ",".join(c["augment"]) or "none"
-        out.append(f"- {name}: d={c['degree']} r={c['rank']} augment={aug}, T={c['temperature']:g} alpha={c['alpha']:g}: "
-                   f"validation {100 * v:.2f}%, test {100 * c['test_accuracy']:.2f}%")
+        l2 = f" l2={c['l2']:g}" if c["method"] == "kd-auto-l2" else ""
+        out.append(f"- {name}: {c['method']} d={c['degree']} r={c['rank']} augment={aug}, T={c['temperature']:g} "
+                   f"alpha={c['alpha']:g}{l2}: validation {100 * v:.2f}%, test {100 * c['test_accuracy']:.2f}%")
     out.append("")
     worse = [v for v in verdicts if v[4] < -max(v[5], 1e-9)]
     out.append(f"kd validated minus labels: {sum(1 for v in verdicts if v[4] >= 0)} of {len(verdicts)} finished settings "
@@ -307,7 +331,32 @@ def summarise(out: Path, args) -> str:
                    f"more than one paired SE in: "
                    + (", ".join(f"{n} d={d} r={r} aug={a} ({x:+.2f} +- {se:.2f})" for n, d, r, a, x, _, se in below)
                       or "none") + ".")
+    l2_rows = l2_table(cells, settings, fmt, stats)
+    if l2_rows:
+        out += ["", "### With the L2 penalty chosen too (`l2=auto`, from 0 or 1e-4, 1e-3, 1e-2, 1e-1)", "",
+                "Same teacher, features and validation splits as above; `labels` and `kd validated` repeated from the "
+                "table above:", "", *l2_rows]
     return "\n".join(out)
+
+
+def l2_table(cells, settings, fmt, stats) -> list[str]:
+    """Rows of the settings where an ``l2=auto`` method ran: labels and kd validated without and with it."""
+    rows = ["| data set | d | r | F | augment | labels (l2 1e-4) | labels, l2 validated | kd validated | "
+            "kd validated with l2 | chosen (T, alpha, l2) per seed |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in ("mnist", "fashion-mnist", "digits"):
+        for d, r in settings:
+            for aug in (False, True):
+                prefix = f"{name}|d{d}|r{r}|{'aug' if aug else 'none'}|"
+                if not any(k.startswith(prefix + m + "|") for k in cells for m in L2_METHODS):
+                    continue
+                row = {m: fmt(stats(name, d, r, aug, m), m)[0] for m in ("labels", "labels-l2", "kd-auto", "kd-auto-l2")}
+                F = next(c["n_features"] for k, c in cells.items() if k.startswith(prefix))
+                chosen = [(c["temperature"], c["alpha"], c["l2"]) for k, c in sorted(cells.items())
+                          if k.startswith(prefix + "kd-auto-l2|")]
+                rows.append(f"| {name} | {d} | {r} | {F} | {'copies' if aug else 'none'} | {row['labels']} | "
+                            f"{row['labels-l2']} | {row['kd-auto']} | **{row['kd-auto-l2']}** | "
+                            + (", ".join(f"({T:g}, {a:g}, {l2:g})" for T, a, l2 in chosen) or "-") + " |")
+    return rows if len(rows) > 2 else []
 
 
 def main(argv=None):
@@ -317,7 +366,8 @@ def main(argv=None):
     p.add_argument("--settings", nargs="+", default=["2:20", "2:40", "3:20", "2:60", "2:80"],
                    help="DEGREE:RANK, run in this order (cheap first)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + L2_METHODS,
+                   help="cells to run (default: the three of the main table; labels-l2 and kd-auto-l2 add l2=auto)")
     p.add_argument("--augment", choices=("both", "on", "off"), default="both")
     p.add_argument("--copies", type=int, default=2)
     p.add_argument("--max-memory", default=None, help="feature budget, e.g. 6G")
