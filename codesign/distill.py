@@ -29,7 +29,7 @@ from .features import (FeaturePipeline, Features, build_features, cached_feature
                        pca_decomposition)
 from .students import AUTO, FitConfig, LinearStudent, accuracy, fit_through_device
 from .options import option
-from .selection import select_kd, resolve_fit
+from .selection import chooses, resolve_fit, select_kd
 from .teachers import ARCHITECTURES, Teacher, check_torch_device, get_teacher, predict_logits
 from .units import format_duration, parse_duration
 
@@ -329,12 +329,11 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         t_logits = torch.from_numpy(t_aug).to(dev)
         gram = None  # another matrix than feats.train: a Gram of its own
     fit_cfg, selection = cfg.fit, None
-    auto = cfg.fit.auto_fields
-    if (auto and cfg.fit.method == "kd") or (cfg.fit.method == "labels" and "l2" in auto):
+    if chooses(cfg.fit):
         selection = select_kd(psi_train, y_train, t_logits, cfg.fit, n_original=n_orig, seed=cfg.seed,
                               n_classes=ds.n_classes)
         fit_cfg = resolve_fit(cfg.fit, selection)
-    elif auto:  # labels has no T or alpha to choose, naive no L2 either: the numbers are unused
+    elif cfg.fit.auto_fields:  # labels has no T or alpha to choose, naive no L2 either: the numbers are unused
         fit_cfg = dataclasses.replace(cfg.fit, temperature=2.0 if cfg.fit.temperature == AUTO else cfg.fit.temperature,
                                       alpha=0.9 if cfg.fit.alpha == AUTO else cfg.fit.alpha,
                                       l2=None if cfg.fit.l2 == AUTO else cfg.fit.l2)

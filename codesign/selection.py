@@ -157,6 +157,12 @@ def point_config(cfg: FitConfig, temperature: float, alpha: float, l2: float | N
                                l2=default_l2("kd") if l2 is None else l2)
 
 
+def chooses(cfg: FitConfig) -> bool:
+    """Whether ``cfg`` leaves :func:`select_kd` something to choose: ``kd`` with any ``auto``
+    field, or ``labels`` with ``l2="auto"`` (T and alpha are distillation's)."""
+    return (cfg.method == "kd" and bool(cfg.auto_fields)) or (cfg.method == "labels" and cfg.l2 == AUTO)
+
+
 def select_kd(
     psi: torch.Tensor,
     labels: torch.Tensor,
@@ -184,10 +190,10 @@ def select_kd(
     Returns:
         a :class:`Selection`.
     """
-    if cfg.method == "naive" or (cfg.method == "labels" and cfg.l2 != AUTO):
-        raise ConfigError(f"method={cfg.method!r} has nothing to choose on a validation split (temperature and "
-                          "alpha are distillation's: use --method kd; labels chooses only l2=auto; naive neither)")
-    if not cfg.auto_fields:
+    if not chooses(cfg):
+        if cfg.method != "kd":
+            raise ConfigError(f"method={cfg.method!r} has nothing to choose on a validation split (temperature and "
+                              "alpha are distillation's: use --method kd; labels chooses only l2=auto; naive neither)")
         raise ConfigError("select_kd: none of temperature, alpha and l2 is 'auto'; nothing to choose")
     if cfg.method == "kd" and teacher_logits is None:
         raise ConfigError("select_kd: method='kd' needs the teacher's logits")
@@ -233,7 +239,7 @@ def choose(grid: list[dict], correct: list[torch.Tensor]) -> tuple[int, dict]:
         correct: per point, a bool tensor of the validation images it classifies correctly.
     """
     def rank(i: int) -> tuple:  # ties to the smaller alpha, the smaller T, the larger L2 penalty
-        return grid[i]["val_accuracy"], -grid[i]["alpha"], -grid[i]["temperature"], grid[i].get("l2", 0.0)
+        return grid[i]["val_accuracy"], -grid[i]["alpha"], -grid[i]["temperature"], grid[i]["l2"]
 
     best = max(range(len(grid)), key=rank)
     zero = [i for i, p in enumerate(grid) if p["alpha"] == 0]
@@ -246,7 +252,7 @@ def choose(grid: list[dict], correct: list[torch.Tensor]) -> tuple[int, dict]:
     diff = (only_best - only_labels) / n
     se = float(np.sqrt(only_best + only_labels)) / n
     guard = {"best_minus_labels": diff, "paired_standard_error": se,
-             "best_point": [grid[best]["temperature"], grid[best]["alpha"], grid[best].get("l2")]}
+             "best_point": [grid[best]["temperature"], grid[best]["alpha"], grid[best]["l2"]]}
     return (best if diff > se else lab), guard
 
 

@@ -185,8 +185,9 @@ def nondominated_rank(points: list[tuple[float, float]]) -> list[tuple[int, floa
     """``(front index, -crowding distance)`` per ``(accuracy, log10 cost)`` point (accuracy up, cost down):
     smaller sorts first."""
     n = len(points)
-    dom = [[j for j in range(n) if j != i and points[j][0] >= points[i][0] and points[j][1] <= points[i][1]
-            and points[j] != points[i]] for i in range(n)]
+    from codesign.search.pareto import dominates
+
+    dom = [[j for j in range(n) if dominates(points[j], points[i])] for i in range(n)]
     front_of = [-1] * n
     left, f = set(range(n)), 0
     while left:

@@ -58,13 +58,6 @@ L2_METHODS = ("labels-l2", "kd-auto-l2")
 #: the cells whose fit is chosen on a validation split (one per seed)
 AUTO_METHODS = ("kd-auto", *L2_METHODS)
 
-
-def auto_config(method: str, seed: int) -> FitConfig:
-    """The config of an ``AUTO_METHODS`` cell: what it leaves to the validation split."""
-    if method == "labels-l2":
-        return FitConfig(method="labels", l2="auto", seed=seed)
-    return FitConfig(method="kd", temperature="auto", alpha="auto", l2="auto" if method == "kd-auto-l2" else None,
-                     seed=seed)
 AUGMENT = {"mnist": ("affine",), "fashion-mnist": ("flip", "shift"), "digits": ("affine",)}
 #: reproduction table's MLP-teacher kd and labels (experiments/reproduction/reproduction.md), for comparison
 MLP_REF = {
@@ -72,6 +65,14 @@ MLP_REF = {
     ("fashion-mnist", 2, 20): (85.59, 84.91), ("fashion-mnist", 2, 40): (87.28, 86.92),
     ("fashion-mnist", 3, 20): (86.91, 86.76),
 }
+
+
+def auto_config(method: str, seed: int) -> FitConfig:
+    """The config of an ``AUTO_METHODS`` cell: what it leaves to the validation split."""
+    if method == "labels-l2":
+        return FitConfig(method="labels", l2="auto", seed=seed)
+    return FitConfig(method="kd", temperature="auto", alpha="auto", l2="auto" if method == "kd-auto-l2" else None,
+                     seed=seed)
 
 
 def cell_key(ds, d, r, aug, method, seed):
