@@ -8,11 +8,12 @@ call it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -298,8 +299,19 @@ def scored_key(cfg: DistillConfig, name: str) -> str:
     return f"{'val' if cfg.validation else 'test'}_{name}"
 
 
-def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResult:
-    """Run one distillation (and hardware evaluation, if a device is given)."""
+def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints: Sequence[int] = (),
+                on_checkpoint: Callable[[DistillResult], None] | None = None) -> DistillResult:
+    """Run one distillation (and hardware evaluation, if a device is given).
+
+    Args:
+        cfg: what to run.
+        ws: the workspace to load and cache through (default: a fresh one).
+        checkpoints: with ``--protocol aware``, step counts of hardware-aware training at which
+            ``on_checkpoint`` receives the result a run of exactly that many steps returns
+            (metrics, hardware draws and cost scored as at the end; ``aware_steps`` says the
+            steps). The final result is the same with or without checkpoints.
+        on_checkpoint: called with each checkpoint's :class:`DistillResult`.
+    """
     ws = ws or Workspace()
     t0 = time.perf_counter()
     ds = ws.dataset(cfg)
@@ -373,41 +385,55 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None) -> DistillResul
         n_out, n_in = student.K_.shape
         probe_layer(device, student.K_, psi_train[:8], cfg.device)
         layer = device.layer(n_in, n_out).to(dev)
+        cost = inference_cost(
+            device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
+            n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath)
+
+        def scored(layer_: torch.nn.Module) -> dict:
+            """The device metrics of ``layer_`` (programmed or trained): its hardware draws and the cost.
+
+            The PCA layer is built here, at each call, so that a checkpoint builds it from the
+            same RNG state as a run that ends there (a device may draw while programming).
+            """
+            if cfg.pca_placement == "device":
+                pca_layer = pca_device_layer(device, feats.pipeline).to(dev)
+                accs = hardware_accuracy_with_pca(layer_, pca_layer, feats.pipeline, ds.x_test, y_test, cfg.hw_draws,
+                                                  cfg.seed, cfg.eval_time_s)
+            else:
+                accs = hardware_accuracy(layer_, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
+            return dict(
+                device=cfg.device, device_preset=cfg.device_preset, device_config=dataclasses.asdict(device.config),
+                protocol=cfg.protocol, eval_time_s=cfg.eval_time_s, hw_accuracies=accs,
+                hw_accuracy_mean=float(np.mean(accs)), hw_accuracy_std=float(np.std(accs)),
+                hw_accuracy_worst=float(np.min(accs)), pca_placement=cfg.pca_placement, cost=cost)
+
         if cfg.protocol == "aware":
-            info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, fit_cfg)
+            def checkpoint(steps: int, layer_: torch.nn.Module) -> None:
+                m = {**metrics, "aware_steps": steps, **scored(layer_)}
+                on_checkpoint(_on_cpu(DistillResult(student, feats, teacher, layer_, m, {
+                    "data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
+                    "hw_s": time.perf_counter() - t_fit})))
+
+            info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, fit_cfg,
+                                      checkpoints=checkpoints, on_checkpoint=checkpoint if on_checkpoint else None)
             metrics["aware_seconds"] = info.seconds
             metrics["aware_steps"] = info.iterations
         else:
             layer.load_matrix(student.K_)
-        pca_layer = None
-        if cfg.pca_placement == "device":
-            pca_layer = pca_device_layer(device, feats.pipeline).to(dev)
-            accs = hardware_accuracy_with_pca(layer, pca_layer, feats.pipeline, ds.x_test, y_test, cfg.hw_draws, cfg.seed,
-                                              cfg.eval_time_s)
-        else:
-            accs = hardware_accuracy(layer, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
-        cost = inference_cost(
-            device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
-            n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath)
-        metrics.update(
-            device=cfg.device,
-            device_preset=cfg.device_preset,
-            device_config=dataclasses.asdict(device.config),
-            protocol=cfg.protocol,
-            eval_time_s=cfg.eval_time_s,
-            hw_accuracies=accs,
-            hw_accuracy_mean=float(np.mean(accs)),
-            hw_accuracy_std=float(np.std(accs)),
-            hw_accuracy_worst=float(np.min(accs)),
-            pca_placement=cfg.pca_placement,
-            cost=cost,
-        )
+        metrics.update(scored(layer))
     timings = {"data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
                "hw_s": time.perf_counter() - t_fit}
-    if dev.type != "cpu":  # results leave on the CPU, whatever trained them
+    return _on_cpu(DistillResult(student, feats, teacher, layer, metrics, timings))
+
+
+def _on_cpu(result: DistillResult) -> DistillResult:
+    """``result`` with its student and layer on the CPU (results leave there, whatever trained them)."""
+    if result.student.K_.device.type != "cpu":
+        student = copy.copy(result.student)
         student.K_ = student.K_.cpu()
-        layer = layer.cpu() if layer is not None else None
-    return DistillResult(student, feats, teacher, layer, metrics, timings)
+        result = dataclasses.replace(result, student=student,
+                                     layer=result.layer.cpu() if result.layer is not None else None)
+    return result
 
 
 def check_layer_output(y, batch: int, layer: torch.nn.Module, device_name: str, where: str) -> None:

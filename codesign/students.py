@@ -23,12 +23,13 @@ training) the same loss is minimised by minibatch Adam, since each step must see
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -788,6 +789,8 @@ def fit_through_device(
     layer: torch.nn.Module,
     init: torch.Tensor,
     cfg: FitConfig,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> FitInfo:
     """Hardware-aware training: minibatch Adam on the layer's parameters, K programmed first.
 
@@ -796,6 +799,14 @@ def fit_through_device(
 
     The device layer replaces ``psi @ K^T``; it draws fresh noise in each forward pass and
     passes gradients straight through its quantizers.
+
+    Args:
+        checkpoints: step counts (below the total) after which ``on_checkpoint(steps, layer)``
+            is called with a copy of the layer in eval mode: the layer a run of exactly that
+            many steps ends with. The copy and the saved and restored RNG state keep the
+            training itself unchanged, so the last step's result is the same with or without
+            checkpoints (a multi-fidelity search scores its trials' rungs this way). Their time
+            is not counted in the returned seconds.
     """
     if cfg.method == "naive":
         raise ConfigError("method='naive' is a closed-form float fit; it cannot be trained through a device")
@@ -811,6 +822,8 @@ def fit_through_device(
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(params, lr=cfg.lr)
+    stops = sorted({int(s) for s in checkpoints if 0 < int(s) < total}) if on_checkpoint is not None else []
+    paused = 0.0  # seconds spent in on_checkpoint
     steps = 0
     layer.train()
     loss = torch.tensor(float("nan"))
@@ -825,7 +838,14 @@ def fit_through_device(
             loss.backward()
             opt.step()
             steps += 1
+            if stops and steps == stops[0]:
+                stops.pop(0)
+                t_pause, rng = time.perf_counter(), torch.get_rng_state()
+                on_checkpoint(steps, copy.deepcopy(layer).eval())
+                torch.set_rng_state(rng)
+                paused += time.perf_counter() - t_pause
             if steps >= total:
                 break
     layer.eval()
-    return FitInfo(seconds=time.perf_counter() - t0, iterations=steps, loss_evals=steps, final_loss=float(loss.detach()))
+    return FitInfo(seconds=time.perf_counter() - t0 - paused, iterations=steps, loss_evals=steps,
+                   final_loss=float(loss.detach()))

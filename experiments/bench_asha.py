@@ -91,8 +91,8 @@ def parse_args(argv=None):
 def search_config(args, device: str, folder: Path):
     from codesign.search.config import SearchConfig
 
-    return SearchConfig(dataset=args.dataset, device=device, samples=args.pool, protocol="aware", sampler="random",
-                        sampler_seed=args.sampler_seed, seed=0, max_memory=args.max_memory, cpus=args.cpus,
+    return SearchConfig(dataset=args.dataset, device=device, samples=args.pool, protocol="aware", scheduler="fifo",
+                        sampler="random", sampler_seed=args.sampler_seed, seed=0, max_memory=args.max_memory, cpus=args.cpus,
                         out=str(folder), quiet=True)
 
 
@@ -181,38 +181,12 @@ def run_curves(args, device: str, folder: Path, records: list[dict]) -> dict:
 
 
 # --------------------------------------------------------------------------- replay
-def nondominated_rank(points: list[tuple[float, float]]) -> list[tuple[int, float]]:
-    """``(front index, -crowding distance)`` per ``(accuracy, log10 cost)`` point (accuracy up, cost down):
-    smaller sorts first."""
-    n = len(points)
-    from codesign.search.pareto import dominates
-
-    dom = [[j for j in range(n) if dominates(points[j], points[i])] for i in range(n)]
-    front_of = [-1] * n
-    left, f = set(range(n)), 0
-    while left:
-        front = [i for i in left if not any(j in left for j in dom[i])]
-        for i in front:
-            front_of[i] = f
-        left -= set(front)
-        f += 1
-    crowd = [0.0] * n
-    for fi in set(front_of):
-        members = [i for i in range(n) if front_of[i] == fi]
-        for dim in (0, 1):
-            members.sort(key=lambda i: points[i][dim])
-            lo, hi = points[members[0]][dim], points[members[-1]][dim]
-            crowd[members[0]] = crowd[members[-1]] = math.inf
-            for a, i, b in zip(members, members[1:], members[2:]):
-                if hi > lo:
-                    crowd[i] += (points[b][dim] - points[a][dim]) / (hi - lo)
-    return [(front_of[i], -crowd[i]) for i in range(n)]
-
-
 def replay(designs: list[dict], rungs: list[int], eta: int, strategy: str, ref: dict) -> list[tuple[float, float]]:
     """``[(seconds spent, hypervolume)]`` after each job of ``strategy`` (``full`` or ``asha``)."""
     top = str(rungs[-1])
     spent, trace, best = 0.0, [], {}  # best: design index -> (accuracy, log10 cost) at its highest rung
+
+    from codesign.search.pareto import rank_keys
 
     def hv() -> float:
         return hypervolume(list(best.values()), ref["accuracy"], ref["log10_cost"]) / ref["box"]
@@ -233,7 +207,7 @@ def replay(designs: list[dict], rungs: list[int], eta: int, strategy: str, ref: 
             ids = list(at[k])
             if len(ids) < eta:
                 continue
-            ranks = nondominated_rank([at[k][i] for i in ids])
+            ranks = rank_keys([at[k][i] for i in ids])
             order = [ids[j] for j in sorted(range(len(ids)), key=lambda j: ranks[j])][: len(ids) // eta]
             cand = [i for i in order if i not in promoted[k]]
             if cand:
@@ -301,14 +275,18 @@ def report(args, work: Path) -> dict:
             "trace": {"full": full, "asha": asha},
             "orders": orders,
         }
-    out = Path(args.out)
+    write_outputs(Path(args.out) / "bench_asha", res, markdown, plot if res["devices"] else None)
+    return res
+
+
+def write_outputs(stem: Path, res: dict, markdown, plot=None) -> None:
+    """``STEM.json``, ``STEM.md`` (``markdown(res)``) and, with ``plot``, ``STEM.png``; atomically."""
     from codesign.cache import atomic_write_json, atomic_write_text
 
-    atomic_write_json(out / "bench_asha.json", res)
-    atomic_write_text(out / "bench_asha.md", markdown(res))
-    if res["devices"]:
-        plot(res, out / "bench_asha.png")
-    return res
+    atomic_write_json(stem.with_suffix(".json"), res)
+    atomic_write_text(stem.with_suffix(".md"), markdown(res))
+    if plot is not None:
+        plot(res, stem.with_suffix(".png"))
 
 
 def order_statistics(designs: list[dict], args, ref: dict) -> dict:

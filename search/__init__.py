@@ -4,7 +4,9 @@
   Optuna define-by-run space (nothing device-specific: plugins are searchable by name);
 * :mod:`codesign.search.objective` -- the pure, seeded objective (config dict -> metrics), no Ray;
 * :mod:`codesign.search.runner` -- the Ray Tune driver: ``OptunaSearch`` on two objectives, trial log,
-  resume, progress, test-set scoring of the front, outputs (the only module that knows Ray);
+  resume, progress, test-set scoring of the front, outputs (the only module that starts Ray);
+* :mod:`codesign.search.asha` -- multi-fidelity for aware searches: rungs over the aware steps and the
+  two-objective successive-halving rule (a Tune scheduler built on first use);
 * :mod:`codesign.search.pareto` -- the front and its knee; :mod:`codesign.search.plots` -- the figures;
   :mod:`codesign.search.outputs` -- trials.csv, front.csv/json/md, atomically;
 * :mod:`codesign.search.config` -- :class:`SearchConfig`, the typed settings of a search;

@@ -21,12 +21,16 @@ from codesign.options import option, option_fields, option_key, same_as
 from codesign.students import FitConfig
 from codesign.units import parse_duration
 
+from .asha import rung_steps
+
 #: ``--cost`` short names -> keys of the whole-inference cost (see :mod:`codesign.inference_cost`).
 COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
 
 
 #: ``--sampler`` choices: Optuna samplers that handle two objectives (see :func:`make_sampler`).
 SAMPLERS = ("tpe", "nsga2", "random")
+#: ``--scheduler`` choices (see :mod:`codesign.search.asha`).
+SCHEDULERS = ("auto", "fifo", "asha")
 
 
 def cost_key(name: str) -> str:
@@ -62,6 +66,15 @@ class SearchConfig:
                "experiments/bench_search.py compares them", choices=SAMPLERS)
     sampler_seed: int | None = option(None, "seed of the sampler alone (data, teacher, fits and hardware draws "
                                             "keep --seed)", show_default="--seed")
+    scheduler: str = option(
+        "auto", "how long trials train: fifo (every trial to the end), asha (--protocol aware only: multi-objective "
+                "successive halving over the aware steps; at each rung a trial goes on only while among the best "
+                "1/--asha-eta there) or auto (asha for --protocol aware, fifo otherwise; "
+                "experiments/bench_asha_live.py measured it)", choices=SCHEDULERS)
+    asha_eta: int = option(2, "--scheduler asha: keep the best 1/ETA at each rung; rungs at aware steps / ETA^k",
+                           metavar="ETA")
+    asha_min_steps: int = option(25, "--scheduler asha: the first rung's aware steps (the fewest a trial trains)",
+                                 metavar="STEPS")
     cost: str = option("energy", "cost objective: energy (energy_pj), latency (latency_ns), area (area_mm2), "
                                  "or any key of the device's cost model")
     protocol: str = _distill("protocol")
@@ -131,6 +144,15 @@ class SearchConfig:
             raise ConfigError(f"storage={self.storage!r}: give a SQLAlchemy URL or a file path")
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
+        check_choice("scheduler", self.scheduler, SCHEDULERS)
+        check_range("asha_eta", self.asha_eta, 2, 64, integer=True)
+        check_range("asha_min_steps", self.asha_min_steps, 1, None, integer=True)
+        if self.resolved_scheduler == "asha":
+            if self.protocol != "aware":
+                raise ConfigError(f"scheduler='asha' cuts hardware-aware training short, and protocol={self.protocol!r} "
+                                  "trials have none (their K is programmed after the float fit); use --protocol aware, "
+                                  "or --scheduler fifo")
+            self.rungs  # noqa: B018 - validates asha_min_steps and asha_eta against the aware steps
         if self.search_kd and self.method != "kd":
             raise ConfigError(f"search_kd needs method='kd' (got {self.method!r}): the temperature and weight "
                               "are those of distillation; drop --search-kd or use --method kd")
@@ -149,6 +171,20 @@ class SearchConfig:
     def cost_key(self) -> str:
         """The cost-dict key of ``cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
         return cost_key(self.cost)
+
+    @property
+    def resolved_scheduler(self) -> str:
+        """``fifo`` or ``asha`` (``auto``: asha when trials train through the device, ``--protocol aware``)."""
+        if self.scheduler == "auto":
+            return "asha" if self.protocol == "aware" else "fifo"
+        return self.scheduler
+
+    @property
+    def rungs(self) -> list[int]:
+        """Aware steps at which ``--scheduler asha`` judges trials (none with ``fifo``)."""
+        if self.resolved_scheduler != "asha":
+            return []
+        return rung_steps(self.trial_base().fit.aware_steps, self.asha_eta, self.asha_min_steps)
 
     @property
     def searched_dictionaries(self) -> tuple[str, ...]:

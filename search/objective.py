@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -195,6 +195,8 @@ def run_trial(
     save_to: str | Path | None = None,
     threads: int = 1,
     data=None,
+    checkpoints: Sequence[int] = (),
+    on_report: Callable[[dict], None] | None = None,
 ) -> tuple[dict, DistillResult]:
     """Run one trial; return its flat metrics and the :class:`DistillResult`.
 
@@ -204,19 +206,59 @@ def run_trial(
         cost: the cost key that is the second objective (``energy_pj``, ``latency_ns``...).
         teacher: the shared teacher (None: through the cache).
         workspace: memo to use (default: this process's search workspace).
-        save_to: also save the student there (``codesign.artifacts.save_student``).
+        save_to: also save the student there (``codesign.artifacts.save_student``); with
+            checkpoints, each checkpoint's student is saved there first, so the file always
+            holds the student of the metrics last reported.
         threads: torch threads of this trial (a search runs trials side by side, one thread each).
         data: the search's data set, validation split held out (None: loaded in this process).
+        checkpoints: aware steps at which ``on_report`` receives the trial's metrics so far
+            (multi-fidelity searches, :mod:`codesign.search.asha`); each is what a trial of
+            exactly that many aware steps reports. ``rung_accuracies`` holds the hardware
+            accuracy of every checkpoint reached (and of the end).
+        on_report: called with each checkpoint's metrics (not with the final ones, which are
+            returned).
     """
     t0 = time.perf_counter()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     cfg = distill_config(config, base)
     ws = workspace if workspace is not None else _workspace(teacher, base, data)
-    result = run_distill(cfg, ws)
-    m = result.metrics
-    timings = dict(getattr(result, "timings", None) or {})
     key = cost_key(cost)
+    rungs: dict[str, float] = {}
+
+    def flat(result: DistillResult) -> dict:
+        metrics = trial_metrics(result, cfg, key, reused=bool(getattr(ws, "last_fit_reused", False)))
+        if "aware_steps" in result.metrics:
+            metrics["aware_steps"] = int(result.metrics["aware_steps"])
+            rungs[str(metrics["aware_steps"])] = metrics["hw_accuracy"]
+            if checkpoints:
+                metrics["rung_accuracies"] = dict(rungs)
+        t_save = time.perf_counter()
+        if save_to is not None:
+            save_student(save_to, result)
+            metrics["student"] = str(save_to)
+        t_end = time.perf_counter()
+        timings = dict(getattr(result, "timings", None) or {})
+        metrics["trial_seconds"] = t_end - t0
+        parts = {"time_data_s": timings.get("data_s", 0.0), "time_features_s": timings.get("features_s", 0.0),
+                 "time_fit_s": timings.get("fit_s", 0.0), "time_hw_s": timings.get("hw_s", 0.0),
+                 "time_save_s": t_end - t_save}
+        parts["time_overhead_s"] = max(metrics["trial_seconds"] - sum(parts.values()), 0.0)
+        metrics.update({k: round(float(parts[k]), 6) for k in TIME_METRICS})
+        return metrics
+
+    def checkpoint(result: DistillResult) -> None:
+        on_report(flat(result))
+
+    result = run_distill(cfg, ws, checkpoints=checkpoints, on_checkpoint=checkpoint if on_report else None)
+    return flat(result), result
+
+
+def trial_metrics(result: DistillResult, cfg: DistillConfig, key: str, reused: bool = False) -> dict:
+    """The flat metrics of a trial's result: the two objectives first (``hw_accuracy`` and
+    ``cost``, NaN for an infeasible design), then the accuracies, the feature count, the fit and
+    every cost key of the device."""
+    m = result.metrics
     costs = flat_cost(m["cost"])
     feasible = bool(m["cost"]["feasible"])
     if feasible and key not in costs:
@@ -238,7 +280,7 @@ def run_trial(
         "train_accuracy": exact_accuracies([m["train_accuracy"]], n_train)[0],
         "n_features": int(m["n_features"]),
         "fit_seconds": float(m["fit_seconds"]),
-        "fit_reused": bool(getattr(ws, "last_fit_reused", False)),
+        "fit_reused": reused,
         "iterations": m.get("iterations"),
     }
     if cfg.fit.method == "kd":  # the values fitted with (chosen on a validation split when "auto")
@@ -246,18 +288,7 @@ def run_trial(
     for k, v in costs.items():
         if k not in metrics:
             metrics[k] = float(v)
-    t_save = time.perf_counter()
-    if save_to is not None:
-        save_student(save_to, result)
-        metrics["student"] = str(save_to)
-    t_end = time.perf_counter()
-    metrics["trial_seconds"] = t_end - t0
-    parts = {"time_data_s": timings.get("data_s", 0.0), "time_features_s": timings.get("features_s", 0.0),
-             "time_fit_s": timings.get("fit_s", 0.0), "time_hw_s": timings.get("hw_s", 0.0),
-             "time_save_s": t_end - t_save}
-    parts["time_overhead_s"] = max(metrics["trial_seconds"] - sum(parts.values()), 0.0)
-    metrics.update({k: round(float(parts[k]), 6) for k in TIME_METRICS})
-    return metrics, result
+    return metrics
 
 
 def objective(config: Mapping[str, Any], base: DistillConfig, cost: str = "energy_pj", *, teacher=None) -> dict:

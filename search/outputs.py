@@ -204,7 +204,7 @@ CORE_METRICS = (
 #: features (memo, disk cache or built), the fit (reused: ~0), the device (layers, hardware draws,
 #: cost), saving the student, and the rest (``trial_seconds`` less the others).
 TIME_METRICS = ("time_data_s", "time_features_s", "time_fit_s", "time_hw_s", "time_save_s", "time_overhead_s")
-TAIL_METRICS = ("fit_seconds", "fit_reused", "iterations", "trial_seconds", *TIME_METRICS, "node_id", "student")
+TAIL_METRICS = ("aware_steps", "rung_accuracies", "fit_seconds", "fit_reused", "iterations", "trial_seconds", *TIME_METRICS, "node_id", "student")
 
 
 def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] = ()) -> dict[str, Any]:
@@ -320,7 +320,7 @@ def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[s
             "val_hw_accuracy": p["val_hw_accuracy"], "val_hw_accuracy_std": p.get("val_hw_accuracy_std"),
             "test_hw_accuracy": p.get("test_hw_accuracy"), "test_hw_accuracy_std": p.get("test_hw_accuracy_std"),
             "test_hw_accuracy_worst": p.get("test_hw_accuracy_worst"), "test_float_accuracy": p.get("test_float_accuracy"),
-            "n_features": p.get("n_features"), "student": p.get("student"),
+            "n_features": p.get("n_features"), "aware_steps": p.get("aware_steps"), "student": p.get("student"),
         })
         costs = p.get("costs") or {}
         row.update({k: costs[k] for k in stage_columns(costs)})
@@ -357,7 +357,9 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
         f"{summary['validation']:g} of the training set) vs `{key}`",
         f"- trials: {summary['n_trials']} ({summary['n_completed']} completed, "
         f"{summary.get('n_infeasible', 0)} the device cannot build (not priced), {summary['n_failed']} failed, "
-        f"{summary['n_feasible']} feasible)",
+        f"{summary['n_feasible']} feasible)"
+        + (f"; scheduler asha: {summary.get('n_stopped_early', 0)} stopped before the full "
+           f"{summary.get('aware_steps')} aware steps" if summary.get("scheduler") == "asha" else ""),
         "- cost: the whole inference (PCA projection, lifting, conversions, the matrix K); "
         "the stage columns split it",
     ]
@@ -370,17 +372,19 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
         lines.append("No feasible trial: the front is empty.")
         return "\n".join(lines) + "\n"
     stages = [s for s in STAGE_NAMES if all(f"{s}_{key}" in (p.get("costs") or {}) for p in summary["front"])]
+    asha = summary.get("scheduler") == "asha"  # trials stopped at a rung: say how long each front member trained
     lines += [
         f"| trial | config | {key} | " + "".join(f"{s} | " for s in stages)
-        + "val hw acc (%) | test hw acc (%) | test float acc (%) | knee |",
-        "|---:|---|---:|" + "---:|" * len(stages) + "---:|---:|---:|:-:|",
+        + "val hw acc (%) | test hw acc (%) | test float acc (%) | " + ("aware steps | " if asha else "") + "knee |",
+        "|---:|---|---:|" + "---:|" * len(stages) + "---:|---:|---:|" + ("---:|" if asha else "") + ":-:|",
     ]
     for p in summary["front"]:
         knee = "★" if p["trial"] == summary.get("knee") else ""
         parts = "".join(f"{p['costs'][f'{s}_{key}']:.3g} | " for s in stages)
+        steps = f"{p.get('aware_steps')} | " if asha else ""
         lines.append(
             f"| {p['trial']} | {p['describe']} | {p['cost']:.4g} | {parts}{_pct(p['val_hw_accuracy'])} | "
-            f"{_pct(p.get('test_hw_accuracy'))} | {_pct(p.get('test_float_accuracy'))} | {knee} |"
+            f"{_pct(p.get('test_hw_accuracy'))} | {_pct(p.get('test_float_accuracy'))} | {steps}{knee} |"
         )
     k = next((p for p in summary["front"] if p["trial"] == summary.get("knee")), None)
     if k is not None:

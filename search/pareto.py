@@ -45,6 +45,38 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
 
 
+def rank_keys(points: Sequence[tuple[float, float]]) -> list[tuple[int, float]]:
+    """NSGA-II's order of ``(accuracy, cost)`` points: ``(front number, -crowding distance)`` per point.
+
+    Front 0 is the non-dominated points, front 1 those dominated only by front 0, and so on;
+    within a front, a point with more room around it (crowding distance, summed over both
+    objectives scaled to the front's range; the two ends of a front get infinity) sorts first.
+    Sorting by the keys puts the points to keep first (Deb et al. 2002, NSGA-II). Costs are
+    compared as given: pass ``log10`` costs to measure crowding as the plots show them.
+    """
+    n = len(points)
+    dominated_by = [[j for j in range(n) if dominates(points[j], points[i])] for i in range(n)]
+    front_of = [-1] * n
+    left, f = set(range(n)), 0
+    while left:
+        front = [i for i in left if not any(j in left for j in dominated_by[i])]
+        for i in front:
+            front_of[i] = f
+        left -= set(front)
+        f += 1
+    crowd = [0.0] * n
+    for fi in set(front_of):
+        members = [i for i in range(n) if front_of[i] == fi]
+        for dim in (0, 1):
+            members.sort(key=lambda i: points[i][dim])
+            lo, hi = points[members[0]][dim], points[members[-1]][dim]
+            crowd[members[0]] = crowd[members[-1]] = math.inf
+            for a, i, b in zip(members, members[1:], members[2:]):
+                if hi > lo:
+                    crowd[i] += (points[b][dim] - points[a][dim]) / (hi - lo)
+    return [(front_of[i], -crowd[i]) for i in range(n)]
+
+
 def use_log_scale(cost: Sequence[float]) -> bool:
     """True when every cost is positive and they span at least a decade (log axis, log knee)."""
     vals = [c for c in cost if c is not None and not math.isnan(c)]

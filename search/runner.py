@@ -46,6 +46,7 @@ from codesign.inference_cost import STAGES, TOTAL_KEYS
 from . import outputs
 from .outputs import student_path
 from .study import check_storage, publish, search_token, storage_url
+from .asha import Rungs, make_scheduler
 from .config import SearchConfig, cost_key
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
@@ -56,7 +57,7 @@ from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_spa
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
-    "pca_placement", "host_datapath", "search_kd",
+    "pca_placement", "host_datapath", "search_kd", "scheduler", "asha_eta", "asha_min_steps",
 )
 #: Version of the cost accounting. 2: the whole inference (PCA, lifting, conversions, K) with
 #: infeasible designs unpriced; 1 (searches stored without it): the matrix K alone.
@@ -86,6 +87,10 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
         v = opts.get(k)
         if k == "cost":
             v = cost_key(str(v))
+        if k == "scheduler":  # what the trials ran with ("auto" resolved by the protocol)
+            v = v or "fifo"
+            if v == "auto":
+                v = "asha" if opts.get("protocol") == "aware" else "fifo"
         if isinstance(v, tuple):
             v = list(v)
         if k == "set":
@@ -96,12 +101,14 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def upgrade_options(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """Options (or an identity) stored before ``--space``, in today's terms.
+    """Options (or an identity) stored before ``--space`` or ``--scheduler``, in today's terms.
 
     ``degrees [2, 3]`` becomes ``space`` entry ``degree=2,3`` and ``min_centers``/``max_centers``
     become ``centers=MIN:MAX``, so that such a search can still be resumed.
     """
     d = dict(opts)
+    if d and "scheduler" not in d:  # stored before --scheduler: every trial trained to the end
+        d["scheduler"] = "fifo"
     legacy = {k: d.pop(k) for k in LEGACY_SPACE_KEYS if k in d}
     if not legacy or "space" in d:
         return d
@@ -230,7 +237,8 @@ class Progress:
         if record["status"] == "completed":
             m = record["metrics"]
             line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  hw acc {100 * m['hw_accuracy']:.2f}%  "
-                    f"{self.cost_name} {m['cost']:.4g}  ({m.get('trial_seconds', 0):.1f} s)")
+                    f"{self.cost_name} {m['cost']:.4g}  ({m.get('trial_seconds', 0):.1f} s"
+                    + (f", {m['aware_steps']} aware steps" if "rung_accuracies" in m else "") + ")")
         elif record["status"] == "infeasible":
             line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  INFEASIBLE (hw acc "
                     f"{100 * record['metrics']['hw_accuracy']:.2f}%, not priced)  {record['error']}")
@@ -246,16 +254,19 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- Ray pieces
-def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, teacher=None, data=None) -> None:
-    """Ray Tune function trainable: unpack, call the objective, report."""
+def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, teacher=None, data=None,
+               checkpoints: tuple[int, ...] = ()) -> None:
+    """Ray Tune function trainable: unpack, call the objective, report (also at each of
+    ``checkpoints``, the aware steps of ``--scheduler asha``'s rungs)."""
+    import ray  # the Ray node the trial ran on (Tune's node_ip is dropped and is one IP for nodes on one host)
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
+    node = ray.get_runtime_context().get_node_id()
     metrics, _ = run_trial(config, base, cost, teacher=teacher, data=data,
-                           save_to=Path(students_dir) / f"{trial_id}.pt")
-    import ray  # the Ray node the trial ran on (Tune's node_ip is dropped and is one IP for nodes on one host)
-
-    tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()})
+                           save_to=Path(students_dir) / f"{trial_id}.pt", checkpoints=checkpoints,
+                           on_report=(lambda m: tune.report({**m, "node_id": node})) if checkpoints else None)
+    tune.report({**metrics, "node_id": node})
 
 
 def _error_text(trial) -> str:
@@ -582,10 +593,17 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
             atomic_write_json(out / outputs.SEARCH_NAME, {**meta, "rounds": rounds})
             callback = _make_callback(log, records, round_no, progress,
                                       lambda recs: _write_trials_csv(out, recs, space, cfg))
+            scheduler = None
+            if cfg.resolved_scheduler == "asha":
+                rungs = Rungs(cfg.rungs, cfg.asha_eta)
+                rungs.seed(records)  # --resume: earlier trials' rung results count at their rungs
+                scheduler = make_scheduler(rungs)
+                progress.log(f"scheduler asha: rungs at {', '.join(map(str, cfg.rungs))} of "
+                             f"{base.fit.aware_steps} aware steps, the best 1/{cfg.asha_eta} of each rung go on")
             tuner = tune.Tuner(
                 tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
-                                     teacher=shared_teacher, data=ds),
-                tune_config=tune.TuneConfig(search_alg=searcher, num_samples=remaining,
+                                     teacher=shared_teacher, data=ds, checkpoints=tuple(cfg.rungs)),
+                tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
                                             max_concurrent_trials=min(cpus, remaining), reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=f"round-{round_no}", storage_path=str(out / "ray"), callbacks=[callback], verbose=0,
@@ -602,6 +620,9 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
             _RECORDERS.pop(callback.key, None)
             rounds[-1]["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
             rounds[-1]["ran"] = progress.ran
+            if scheduler is not None:  # what successive halving decided at each rung
+                rounds[-1]["asha"] = {str(k): {"continued": c[0], "stopped": c[1]} for k, c in rungs.counts.items()}
+                progress.log(f"asha: {rungs.describe()}")
         finally:
             if started:
                 import ray
@@ -734,12 +755,14 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
             "trial": r["trial"], "config": r["config"], "describe": outputs.describe_config(r["config"]),
             "cost": m["cost"], "val_hw_accuracy": m["hw_accuracy"], "val_hw_accuracy_std": m.get("hw_accuracy_std"),
             "val_float_accuracy": m.get("float_accuracy"), "n_features": m.get("n_features"),
+            "aware_steps": m.get("aware_steps"),
             "costs": {k: v for k, v in m.items() if k not in outputs.CORE_METRICS and k not in outputs.TAIL_METRICS
                       and isinstance(v, (int, float)) and not isinstance(v, bool)},
             "student": student_path(r),
         })
     k = knee_point([p["val_hw_accuracy"] for p in front], [p["cost"] for p in front])
     completed = [r for r in records if r["status"] == "completed"]
+    base_steps = cfg.trial_base().fit.aware_steps
     key = cfg.cost_key
     return {
         "format": "codesign-front/1", "dataset": cfg.dataset, "teacher": cfg.teacher, "device": cfg.device,
@@ -751,6 +774,10 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
         "n_infeasible": sum(r["status"] == "infeasible" for r in records),
         "n_failed": sum(r["status"] not in ("completed", "infeasible") for r in records),
         "n_feasible": sum(bool(r.get("feasible")) for r in records),
+        "scheduler": cfg.resolved_scheduler,
+        "aware_steps": base_steps if cfg.protocol == "aware" else None,
+        "n_stopped_early": sum(1 for r in records if r["status"] != "failed"
+                               and (r["metrics"].get("aware_steps") or base_steps) < base_steps),
         "points": [{"trial": r["trial"], "cost": r["metrics"]["cost"], "hw_accuracy": r["metrics"]["hw_accuracy"],
                     "feasible": r["feasible"], "on_front": r["on_front"]} for r in completed],
         "front": front,

@@ -54,9 +54,39 @@ def test_asha_promotes_the_nondominated_and_resumes_training(bench):
     assert full[-1][1] > trace[-1][1] and full[-1][0] == pytest.approx(4 * (1.0 + 2.0 + 0.1))
 
 
-def test_nondominated_rank_orders_fronts_then_spread(bench):
-    pts = [(0.9, 2.0), (0.8, 1.0), (0.7, 1.5), (0.85, 1.5), (0.6, 3.0)]
-    ranks = bench.nondominated_rank(pts)
-    assert [r[0] for r in ranks] == [0, 0, 1, 0, 2]
-    assert ranks[0][1] == -math.inf and ranks[1][1] == -math.inf  # the front's ends are kept first
-    assert ranks[3][1] > -math.inf
+def _fake_search(folder, started: str, finished: str, trials: list[tuple[str, float, float | None, int]]) -> None:
+    """A search folder as ``codesign search`` writes it: ``(finished, accuracy, cost, aware steps)`` per trial."""
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "search.json").write_text(json.dumps({"rounds": [{"started": started, "finished": finished}]}))
+    lines = [json.dumps({"trial": i, "status": "completed" if c is not None else "infeasible", "finished": f, "config": {},
+                         "metrics": {"hw_accuracy": a, "cost": c, "aware_steps": s}})
+             for i, (f, a, c, s) in enumerate(trials)]
+    (folder / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "front.json").write_text("{}")
+
+
+def test_live_benchmark_traces_each_arm_against_its_own_seconds(experiment_script, tmp_path):
+    live = experiment_script("bench_asha_live.py")
+    day = "2026-11-28T10:00:"
+    _fake_search(live.run_dir(tmp_path, "ideal", "fifo", 0), day + "00", day + "40",
+                 [(day + "20", 0.90, 100.0, 200), (day + "40", 0.95, 1000.0, 200)])
+    _fake_search(live.run_dir(tmp_path, "ideal", "asha", 0), day + "00", day + "30",
+                 [(day + "05", 0.80, 100.0, 25), (day + "10", 0.99, 5000.0, 25),
+                  (day + "20", 0.95, 100.0, 200), (day + "25", 0.97, 10.0, None)])
+    args = live.parse_args(["--devices", "ideal", "--seeds", "0", "--out", str(tmp_path / "out")])
+    res = live.report(args, tmp_path)
+    (run,) = res["runs"]
+    # reference: log10 cost from 1 (cost 10) to 3.699 + 0.1; fifo's front: 0.90 @ 2, 0.95 @ 3
+    hi = math.log10(5000.0) + 0.1
+    box = 0.9 * (hi - 1.0)
+    fifo_hv = ((0.90 - 0.1) * (hi - 2.0) + (0.95 - 0.90) * (hi - 3.0)) / box
+    assert run["fifo"]["hypervolume"] == pytest.approx(fifo_hv) and run["fifo"]["seconds"] == 40.0
+    # asha at 20 s holds 0.95 @ 2 (dominates fifo's front) and 0.99 @ 3.699: it passes fifo's HV there
+    assert run["asha"]["reaches_fifo_at_s"] == 20.0 and run["asha"]["share_of_fifo_seconds"] == pytest.approx(0.5)
+    assert run["asha"]["steps"] == {"25": 2, "200": 1} and run["asha"]["hypervolume"] > fifo_hv
+    assert run["asha"]["hypervolume_at_fifo_seconds"] == pytest.approx(run["asha"]["hypervolume"])
+    text = (tmp_path / "out" / "bench_asha_live.md").read_text()
+    assert "| ideal | 0 | 2 | 40 |" in text and "2/0/0/1" in text and "in 1 of 1 runs" in text
+    assert (tmp_path / "out" / "bench_asha_live.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from codesign.search.pareto import dominates, knee_point, pareto_front, use_log_scale
+from codesign.search.pareto import dominates, knee_point, pareto_front, rank_keys, use_log_scale
 
 
 def test_front_of_hand_made_points():
@@ -79,3 +79,13 @@ def test_use_log_scale():
     assert use_log_scale([1.0, 10.0])
     assert not use_log_scale([0.0, 100.0])
     assert not use_log_scale([])
+
+
+def test_rank_keys_orders_fronts_then_spread():
+    pts = [(0.9, 2.0), (0.8, 1.0), (0.7, 1.5), (0.85, 1.5), (0.6, 3.0)]
+    ranks = rank_keys(pts)
+    assert [r[0] for r in ranks] == [0, 0, 1, 0, 2]
+    assert ranks[0][1] == -math.inf and ranks[1][1] == -math.inf  # the front's ends are kept first
+    # the middle of front 0 has the spread of both objectives between its neighbours: 0.1/0.1 + 1/1
+    assert ranks[3][1] == pytest.approx(-2.0)
+    assert sorted(range(5), key=lambda i: ranks[i])[-1] == 4
