@@ -428,7 +428,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
 
 def _on_cpu(result: DistillResult) -> DistillResult:
     """``result`` with its student and layer on the CPU (results leave there, whatever trained them)."""
-    if result.student.K_.device.type != "cpu":
+    layer_on = {p.device.type for p in result.layer.parameters()} if result.layer is not None else set()
+    if result.student.K_.device.type != "cpu" or layer_on - {"cpu"}:
         student = copy.copy(result.student)
         student.K_ = student.K_.cpu()
         result = dataclasses.replace(result, student=student,

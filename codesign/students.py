@@ -840,9 +840,9 @@ def fit_through_device(
             steps += 1
             if stops and steps == stops[0]:
                 stops.pop(0)
-                t_pause, rng = time.perf_counter(), torch.get_rng_state()
-                on_checkpoint(steps, copy.deepcopy(layer).eval())
-                torch.set_rng_state(rng)
+                t_pause = time.perf_counter()
+                with torch.random.fork_rng(devices=[psi.device] if psi.device.type == "cuda" else []):
+                    on_checkpoint(steps, copy.deepcopy(layer).eval())
                 paused += time.perf_counter() - t_pause
             if steps >= total:
                 break

@@ -62,11 +62,14 @@ class Rungs:
     Args:
         steps: the rungs' step counts (:func:`rung_steps`).
         eta: keep the best ``1/eta`` at each rung.
+        max_cost: the search's ``--max-cost``: a design above it can never be on the front, and
+            training does not change its cost, so it stops at its first rung like an unpriced one.
     """
 
-    def __init__(self, steps: Sequence[int], eta: int) -> None:
+    def __init__(self, steps: Sequence[int], eta: int, max_cost: float | None = None) -> None:
         self.steps = sorted(int(s) for s in steps)
         self.eta = int(eta)
+        self.max_cost = max_cost
         self.recorded: dict[int, dict[Any, tuple[float, float]]] = {s: {} for s in self.steps}
         #: decisions taken: rung -> [continued, stopped]
         self.counts: dict[int, list[int]] = {s: [0, 0] for s in self.steps}
@@ -76,13 +79,20 @@ class Rungs:
 
         It goes on when it sorts among the first ``ceil(n / eta)`` of the ``n`` results recorded
         there (itself included) by :func:`~codesign.search.pareto.rank_keys`, ties kept; an
-        unpriced (infeasible) design stops and is not recorded; a second report of the same key
-        at a rung, and a step count that is not a rung, go on unrecorded.
+        unpriced (infeasible) design, or one above ``max_cost``, stops and is not recorded; a
+        second report of the same key at a rung, and a step count that is not a rung, go on
+        unrecorded.
+
+        When most results at a rung are mutually non-dominated (common: the sampler keeps
+        proposing designs along the front), the cut falls inside front 0 and crowding decides,
+        and the rule keeps more than ``1/eta`` in practice: every point with infinite crowding
+        (the two ends of the front) goes on.
         """
         steps = int(steps)
         if steps not in self.recorded or key in self.recorded[steps]:
             return True
-        if cost is None or (isinstance(cost, float) and math.isnan(cost)) or accuracy is None:
+        if (cost is None or (isinstance(cost, float) and math.isnan(cost)) or accuracy is None
+                or (self.max_cost is not None and cost > self.max_cost)):
             self.counts[steps][1] += 1
             return False
         here = self.recorded[steps]
@@ -119,6 +129,10 @@ def make_scheduler(rungs: Rungs):
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     class MultiObjectiveASHA(FIFOScheduler):
+        # a trial must not run past a rung before its decision: it saves its student at every
+        # report, and Tune drops the results a stopped trial buffered after the one it stopped on
+        _supports_buffered_results = False
+
         def __init__(self, rungs: Rungs) -> None:
             super().__init__()
             self.rungs = rungs

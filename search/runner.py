@@ -96,6 +96,8 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
         if k == "set":
             v = {str(a): str(b) for a, b in sorted((v or {}).items())}
         out[k] = v
+    if out["scheduler"] == "fifo":  # the rungs' settings change nothing when every trial runs to the end
+        out["asha_eta"] = out["asha_min_steps"] = None
     out["cost_model"] = COST_MODEL if isinstance(cfg, SearchConfig) else cfg.get("cost_model", 1)
     return json.loads(json.dumps(out, default=str))
 
@@ -595,7 +597,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                                       lambda recs: _write_trials_csv(out, recs, space, cfg))
             scheduler = None
             if cfg.resolved_scheduler == "asha":
-                rungs = Rungs(cfg.rungs, cfg.asha_eta)
+                rungs = Rungs(cfg.rungs, cfg.asha_eta, max_cost=cfg.max_cost)
                 rungs.seed(records)  # --resume: earlier trials' rung results count at their rungs
                 scheduler = make_scheduler(rungs)
                 progress.log(f"scheduler asha: rungs at {', '.join(map(str, cfg.rungs))} of "
@@ -731,7 +733,11 @@ def _score_on_test(record: dict, cfg: SearchConfig, out: Path, teacher_ws: Searc
     """
     path = out / student_path(record)
     if not path.is_file():  # e.g. a trial that ran on another node without a shared file system
-        run_trial(record["config"], cfg.trial_base(), cfg.cost_key, workspace=teacher_ws, save_to=path)
+        base = cfg.trial_base()
+        steps = (record.get("metrics") or {}).get("aware_steps")
+        if steps is not None:  # a trial stopped at a rung is re-run to that rung, as it was recorded
+            base = dataclasses.replace(base, fit=dataclasses.replace(base.fit, aware_steps=int(steps)))
+        run_trial(record["config"], base, cfg.cost_key, workspace=teacher_ws, save_to=path)
     if full is None:
         full = load_dataset(cfg.dataset, cfg.data_root)
     st = load_student(path)

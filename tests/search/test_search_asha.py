@@ -49,6 +49,12 @@ def test_a_rung_keeps_the_best_half_by_front_then_spread():
     assert "25 steps: 2 on, 2 stopped" in r.describe()
 
 
+def test_a_design_above_max_cost_stops_at_its_first_rung():
+    r = Rungs([25, 50], eta=2, max_cost=100.0)
+    assert not r.decide(25, "dear", 0.99, 150.0)  # the most accurate, but never on the front
+    assert r.recorded[25] == {} and r.decide(25, "cheap", 0.5, 50.0)
+
+
 def test_a_resumed_search_ranks_against_the_earlier_rungs():
     earlier = [
         {"status": "completed", "metrics": {"cost": 10.0, "rung_accuracies": {"25": 0.9, "50": 0.92, "200": 0.95}}},
@@ -81,6 +87,23 @@ def test_the_scheduler_a_search_ran_with_is_part_of_its_identity():
     assert identity(upgrade_options(aware))["scheduler"] == "fifo"  # stored before --scheduler: trained to the end
     assert identity({**aware, "scheduler": "auto"})["scheduler"] == "asha"
     assert identity(upgrade_options({"dataset": "digits"}))["scheduler"] == identity(SearchConfig())["scheduler"]
+    # the rungs' settings matter only when there are rungs
+    assert identity(SearchConfig(asha_eta=3)) == identity(SearchConfig())
+    assert identity(SearchConfig(protocol="aware", asha_eta=3)) != identity(SearchConfig(protocol="aware"))
+
+
+def test_a_stopped_front_member_without_its_file_is_rerun_to_its_rung(tmp_path, codesign_cache):
+    """Scoring the front on the test set re-runs a trial whose student file is missing (a trial
+    that ran on another node): a trial stopped at a rung is re-run to that rung, not to the end."""
+    from codesign.search.objective import SearchWorkspace
+    from codesign.search.runner import _score_on_test
+
+    cfg = SearchConfig(dataset="digits", device="analog_crossbar", protocol="aware", hw_draws=2)
+    config = {"dictionary": "monomial", "monomial": {"degree": 2}, "pca_rank": 5}
+    record = {"trial": 0, "ray_trial_id": "0a1b2c3d", "config": config, "metrics": {"aware_steps": 25}}
+    scores = _score_on_test(record, cfg, tmp_path, SearchWorkspace())
+    saved = load_student(tmp_path / "students" / "trials" / "0a1b2c3d.pt")
+    assert saved.metrics["aware_steps"] == 25 and 0 < scores["test_hw_accuracy"] <= 1
 
 
 @pytest.mark.parametrize("device", ["analog_crossbar", "fpga_fixed_point"])
