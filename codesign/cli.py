@@ -351,8 +351,8 @@ def _print_distill(m: dict) -> None:
     print()
     sel = m.get("kd_selection")
     if sel:  # --temperature auto / --alpha auto: what was chosen, on which rows
-        print(f"chosen on {sel['val_rows']} held-out training rows: T {sel['temperature']:g}  alpha {sel['alpha']:g}  "
-              f"l2 {sel['l2']:g}  "
+        kd = f"T {sel['temperature']:g}  alpha {sel['alpha']:g}  " if m["method"] == "kd" else ""  # labels: L2 only
+        print(f"chosen on {sel['val_rows']} held-out training rows: {kd}l2 {sel['l2']:g}  "
               f"(validation accuracy {sel['val_accuracy']:.4f}; the best of the {len(sel['grid'])} grid points "
               f"{sel['best_val_accuracy']:.4f})")
     if "hw_accuracy_mean" in m:

@@ -79,6 +79,7 @@ class SearchConfig:
                                  "or any key of the device's cost model")
     protocol: str = _distill("protocol")
     method: str = same_as(FitConfig, "method")
+    aware_steps: int = same_as(FitConfig, "aware_steps")
     hw_draws: int = _distill("hw_draws", help="hardware instances per accuracy estimate")
     validation: float = _distill(
         "validation", default=0.1, help="share of the training set held out as the search's validation split")
@@ -147,6 +148,7 @@ class SearchConfig:
         check_choice("scheduler", self.scheduler, SCHEDULERS)
         check_range("asha_eta", self.asha_eta, 2, 64, integer=True)
         check_range("asha_min_steps", self.asha_min_steps, 1, None, integer=True)
+        check_range("aware_steps", self.aware_steps, 0, None, integer=True)
         if self.resolved_scheduler == "asha":
             if self.protocol != "aware":
                 raise ConfigError(f"scheduler='asha' cuts hardware-aware training short, and protocol={self.protocol!r} "
@@ -174,9 +176,11 @@ class SearchConfig:
 
     @property
     def resolved_scheduler(self) -> str:
-        """``fifo`` or ``asha`` (``auto``: asha when trials train through the device, ``--protocol aware``)."""
-        if self.scheduler == "auto":
-            return "asha" if self.protocol == "aware" else "fifo"
+        """``fifo`` or ``asha`` (``auto``: asha when trials train through the device, ``--protocol aware``,
+        for long enough that a rung of at least ``asha_min_steps`` fits below the end)."""
+        if self.scheduler == "auto":  # (and when a rung fits below the trials' aware steps)
+            fits = round(self.aware_steps / self.asha_eta) >= self.asha_min_steps
+            return "asha" if self.protocol == "aware" and fits else "fifo"
         return self.scheduler
 
     @property
@@ -219,7 +223,7 @@ class SearchConfig:
             dataset=self.dataset, data_root=self.data_root, teacher=self.teacher,
             teacher_weights=self.teacher_weights, teacher_epochs=self.teacher_epochs,
             dictionary=self.searched_dictionaries[0], pca_rank=1,
-            fit=FitConfig(method=self.method, seed=self.seed), device=self.device,
+            fit=FitConfig(method=self.method, seed=self.seed, aware_steps=self.aware_steps), device=self.device,
             device_overrides=self.device_overrides, device_preset=self.device_preset, protocol=self.protocol,
             hw_draws=self.hw_draws, seed=self.seed, validation=self.validation, max_memory=self.max_memory,
             cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,

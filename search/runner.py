@@ -57,7 +57,7 @@ from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_spa
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
-    "pca_placement", "host_datapath", "search_kd", "scheduler", "asha_eta", "asha_min_steps",
+    "pca_placement", "host_datapath", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
 )
 #: Version of the cost accounting. 2: the whole inference (PCA, lifting, conversions, K) with
 #: infeasible designs unpriced; 1 (searches stored without it): the matrix K alone.
@@ -98,6 +98,8 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
         out[k] = v
     if out["scheduler"] == "fifo":  # the rungs' settings change nothing when every trial runs to the end
         out["asha_eta"] = out["asha_min_steps"] = None
+    if opts.get("protocol") != "aware":  # nor the training's length when no trial trains through the device
+        out["aware_steps"] = None
     out["cost_model"] = COST_MODEL if isinstance(cfg, SearchConfig) else cfg.get("cost_model", 1)
     return json.loads(json.dumps(out, default=str))
 

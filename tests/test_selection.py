@@ -244,6 +244,10 @@ def test_distill_prints_the_chosen_values(capsys):
     line = next(ln for ln in text.splitlines() if ln.startswith("chosen on"))
     assert f"T {sel['temperature']:g}  alpha {sel['alpha']:g}  l2 {sel['l2']:g}" in line
     assert f"{sel['val_rows']} held-out training rows" in line and f"{sel['val_accuracy']:.4f}" in line
+    # labels chooses only the penalty: no T or alpha on its line
+    assert main(["distill", "--dataset", "digits", "--pca-rank", "8", "--method", "labels", "--l2", "auto"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("chosen on"))
+    assert "held-out training rows: l2 " in line and " T " not in line and "alpha" not in line
 
 
 def test_search_space_samples_t_and_alpha():

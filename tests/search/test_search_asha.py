@@ -77,6 +77,13 @@ def test_asha_needs_aware_training():
     assert SearchConfig(protocol="aware").resolved_scheduler == "asha"
     assert SearchConfig().resolved_scheduler == "fifo" and SearchConfig().rungs == []
     assert SearchConfig(protocol="aware", scheduler="fifo").rungs == []
+    # --aware-steps sets the trials' training and the rungs below it
+    longer = SearchConfig(protocol="aware", aware_steps=400)
+    assert longer.rungs == [25, 50, 100, 200] and longer.trial_base().fit.aware_steps == 400
+    # auto falls back to fifo when no rung fits below the end; asha asked for says why it cannot
+    assert SearchConfig(protocol="aware", aware_steps=40).resolved_scheduler == "fifo"
+    with pytest.raises(ConfigError, match="leaves no rung below the 40 aware steps"):
+        SearchConfig(protocol="aware", aware_steps=40, scheduler="asha")
 
 
 def test_the_scheduler_a_search_ran_with_is_part_of_its_identity():
@@ -90,6 +97,10 @@ def test_the_scheduler_a_search_ran_with_is_part_of_its_identity():
     # the rungs' settings matter only when there are rungs
     assert identity(SearchConfig(asha_eta=3)) == identity(SearchConfig())
     assert identity(SearchConfig(protocol="aware", asha_eta=3)) != identity(SearchConfig(protocol="aware"))
+    # and the training's length only when trials train through the device
+    assert identity(SearchConfig(aware_steps=400)) == identity(SearchConfig())
+    assert identity(SearchConfig(protocol="aware", aware_steps=400)) != identity(SearchConfig(protocol="aware"))
+    assert identity(upgrade_options(aware))["aware_steps"] == 200  # stored before --aware-steps: the default
 
 
 def test_a_stopped_front_member_without_its_file_is_rerun_to_its_rung(tmp_path, codesign_cache):
