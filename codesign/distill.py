@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -428,7 +429,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
 
 def _on_cpu(result: DistillResult) -> DistillResult:
     """``result`` with its student and layer on the CPU (results leave there, whatever trained them)."""
-    layer_on = {p.device.type for p in result.layer.parameters()} if result.layer is not None else set()
+    layer_on = ({t.device.type for t in itertools.chain(result.layer.parameters(), result.layer.buffers())}
+                if result.layer is not None else set())
     if result.student.K_.device.type != "cpu" or layer_on - {"cpu"}:
         student = copy.copy(result.student)
         student.K_ = student.K_.cpu()

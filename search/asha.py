@@ -112,8 +112,10 @@ class Rungs:
         n = 0
         for i, rec in enumerate(records):
             m = rec.get("metrics") or {}
-            if rec.get("status") != "completed" or m.get(COST_METRIC) is None:
-                continue
+            cost = m.get(COST_METRIC)
+            if (rec.get("status") != "completed" or not isinstance(cost, (int, float)) or math.isnan(cost)
+                    or (self.max_cost is not None and cost > self.max_cost)):
+                continue  # what decide() never records
             for s, acc in (m.get("rung_accuracies") or {}).items():
                 if int(s) in self.recorded and acc is not None:
                     self.recorded[int(s)][("earlier", i)] = (float(acc), float(m[COST_METRIC]))

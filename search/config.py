@@ -33,6 +33,17 @@ SAMPLERS = ("tpe", "nsga2", "random")
 SCHEDULERS = ("auto", "fifo", "asha")
 
 
+def resolve_scheduler(scheduler: str | None, protocol: str | None, aware_steps: int, eta: int, min_steps: int) -> str:
+    """``fifo`` or ``asha``: ``auto`` (and a missing value, ``fifo``) resolved.
+
+    ``auto`` is asha when trials train through the device (``protocol="aware"``) for long enough
+    that a rung of at least ``min_steps`` fits below the end (``aware_steps / eta``), else fifo.
+    """
+    if scheduler != "auto":
+        return scheduler or "fifo"
+    return "asha" if protocol == "aware" and round(aware_steps / eta) >= min_steps else "fifo"
+
+
 def cost_key(name: str) -> str:
     """The cost-dict key for ``--cost`` (``energy`` -> ``energy_pj``; other keys pass through)."""
     return COST_ALIASES.get(name, name)
@@ -97,7 +108,8 @@ class SearchConfig:
                "auto, 0, 0.5, 0.9; auto: chosen on a validation split inside the trial, 5-15x a fit); method kd only")
     ranks: tuple[int, int] = option((2, 40), "PCA rank range (capped by the input dimension and --max-memory)",
                                     metavar=("MIN", "MAX"))
-    max_cost: float | None = option(None, "hard limit on the cost: trials above it are recorded but kept off the front")
+    max_cost: float | None = option(None, "hard limit on the cost: trials above it are recorded but kept off the front "
+                                          "(under --scheduler asha they stop at the first rung)")
     min_accuracy: float | None = option(
         None, "hard limit on hardware accuracy (0-1): trials below it are kept off the front")
     cpus: int | None = option(None, "CPUs (= concurrent trials) to use", show_default="all local CPUs / the cluster's")
@@ -178,10 +190,7 @@ class SearchConfig:
     def resolved_scheduler(self) -> str:
         """``fifo`` or ``asha`` (``auto``: asha when trials train through the device, ``--protocol aware``,
         for long enough that a rung of at least ``asha_min_steps`` fits below the end)."""
-        if self.scheduler == "auto":  # (and when a rung fits below the trials' aware steps)
-            fits = round(self.aware_steps / self.asha_eta) >= self.asha_min_steps
-            return "asha" if self.protocol == "aware" and fits else "fifo"
-        return self.scheduler
+        return resolve_scheduler(self.scheduler, self.protocol, self.aware_steps, self.asha_eta, self.asha_min_steps)
 
     @property
     def rungs(self) -> list[int]:

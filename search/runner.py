@@ -47,7 +47,7 @@ from . import outputs
 from .outputs import student_path
 from .study import check_storage, publish, search_token, storage_url
 from .asha import Rungs, make_scheduler
-from .config import SearchConfig, cost_key
+from .config import SearchConfig, cost_key, resolve_scheduler
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
 from .plots import plot_breakdown, plot_fronts
@@ -87,10 +87,9 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
         v = opts.get(k)
         if k == "cost":
             v = cost_key(str(v))
-        if k == "scheduler":  # what the trials ran with ("auto" resolved by the protocol)
-            v = v or "fifo"
-            if v == "auto":
-                v = "asha" if opts.get("protocol") == "aware" else "fifo"
+        if k == "scheduler":  # what the trials ran with ("auto" resolved as the search resolves it)
+            v = resolve_scheduler(v, opts.get("protocol"), opts.get("aware_steps"), opts.get("asha_eta"),
+                                  opts.get("asha_min_steps"))
         if isinstance(v, tuple):
             v = list(v)
         if k == "set":
@@ -176,6 +175,12 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
                 f"{out} holds a different search ({'; '.join(diffs)}){hint}; choose a fresh --out, "
                 f"or rerun with the settings in {out / 'config.toml'}"
             )
+        fit = (stored.get("base") or {}).get("fit") or {}
+        if ident.get("protocol") == "aware" and fit.get("device_epochs") is not None:
+            raise ConfigError(
+                f"{out} holds an aware search whose trials trained {fit['device_epochs']} passes over the data "
+                f"(stored before --aware-steps); its missing trials would train {ident.get('aware_steps')} steps "
+                "each instead: choose a fresh --out")
         if not resume:
             raise ConfigError(
                 f"{out} already holds this search ({n_done} trials); "

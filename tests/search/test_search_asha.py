@@ -61,6 +61,7 @@ def test_a_resumed_search_ranks_against_the_earlier_rungs():
         {"status": "infeasible", "metrics": {"cost": None, "rung_accuracies": {"25": 0.99}}},
         {"status": "failed", "metrics": {}},
     ]
+    assert Rungs([25, 50], eta=2, max_cost=5.0).seed(earlier) == 0  # what decide() would not have recorded
     r = Rungs([25, 50], eta=2)
     assert r.seed(earlier) == 2
     assert r.counts == {25: [0, 0], 50: [0, 0]}
@@ -101,6 +102,10 @@ def test_the_scheduler_a_search_ran_with_is_part_of_its_identity():
     assert identity(SearchConfig(aware_steps=400)) == identity(SearchConfig())
     assert identity(SearchConfig(protocol="aware", aware_steps=400)) != identity(SearchConfig(protocol="aware"))
     assert identity(upgrade_options(aware))["aware_steps"] == 200  # stored before --aware-steps: the default
+    # auto resolved as the search resolves it: no rung below 40 steps, so the trials run fifo
+    short = identity(SearchConfig(protocol="aware", aware_steps=40))
+    assert short["scheduler"] == "fifo" and short["asha_eta"] is None
+    assert short == identity(SearchConfig(protocol="aware", aware_steps=40, scheduler="fifo"))
 
 
 def test_a_stopped_front_member_without_its_file_is_rerun_to_its_rung(tmp_path, codesign_cache):
@@ -177,3 +182,21 @@ def test_asha_search_stops_trials_and_keeps_their_students(ray_session, split_te
     assert "aware_steps" in header and "rung_accuracies" in header
     # the scheduler is part of the search's identity
     assert main([*args[:-2], "--scheduler", "fifo", "--samples", "9", "--resume", "--out", str(out)]) == 2
+
+
+def test_an_aware_search_trained_in_passes_over_the_data_is_not_resumed_in_steps(tmp_path):
+    """Aware searches stored before --aware-steps trained device_epochs passes; their missing
+    trials would train 200 steps: the resume is refused instead of mixing the two."""
+    from codesign.search.runner import check_out_dir, identity
+
+    ident = identity(SearchConfig(protocol="aware"))
+    base = SearchConfig(protocol="aware").trial_base().to_dict()
+    base["fit"] = {**{k: v for k, v in base["fit"].items() if k != "aware_steps"}, "device_epochs": 5}
+    (tmp_path / "search.json").write_text(json.dumps({"identity": ident, "base": base}))
+    (tmp_path / "trials.jsonl").write_text(json.dumps(
+        {"trial": 0, "status": "failed", "config": {}, "metrics": {}, "error": "x"}) + "\n")
+    with pytest.raises(ConfigError, match="trained 5 passes over the data.*choose a fresh --out"):
+        check_out_dir(tmp_path, ident, resume=True)
+    base["fit"] = {**base["fit"], "device_epochs": None, "aware_steps": 200}
+    (tmp_path / "search.json").write_text(json.dumps({"identity": ident, "base": base}))
+    assert check_out_dir(tmp_path, ident, resume=True)["base"]["fit"]["aware_steps"] == 200
