@@ -381,6 +381,11 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         **{k: v for k, v in student.info_.as_dict().items() if k != "seconds"},
     }
     t_fit = time.perf_counter()
+
+    def stage_seconds() -> dict:  # DistillResult.timings, the device stage up to now
+        return {"data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
+                "hw_s": time.perf_counter() - t_fit}
+
     layer = None
     if device is not None:
         n_out, n_in = student.K_.shape
@@ -411,9 +416,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         if cfg.protocol == "aware":
             def checkpoint(steps: int, layer_: torch.nn.Module) -> None:
                 m = {**metrics, "aware_steps": steps, **scored(layer_)}
-                on_checkpoint(_on_cpu(DistillResult(student, feats, teacher, layer_, m, {
-                    "data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
-                    "hw_s": time.perf_counter() - t_fit})))
+                on_checkpoint(_on_cpu(DistillResult(student, feats, teacher, layer_, m, stage_seconds())))
 
             info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, fit_cfg,
                                       checkpoints=checkpoints, on_checkpoint=checkpoint if on_checkpoint else None)
@@ -422,9 +425,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         else:
             layer.load_matrix(student.K_)
         metrics.update(scored(layer))
-    timings = {"data_s": t_data - t0, "features_s": t_feats - t_data, "fit_s": t_fit - t_feats,
-               "hw_s": time.perf_counter() - t_fit}
-    return _on_cpu(DistillResult(student, feats, teacher, layer, metrics, timings))
+    return _on_cpu(DistillResult(student, feats, teacher, layer, metrics, stage_seconds()))
 
 
 def _on_cpu(result: DistillResult) -> DistillResult:

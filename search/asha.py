@@ -47,8 +47,8 @@ def rung_steps(total: int, eta: int, min_steps: int) -> list[int]:
         raise ConfigError(f"asha_min_steps={min_steps}: the first rung must be at least 1 step and below the "
                           f"{total} aware steps of a full trial")
     out, k = [], 1
-    while round(total / eta**k) >= min_steps:
-        out.append(int(round(total / eta**k)))
+    while (s := int(round(total / eta**k))) >= min_steps:
+        out.append(s)
         k += 1
     if not out:
         raise ConfigError(f"asha_min_steps={min_steps} with asha_eta={eta} leaves no rung below the {total} aware "
@@ -74,6 +74,13 @@ class Rungs:
         #: decisions taken: rung -> [continued, stopped]
         self.counts: dict[int, list[int]] = {s: [0, 0] for s in self.steps}
 
+    def ranked(self, cost: Any) -> bool:
+        """Whether a design of this cost is ranked at the rungs: priced (not None or NaN, as an
+        infeasible design is) and within ``max_cost``."""
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or math.isnan(cost):
+            return False
+        return self.max_cost is None or cost <= self.max_cost
+
     def decide(self, steps: int, key: Any, accuracy: float, cost: float | None) -> bool:
         """Record a result at rung ``steps``; True if its trial goes on.
 
@@ -91,8 +98,7 @@ class Rungs:
         steps = int(steps)
         if steps not in self.recorded or key in self.recorded[steps]:
             return True
-        if (cost is None or (isinstance(cost, float) and math.isnan(cost)) or accuracy is None
-                or (self.max_cost is not None and cost > self.max_cost)):
+        if accuracy is None or not self.ranked(cost):
             self.counts[steps][1] += 1
             return False
         here = self.recorded[steps]
@@ -112,9 +118,7 @@ class Rungs:
         n = 0
         for i, rec in enumerate(records):
             m = rec.get("metrics") or {}
-            cost = m.get(COST_METRIC)
-            if (rec.get("status") != "completed" or not isinstance(cost, (int, float)) or math.isnan(cost)
-                    or (self.max_cost is not None and cost > self.max_cost)):
+            if rec.get("status") != "completed" or not self.ranked(m.get(COST_METRIC)):
                 continue  # what decide() never records
             for s, acc in (m.get("rung_accuracies") or {}).items():
                 if int(s) in self.recorded and acc is not None:

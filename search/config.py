@@ -163,9 +163,9 @@ class SearchConfig:
         check_range("aware_steps", self.aware_steps, 0, None, integer=True)
         if self.resolved_scheduler == "asha":
             if self.protocol != "aware":
-                raise ConfigError(f"scheduler='asha' cuts hardware-aware training short, and protocol={self.protocol!r} "
-                                  "trials have none (their K is programmed after the float fit); use --protocol aware, "
-                                  "or --scheduler fifo")
+                raise ConfigError(f"scheduler='asha' cuts hardware-aware training short, and "
+                                  f"protocol={self.protocol!r} trials have none (their K is programmed after the float "
+                                  "fit); use --protocol aware, or --scheduler fifo")
             self.rungs  # noqa: B018 - validates asha_min_steps and asha_eta against the aware steps
         if self.search_kd and self.method != "kd":
             raise ConfigError(f"search_kd needs method='kd' (got {self.method!r}): the temperature and weight "
@@ -197,7 +197,7 @@ class SearchConfig:
         """Aware steps at which ``--scheduler asha`` judges trials (none with ``fifo``)."""
         if self.resolved_scheduler != "asha":
             return []
-        return rung_steps(self.trial_base().fit.aware_steps, self.asha_eta, self.asha_min_steps)
+        return rung_steps(self.aware_steps, self.asha_eta, self.asha_min_steps)
 
     @property
     def searched_dictionaries(self) -> tuple[str, ...]:

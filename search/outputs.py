@@ -204,7 +204,8 @@ CORE_METRICS = (
 #: features (memo, disk cache or built), the fit (reused: ~0), the device (layers, hardware draws,
 #: cost), saving the student, and the rest (``trial_seconds`` less the others).
 TIME_METRICS = ("time_data_s", "time_features_s", "time_fit_s", "time_hw_s", "time_save_s", "time_overhead_s")
-TAIL_METRICS = ("aware_steps", "rung_accuracies", "fit_seconds", "fit_reused", "iterations", "trial_seconds", *TIME_METRICS, "node_id", "student")
+TAIL_METRICS = ("aware_steps", "rung_accuracies", "fit_seconds", "fit_reused", "iterations", "trial_seconds",
+                *TIME_METRICS, "node_id", "student")
 
 
 def config_columns(config: Mapping[str, Any], dictionary_fields: Sequence[str] = ()) -> dict[str, Any]:

@@ -608,7 +608,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                 rungs.seed(records)  # --resume: earlier trials' rung results count at their rungs
                 scheduler = make_scheduler(rungs)
                 progress.log(f"scheduler asha: rungs at {', '.join(map(str, cfg.rungs))} of "
-                             f"{base.fit.aware_steps} aware steps, the best 1/{cfg.asha_eta} of each rung go on")
+                             f"{cfg.aware_steps} aware steps, the best 1/{cfg.asha_eta} of each rung go on")
             tuner = tune.Tuner(
                 tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
                                      teacher=shared_teacher, data=ds, checkpoints=tuple(cfg.rungs)),
@@ -775,7 +775,7 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
         })
     k = knee_point([p["val_hw_accuracy"] for p in front], [p["cost"] for p in front])
     completed = [r for r in records if r["status"] == "completed"]
-    base_steps = cfg.trial_base().fit.aware_steps
+    base_steps = cfg.aware_steps
     key = cfg.cost_key
     return {
         "format": "codesign-front/1", "dataset": cfg.dataset, "teacher": cfg.teacher, "device": cfg.device,
