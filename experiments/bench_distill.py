@@ -43,7 +43,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from codesign.data import load_dataset
@@ -414,12 +413,25 @@ def main(argv=None):
                    "AVX2 (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY); default --out "
                    "experiments/bench_distill_avx2.md")
     args = p.parse_args(argv)
-    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_CAPS.items()):
-        # the caps are read when torch loads its libraries: start again with them set
-        sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS})
+    if args.emulate_avx2:
+        restart_with_avx2_caps()
     default = "bench_distill_avx2.md" if args.emulate_avx2 else "bench_distill.md"
     out = args.out or (None if args.smoke_test else str(Path(__file__).with_name(default)))
+    run_teed(run, args, out, lambda body: MD_HEADER.format(where=args.where, fit_repeats=args.fit_repeats,
+                                                           pass_repeats=args.pass_repeats, body=body))
+
+
+def restart_with_avx2_caps() -> None:
+    """Start this script again with :data:`AVX2_CAPS` set, unless they are: the caps are read when
+    torch loads its libraries, so they cannot be applied to a running process."""
+    if any(os.environ.get(k) != v for k, v in AVX2_CAPS.items()):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_CAPS})
+
+
+def run_teed(run, args, out, markdown) -> None:
+    """``run(args)``, printing as it goes; then ``markdown(everything printed)`` is written to ``out``
+    atomically (nothing when ``out`` is None or ``-``)."""
     tee = Tee(sys.stdout)
     sys.stdout = tee
     try:
@@ -429,8 +441,7 @@ def main(argv=None):
     if out and out != "-":
         from codesign.cache import atomic_write_text
 
-        atomic_write_text(out, MD_HEADER.format(where=args.where, fit_repeats=args.fit_repeats,
-                                                pass_repeats=args.pass_repeats, body="".join(tee.parts)))
+        atomic_write_text(out, markdown("".join(tee.parts)))
         print(f"wrote {out}")
 
 
