@@ -62,7 +62,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_search import ACC_REF, COST_MARGIN, hypervolume  # noqa: E402  (same folder, not a package)
+from bench_search import ACC_REF, COST_MARGIN, hypervolume, save_figure  # noqa: E402  (same folder, not a package)
 
 DEVICES = ("analog_crossbar", "photonic_mzi", "fpga_fixed_point")
 #: budgets: the seconds full-length trials need for this many designs (those up to half the pool,
@@ -351,10 +351,7 @@ def plot(res: dict, path: Path) -> None:
         ax.set_ylabel("hypervolume of the validation front")
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=130)
 
 
 def _mean(vals) -> float:
@@ -412,7 +409,9 @@ def main(argv=None) -> int:
     if args.rungs[-1] != AWARE_STEPS or sorted(set(args.rungs)) != args.rungs or args.eta < 2:
         raise SystemExit(f"--rungs {args.rungs}: give increasing aware steps ending at the trials' {AWARE_STEPS} "
                          f"(a search trains that many), and --eta >= 2")
-    work = Path(args.work or Path(os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache/codesign") / "bench_asha")
+    from codesign.cache import default_cache_dir
+
+    work = Path(args.work or default_cache_dir() / "bench_asha")
     if not args.report_only:
         from codesign.search.runner import init_ray
 

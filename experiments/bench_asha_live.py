@@ -43,8 +43,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_asha import at_seconds, first_reach, write_outputs  # noqa: E402  (same folder, not a package)
-from bench_search import ACC_REF, COST_MARGIN, hypervolume, prune_features, run_points  # noqa: E402
+from bench_asha import at_seconds, first_reach, log, write_outputs  # noqa: E402  (same folder, not a package)
+from bench_search import ACC_REF, COST_MARGIN, hypervolume, prune_features, run_points, save_figure  # noqa: E402
 
 DEVICES = ("analog_crossbar", "photonic_mzi", "fpga_fixed_point")
 ARMS = ("fifo", "asha")
@@ -200,19 +200,14 @@ def plot(res: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def log(msg: str) -> None:
-    print(f"{_dt.datetime.now():%H:%M:%S} {msg}", flush=True)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    work = Path(args.work or Path(os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache/codesign") / "bench_asha_live")
+    from codesign.cache import default_cache_dir
+
+    work = Path(args.work or default_cache_dir() / "bench_asha_live")
     if not args.report_only:
         from codesign.search.runner import init_ray
 

@@ -271,15 +271,27 @@ def plot(res: dict, path: Path) -> None:
     axes[0][0].set_ylabel("hypervolume (share of box)")
     axes[0][0].legend()
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` atomically (a reader never sees half a PNG) and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from codesign.cache import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip("."), dpi=dpi)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    work = Path(args.work or Path(os.environ.get("CODESIGN_CACHE") or Path.home() / ".cache/codesign") / "bench_search")
+    from codesign.cache import default_cache_dir
+
+    work = Path(args.work or default_cache_dir() / "bench_search")
     out = Path(args.out)
     if not args.report_only:
         from codesign.features import parse_memory

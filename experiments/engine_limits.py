@@ -61,14 +61,14 @@ CAPS = (4, 6, 8, 10, 12, 15, 20)
 
 
 def med(fn, repeats):
-    """Median seconds of ``fn()`` over ``repeats`` calls after one untimed call."""
-    fn()
+    """Median seconds of ``fn()`` over ``repeats`` calls after one untimed call, and the last call's result."""
+    out = fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), out
 
 
 class PassClock:
@@ -102,7 +102,7 @@ def rates(psi, tl, y, dtype, repeats):
     N, F = p.shape
     flops = 4 * N * F * C
     A = torch.randn(2048, 2048).to(p.dtype)
-    square = 2 * 2048**3 / med(lambda: A @ A, repeats)
+    square = 2 * 2048**3 / med(lambda: A @ A, repeats)[0]
     K = warm_start(psi, tl, 1e-3).K.float().contiguous()
     Kp, rows = K.to(p.dtype), fused_rows(F, p.element_size())
     G = torch.randn(C, rows).to(p.dtype)
@@ -114,9 +114,9 @@ def rates(psi, tl, y, dtype, repeats):
             G[:, : b.shape[0]] @ b
 
     prep = PassTargets(KDTargets(tl, y, T, ALPHA), C)
-    t_products = med(products, repeats)
-    t_pass = med(lambda: kd_loss_and_grad(p, K, prep), repeats)
-    return {"square": square, "products": flops / t_products, "pass": flops / t_pass, "pass_s": t_pass}
+    t_products = med(products, repeats)[0]
+    t_pass = med(lambda: kd_loss_and_grad(p, K, prep), repeats)[0]
+    return {"square": square, "products": flops / t_products, "pass": flops / t_pass}
 
 
 def split(psi, y, tl, dtype, repeats):
@@ -193,8 +193,7 @@ def fewer_passes(key, ds, teacher, args):
     for dtype in args.dtypes:
         runs = [(f"{k} (capped)", {"max_iter": k, "tol": 0.0}) for k in CAPS] + [("default loss stop", {})]
         for name, kw in runs:
-            secs = med(lambda: fit(psi, y, tl, dtype, **kw), args.fit_repeats)
-            st = fit(psi, y, tl, dtype, **kw)
+            secs, st = med(lambda: fit(psi, y, tl, dtype, **kw), args.fit_repeats)
             print(f"| {dtype} | {name} | {st.info_.loss_evals} | {secs:.2f} | {adam_s / secs:.2f}x | "
                   f"{accuracy(pv @ st.K_.T, yv) * 100:.2f} |", flush=True)
 
