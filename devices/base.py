@@ -566,10 +566,20 @@ class Device(abc.ABC):
         """Metrics of one ``out x in`` matrix-vector product on this device.
 
         Keys carry units (``energy_pj``, ``latency_ns``, ``area_mm2``, ``n_mzi``...) and must
-        include :data:`REQUIRED_COST_KEYS`. Every other key ending in ``_pj`` is a component
-        of ``energy_pj`` (converters, array, static or holding power times the time the
-        inference occupies the hardware, memory traffic...): the components sum to ``energy_pj``.
-        Those that are conversions are named in :attr:`conversion_keys`.
+        include :data:`REQUIRED_COST_KEYS`. The cost separates what is spent per operation from
+        what is drawn while state is held (the time base, :data:`OPERATING_MODES`):
+
+        * ``energy_pj``: the *dynamic* energy of one product; every other key ending in ``_pj``
+          is a component of it (converters, array, memory traffic...) and they sum to it. Those
+          that are conversions are named in :attr:`conversion_keys`.
+        * ``static_power_mw`` (optional, 0 when absent): the power drawn while the device holds
+          its state (heaters, lasers that are not gated, leakage, bias and reference circuits),
+          whatever it computes; each component is a key ending in ``_static_mw`` and they sum
+          to it. The device does not multiply it by a time: the whole inference decides how
+          long it is held (:func:`held_time_ns`).
+        * ``latency_ns``: one product from input to output; ``interval_ns`` (optional, defaults
+          to ``latency_ns``): the time between successive products when they stream through
+          the device's pipeline.
         """
 
     def feasibility(self, in_features: int, out_features: int) -> list[str]:
@@ -696,6 +706,32 @@ def read_export_arrays(path: Path, names: Sequence[str] = ()) -> dict[str, Any]:
     return arrays
 
 
+#: How inferences follow each other, which decides how long held (static) power is charged:
+#: ``latency``: one inference at a time, the device held for the whole inference (host stages
+#: included: heaters, lasers and leakage cannot be gated at nanosecond scale); ``stream``:
+#: inferences pipelined back to back, each charged for the pipeline's initiation interval.
+OPERATING_MODES = ("latency", "stream")
+#: The conservative choice: a single inference holds the hardware for its whole latency.
+DEFAULT_OPERATING_MODE = "latency"
+
+
+def held_time_ns(costs: Mapping[str, float], operating_mode: str = DEFAULT_OPERATING_MODE) -> float:
+    """How long one product holds the device alone (no host) in ``operating_mode``, in ns."""
+    if operating_mode not in OPERATING_MODES:
+        raise ConfigError(f"operating_mode={operating_mode!r} is not one of {', '.join(OPERATING_MODES)}")
+    latency = float(costs["latency_ns"])
+    return latency if operating_mode == "latency" else float(costs.get("interval_ns", latency))
+
+
+def standalone_energy_pj(costs: Mapping[str, float], operating_mode: str = DEFAULT_OPERATING_MODE) -> float:
+    """Dynamic energy of one product plus the held power over :func:`held_time_ns` (mW x ns = pJ).
+
+    The figure to set against a chip's measured energy per product or TOPS/W (two operations per
+    multiply-accumulate) when the device runs products alone, without a host.
+    """
+    return float(costs["energy_pj"]) + float(costs.get("static_power_mw", 0.0)) * held_time_ns(costs, operating_mode)
+
+
 def required_cost_check(device: Device, costs: Mapping[str, float]) -> None:
     """Raise ``ConfigError`` if a device's cost dict lacks a required key (plugin contract)."""
     missing = [k for k in REQUIRED_COST_KEYS if k not in costs]
@@ -709,6 +745,7 @@ def required_cost_check(device: Device, costs: Mapping[str, float]) -> None:
 __all__: Sequence[str] = (
     "CalibratedRange",
     "Choice",
+    "DEFAULT_OPERATING_MODE",
     "DEFAULT_T_INFERENCE_S",
     "dac",
     "Device",
@@ -717,16 +754,19 @@ __all__: Sequence[str] = (
     "FloatRange",
     "IntRange",
     "Mode",
+    "OPERATING_MODES",
     "Preset",
     "REQUIRED_COST_KEYS",
     "SearchSpec",
     "check_export_manifest",
     "check_inference_time",
     "decode_device_spec",
+    "held_time_ns",
     "instance_generator",
     "preset_table",
     "quantize_symmetric",
     "read_export_arrays",
     "required_cost_check",
+    "standalone_energy_pj",
     "ste",
 )
