@@ -30,7 +30,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- codesign-cli -->"
 API_MARKER = "<!-- codesign-all -->"
-WIDTH = "100"  # columns argparse wraps --help at
+WIDTH = "90"  # columns argparse wraps --help at
 
 #: the folder mkdocs.yml gives mkdocstrings as its search path
 GRIFFE_SRC = ROOT / "build" / "griffe-src"
