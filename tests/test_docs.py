@@ -66,3 +66,9 @@ def test_every_docs_page_is_in_the_nav():
              and "hooks" not in p.parts and ".ipynb_checkpoints" not in p.parts}
     assert pages - nav == set(), "pages missing from mkdocs.yml's nav"
     assert nav - pages == set(), "nav entries without a page"
+
+
+def test_getting_started_has_the_readme_setup():
+    page = (ROOT / "docs" / "getting-started.md").read_text()
+    block = page.split("## Set up", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert [line for line in block.splitlines() if line.startswith("python3 -m venv")] == _setup_commands()
