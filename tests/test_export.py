@@ -181,9 +181,80 @@ def test_refuses_a_non_empty_folder_unless_forced(students, tmp_path):
     with pytest.raises(ConfigError, match="not empty.*--force"):
         export_student(students("none"), out)
     assert (out / "keep.txt").read_text() == "mine"
-    export_student(students("none"), out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "export.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp folder left beside it
+    export_student(students("none"), tmp_path / "b2")
+    export_student(students("ideal"), tmp_path / "b2", force=True)  # a previous bundle and nothing else
+    assert json.loads((tmp_path / "b2" / "export.json").read_text())["source"]["student"] == "ideal.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "b2"]  # no temp folder left beside it
+
+
+def _fake_user_folder(folder: Path, kind: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "tex":
+        (folder / "paper.tex").write_text("\\section{mine}")
+    elif kind == "notes":
+        (folder / "notes").mkdir()
+        (folder / "notes" / "day1.md").write_text("mine")
+    elif kind == "tex_in_bundle":  # a previous bundle plus the user's own file
+        pass
+
+
+@pytest.mark.parametrize("kind", ["tex", "notes", "tex_in_bundle", "empty_dir_in_bundle"])
+def test_force_replaces_only_a_previous_bundle(students, tmp_path, kind):
+    out = tmp_path / "b"
+    if kind in ("tex_in_bundle", "empty_dir_in_bundle"):
+        export_student(students("none"), out)
+        if kind == "tex_in_bundle":
+            (out / "paper.tex").write_text("mine")
+        else:
+            (out / "notes").mkdir()
+    else:
+        _fake_user_folder(out, kind)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    with pytest.raises(ConfigError) as info:
+        export_student(students("ideal"), out, force=True)
+    msg = str(info.value)
+    assert "\n" not in msg and "--force replaces only a previous export" in msg
+    assert {"tex": "holds none", "notes": "holds none", "tex_in_bundle": "paper.tex",
+            "empty_dir_in_bundle": "notes"}[kind] in msg
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before  # nothing deleted
+
+
+def _distilled_folder(students, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    shutil.copy(students("ideal"), folder / "student.pt")
+    (folder / "metrics.json").write_text("{}")
+    return folder / "student.pt"
+
+
+@pytest.mark.parametrize("where", ["search", "students", "trials", "inside_search", "student_folder",
+                                   "inside_student_folder", "above_student_folder"])
+@pytest.mark.parametrize("force", [False, True])
+def test_out_never_is_contains_or_lies_in_a_source_folder(students, tmp_path, where, force, capsys):
+    search = tmp_path / "search"
+    _fake_search(search, students("ideal"))
+    src_args = [str(search), "--member", "knee"]
+    if where in ("student_folder", "inside_student_folder", "above_student_folder"):
+        src = _distilled_folder(students, tmp_path / "runs" / "r1")
+        src_args = [str(src)]
+    out = {"search": search, "students": search / "students", "trials": search / "students" / "trials",
+           "inside_search": search / "bundle", "student_folder": tmp_path / "runs" / "r1",
+           "inside_student_folder": tmp_path / "runs" / "r1" / "bundle", "above_student_folder": tmp_path / "runs"}[where]
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    argv = ["export", *src_args, "--out", str(out)] + (["--force"] if force else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"--out {out}" in err
+    assert ("search folder" in err) or ("folder of the student" in err)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+
+
+def test_bundle_beside_a_plain_student_file_is_allowed(students, tmp_path):
+    src = tmp_path / "ideal.pt"
+    shutil.copy(students("ideal"), src)
+    out = export_student(src, tmp_path / "bundle")  # a plain folder (not a distill --out one): beside is fine
+    assert (out / "export.json").is_file()
+    with pytest.raises(ConfigError, match="is the folder of the student"):
+        export_student(src, tmp_path, force=True)
 
 
 def test_failed_export_leaves_nothing(students, tmp_path, monkeypatch):

@@ -52,6 +52,8 @@ from . import onnx_graph
 SCHEMA = "codesign-export/1"
 VERSION = 1
 MANIFEST = "export.json"
+#: The manifest's SHA-256, beside it (:func:`manifest_digest`).
+DIGEST_FILE = "export.sha256"
 FRONTEND, MATRIX, ONNX, QONNX = "frontend.npz", "matrix.npz", "model.onnx", "model.qonnx.onnx"
 DEVICE_DIR, DEVICE_PCA_DIR = "device", "device_pca"
 #: Members of a search folder besides a trial number or Ray trial id.
@@ -211,11 +213,95 @@ def _export_device_layer(device: Device, layer: DeviceLayer, folder: Path) -> di
     return _json(section)
 
 
-def _check_out(out: Path, force: bool) -> None:
+#: Files a search folder always holds (:mod:`codesign.search.outputs`): a folder with one of them
+#: is a search's, and export neither writes into nor replaces it.
+SEARCH_MARKERS = ("search.json", "trials.jsonl")
+#: What ``codesign distill --out DIR`` writes beside ``student.pt``.
+DISTILL_OUTPUTS = ("metrics.json", "config.toml")
+
+
+def _is_search_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in SEARCH_MARKERS)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or lies inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def _protected_folders(src: Path) -> list[tuple[Path, str, bool]]:
+    """``(folder, what, nothing inside)`` that an export of the student ``src`` must not be or contain
+    (and, where ``nothing inside``, not lie inside).
+
+    The student's own folder (a bundle may lie inside it only when it is a plain folder, not one
+    ``codesign distill --out`` wrote: ``codesign export student.pt --out bundle`` keeps the
+    bundle beside its student, where ``--verify`` looks for it), and every search folder above
+    the student file (a search's ``students/trials/ID.pt``, ``students/knee.pt``).
+    """
+    src = src.resolve()
+    # a folder `codesign distill --out` wrote: nothing may be written inside it either
+    written = any((src.parent / name).is_file() for name in DISTILL_OUTPUTS)
+    out = [(src.parent, f"the folder of the student it exports ({src.name})", written)]
+    for parent in src.parents:
+        if _is_search_folder(parent):
+            out.append((parent, "a search folder", True))
+    return out
+
+
+def _bundle_files(out: Path) -> tuple[set[str], str]:
+    """``(relative paths, why not)``: what a previous bundle in ``out`` wrote ('' if it is one)."""
+    mpath = out / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set(), f"no {MANIFEST}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set(), f"{MANIFEST} is not a codesign export manifest"
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith("codesign-export/") \
+            or not isinstance(files, dict):
+        return set(), f"{MANIFEST} is not a codesign export manifest"
+    return {str(k) for k in files} | {MANIFEST, DIGEST_FILE}, ""
+
+
+def _check_out(out: Path, force: bool, src: Path | None = None) -> None:
+    """Refuse an ``--out`` export would lose the user's files in (checked before any work).
+
+    ``out`` must not be, contain or lie inside the student's folder or a search folder; a
+    non-empty ``out`` needs ``force``, and ``force`` replaces only a previous bundle: a folder
+    holding exactly the files its ``export.json`` lists (and that manifest).
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder; give a new folder name")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--out {out}: folder is not empty; give a new folder, or --force to replace its contents")
+    res = out.resolve()
+    if src is not None:
+        for folder, what, no_inside in _protected_folders(src):
+            if (no_inside and _inside(res, folder)) or _inside(folder, res):
+                rel = "is" if res == folder else ("lies inside" if _inside(res, folder) else "contains")
+                raise ConfigError(f"--out {out}: {rel} {what} {folder}; export writes a new folder of its own: "
+                                  "give --out a folder outside it")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not force:
+        raise ConfigError(f"--out {out}: folder is not empty; give a new folder, or --force to replace a previous "
+                          "export in it")
+    listed, why = _bundle_files(out)
+    if why:
+        raise ConfigError(f"--out {out}: --force replaces only a previous export, and this folder holds none "
+                          f"({why}); give a new folder name")
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir() or not any(p.iterdir())}
+    dirs = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()}
+    parents = {Path(f).parent.as_posix() for f in listed} | {p for f in listed for p in
+                                                            (q.as_posix() for q in Path(f).parents)}
+    other = sorted(p for p in present if p not in listed and not (p in dirs and p in parents))
+    searches = sorted({Path(p).parent.as_posix() for p in other if Path(p).name in SEARCH_MARKERS})
+    if searches:
+        raise ConfigError(f"--out {out}: contains a search folder ({out / searches[0]}); --force replaces only a "
+                          "previous export: give a new folder name")
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(f"--out {out}: --force replaces only a previous export, and this folder also holds "
+                          f"{shown}, which no export wrote; move them away or give a new folder name")
 
 
 def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
@@ -252,7 +338,7 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     elif t_inference_s is not None:
         raise ConfigError("--eval-time applies to the chip of --instance SEED; give --instance too")
     out = Path(out).expanduser()
-    _check_out(out, force)
+    _check_out(out, force, src)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
