@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-time", default=None, metavar="TIME",
                    help="with --instance: time since programming the chip is read at, seconds or 30s, 1h, 1d, 1y "
                         "(default: the one of the student's test-set hardware score)")
+    p.add_argument("--digest", default=None, metavar="HEX",
+                   help="with --verify of an export folder: the digest `codesign export` printed for it; the bundle "
+                        "must still be that export (catches a bundle rewritten with its checksums redone)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     p.set_defaults(func=cmd_export)
     return parser
@@ -475,7 +478,7 @@ def export_source(student: str, member: str | None) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``codesign export STUDENT --out DIR [--member M] [--instance SEED] [--verify]``."""
-    from .export import export_student, verify_export
+    from .export import export_student, manifest_digest, verify_export
     from .units import parse_duration
 
     if args.qonnx_rows is not None and args.qonnx_rows < 1:
@@ -493,12 +496,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.against is not None:
             raise ConfigError("--student FILE applies when verifying an existing export folder")
         source = export_source(args.student, args.member)
+        if args.digest is not None:
+            raise ConfigError("--digest applies when verifying an existing export folder")
         out = export_student(source, args.out, force=args.force, member=args.member, instance=args.instance,
                              t_inference_s=t_chip)
-        print(f"wrote {out} (from {source})")
+        print(f"wrote {out} (from {source}); digest sha256:{manifest_digest(out)} (keep it to check the bundle later "
+              f"with `codesign export {out} --verify --digest ...`)")
         if not args.verify:
             return 0
-    report = verify_export(out, source, data_root=args.data_root, qonnx_rows=args.qonnx_rows)
+    report = verify_export(out, source, data_root=args.data_root, qonnx_rows=args.qonnx_rows, digest=args.digest)
     print(report.table())
     print("verify: " + ("all checks pass" if report.ok else "FAILED"))
     return 0 if report.ok else 1

@@ -128,7 +128,7 @@ def test_manifest_fields_and_checksums(students, tmp_path):
 
     out = export_student(students("fpga"), tmp_path / "b")
     m = json.loads((out / "export.json").read_text())
-    assert (m["schema"], m["version"]) == (SCHEMA, VERSION) == ("codesign-export/1", 1)
+    assert (m["schema"], m["version"]) == (SCHEMA, VERSION) == ("codesign-export/1", 2)
     assert m["dataset"] == {"name": "digits", "n_inputs": 64, "n_classes": 10, "classes": [str(i) for i in range(10)],
                             "input": m["dataset"]["input"]}
     assert (m["pca_rank"], m["dictionary"], m["dictionary_params"], m["n_features"]) == (10, "monomial", {"degree": 2}, 66)
@@ -138,7 +138,7 @@ def test_manifest_fields_and_checksums(students, tmp_path):
     assert {"scored_on", "hw_draws", "seed", "hw_accuracy_mean", "test_accuracy"} <= set(m["metrics"])
     assert m["qonnx"]["weight_bits"] == 4 and m["qonnx"]["input_bits"] == 6
     assert set(m["files"]) == {"frontend.npz", "matrix.npz", "model.onnx", "model.qonnx.onnx",
-                               "device/layer.npz", "device/weight_codes.csv"}
+                               "device/layer.npz", "device/weight_codes.csv", "probe.npz"}
     for name, info in m["files"].items():
         data = (out / name).read_bytes()
         assert info == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -308,16 +308,14 @@ def test_missing_file_is_a_one_line_error(bundle):
 
 def test_wrong_version_is_a_one_line_error(bundle):
     m = json.loads((bundle / "export.json").read_text())
-    m["version"] = 2
+    m["version"] = 3
     (bundle / "export.json").write_text(json.dumps(m))
-    with pytest.raises(ConfigError, match=r"export\.json: schema 'codesign-export/1' version 2, but this codesign"):
+    with pytest.raises(ConfigError, match=r"export\.json: schema 'codesign-export/1' version 3, but this codesign"):
         load_export(bundle)
 
 
 def test_wrong_device_format_version_is_a_one_line_error(bundle):
-    m = json.loads((bundle / "export.json").read_text())
-    m["device"]["native"]["format"] = "fpga-fixed-point/7"
-    (bundle / "export.json").write_text(json.dumps(m))
+    _rewrite(bundle, lambda m: m["device"]["native"].__setitem__("format", "fpga-fixed-point/7"))
     with pytest.raises(ConfigError, match=r"format 'fpga-fixed-point/7', expected 'fpga-fixed-point/1'.*re-export"):
         load_export(bundle)
 
@@ -326,6 +324,92 @@ def test_damaged_manifest_is_a_one_line_error(bundle):
     (bundle / "export.json").write_text('{"schema": "codesign-export/1", "vers')
     with pytest.raises(ConfigError, match=r"export\.json: damaged, not JSON"):
         load_export(bundle)
+
+
+# --------------------------------------------------------------------------- tampered bundles
+def _rewrite(bundle: Path, edit, redo_digest: bool = True) -> None:
+    """Edit the manifest with ``edit(m)``, redo every checksum it lists and (``redo_digest``) export.sha256."""
+    import hashlib
+
+    m = json.loads((bundle / "export.json").read_text())
+    edit(m)
+    for name in m["files"]:
+        data = (bundle / name).read_bytes()
+        m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    text = json.dumps(m, indent=2) + "\n"
+    (bundle / "export.json").write_text(text)
+    if redo_digest:
+        (bundle / "export.sha256").write_text(hashlib.sha256(text.encode()).hexdigest() + "  export.json\n")
+
+
+def _one_line(bundle: Path, *fragments: str, digest: str | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_export(bundle, digest)
+    msg = str(info.value)
+    assert "\n" not in msg and "codesign export" in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def test_hand_edited_manifest_is_refused(bundle):
+    m = json.loads((bundle / "export.json").read_text())
+    m["frontend"]["whiten"] = not m["frontend"]["whiten"]
+    (bundle / "export.json").write_text(json.dumps(m, indent=2) + "\n")
+    _one_line(bundle, "export.json: changed after export")
+
+
+def test_consistent_whiten_flip_is_refused(bundle):
+    _rewrite(bundle, lambda m: m["frontend"].__setitem__("whiten", not m["frontend"]["whiten"]))
+    _one_line(bundle, "export.json", "frontend.whiten")
+
+
+def test_consistent_rbf_width_change_is_caught_by_the_probe(students, tmp_path):
+    out = export_student(students("rbf"), tmp_path / "b")
+    _rewrite(out, lambda m: m["frontend"]["dictionary_state"].__setitem__(
+        "sigma_", m["frontend"]["dictionary_state"]["sigma_"] * 3))
+    _one_line(out, "probe.npz", "field logits")
+
+
+def test_consistent_matrix_tamper_is_caught_by_the_probe(bundle):
+    with np.load(bundle / "matrix.npz") as f:
+        matrix = f["matrix"] * 1.5
+    np.savez(bundle / "matrix.npz", matrix=matrix)
+    _rewrite(bundle, lambda m: None)  # its SHA-256, the manifest's digest: all redone
+    _one_line(bundle, "probe.npz", "front end and matrix.npz")
+
+
+@pytest.mark.parametrize("name, field, value, caught_by", [
+    ("fpga", "input_bits", 3, "field layer_logits"),  # quantization: the nominal layer changes
+    ("crossbar", "read_noise", 0.5, "field device.config.read_noise is 0.5"),  # the files hold their config
+    ("photonic", "phase_noise_rad", 0.3, "field device.config.phase_noise_rad is 0.3"),
+])
+def test_consistent_device_config_edit_is_refused(students, tmp_path, name, field, value, caught_by):
+    out = export_student(students(name), tmp_path / "b")
+    _rewrite(out, lambda m: m["device"]["config"].__setitem__(field, value))
+    _one_line(out, caught_by)
+
+
+@pytest.mark.parametrize("field, value", [("onnx", "../other/model.onnx"), ("onnx", "/tmp/model.onnx"),
+                                          ("native", "/abs/device"), ("native", "../device")])
+def test_paths_outside_the_files_list_are_refused(bundle, field, value):
+    def edit(m):
+        if field == "onnx":
+            m["onnx"]["file"] = value
+        else:
+            m["device"]["native"]["folder"] = value
+    _rewrite(bundle, edit)
+    _one_line(bundle, "export.json: field " + ("onnx.file" if field == "onnx" else "device.native.folder"), value)
+
+
+def test_fully_consistent_rewrite_needs_the_digest_kept_apart(students, bundle):
+    from codesign.export import manifest_digest
+
+    kept = manifest_digest(bundle)
+    assert load_export(bundle, kept).manifest["device"]["config"]["weight_bits"] == 4
+    _rewrite(bundle, lambda m: m["metrics"].__setitem__("test_accuracy", 1.0))  # nothing the probe sees
+    assert load_export(bundle).manifest["metrics"]["test_accuracy"] == 1.0  # undetectable from the bundle alone
+    _one_line(bundle, "is not the digest", digest="sha256:" + kept)
 
 
 @pytest.mark.parametrize("damage", ["flip", "missing", "version"])

@@ -50,11 +50,18 @@ from . import onnx_graph
 
 #: Schema of ``export.json``; :data:`VERSION` is its version number.
 SCHEMA = "codesign-export/1"
-VERSION = 1
+#: 2: ``export.sha256`` (the manifest's digest) and ``probe.npz`` (logits on fixed inputs) added.
+VERSION = 2
 MANIFEST = "export.json"
 #: The manifest's SHA-256, beside it (:func:`manifest_digest`).
 DIGEST_FILE = "export.sha256"
 FRONTEND, MATRIX, ONNX, QONNX = "frontend.npz", "matrix.npz", "model.onnx", "model.qonnx.onnx"
+#: Fixed probe inputs and the logits the bundle gave on them when written (:func:`check_probe`).
+PROBE = "probe.npz"
+PROBE_ROWS, PROBE_SEED = 32, 0
+#: Largest |logit difference| on the probe, relative to max(1, largest |logit|): the matrix path
+#: (float32, any BLAS) and the device layer's nominal path (quantized: a code may round the other way).
+PROBE_RTOL, PROBE_LAYER_RTOL = 1e-4, 1e-3
 DEVICE_DIR, DEVICE_PCA_DIR = "device", "device_pca"
 #: Members of a search folder besides a trial number or Ray trial id.
 SEARCH_TARGETS = ("knee", "accuracy", "cost")
@@ -430,6 +437,16 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
                     "folder": DEVICE_PCA_DIR, "seed_offset": PCA_SEED_OFFSET,
                     **_export_device_layer(device, pca_layer, folder / DEVICE_PCA_DIR)}
     n_inputs = int(st.pipeline.pca_.mean_.shape[0])
+    probe_x = probe_inputs(st.pipeline)
+    probe = {"x": probe_x, "logits": _matrix_logits(st.pipeline, matrix, probe_x)}
+    if layer is not None:
+        nominal = st.device_layer()
+        nominal_pca = None if pca_layer is None else pca_device_layer(device, st.pipeline)
+        if nominal_pca is not None:
+            nominal_pca.set_inference_time(nominal.t_inference_s)
+        probe["draw_logits"] = _draw_logits(st.pipeline, nominal, nominal_pca, probe_x)
+        probe["layer_logits"] = layer_logits(st.pipeline, nominal, nominal_pca, probe_x).numpy().astype(np.float32)
+    np.savez(folder / PROBE, **probe)
     files: dict[str, dict[str, Any]] = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
@@ -463,18 +480,129 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
             "computes": "logits = features(pixels) @ matrix.T with the host PCA, float32, no device noise",
         },
         "qonnx": qonnx_section,
+        "probe": {"file": PROBE, "rows": PROBE_ROWS, "seed": PROBE_SEED,
+                  "meaning": "x: fixed inputs near the training data (PCA mean plus seeded Gaussian scores); logits: "
+                             "the front end and matrix.npz on them (what model.onnx computes); layer_logits: the "
+                             "nominal device layer's; draw_logits: its chip `seed` (draw_instance(seed), read at the "
+                             "layer's time; the PCA layer's chip seed + seed_offset). load_export recomputes them from the files and refuses a "
+                             "bundle whose settings or arrays give other logits"},
         "files": files,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=2) + "\n"
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
+    (folder / DIGEST_FILE).write_text(f"{hashlib.sha256(text.encode()).hexdigest()}  {MANIFEST}\n", encoding="utf-8")
+
+
+def manifest_digest(path: str | os.PathLike) -> str:
+    """The bundle's digest: SHA-256 of its ``export.json``, which lists every other file's SHA-256.
+
+    ``codesign export`` prints it; keep it apart from the bundle and give it back
+    (``load_export(path, digest=...)``, ``codesign export DIR --verify --digest HEX``) to detect
+    a bundle rewritten consistently (files, checksums, probe and digest file all redone).
+    """
+    return _sha256(Path(path).expanduser() / MANIFEST)
+
+
+def probe_inputs(pipeline: FeaturePipeline) -> np.ndarray:
+    """``[PROBE_ROWS, D]`` fixed inputs near the training data: the PCA mean plus seeded Gaussian
+    scores of each component's variance, clipped to the pixel range [0, 1]."""
+    pca = pipeline.pca_
+    rng = np.random.default_rng(PROBE_SEED)
+    scores = rng.standard_normal((PROBE_ROWS, len(pca.explained_variance_))) * np.sqrt(pca.explained_variance_)
+    return np.clip(pca.mean_ + scores @ pca.components_, 0.0, 1.0).astype(np.float32)
+
+
+def _draw_logits(pipeline: FeaturePipeline, layer: DeviceLayer, pca_layer: DeviceLayer | None,
+                 x: np.ndarray) -> np.ndarray:
+    """Logits of chip ``PROBE_SEED`` of ``layer`` (its PCA layer's chip as the hardware scores draw it),
+    read at the layer's time: every config field that changes a noisy prediction changes them.
+
+    Draws on copies: a forward pass can leave state in a layer (the analog crossbar's PCA layer
+    does) that later draws see."""
+    import copy
+
+    layer, pca_layer = copy.deepcopy(layer), copy.deepcopy(pca_layer)
+    layer.draw_instance(PROBE_SEED, layer.t_inference_s)
+    if pca_layer is not None:
+        pca_layer.draw_instance(PROBE_SEED + PCA_SEED_OFFSET, layer.t_inference_s)
+    return layer_logits(pipeline, layer, pca_layer, x).numpy().astype(np.float32)
+
+
+def _matrix_logits(pipeline: FeaturePipeline, matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return (pipeline.transform(x) @ torch.from_numpy(np.asarray(matrix, np.float32)).T).numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- reading
-def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+def _plain_relative(name: Any) -> bool:
+    """Whether ``name`` is a relative path inside the bundle (no ``..``, not absolute, no drive)."""
+    if not isinstance(name, str) or not name or "\\" in name or ":" in name:
+        return False
+    p = Path(name)
+    return not p.is_absolute() and ".." not in p.parts and p.parts[:1] != ("~",)
+
+
+def _named_paths(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(field, path)`` of every file the manifest names outside its ``files`` list."""
+    out: list[tuple[str, Any]] = []
+    for key in ("frontend", "matrix", "onnx", "qonnx", "probe"):
+        section = manifest.get(key)
+        if section is None and key == "qonnx":
+            continue
+        if not isinstance(section, dict):
+            out.append((key, section))
+            continue
+        out.append((f"{key}.file", section.get("file")))
+    dev = manifest.get("device")
+    if isinstance(dev, dict):
+        for key, fixed in (("native", DEVICE_DIR), ("native_pca", DEVICE_PCA_DIR)):
+            native = dev.get(key)
+            if native is None:
+                continue
+            folder = native.get("folder") if isinstance(native, dict) else None
+            if folder != fixed:
+                out.append((f"device.{key}.folder", f"{folder}/ (expected {fixed}/)"))
+                continue
+            names = native.get("files")
+            if not isinstance(names, list) or not names:
+                out.append((f"device.{key}.files", names))
+                continue
+            out += [(f"device.{key}.files", f"{fixed}/{n}" if isinstance(n, str) and _plain_relative(n) else n)
+                    for n in names]
+    return out
+
+
+def _check_digest(folder: Path, expected: str | None) -> None:
+    """``export.json`` against ``export.sha256`` (and against ``expected``, a digest kept apart)."""
+    dpath = folder / DIGEST_FILE
+    try:
+        recorded = dpath.read_text(encoding="utf-8").split()[0]
+    except FileNotFoundError:
+        raise ConfigError(f"{dpath}: missing file of the export (the manifest's digest); {FIX}") from None
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ConfigError(f"{dpath}: damaged, no digest in it; {FIX}") from None
+    actual = _sha256(folder / MANIFEST)
+    if actual != recorded:
+        raise ConfigError(f"{folder / MANIFEST}: changed after export (its SHA-256 differs from {DIGEST_FILE}); {FIX}")
+    if expected is not None:
+        want = str(expected).strip().lower().removeprefix("sha256:")
+        if want != actual:
+            raise ConfigError(f"{folder / MANIFEST}: digest {actual[:16]}... is not the digest {want[:16]}... given: "
+                              f"the bundle was rewritten after that export; {FIX}")
+
+
+def read_manifest(path: str | os.PathLike, digest: str | None = None) -> tuple[Path, dict[str, Any]]:
     """``(folder, manifest)`` of the bundle at ``path``, every listed file checked by SHA-256.
 
+    The manifest itself is checked against ``export.sha256`` (and against ``digest``, a
+    :func:`manifest_digest` kept apart from the bundle, when given); every path it names
+    (``onnx.file``, the device folders' files...) must be in its ``files`` list, relative and
+    inside the bundle.
+
     Raises:
-        ConfigError: one line naming the file: no bundle, unreadable or wrong-version
-            ``export.json``, a missing file, or a file whose checksum differs (damaged).
+        ConfigError: one line naming the file (and the field): no bundle, unreadable or
+            wrong-version ``export.json``, a manifest changed after export, a path outside the
+            bundle or its list, a missing file, or a file whose checksum differs (damaged).
     """
     folder = Path(path).expanduser()
     if folder.is_file() and folder.name == MANIFEST:
@@ -492,13 +620,20 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(f"{mpath}: schema {manifest.get('schema')!r} version {manifest.get('version')!r}, but this "
                           f"codesign ({__version__}) reads {SCHEMA} version {VERSION}; {FIX} or use the codesign "
                           "version that wrote it")
+    _check_digest(folder, digest)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise ConfigError(f"{mpath}: lists no files; {FIX}")
     for name, info in files.items():
         p = folder / name
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise ConfigError(f"{mpath}: file name {name!r} points outside the bundle")
+        if not _plain_relative(name):
+            raise ConfigError(f"{mpath}: field files, name {name!r} points outside the bundle; {FIX}")
+    for fld, name in _named_paths(manifest):
+        if not isinstance(name, str) or not _plain_relative(name) or name not in files:
+            raise ConfigError(f"{mpath}: field {fld} is {name!r}, not a file of the bundle's `files` list "
+                              f"(relative, inside the bundle); {FIX}")
+    for name, info in files.items():
+        p = folder / name
         if not p.is_file():
             raise ConfigError(f"{p}: missing file of the export; {FIX}")
         if not isinstance(info, dict) or _sha256(p) != info.get("sha256"):
@@ -641,14 +776,108 @@ def _load_native(device: Device, folder: Path, section: Any) -> DeviceLayer:
     return layer.eval()
 
 
-def load_export(path: str | os.PathLike) -> ExportedModel:
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _check_single_truth(folder: Path, manifest: Mapping[str, Any], pipeline: FeaturePipeline,
+                        matrix: np.ndarray) -> None:
+    """Settings the manifest repeats agree with the arrays and sections that use them."""
+    mpath = folder / MANIFEST
+    front = manifest["frontend"]
+    pairs = [("pca_rank", manifest.get("pca_rank"), front.get("rank")),
+             ("dictionary", manifest.get("dictionary"), front.get("dictionary")),
+             ("dictionary_params", manifest.get("dictionary_params"), front.get("dictionary_params")),
+             ("n_features", manifest.get("n_features"), pipeline.n_features),
+             ("matrix.shape", manifest["matrix"].get("shape"), list(matrix.shape))]
+    for name, a, b in pairs:
+        if not _same(a, b):
+            raise ConfigError(f"{mpath}: field {name} is {a!r}, but the front end and arrays say {b!r}; {FIX}")
+    from ..devices.base import read_export_arrays
+
+    scale = read_export_arrays(folder / FRONTEND, ("pca_scale",))["pca_scale"]
+    var = pipeline.pca_.explained_variance_
+    whitened = np.allclose(scale, np.sqrt(var), rtol=1e-5) and not np.allclose(scale, 1.0)
+    if bool(front.get("whiten")) != bool(whitened) and not np.allclose(np.sqrt(var), 1.0):
+        raise ConfigError(f"{mpath}: field frontend.whiten is {front.get('whiten')!r}, but {FRONTEND}'s pca_scale "
+                          f"says {bool(whitened)}; {FIX}")
+
+
+def _check_layer_config(folder: Path, device: Device, layer: DeviceLayer | None, what: str) -> None:
+    """The device files' config (the layer's) equals the manifest's ``device.config``."""
+    got = getattr(layer, "config", None)
+    if layer is None or got is None or not dataclasses.is_dataclass(got):
+        return
+    want, have = dataclasses.asdict(device.config), dataclasses.asdict(got)
+    for key in sorted(set(want) | set(have)):
+        if not _same(_json(want.get(key)), _json(have.get(key))):
+            raise ConfigError(f"{folder / MANIFEST}: field device.config.{key} is {want.get(key)!r}, but the device "
+                              f"files ({what}/) hold {have.get(key)!r}; {FIX}")
+
+
+def check_probe(exp: "ExportedModel") -> None:
+    """Recompute the logits on ``probe.npz``'s fixed inputs from the rebuilt bundle and compare.
+
+    Catches a setting or array changed after export with the checksums redone (a flipped
+    whitening flag, a scaled RBF width, a matrix and its SHA-256 both replaced): the logits
+    recorded when the bundle was written no longer come out. Not caught: a bundle rewritten
+    wholly consistently, probe included (check the digest kept apart, or ``--verify``).
+    """
+    from ..devices.base import read_export_arrays
+
+    ppath = exp.path / PROBE
+    names = ("x", "logits") + (("layer_logits", "draw_logits") if exp.layer is not None else ())
+    arrays = read_export_arrays(ppath, names)
+    x = np.asarray(arrays["x"], np.float32)
+    checks = [("logits", "front end and matrix.npz", lambda: _matrix_logits(exp.pipeline, exp.matrix.numpy(), x),
+               PROBE_RTOL),
+              ("logits", "model.onnx", lambda: exp.onnx_logits(x), PROBE_RTOL)]
+    if exp.layer is not None:
+        import copy
+
+        # on copies: a forward pass may leave state in a layer (a cached read) that the seeded draws see
+        layer, pca = copy.deepcopy(exp.layer), copy.deepcopy(exp.pca_layer)
+        checks.append(("layer_logits", "nominal device layer",
+                       lambda: layer_logits(exp.pipeline, layer, pca, x).numpy(), PROBE_LAYER_RTOL))
+        if "draw_logits" in arrays:
+            checks.append(("draw_logits", f"device layer's chip {PROBE_SEED} (device.config)",
+                           lambda: _draw_logits(exp.pipeline, exp.layer, exp.pca_layer, x),
+                           PROBE_LAYER_RTOL))
+    for key, what, compute, rtol in checks:
+        ref = np.asarray(arrays[key], np.float64)
+        try:
+            got = np.asarray(compute(), np.float64)
+        except CodesignError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged graph or layer: one line
+            raise ConfigError(f"{ppath}: the {what} could not run on the probe ({type(exc).__name__}: {exc}); {FIX}") from None
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+        if not diff <= rtol * max(1.0, float(np.abs(ref).max())):
+            raise ConfigError(f"{ppath}: field {key}: the {what} give logits {diff:.3g} away from those recorded at "
+                              f"export, on the probe's {len(x)} fixed inputs: a setting or file was changed after "
+                              f"export; {FIX}")
+
+
+def load_export(path: str | os.PathLike, digest: str | None = None) -> ExportedModel:
     """Re-import an export bundle from its files alone (no student file, no K for device layers).
 
+    Args:
+        path: the bundle's folder (or its ``export.json``).
+        digest: the bundle's :func:`manifest_digest` as printed by ``codesign export``, kept apart
+            from it: the bundle must still be that export (catches a consistent rewrite).
+
     Raises:
-        ConfigError: one line naming the file: missing, damaged (checksum), wrong schema
-            version, or a device that cannot rebuild its layer.
+        ConfigError: one line naming the file and field: missing, damaged (checksum), a
+            manifest changed after export or naming a path outside its ``files``, wrong schema
+            version, a setting that disagrees with the files, probe logits that no longer come
+            out, or a device that cannot rebuild its layer.
     """
-    folder, manifest = read_manifest(path)
+    folder, manifest = read_manifest(path, digest)
     try:
         pipeline = pipeline_from(folder, manifest["frontend"])
         from ..devices.base import read_export_arrays
@@ -679,9 +908,15 @@ def load_export(path: str | os.PathLike) -> ExportedModel:
                     if nominal is not None and instance is not None:  # the files hold the chip's read time
                         nominal.set_inference_time(float(instance["nominal_t_inference_s"]))
         qonnx = manifest.get("qonnx")
-        return ExportedModel(folder, manifest, pipeline, torch.from_numpy(matrix), device, layer, pca_layer,
-                             folder / manifest["onnx"]["file"], None if qonnx is None else folder / qonnx["file"],
-                             chip, pca_chip, from_files)
+        _check_single_truth(folder, manifest, pipeline, matrix)
+        if device is not None:
+            _check_layer_config(folder, device, layer, DEVICE_DIR)
+            _check_layer_config(folder, device, pca_layer, DEVICE_PCA_DIR)
+        exp = ExportedModel(folder, manifest, pipeline, torch.from_numpy(matrix), device, layer, pca_layer,
+                            folder / manifest["onnx"]["file"], None if qonnx is None else folder / qonnx["file"],
+                            chip, pca_chip, from_files)
+        check_probe(exp)
+        return exp
     except CodesignError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -776,7 +1011,8 @@ def _chip_check(st: SavedStudent, exp: ExportedModel, instance: Mapping[str, Any
 
 
 def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = None, *,
-                  data_root: str | os.PathLike | None = None, qonnx_rows: int | None = None) -> VerifyReport:
+                  data_root: str | os.PathLike | None = None, qonnx_rows: int | None = None,
+                  digest: str | None = None) -> VerifyReport:
     """Re-import the bundle at ``path`` from its files alone and compare it with ``student``.
 
     Checks, on the student's data set's test split:
@@ -802,8 +1038,9 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
             ``source`` name and SHA-256 in the current folder or beside the bundle).
         data_root: where MNIST-like data sets are read from (default ``$CODESIGN_DATA``).
         qonnx_rows: rows of the test set the QONNX executor runs on (None: all).
+        digest: the bundle's digest printed at export (:func:`load_export`).
     """
-    exp = load_export(path)
+    exp = load_export(path, digest)
     m_src = exp.manifest["source"]
     spath = Path(student).expanduser() if student is not None else _find_source(exp.path, m_src)
     st = load_student(spath)
@@ -889,6 +1126,6 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
 
 
 __all__: Sequence[str] = (
-    "Check", "ExportedModel", "SCHEMA", "VERSION", "VerifyReport", "export_student", "layer_logits", "load_export",
-    "read_manifest", "verify_export",
+    "Check", "ExportedModel", "SCHEMA", "VERSION", "VerifyReport", "check_probe", "export_student", "layer_logits",
+    "load_export", "manifest_digest", "probe_inputs", "read_manifest", "verify_export",
 )
