@@ -555,6 +555,13 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     log = outputs.TrialLog(out / outputs.LOG_NAME)
     records = log.read()
     damaged = list(log.damaged)
+    lines, disowned = log.line_numbers, set()
+    for r in list(records):  # a record whose configuration is not its student's: named and run again
+        why = outputs.student_problem(r, out)
+        if why:
+            damaged.append((lines.get(r["trial"], 0), f"trial {r['trial']}: {why}"))
+            disowned.add(r["trial"])
+            records.remove(r)
     rounds = list((stored or {}).get("rounds") or [])
     round_no = len(rounds)
     remaining = samples - len(records)
@@ -637,7 +644,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                 import ray
 
                 ray.shutdown()
-    records = log.read()
+    records = [r for r in log.read() if r["trial"] not in disowned]
     if len(records) < samples:
         interrupted = True
     meta["rounds"] = rounds
