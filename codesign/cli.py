@@ -291,8 +291,26 @@ def resolve_distill(args: argparse.Namespace | None, file_values: dict[str, Any]
     file_values = _file_values(args) if file_values is None else file_values
     extra = {**DISTILL_EXTRA, **{k: None for k in dictionary_params()}}
     opts = resolve_options(args, file_values, [DistillConfig, FitConfig], "distill", extra)
+    refuse_ignored_fit_options(args, file_values, str(opts.get("method")))
     opts["set"] = parse_set(opts["set"])
     return opts
+
+
+def refuse_ignored_fit_options(args: argparse.Namespace | None, file_values: dict[str, Any], method: str) -> None:
+    """Refuse a fit option given as a flag that ``method`` does not use.
+
+    A ``--config`` file may hold numbers for several methods (one file, ``--method`` varied);
+    ``auto`` there is refused too (:class:`~codesign.students.FitConfig`), since it asks for a choice.
+    """
+    from .students import AUTO, IGNORED_BY_METHOD, IGNORED_WHY
+
+    for name in IGNORED_BY_METHOD.get(method, ()):
+        value = getattr(args, name, None) if args is not None else None
+        if value is None and str(file_values.get(name)).strip().lower() == AUTO:
+            value = file_values.get(name)
+        if value is not None:
+            raise ConfigError(f"--{name} {value}: --method {method} {IGNORED_WHY[method]}, so --{name} would be "
+                              f"ignored; drop it, or use --method kd")
 
 
 def distill_config_from(opts: dict[str, Any]) -> DistillConfig:
@@ -305,7 +323,10 @@ def distill_config_from(opts: dict[str, Any]) -> DistillConfig:
 
 def resolved_distill_options(opts: dict[str, Any], cfg: DistillConfig) -> dict[str, Any]:
     """What ``distill --out`` writes to ``config.toml``: every option, rerunnable as ``--config``."""
-    out = {k: v for k, v in opts.items() if k not in (*DISTILL_EXTRA, *dictionary_params())}
+    from .students import IGNORED_BY_METHOD
+
+    ignored = IGNORED_BY_METHOD.get(str(opts.get("method")), ())  # rerunnable: no option the method refuses
+    out = {k: v for k, v in opts.items() if k not in (*DISTILL_EXTRA, *dictionary_params(), *ignored)}
     out.update(cfg.dictionary_kwargs)
     out["eval_time"] = cfg.eval_time_s
     return out
@@ -536,6 +557,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codesign: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk anywhere a library writes (the atomic writers say more)
+        from .cache import DISK_FULL, disk_full
+
+        if debug or exc.errno not in DISK_FULL:
+            raise
+        where = Path(exc.filename).parent if exc.filename else Path.cwd()
+        print(f"codesign: error: {disk_full(where, None, Path(exc.filename).name if exc.filename else '')}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

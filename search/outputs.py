@@ -479,10 +479,20 @@ def load_search(path: str | Path) -> dict[str, Any]:
     meta = d / SEARCH_NAME
     if not meta.is_file():
         raise ConfigError(f"{d} is not a search folder (no {SEARCH_NAME}); give a folder written by `codesign search`")
-    try:
-        search = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{meta}: unreadable ({exc})") from None
+    def read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc}); restore it, or rerun the search "
+                              "into a fresh --out") from None
+
+    search = read(meta)
+    if not isinstance(search, dict):
+        raise ConfigError(f"{meta} is damaged (a JSON {type(search).__name__}, not a table of settings); restore it, "
+                          "or rerun the search into a fresh --out")
     front_path = d / "front.json"
-    front = json.loads(front_path.read_text()) if front_path.is_file() else None
+    front = read(front_path) if front_path.is_file() else None
+    if front is not None and not isinstance(front, dict):
+        raise ConfigError(f"{front_path} is damaged (a JSON {type(front).__name__}, not a front); delete it and rerun "
+                          f"`codesign pareto {d}`, or `codesign search --resume --out {d}`")
     return {"dir": d, "search": search, "records": TrialLog(d / LOG_NAME).read(), "front": front}

@@ -44,6 +44,7 @@ from ..data import class_names, load_dataset
 from ..devices import get_device_class
 from ..devices.base import Device, DeviceLayer
 from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
+from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
 from . import onnx_graph
@@ -351,7 +352,14 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_bundle(st, src, tmp, member, instance, t_inference_s)
+        try:
+            _write_bundle(st, src, tmp, member, instance, t_inference_s)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            written = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+            raise disk_full(out.parent, None, f"the export {out.name}: {written} bytes were written before the disk "
+                                              "filled, it needs more than that") from None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.rename(out, old)
