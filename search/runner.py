@@ -36,6 +36,7 @@ from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_t
 from codesign.config_files import dump_toml
 from codesign.data import load_dataset
 from codesign.devices import create_device, get_device_class
+from codesign.devices.verdict import require_device
 from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
 from codesign.teachers import ARCHITECTURES
@@ -568,6 +569,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     device_cls = get_device_class(device_name)
     pinned = dict(cfg.device_overrides)
     device = create_device(device_name, pinned, preset=cfg.device_preset)  # validates pinned fields and preset
+    require_device(device_name, cfg.cache_dir, command="search")  # the contract, before any trial (cached)
     cache_dir = cfg.cache_dir or os.environ.get("CODESIGN_CACHE")
     data_root = cfg.data_root or os.environ.get("CODESIGN_DATA")
     # trials may run on other nodes and in other folders: absolute paths, the memory budget in bytes

@@ -43,6 +43,7 @@ from ..artifacts import SavedStudent, load_student
 from ..data import class_names, load_dataset
 from ..devices import get_device_class
 from ..devices.base import Device, DeviceLayer
+from ..devices.verdict import require_device
 from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
 from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
@@ -337,6 +338,7 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     src = Path(student)
     st = load_student(src)
     onnx_graph.check_exportable(st.pipeline)
+    require_device(st.device_name, command="export")  # the contract, at first use (cached)
     if instance is not None:
         if isinstance(instance, bool) or not isinstance(instance, numbers.Integral) or instance < 0:
             raise ConfigError(f"--instance {instance!r}: expected a chip seed, an integer >= 0")
