@@ -402,7 +402,16 @@ def init_ray(address: str | None, cpus: int | None) -> bool:
         # a private Ray of our own: token auth stays on (Ray's default), only its notice goes
         with _without_ray_auth_notice():
             ray.init(address="local", num_cpus=int(cpus or os.cpu_count() or 1), **kwargs)
+        global _REAPER
+        if _REAPER is None:  # the Ray started here ends with this process, even after kill -9
+            from . import reaper
+
+            _REAPER = reaper.start()
     return True
+
+
+#: The watchdog that ends this process's local Ray when the process ends (:mod:`search.reaper`).
+_REAPER = None
 
 
 #: Seconds :func:`check_ray_address` waits for a TCP connection to the cluster's GCS port.
