@@ -211,6 +211,10 @@ def _export_device_layer(device: Device, layer: DeviceLayer, folder: Path) -> di
         section = device.export_layer(layer, folder)
     except CodesignError:
         raise
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # a full disk is the disk's, not the plugin's: said as such
+            raise
+        raise ConfigError(f"device {device.name!r} failed to export its layer: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - a plugin's own error, reported with its name
         raise ConfigError(f"device {device.name!r} failed to export its layer: {type(exc).__name__}: {exc}") from exc
     if not isinstance(section, dict) or section.get("format") != device.export_format or not isinstance(section.get("files"), list):
