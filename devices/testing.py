@@ -588,6 +588,19 @@ def _probes(default: Any) -> list[Any]:
     return []
 
 
+def _refused(cfg: DeviceConfig, name: str, value: Any) -> bool:
+    """Whether the config refuses ``name=value`` with a ``ConfigError`` naming the field (False: accepted);
+    any other error, or one that does not name the field, breaks the contract."""
+    try:
+        dataclasses.replace(cfg, **{name: value})
+    except ConfigError as exc:
+        _require(name in str(exc), f"the error for {name}={value!r} does not name the field: {exc}")
+        return True
+    except Exception as exc:
+        raise DeviceContractError(f"{name}={value!r} raised {type(exc).__name__} instead of ConfigError: {exc}") from None
+    return False
+
+
 @_check
 def check_config_validation(device: Device) -> None:
     """Unknown fields and wrong types raise ``ConfigError`` naming the field; probes never crash."""
@@ -602,25 +615,11 @@ def check_config_validation(device: Device) -> None:
         _require(bool(f.metadata.get("doc")), f"config field {f.name!r} has no doc (field(metadata={{'doc': ...}}))")
         default = getattr(cfg, f.name)
         for bad in _must_reject(default):
-            try:
-                dataclasses.replace(cfg, **{f.name: bad})
-            except ConfigError as exc:
-                _require(f.name in str(exc), f"the error for {f.name}={bad!r} does not name the field: {exc}")
+            if _refused(cfg, f.name, bad):
                 continue
-            except Exception as exc:
-                raise DeviceContractError(
-                    f"{f.name}={bad!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
-                ) from None
             raise DeviceContractError(f"the config accepts {f.name}={bad!r} (a {type(bad).__name__} for a {type(default).__name__} field)")
-        for probe in _probes(default):
-            try:
-                dataclasses.replace(cfg, **{f.name: probe})
-            except ConfigError as exc:
-                _require(f.name in str(exc), f"the error for {f.name}={probe!r} does not name the field: {exc}")
-            except Exception as exc:
-                raise DeviceContractError(
-                    f"{f.name}={probe!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
-                ) from None
+        for probe in _probes(default):  # refused or accepted, but never a crash
+            _refused(cfg, f.name, probe)
 
 
 def _outside(low: Any, high: Any, integer: bool) -> list[Any]:
@@ -657,14 +656,8 @@ def check_physical_ranges(device: Device) -> None:
                  f"config field {f.name!r}: the default {default!r} lies outside its range [{low}, {high}]")
         integer = isinstance(default, int)
         for bad in _outside(low, high, integer):
-            try:
-                dataclasses.replace(cfg, **{f.name: bad})
-            except ConfigError as exc:
-                _require(f.name in str(exc), f"the error for {f.name}={bad!r} does not name the field: {exc}")
+            if _refused(cfg, f.name, bad):
                 continue
-            except Exception as exc:
-                raise DeviceContractError(f"{f.name}={bad!r} raised {type(exc).__name__} instead of ConfigError: "
-                                          f"{exc}") from None
             raise DeviceContractError(f"the config accepts {f.name}={bad!r}, outside its physical range "
                                       f"[{low}, {high}] (let DeviceConfig.__post_init__ run: call "
                                       "super().__post_init__() if you override it)")

@@ -60,6 +60,14 @@ def installed(tmp_path_factory):
     devices.refresh()
 
 
+def _argv(command: str, name: str, tmp_path: Path) -> list:
+    """A tiny ``distill`` or ``search`` on device ``name``."""
+    if command == "distill":
+        return ["distill", "--dataset", "digits", "--pca-rank", "4", "--device", name]
+    return ["search", "--dataset", "digits", "--ranks", "4", "8", "--samples", "1", "--device", name,
+            "--out", tmp_path / "s", "--quiet"]
+
+
 def _one_line(capsys, argv) -> str:
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err
@@ -80,10 +88,7 @@ def test_the_example_plugin_passes_and_its_verdict_is_cached(installed):
 @pytest.mark.parametrize("name", list(RUNTIME))
 @pytest.mark.parametrize("command", ["distill", "search"])
 def test_distill_and_search_refuse_a_plugin_failing_the_contract(installed, capsys, tmp_path, name, command):
-    argv = {"distill": ["distill", "--dataset", "digits", "--pca-rank", "4", "--device", name],
-            "search": ["search", "--dataset", "digits", "--ranks", "4", "8", "--samples", "1", "--device", name,
-                       "--out", tmp_path / "s", "--quiet"]}[command]
-    line = _one_line(capsys, argv)
+    line = _one_line(capsys, _argv(command, name, tmp_path))
     assert f"{command} refuses device {name!r} of plugin {PACKAGE}" in line
     assert f"fails {RUNTIME[name]}" in line and "fix the plugin" in line
     assert not (tmp_path / "s" / "trials.jsonl").exists()
@@ -114,10 +119,7 @@ def test_export_refuses_a_student_of_a_plugin_failing_the_contract(good_student,
 @pytest.mark.parametrize("name", list(STATIC))
 @pytest.mark.parametrize("command", ["distill", "search"])
 def test_a_plugin_for_an_earlier_api_gets_one_line_saying_how_to_port(installed, capsys, tmp_path, name, command):
-    argv = {"distill": ["distill", "--dataset", "digits", "--pca-rank", "4", "--device", name],
-            "search": ["search", "--dataset", "digits", "--ranks", "4", "8", "--samples", "1", "--device", name,
-                       "--out", tmp_path / "s", "--quiet"]}[command]
-    line = _one_line(capsys, argv)
+    line = _one_line(capsys, _argv(command, name, tmp_path))
     assert name in line and f"codesign_broken_plugins:{ENTRY[name]}" in line and STATIC[name] in line
     assert "fails static_checks" in line and "port:" in line and "api_version = 3" in line
     if name == "stuck_api_v1":  # every change since v1, the draw_instance signature first
