@@ -7,10 +7,12 @@ setting never returns stale results.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -135,12 +137,43 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise disk_full(path.parent, len(data), path.name) from None
         raise
+
+
+#: ``errno`` values of a full disk (ENOSPC) or an exhausted quota (EDQUOT).
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full(folder: str | os.PathLike, needed: int | None, what: str = "") -> ConfigError:
+    """The one-line error of a write that found the disk full: the folder, the space it needed
+    (None: unknown) and the space free there."""
+    def size(n: float) -> str:
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(n) < 1024 or unit == "TiB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+        return f"{n} B"
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+        free_text = f"{size(free)} free there"
+    except OSError:
+        free_text = "free space unknown"
+    need = "" if needed is None else f" needs {size(needed)}"
+    item = f"writing {what}" if what else "the write"
+    return ConfigError(f"{folder}: no space left on the device ({item}{need}; {free_text}); free space there or "
+                       "give a folder on another disk (--out, --cache-dir or $CODESIGN_CACHE)")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

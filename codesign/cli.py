@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-time", default=None, metavar="TIME",
                    help="with --instance: time since programming the chip is read at, seconds or 30s, 1h, 1d, 1y "
                         "(default: the one of the student's test-set hardware score)")
+    p.add_argument("--digest", default=None, metavar="HEX",
+                   help="with --verify of an export folder: the digest `codesign export` printed for it; the bundle "
+                        "must still be that export (catches a bundle rewritten with its checksums redone)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     p.set_defaults(func=cmd_export)
     return parser
@@ -288,8 +291,26 @@ def resolve_distill(args: argparse.Namespace | None, file_values: dict[str, Any]
     file_values = _file_values(args) if file_values is None else file_values
     extra = {**DISTILL_EXTRA, **{k: None for k in dictionary_params()}}
     opts = resolve_options(args, file_values, [DistillConfig, FitConfig], "distill", extra)
+    refuse_ignored_fit_options(args, file_values, str(opts.get("method")))
     opts["set"] = parse_set(opts["set"])
     return opts
+
+
+def refuse_ignored_fit_options(args: argparse.Namespace | None, file_values: dict[str, Any], method: str) -> None:
+    """Refuse a fit option given as a flag that ``method`` does not use.
+
+    A ``--config`` file may hold numbers for several methods (one file, ``--method`` varied);
+    ``auto`` there is refused too (:class:`~codesign.students.FitConfig`), since it asks for a choice.
+    """
+    from .students import AUTO, IGNORED_BY_METHOD, IGNORED_WHY
+
+    for name in IGNORED_BY_METHOD.get(method, ()):
+        value = getattr(args, name, None) if args is not None else None
+        if value is None and str(file_values.get(name)).strip().lower() == AUTO:
+            value = file_values.get(name)
+        if value is not None:
+            raise ConfigError(f"--{name} {value}: --method {method} {IGNORED_WHY[method]}, so --{name} would be "
+                              f"ignored; drop it, or use --method kd")
 
 
 def distill_config_from(opts: dict[str, Any]) -> DistillConfig:
@@ -302,7 +323,10 @@ def distill_config_from(opts: dict[str, Any]) -> DistillConfig:
 
 def resolved_distill_options(opts: dict[str, Any], cfg: DistillConfig) -> dict[str, Any]:
     """What ``distill --out`` writes to ``config.toml``: every option, rerunnable as ``--config``."""
-    out = {k: v for k, v in opts.items() if k not in (*DISTILL_EXTRA, *dictionary_params())}
+    from .students import IGNORED_BY_METHOD
+
+    ignored = IGNORED_BY_METHOD.get(str(opts.get("method")), ())  # rerunnable: no option the method refuses
+    out = {k: v for k, v in opts.items() if k not in (*DISTILL_EXTRA, *dictionary_params(), *ignored)}
     out.update(cfg.dictionary_kwargs)
     out["eval_time"] = cfg.eval_time_s
     return out
@@ -475,7 +499,7 @@ def export_source(student: str, member: str | None) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``codesign export STUDENT --out DIR [--member M] [--instance SEED] [--verify]``."""
-    from .export import export_student, verify_export
+    from .export import export_student, manifest_digest, verify_export
     from .units import parse_duration
 
     if args.qonnx_rows is not None and args.qonnx_rows < 1:
@@ -493,12 +517,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.against is not None:
             raise ConfigError("--student FILE applies when verifying an existing export folder")
         source = export_source(args.student, args.member)
+        if args.digest is not None:
+            raise ConfigError("--digest applies when verifying an existing export folder")
         out = export_student(source, args.out, force=args.force, member=args.member, instance=args.instance,
                              t_inference_s=t_chip)
-        print(f"wrote {out} (from {source})")
+        print(f"wrote {out} (from {source}); digest sha256:{manifest_digest(out)} (keep it to check the bundle later "
+              f"with `codesign export {out} --verify --digest ...`)")
         if not args.verify:
             return 0
-    report = verify_export(out, source, data_root=args.data_root, qonnx_rows=args.qonnx_rows)
+    report = verify_export(out, source, data_root=args.data_root, qonnx_rows=args.qonnx_rows, digest=args.digest)
     print(report.table())
     print("verify: " + ("all checks pass" if report.ok else "FAILED"))
     return 0 if report.ok else 1
@@ -530,6 +557,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("codesign: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk anywhere a library writes (the atomic writers say more)
+        from .cache import DISK_FULL, disk_full
+
+        if debug or exc.errno not in DISK_FULL:
+            raise
+        where = Path(exc.filename).parent if exc.filename else Path.cwd()
+        print(f"codesign: error: {disk_full(where, None, Path(exc.filename).name if exc.filename else '')}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

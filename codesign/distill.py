@@ -24,6 +24,7 @@ from .data import DATASETS, Dataset, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_T_INFERENCE_S
 from .devices.digital import DATAPATHS
+from .devices.verdict import require_device
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
 from .inference_cost import PCA_PLACEMENTS, inference_cost
@@ -324,6 +325,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
     device = None
     if cfg.device is not None:  # validate the device before any expensive work
         device = create_device(cfg.device, dict(cfg.device_overrides), preset=cfg.device_preset)
+        require_device(cfg.device, cfg.cache_dir, command="distill")  # the contract, at first use (cached)
     check_torch_device(cfg.torch_device)  # before the teacher: fits run there too
     teacher = ws.teacher(cfg, ds)
     t_data = time.perf_counter()

@@ -102,12 +102,12 @@ def inference_cost(
 
     reasons = [f"matrix K ({n_classes} x {n_features}): {r}" for r in device.feasibility(n_features, n_classes)]
     k_cost = device.cost(n_features, n_classes)
-    required_cost_check(device, k_cost)  # a plugin's cost without latency_ns is refused, not guessed
+    required_cost_check(device, k_cost, (n_features, n_classes))  # a plugin's cost without latency_ns is refused, not guessed
     pca_dev = None
     if pca_placement == "device":
         reasons += [f"PCA projection ({rank} x {n_inputs}): {r}" for r in device.feasibility(n_inputs, rank)]
         pca_dev = device.cost(n_inputs, rank)
-        required_cost_check(device, pca_dev)
+        required_cost_check(device, pca_dev, (n_inputs, rank))
     lift_ops = dictionary.lift_ops(rank)
     out: dict[str, Any] = {
         "placement": {"pca": pca_placement, "lift": "host", "conversion": "device", "matrix": "device"},

@@ -46,6 +46,11 @@ AWARE_STEPS = 200
 
 #: ``temperature``/``alpha``/``l2`` value asking for a choice on a validation split (``codesign.selection``).
 AUTO = "auto"
+#: The fit settings each method does not use: ``auto`` for one of them (or, on the command line,
+#: any value given) is refused instead of ignored.
+IGNORED_BY_METHOD = {"kd": (), "labels": ("temperature", "alpha"), "naive": ("temperature", "alpha", "l2")}
+IGNORED_WHY = {"labels": "fits the labels alone (no temperature, no distillation weight)",
+               "naive": "regresses on the teacher's outputs by least squares (no temperature, weight or L2 penalty)"}
 
 
 def default_l2(method: str) -> float:
@@ -147,6 +152,10 @@ class FitConfig:
         object.__setattr__(self, "l2", auto_or_number("l2", self.l2))
         if self.l2 != AUTO:
             check_range("l2", self.l2, 0.0, 1e6)
+        for name in IGNORED_BY_METHOD[self.method]:
+            if getattr(self, name) == AUTO:
+                raise ConfigError(f"--{name} auto: --method {self.method} {IGNORED_WHY[self.method]}, so there is no "
+                                  f"{name} to choose; drop --{name} auto, or use --method kd")
         check_range("max_iter", self.max_iter, 1, 100_000, integer=True)
         check_range("tol", self.tol, 0.0, 1.0)
         check_range("ridge", self.ridge, 0.0, 1e6)

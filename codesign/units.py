@@ -39,7 +39,19 @@ def parse_duration(text: str | float | int, name: str = "eval_time") -> float:
         value = float(m.group(1)) * DURATION_UNITS.get(m.group(2) or "s", 1.0)
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name}={text!r}: expected a finite, non-negative duration")
+    if value > MAX_EVAL_TIME_S:
+        raise ConfigError(f"{name}={text!r}: {value:.3g} s is past 10 years ({MAX_EVAL_TIME_S:.3g} s), the data "
+                          "retention non-volatile memories are specified for (JEDEC JESD47): no device model here "
+                          "holds its programmed state longer; give at most 10y")
     return value
+
+
+#: Longest time since programming a chip may be read at, s: 10 years, the data retention
+#: non-volatile memories are specified for (the usual 10-year retention of JEDEC JESD47
+#: qualification), and the end of the range the crossbar presets are read over (1 s to 10
+#: years, experiments/robustness.py). Past it a drift law is extrapolated beyond any specified
+#: state. 3.16e8 s: 10 years of 365.25 days (3.15576e8 s) rounded up, so 3.156e8 passes.
+MAX_EVAL_TIME_S = 3.16e8
 
 
 def format_duration(seconds: float) -> str:

@@ -267,30 +267,30 @@ class AnalogCrossbarConfig(DeviceConfig):
     LEGACY_FIELDS: ClassVar[Mapping[str, str]] = {"drift_time_s": "train_drift_time_s"}
 
     tile_rows: int = field(
-        default=512, metadata={"doc": "inputs (word lines) per crossbar tile, as aihwkit's 512"}
+        default=512, metadata={"range": (1, 8192), "doc": "inputs (word lines) per crossbar tile, as aihwkit's 512"}
     )
     tile_cols: int = field(
-        default=512, metadata={"doc": "outputs (bit-line pairs) per crossbar tile"}
+        default=512, metadata={"range": (1, 8192), "doc": "outputs (bit-line pairs) per crossbar tile"}
     )
     conductance_bits: int = field(
-        default=4, metadata={"doc": "programmable levels per device = 2**bits over [0, g_max]"}
+        default=4, metadata={"range": (1, 32), "doc": "programmable levels per device = 2**bits over [0, g_max]"}
     )
     g_max_us: float = field(
-        default=25.0, metadata={"doc": "largest conductance, uS (aihwkit PCM preset: 25 uS)"}
+        default=25.0, metadata={"range": (1e-3, 1e4), "doc": "largest conductance, uS (aihwkit PCM preset: 25 uS)"}
     )
     prog_noise: float = field(
         default=0.04,
-        metadata={"doc": "programming error std / g_max at g = g_max/2; conductance-dependent as "
+        metadata={"range": (0.0, 1.0), "doc": "programming error std / g_max at g = g_max/2; conductance-dependent as "
                   "aihwkit's PCMLikeNoiseModel (its preset: 3.8 % here, 1.05 % at g = 0)"},
     )
     read_noise: float = field(
         default=READ_NOISE_Q,
-        metadata={"doc": "relative 1/f read noise Q_s of a device at g_max (aihwkit PCMLikeNoiseModel: "
+        metadata={"range": (0.0, 1.0), "doc": "relative 1/f read noise Q_s of a device at g_max (aihwkit PCMLikeNoiseModel: "
                   "0.0088, ~ (g/g_max)^-0.65 below, times sqrt(ln((t+t0+t_read)/(2 t_read))))"},
     )
     train_drift_time_s: float = field(
         default=3600.0,
-        metadata={"doc": "time since programming simulated by hardware-aware training, s "
+        metadata={"range": (0.0, 1e10), "doc": "time since programming simulated by hardware-aware training, s "
                   "(eval reads at layer.t_inference_s instead)"},
     )
     drift_model: str = field(
@@ -300,32 +300,32 @@ class AnalogCrossbarConfig(DeviceConfig):
                   "'constant': nu ~ N(drift_nu, drift_nu_std) for every device"},
     )
     drift_nu: float = field(
-        default=0.05, metadata={"doc": "drift_model='constant': mean drift exponent (aihwkit range 0.049-0.1)"}
+        default=0.05, metadata={"range": (0.0, 1.0), "doc": "drift_model='constant': mean drift exponent (aihwkit range 0.049-0.1)"}
     )
     drift_nu_std: float = field(
-        default=0.01, metadata={"doc": "drift_model='constant': device-to-device std of nu (aihwkit 0.008-0.045)"}
+        default=0.01, metadata={"range": (0.0, 1.0), "doc": "drift_model='constant': device-to-device std of nu (aihwkit 0.008-0.045)"}
     )
     drift_compensation: bool = field(
         default=True, metadata={"doc": "global digital drift compensation (aihwkit default)"}
     )
     out_noise: float = field(
         default=OUT_NOISE,
-        metadata={"doc": "output (bit-line) noise std per tile column per read, in units of one g_max "
+        metadata={"range": (0.0, 10.0), "doc": "output (bit-line) noise std per tile column per read, in units of one g_max "
                   "device at full-scale input (aihwkit StandardHWATrainingPreset out_noise: 0.04)"},
     )
     wire_resistance_ohm: float = field(
         default=WIRE_RESISTANCE_OHM,
-        metadata={"doc": "word-line wire resistance between adjacent cells, Ohm, for the IR drop "
+        metadata={"range": (0.0, 1e3), "doc": "word-line wire resistance between adjacent cells, Ohm, for the IR drop "
                   "(aihwkit ir_drop_g_ratio: 0.35 Ohm); 0 turns the IR drop off"},
     )
     stuck_off_fraction: float = field(
         default=0.0,
-        metadata={"doc": "fraction of devices stuck at 0 (RESET), fixed per instance (no published "
+        metadata={"range": (0.0, 1.0), "doc": "fraction of devices stuck at 0 (RESET), fixed per instance (no published "
                   "PCM figure adopted: 0)"},
     )
     stuck_on_fraction: float = field(
         default=0.0,
-        metadata={"doc": "fraction of devices stuck at g_max (SET), fixed per instance (no published "
+        metadata={"range": (0.0, 1.0), "doc": "fraction of devices stuck at g_max (SET), fixed per instance (no published "
                   "PCM figure adopted: 0)"},
     )
     weight_scaling: str = field(
@@ -333,11 +333,11 @@ class AnalogCrossbarConfig(DeviceConfig):
         metadata={"doc": "'column': one digital scale per output maps its max |K| to g_max "
                   "(aihwkit weight_scaling_columnwise); 'layer': one scale for the whole matrix"},
     )
-    dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
-    adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
+    dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input DAC resolution, bits"})
+    adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
     read_time_ns: float = field(
         default=100.0,
-        metadata={"doc": "bit_serial: crossbar read cycle per input bit, ns (ISAAC: 100 ns)"},
+        metadata={"range": (1e-3, 1e6), "doc": "bit_serial: crossbar read cycle per input bit, ns (ISAAC: 100 ns)"},
     )
     input_encoding: str = field(
         default="pulse_width",
@@ -347,20 +347,20 @@ class AnalogCrossbarConfig(DeviceConfig):
     )
     pulse_unit_ns: float = field(
         default=HERMES_CLOCK_NS,
-        metadata={"doc": "pulse_width: unit pulse duration, ns (HERMES: 1 ns, its 1 GHz clock)"},
+        metadata={"range": (1e-3, 1e6), "doc": "pulse_width: unit pulse duration, ns (HERMES: 1 ns, its 1 GHz clock)"},
     )
     read_voltage_v: float = field(
         default=READ_VOLTAGE_V,
-        metadata={"doc": "read voltage across a conducting device, V (cost only; 0.2 V PCM-like)"},
+        metadata={"range": (0.0, 5.0), "doc": "read voltage across a conducting device, V (cost only; 0.2 V PCM-like)"},
     )
     mean_conductance_fraction: float = field(
         default=MEAN_CONDUCTANCE_FRACTION,
-        metadata={"doc": "mean programmed conductance per device / g_max, both devices of each "
+        metadata={"range": (0.0, 1.0), "doc": "mean programmed conductance per device / g_max, both devices of each "
                   "pair (cost only; 0.12: Gaussian weights, column max mapped to g_max)"},
     )
     max_tiles: int = field(
         default=HERMES_CORES,
-        metadata={"doc": "crossbar tiles (cores) on the chip; more is infeasible (HERMES: 64)"},
+        metadata={"range": (1, 10**9), "doc": "crossbar tiles (cores) on the chip; more is infeasible (HERMES: 64)"},
     )
 
     def validate(self) -> None:
@@ -596,6 +596,7 @@ class AnalogCrossbarDevice(Device):
 
     name = "analog_crossbar"
     Config = AnalogCrossbarConfig
+    api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
     description = (
         "analog in-memory crossbar: differential conductance pairs, finite levels, aihwkit's PCM "
         "programming noise, conductance-dependent drift and 1/f read noise, output noise, IR drop, "

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from codesign.errors import ConfigError
+from codesign.errors import ConfigError, check_range
 from codesign.options import PlainConfig, convert_text
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
@@ -65,6 +65,21 @@ class DeviceConfig(PlainConfig):
     :meth:`validate`, raising :class:`codesign.errors.ConfigError` with the field name and the
     allowed range (use :func:`codesign.errors.check_range`); :meth:`field_docs` lists them.
     """
+
+    def __post_init__(self) -> None:
+        self.check_ranges()
+        self.validate()
+
+    def check_ranges(self) -> None:
+        """Refuse a value outside the physical range a field declares (``metadata={"range": (lo, hi)}``).
+
+        Run by the base class before :meth:`validate`, so a plugin's own checks see only values
+        inside every declared range. An ``int`` field (its default an int) must hold an integer.
+        """
+        for f, (lo, hi) in field_ranges(type(self)).items():
+            default = f.default
+            check_range(f.name, getattr(self, f.name), lo, hi,
+                        integer=isinstance(default, int) and not isinstance(default, bool))
 
     #: Fields renamed or retired since a config was saved: ``{old name: new name}``. Saved
     #: configs (``from_dict``) and saved layer states are read through it; ``--set OLD=...``
@@ -110,6 +125,46 @@ class DeviceConfig(PlainConfig):
         unknown fields are an error listing the known ones.
         """
         return cls().replace(cls.upgrade_fields(fields))
+
+
+def physical_range(low: float | None, high: float | None) -> dict[str, Any]:
+    """``field(metadata=...)`` entry declaring a field's physical range, inclusive: ``{"range": (low, high)}``.
+
+    None leaves that side open. :class:`DeviceConfig` refuses values outside;
+    ``codesign.devices.testing.check_physical_ranges`` checks that every numeric field declares
+    one and that values just outside it are refused.
+    """
+    return {"range": (low, high)}
+
+
+def field_ranges(config_cls: type) -> dict[dataclasses.Field, tuple[Any, Any]]:
+    """``{field: (low, high)}`` of the fields of ``config_cls`` that declare a physical range."""
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        r = f.metadata.get("range")
+        if r is not None:
+            if not (isinstance(r, (tuple, list)) and len(r) == 2):
+                raise ConfigError(f"{config_cls.__name__}.{f.name}: metadata range {r!r} is not (low, high)")
+            out[f] = (r[0], r[1])
+    return out
+
+
+#: Version of the device API this codesign implements; a device declares the one it was written
+#: for as ``api_version`` (:data:`API_CHANGES` says what changed at each step).
+DEVICE_API_VERSION = 3
+#: ``{version: (what changed from the version before, how to port a device)}``.
+API_CHANGES: dict[int, tuple[str, str]] = {
+    2: ("the read time became an argument of the evaluation: draw_instance(seed) is now "
+        "draw_instance(seed, t_inference_s=None), the time is layer.t_inference_s, and the base class keeps the "
+        "mode and seed",
+        "drop your draw_instance override; fix per-chip tensors in _draw(seed) (free them in _clear()) and read "
+        "self.t_inference_s in forward; call self.noise(...) for seeded noise"),
+    3: ("config fields declare their physical ranges (field(metadata={'range': (low, high), 'doc': ...}), "
+        "enforced by DeviceConfig), every cost value is finite and >= 0 at any size, and held power is "
+        "static_power_mw with *_static_mw components",
+        "add a 'range' to every int and float field's metadata, report static power as static_power_mw, "
+        "never a negative energy; then set api_version = 3 and run codesign.devices.testing.check_device"),
+}
 
 
 # --------------------------------------------------------------------------- layer
@@ -502,6 +557,9 @@ class Device(abc.ABC):
     name: ClassVar[str]
     Config: ClassVar[type[DeviceConfig]]
     description: ClassVar[str] = ""
+    #: The device API version this device was written for (:data:`DEVICE_API_VERSION`); None:
+    #: not declared, checked as the current one. An older version is refused with what changed.
+    api_version: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -732,14 +790,30 @@ def standalone_energy_pj(costs: Mapping[str, float], operating_mode: str = DEFAU
     return float(costs["energy_pj"]) + float(costs.get("static_power_mw", 0.0)) * held_time_ns(costs, operating_mode)
 
 
-def required_cost_check(device: Device, costs: Mapping[str, float]) -> None:
-    """Raise ``ConfigError`` if a device's cost dict lacks a required key (plugin contract)."""
+def required_cost_check(device: Device, costs: Mapping[str, float], size: tuple[int, int] | None = None) -> None:
+    """Raise ``ConfigError`` if a device's cost breaks the cost rules (plugin contract).
+
+    Every device reports :data:`REQUIRED_COST_KEYS`; every numeric value is finite and >= 0
+    (a negative energy, latency or area is refused at whatever size it appears).
+
+    Args:
+        device: the device that priced it (named in the message).
+        costs: what ``device.cost(in, out)`` returned.
+        size: ``(in, out)`` it was priced at, for the message.
+    """
+    where = "" if size is None else f" at {size[1]}x{size[0]}"
     missing = [k for k in REQUIRED_COST_KEYS if k not in costs]
     if missing:
         raise ConfigError(
             f"device {device.name!r} cost model lacks {', '.join(missing)}; "
             f"every device must report {', '.join(REQUIRED_COST_KEYS)}"
         )
+    for key, value in costs.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"device {device.name!r} (plugin): cost {key} = {value!r}{where} breaks the cost rules "
+                              "(every cost value finite and >= 0); fix the plugin's cost()")
 
 
 __all__: Sequence[str] = (
@@ -755,8 +829,12 @@ __all__: Sequence[str] = (
     "IntRange",
     "Mode",
     "OPERATING_MODES",
+    "API_CHANGES",
+    "DEVICE_API_VERSION",
     "Preset",
     "REQUIRED_COST_KEYS",
+    "field_ranges",
+    "physical_range",
     "SearchSpec",
     "check_export_manifest",
     "check_inference_time",

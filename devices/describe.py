@@ -40,6 +40,7 @@ def describe_device(name: str) -> str:
         for field, (_, doc) in docs.items():
             lines.append(f"    {field:<{width}}  = {defaults[field]:<{dwidth}}  {doc}".rstrip())
     lines.append(f"  inference: {placement_text(cls)}")
+    lines.append(f"  contract: {contract_text(name)}")
     space = cls.search_space()
     lines.append("  search space:" + (" (none)" if not space else ""))
     for field, spec in space.items():
@@ -52,6 +53,23 @@ def describe_device(name: str) -> str:
             f"source: {preset.source}", 88, initial_indent="      ", subsequent_indent="        "
         )
     return "\n".join(lines)
+
+
+def contract_text(name: str) -> str:
+    """The device contract's verdict on ``name`` (run now if not cached), as one line."""
+    from .verdict import device_verdict
+
+    v = device_verdict(name)
+    how = f"plugin {v.plugin}, device API v{api_of(get_device_class(name))}"
+    return (f"passed ({how})" if v.ok else f"FAILED, refused by distill, search and export: {v.message} ({how})")
+
+
+def api_of(cls: type) -> str:
+    """The device API version ``cls`` declares (``3 (undeclared)`` when it declares none)."""
+    from .base import DEVICE_API_VERSION
+
+    declared = getattr(cls, "api_version", None)
+    return f"{DEVICE_API_VERSION} (undeclared)" if declared is None else str(declared)
 
 
 def placement_text(cls: type) -> str:
@@ -103,13 +121,20 @@ def device_json(name: str) -> dict[str, Any]:
     fields = {}
     for f in dataclasses.fields(cls.Config):
         default = f.default if f.default is not dataclasses.MISSING else None
+        rng = f.metadata.get("range")
         fields[f.name] = {
             "default": _json_value(default),
             "type": type(default).__name__ if default is not None else str(f.type),
             "doc": f.metadata.get("doc", ""),
+            "range": None if rng is None else _json_value(list(rng)),
         }
+    from .verdict import device_verdict
+
+    verdict = device_verdict(name)
     return {
         "class": f"{cls.__module__}.{cls.__qualname__}",
+        "api_version": getattr(cls, "api_version", None),
+        "contract": {k: v for k, v in verdict.as_dict().items() if k != "device"},
         "description": cls.description,
         "inference": placement_text(cls),
         "conversion_keys": list(cls.conversion_keys),
@@ -130,9 +155,11 @@ def devices_json() -> dict[str, Any]:
     """Every installed device and every plugin that failed to load, as JSON-able data.
 
     Returns:
-        ``{"devices": {name: {"class", "description", "fields": {field: {"default", "type",
-        "doc"}}, "presets": {name: {"overrides", "source", "description"}}, "search_space":
-        {field: {"kind", ...}}}}, "broken": {name: reason}}``, for ``codesign devices --json``.
+        ``{"devices": {name: {"class", "api_version", "contract": {"ok", "message", "plugin",
+        "codesign_version", "seconds", "cached"}, "description", "inference", "conversion_keys",
+        "fields": {field: {"default", "type", "doc", "range"}}, "presets": {name: {"overrides",
+        "source", "description"}}, "search_space": {field: {"kind", ...}}}}, "broken": {name:
+        reason}}``, for ``codesign devices --json`` (the README documents every key).
     """
     return {
         "devices": {name: device_json(name) for name in list_devices()},

@@ -181,14 +181,14 @@ class FixedPointInputQuant(FixedPointActQuant):
 class FPGAFixedPointConfig(DeviceConfig):
     """Configuration of :class:`FPGAFixedPointDevice` (defaults: an 8-bit FINN MVAU at 200 MHz)."""
 
-    weight_bits: int = field(default=8, metadata={"doc": "signed fixed-point weight width, bits"})
-    input_bits: int = field(default=8, metadata={"doc": "signed fixed-point input width, bits"})
+    weight_bits: int = field(default=8, metadata={"range": (2, 32), "doc": "signed fixed-point weight width, bits"})
+    input_bits: int = field(default=8, metadata={"range": (2, 32), "doc": "signed fixed-point input width, bits"})
     output_bits: int = field(
-        default=8, metadata={"doc": "signed fixed-point output width (requantized), bits"}
+        default=8, metadata={"range": (2, 32), "doc": "signed fixed-point output width (requantized), bits"}
     )
-    clock_mhz: float = field(default=200.0, metadata={"doc": "fabric clock, MHz"})
-    pe: int = field(default=2, metadata={"doc": "FINN PE: output rows computed in parallel"})
-    simd: int = field(default=16, metadata={"doc": "FINN SIMD: inputs consumed per PE per cycle"})
+    clock_mhz: float = field(default=200.0, metadata={"range": (1e-3, 1e4), "doc": "fabric clock, MHz"})
+    pe: int = field(default=2, metadata={"range": (1, 1 << 16), "doc": "FINN PE: output rows computed in parallel"})
+    simd: int = field(default=16, metadata={"range": (1, 1 << 16), "doc": "FINN SIMD: inputs consumed per PE per cycle"})
     mult_resource: str = field(
         default="lut", metadata={"doc": "multipliers in 'lut' (soft logic) or 'dsp' slices"}
     )
@@ -199,7 +199,7 @@ class FPGAFixedPointConfig(DeviceConfig):
     )
     static_power_w: float = field(
         default=0.0,
-        metadata={"doc": "device static power, W, charged for the time an inference occupies the "
+        metadata={"range": (0.0, 1e3), "doc": "device static power, W, charged for the time an inference occupies the "
                   "MVAU; 0 = the part's cited figure (required for parts without one)"},
     )
     requant: str = field(
@@ -599,6 +599,7 @@ class FPGAFixedPointDevice(Device):
 
     name = "fpga_fixed_point"
     Config = FPGAFixedPointConfig
+    api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
     description = (
         "FPGA fixed-point MVAU: brevitas QuantLinear with power-of-two scales; "
         "FINN-R LUT/BRAM/DSP cost model with PE x SIMD folding, checked against an FPGA "

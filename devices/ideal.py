@@ -33,9 +33,9 @@ class IdealConfig(DeviceConfig):
         default="fp32",
         metadata={"doc": "MAC number format for the cost model: fp32, fp16, int32 or int8"},
     )
-    clock_mhz: float = field(default=1000.0, metadata={"doc": "MAC array clock, MHz"})
+    clock_mhz: float = field(default=1000.0, metadata={"range": (1e-3, 1e5), "doc": "MAC array clock, MHz"})
     macs_per_cycle: int = field(
-        default=64, metadata={"doc": "parallel multiply-accumulate units in the array"}
+        default=64, metadata={"range": (1, 1 << 20), "doc": "parallel multiply-accumulate units in the array"}
     )
 
     def validate(self) -> None:
@@ -75,6 +75,7 @@ class IdealDevice(Device):
 
     name = "ideal"
     Config = IdealConfig
+    api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
     description = "exact float matrix product (zero-noise reference), digital MAC array cost"
 
     def layer(self, in_features: int, out_features: int) -> IdealLayer:

@@ -187,10 +187,10 @@ class PhotonicMZIConfig(DeviceConfig):
 
     block_size: int = field(
         default=12,
-        metadata={"doc": "k: K is cut into k x k tiles, each two k-mode meshes (LT cores: 12)"},
+        metadata={"range": (2, 128), "doc": "k: K is cut into k x k tiles, each two k-mode meshes (LT cores: 12)"},
     )
     phase_bits: int = field(
-        default=8, metadata={"doc": "phase-shifter DAC resolution over [0, 2 pi), bits"}
+        default=8, metadata={"range": (1, 32), "doc": "phase-shifter DAC resolution over [0, 2 pi), bits"}
     )
     phase_quantization: str = field(
         default="phase",
@@ -202,11 +202,11 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     phase_noise_rad: float = field(
         default=0.01,
-        metadata={"doc": "std of the random error on every programmed phase (drive noise), rad"},
+        metadata={"range": (0.0, math.pi), "doc": "std of the random error on every programmed phase (drive noise), rad"},
     )
     thermal_crosstalk: float = field(
         default=THERMAL_CROSSTALK,
-        metadata={
+        metadata={"range": (0.0, 0.5), 
             "doc": "fraction of a thermo-optic heater's phase that reaches each adjacent heater "
             "(same mesh column; screens: adjacent modes): phase errors of neighbours correlate "
             "(Jacques et al. 2019: a few %; 0 = independent; ignored for nonvolatile shifters)"
@@ -222,11 +222,11 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     bs_error: float = field(
         default=0.005,
-        metadata={"doc": "std of each coupler's power splitting ratio error (0.01 = 50+-1 %)"},
+        metadata={"range": (0.0, 0.5), "doc": "std of each coupler's power splitting ratio error (0.01 = 50+-1 %)"},
     )
     insertion_loss_db: float = field(
         default=THERMO_OPTIC_MZI_IL_DB,
-        metadata={
+        metadata={"range": (0.0, 10.0), 
             "doc": "insertion loss per MZI on the optical path, dB: two couplers (0.04 dB) + one "
             "shifter (thermo-optic 0.23 dB, Harris 2014: 0.31; Sb2Se3 0.3 dB/pi: 0.38; LT: 0.99)"
         },
@@ -241,27 +241,27 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     heater_p_pi_mw: float = field(
         default=HARRIS_P_PI_MW,
-        metadata={
+        metadata={"range": (0.0, 1000.0), 
             "doc": "thermo-optic heater power for a pi phase shift, mW (Harris et al. 2014: 24.77); "
             "held for every programmed phase while the chip runs (cost only)"
         },
     )
     detector_sensitivity_dbm: float = field(
         default=DETECTOR_SENSITIVITY_DBM,
-        metadata={"doc": "photodetector sensitivity, dBm (LT simulator: -25); sets the laser power"},
+        metadata={"range": (-80.0, 20.0), "doc": "photodetector sensitivity, dBm (LT simulator: -25); sets the laser power"},
     )
     max_waveguide_power_dbm: float = field(
         default=MAX_WAVEGUIDE_POWER_DBM,
-        metadata={
+        metadata={"range": (-30.0, 50.0), 
             "doc": "most optical power one silicon input waveguide may carry, dBm (20 dBm = 100 mW: "
             "onset of two-photon / free-carrier absorption); above it the design is infeasible"
         },
     )
-    dac_bits: int = field(default=8, metadata={"doc": "input DAC / modulator resolution, bits"})
-    adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
+    dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input DAC / modulator resolution, bits"})
+    adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
     laser_margin_db: float = field(
         default=0.0,
-        metadata={
+        metadata={"range": (-100.0, 40.0), 
             "doc": "laser power above (+) or below (-) LT's budget (sensitivity + loss + "
             "10 log10 2^adc_bits per input waveguide), dB: scales the laser's cost, the power "
             "per waveguide and the power on the detectors (hence shot/TIA SNR)"
@@ -269,11 +269,11 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     responsivity_a_per_w: float = field(
         default=RESPONSIVITY_A_PER_W,
-        metadata={"doc": "photodiode responsivity, A/W (photontorch: 1.0; 1.25 at unit QE, 1550 nm)"},
+        metadata={"range": (1e-3, 2.0), "doc": "photodiode responsivity, A/W (photontorch: 1.0; 1.25 at unit QE, 1550 nm)"},
     )
     tia_noise_pa_per_rthz: float = field(
         default=TIA_NOISE_PA_PER_RTHZ,
-        metadata={
+        metadata={"range": (0.0, 1e4), 
             "doc": "TIA input-referred noise current density per tile detector pair, pA/sqrt(Hz) "
             "(Xie et al. 2021, 25 Gb/s TIA: 10.9); bandwidth = clock_ghz"
         },
@@ -287,7 +287,7 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     detector_noise: float = field(
         default=0.0,
-        metadata={
+        metadata={"range": (0.0, 1.0), 
             "doc": "extra receiver noise std relative to the ADC full scale, on top of shot and "
             "TIA noise (before issue 12 the only receiver noise, 0.001; shen2017 keeps 0.001)"
         },
@@ -297,7 +297,7 @@ class PhotonicMZIConfig(DeviceConfig):
         metadata={"doc": "sum tile photocurrents of a block row before one ADC per output"},
     )
     clock_ghz: float = field(
-        default=5.0, metadata={"doc": "sample rate of DACs/ADCs, GHz (LT: 5 GHz; ADC max 10)"}
+        default=5.0, metadata={"range": (1e-3, ADC_GSPS), "doc": "sample rate of DACs/ADCs, GHz (LT: 5 GHz; ADC max 10)"}
     )
 
     def validate(self) -> None:
@@ -603,6 +603,7 @@ class PhotonicMZIDevice(Device):
 
     name = "photonic_mzi"
     Config = PhotonicMZIConfig
+    api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
     description = (
         "coherent photonic MZI meshes: k x k tiles as U diag(s) V^T on Clements meshes, "
         "phase quantization (phase or heater voltage)/noise with thermal crosstalk, coupler "

@@ -16,7 +16,9 @@ not import the registry, which runs :func:`static_checks` on every device it loa
 
 What is checked (each a function below, run in this order):
 
-* ``check_static``: :func:`static_checks`, the cheap part the registry runs when it loads a device;
+* ``check_static``: :func:`static_checks`, the cheap part the registry runs when it loads a device
+  (a declared ``api_version`` older than :data:`~codesign.devices.base.DEVICE_API_VERSION`, or a
+  layer with the v1 ``draw_instance(seed)``, is refused with what changed and how to port);
 * ``check_output_shape``: ``[batch, out]`` in every mode, finite; ``effective_matrix`` ``[out, in]``;
 * ``check_gradients``: training gradients reach every trainable parameter, finite and non-zero;
 * ``check_training_noise``: a device whose instances differ from the nominal device draws fresh
@@ -36,6 +38,8 @@ What is checked (each a function below, run in this order):
   at their bounds (as values and as ``--set`` strings);
 * ``check_config_validation``: unknown fields and wrong types are refused with a ``ConfigError``
   naming the field; probes (negative, huge, infinite values) never crash with anything else;
+* ``check_physical_ranges``: every int and float field declares its physical range in its
+  metadata, and values just outside it are refused;
 * ``check_presets``: every preset builds a valid config whose layer runs;
 * ``check_export``: a device with an ``export_format`` rebuilds a layer from its own export
   (``export_layer`` / ``load_layer_export``): same nominal matrix, same seeded instance.
@@ -55,7 +59,9 @@ import torch
 from codesign.errors import ConfigError
 
 from .base import (
+    API_CHANGES,
     DEFAULT_T_INFERENCE_S,
+    DEVICE_API_VERSION,
     REQUIRED_COST_KEYS,
     Choice,
     Device,
@@ -66,12 +72,14 @@ from .base import (
     Mode,
     Preset,
     decode_device_spec,
+    field_ranges,
 )
 
 #: Layer size the checks use: 37 inputs (not a multiple of common tile sizes), 5 outputs.
 IN, OUT, BATCH = 37, 5, 16
-#: A larger size for the cost checks (the 861 features of a degree-2 student of rank 40).
-COST_SIZES = ((IN, OUT), (861, 10))
+#: Sizes for the cost checks: the check layer, the 861 features of a degree-2 student of rank 40,
+#: an MNIST PCA projection on the device (784 pixels to rank 128), and a wide lift (20000 features).
+COST_SIZES = ((IN, OUT), (861, 10), (784, 128), (20000, 10))
 #: Words that name a physical quantity: a cost key containing one must end in a unit.
 QUANTITY_WORDS = frozenset(
     {"energy", "power", "latency", "delay", "time", "area", "loss", "frequency", "clock"}
@@ -182,13 +190,53 @@ def _static(cls: Any) -> None:
         isinstance(config_cls, type) and issubclass(config_cls, DeviceConfig) and dataclasses.is_dataclass(config_cls),
         "Config is not a DeviceConfig dataclass",
     )
+    _api_version(cls)
     try:
         device = cls()
     except ConfigError as exc:
         raise DeviceContractError(f"the default config does not build: {exc}") from None
+    _layer_api(device)
     _search_space_fields(cls)
     _presets_build(cls)
     _cost_keys(device, 4, 3)
+
+
+def _porting(since: int) -> str:
+    """What changed in the device API after version ``since``, and how to port, as one sentence."""
+    steps = [f"v{v}: {API_CHANGES[v][0]} (port: {API_CHANGES[v][1]})" for v in sorted(API_CHANGES) if v > since]
+    return "; ".join(steps)
+
+
+def _api_version(cls: type[Device]) -> None:
+    """The declared ``api_version``: refused, with what changed and how to port, when it is old."""
+    declared = getattr(cls, "api_version", None)
+    if declared is None:
+        return  # not declared: checked as the current version by every other check
+    _require(isinstance(declared, int) and not isinstance(declared, bool),
+             f"api_version = {declared!r} is not an integer; set api_version = {DEVICE_API_VERSION}")
+    if declared > DEVICE_API_VERSION:
+        raise DeviceContractError(f"it was written for device API v{declared}, but this codesign implements "
+                                  f"v{DEVICE_API_VERSION}; upgrade codesign")
+    if declared < DEVICE_API_VERSION:
+        raise DeviceContractError(f"it was written for device API v{declared}, this codesign implements "
+                                  f"v{DEVICE_API_VERSION}; what changed: {_porting(declared)}")
+
+
+def _layer_api(device: Device) -> None:
+    """A layer written for device API v1 (``draw_instance(seed)``, no read time) is named as such."""
+    try:
+        layer = device.layer(4, 3)
+    except Exception:  # noqa: BLE001 - a layer that does not build is check_output_shape's to report
+        return
+    draw = getattr(type(layer), "draw_instance", None)
+    if draw is None or draw is DeviceLayer.draw_instance:
+        return
+    try:
+        inspect.signature(draw).bind(layer, 0, 3600.0)
+    except TypeError:
+        params = ", ".join(list(inspect.signature(draw).parameters)[1:])
+        raise DeviceContractError(f"its layer overrides draw_instance({params}), the device API v1 signature; "
+                                  f"what changed: {_porting(1)}") from None
 
 
 def _fields(config_cls: type[DeviceConfig]) -> dict[str, dataclasses.Field]:
@@ -540,6 +588,19 @@ def _probes(default: Any) -> list[Any]:
     return []
 
 
+def _refused(cfg: DeviceConfig, name: str, value: Any) -> bool:
+    """Whether the config refuses ``name=value`` with a ``ConfigError`` naming the field (False: accepted);
+    any other error, or one that does not name the field, breaks the contract."""
+    try:
+        dataclasses.replace(cfg, **{name: value})
+    except ConfigError as exc:
+        _require(name in str(exc), f"the error for {name}={value!r} does not name the field: {exc}")
+        return True
+    except Exception as exc:
+        raise DeviceContractError(f"{name}={value!r} raised {type(exc).__name__} instead of ConfigError: {exc}") from None
+    return False
+
+
 @_check
 def check_config_validation(device: Device) -> None:
     """Unknown fields and wrong types raise ``ConfigError`` naming the field; probes never crash."""
@@ -554,25 +615,52 @@ def check_config_validation(device: Device) -> None:
         _require(bool(f.metadata.get("doc")), f"config field {f.name!r} has no doc (field(metadata={{'doc': ...}}))")
         default = getattr(cfg, f.name)
         for bad in _must_reject(default):
-            try:
-                dataclasses.replace(cfg, **{f.name: bad})
-            except ConfigError as exc:
-                _require(f.name in str(exc), f"the error for {f.name}={bad!r} does not name the field: {exc}")
+            if _refused(cfg, f.name, bad):
                 continue
-            except Exception as exc:
-                raise DeviceContractError(
-                    f"{f.name}={bad!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
-                ) from None
             raise DeviceContractError(f"the config accepts {f.name}={bad!r} (a {type(bad).__name__} for a {type(default).__name__} field)")
-        for probe in _probes(default):
-            try:
-                dataclasses.replace(cfg, **{f.name: probe})
-            except ConfigError as exc:
-                _require(f.name in str(exc), f"the error for {f.name}={probe!r} does not name the field: {exc}")
-            except Exception as exc:
-                raise DeviceContractError(
-                    f"{f.name}={probe!r} raised {type(exc).__name__} instead of ConfigError: {exc}"
-                ) from None
+        for probe in _probes(default):  # refused or accepted, but never a crash
+            _refused(cfg, f.name, probe)
+
+
+def _outside(low: Any, high: Any, integer: bool) -> list[Any]:
+    """Values just outside ``[low, high]`` (and the infinities and NaN for float fields)."""
+    out: list[Any] = []
+    if low is not None:
+        out.append(low - 1 if integer else math.nextafter(float(low), -math.inf) - abs(float(low)) * 1e-9)
+    if high is not None:
+        out.append(high + 1 if integer else math.nextafter(float(high), math.inf) + abs(float(high)) * 1e-9)
+    if not integer:
+        out += [math.nan] + ([-math.inf] if low is not None else []) + ([math.inf] if high is not None else [])
+    return out
+
+
+@_check
+def check_physical_ranges(device: Device) -> None:
+    """Every int and float config field declares its physical range, and values outside are refused.
+
+    A range is ``field(metadata={"range": (low, high), "doc": ...})`` (None: that side open);
+    :class:`DeviceConfig` enforces it. The default must lie inside; a value just below ``low``,
+    just above ``high`` (and NaN, the infinities) must raise ``ConfigError`` naming the field.
+    """
+    cfg = device.config
+    ranges = {f.name: r for f, r in field_ranges(type(cfg)).items()}
+    for f in dataclasses.fields(cfg):
+        default = getattr(cfg, f.name)
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            continue
+        _require(f.name in ranges, f"config field {f.name!r} declares no physical range: add "
+                                   "field(metadata={'range': (low, high), ...}) (None for an open side)")
+        low, high = ranges[f.name]
+        _require(low is not None or high is not None, f"config field {f.name!r} declares the range (None, None)")
+        _require((low is None or low <= default) and (high is None or default <= high),
+                 f"config field {f.name!r}: the default {default!r} lies outside its range [{low}, {high}]")
+        integer = isinstance(default, int)
+        for bad in _outside(low, high, integer):
+            if _refused(cfg, f.name, bad):
+                continue
+            raise DeviceContractError(f"the config accepts {f.name}={bad!r}, outside its physical range "
+                                      f"[{low}, {high}] (let DeviceConfig.__post_init__ run: call "
+                                      "super().__post_init__() if you override it)")
 
 
 @_check
@@ -658,6 +746,7 @@ CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_cost,
     check_search_space,
     check_config_validation,
+    check_physical_ranges,
     check_presets,
     check_export,
 )

@@ -115,6 +115,76 @@ def record_problem(record: Any) -> str:
             v = m.get(key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 return f"a completed trial with {key} = {v!r}"
+    return metrics_problem(record["metrics"]) or config_problem(record["config"])
+
+
+#: Metrics that are shares of rows classified correctly: in [0, 1].
+ACCURACY_METRICS = ("hw_accuracy", "hw_accuracy_worst", "float_accuracy", "train_accuracy", "val_hw_accuracy",
+                    "test_hw_accuracy", "test_hw_accuracy_worst", "test_float_accuracy")
+
+
+def metrics_problem(m: Mapping[str, Any]) -> str:
+    """Why a record's metrics are out of range ('' when none is): accuracies in [0, 1], the cost and
+    every priced quantity (a key with a unit suffix, ``_std``, ``n_`` counts) finite and >= 0."""
+    for key, v in m.items():
+        if v is None or isinstance(v, (bool, str, dict, list)):
+            continue
+        if not isinstance(v, (int, float)):
+            return f"metric {key} = {v!r} is not a number"
+        if not math.isfinite(v):
+            return f"metric {key} = {v!r} is not finite"
+        if key in ACCURACY_METRICS and not 0.0 <= v <= 1.0:
+            return f"metric {key} = {v!r} is outside [0, 1]"
+        suffix = key.rpartition("_")[2].lower()
+        if (key == "cost" or suffix in _UNITS or key.endswith("_std") or key.startswith("n_")) and v < 0:
+            return f"metric {key} = {v!r} is negative"
+    return ""
+
+
+def config_problem(config: Mapping[str, Any]) -> str:
+    """Why a record's configuration is not one a search samples ('' when it is)."""
+    rank = config.get("pca_rank")
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        return f"config pca_rank {rank!r} is not a positive integer"
+    if config.get("dictionary") is not None and not isinstance(config.get("dictionary"), str):
+        return f"config dictionary {config.get('dictionary')!r} is not a name"
+    for section in ("device", "kd"):
+        if config.get(section) is not None and not isinstance(config.get(section), dict):
+            return f"config {section} is not a JSON object"
+    return ""
+
+
+def student_problem(record: Mapping[str, Any], folder: str | Path) -> str:
+    """Why a record's configuration differs from its saved student's ('' when it agrees, or when it
+    saved none): the PCA rank, the dictionary and its parameters, every device field it names."""
+    rid = record.get("ray_trial_id")
+    if not (isinstance(rid, str) and RAY_TRIAL_ID.fullmatch(rid)):
+        return ""
+    path = Path(folder) / student_path(record)
+    if not path.is_file():
+        return ""
+    from codesign.artifacts import load_student
+    from codesign.errors import CodesignError
+
+    try:
+        st = load_student(path)
+    except CodesignError as exc:
+        return f"its student {path.name} is unreadable ({exc})"
+    config = record["config"]
+    pipe = st.pipeline
+    if config.get("pca_rank") is not None and config["pca_rank"] != pipe.rank:
+        return f"config pca_rank {config['pca_rank']!r}, but its student {path.name} has rank {pipe.rank}"
+    if config.get("dictionary") is not None and config["dictionary"] != pipe.dictionary.name:
+        return f"config dictionary {config['dictionary']!r}, but its student {path.name} lifts with {pipe.dictionary.name!r}"
+    params = pipe.dictionary.params()
+    for k, v in dictionary_params(config).items():
+        if k in params and params[k] != v:
+            return f"config {config.get('dictionary')} {k} {v!r}, but its student {path.name} has {params[k]!r}"
+    saved = st.device_config or {}
+    for k, v in (config.get("device") or {}).items():
+        if k in saved and saved[k] != v and not (isinstance(v, (int, float)) and isinstance(saved[k], (int, float))
+                                                 and math.isclose(float(v), float(saved[k]), rel_tol=1e-9)):
+            return f"config device field {k} {v!r}, but its student {path.name} has {saved[k]!r}"
     return ""
 
 
@@ -141,6 +211,8 @@ class TrialLog:
         self.path = Path(path)
         #: ``(line number, why)`` of the lines the last :meth:`read` skipped.
         self.damaged: list[tuple[int, str]] = []
+        #: ``{trial number: line number}`` of the records the last :meth:`read` returned.
+        self.line_numbers: dict[int, int] = {}
 
     def read(self) -> list[dict]:
         """Every readable record, in the order written.
@@ -150,6 +222,7 @@ class TrialLog:
         listed in :attr:`damaged`: its trial counts as not run, so ``--resume`` runs it again.
         """
         self.damaged = []
+        self.line_numbers = {}
         if not self.path.is_file():
             return []
         out: list[dict] = []
@@ -174,6 +247,7 @@ class TrialLog:
                     self.damaged.append((no, why))
                     continue
                 seen_numbers.add(record["trial"])
+                self.line_numbers[record["trial"]] = no
                 if record.get("ray_trial_id"):
                     seen_ids.add(record["ray_trial_id"])
                 out.append(record)
@@ -405,10 +479,20 @@ def load_search(path: str | Path) -> dict[str, Any]:
     meta = d / SEARCH_NAME
     if not meta.is_file():
         raise ConfigError(f"{d} is not a search folder (no {SEARCH_NAME}); give a folder written by `codesign search`")
-    try:
-        search = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{meta}: unreadable ({exc})") from None
+    def read(path: Path) -> Any:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable ({type(exc).__name__}: {exc}); restore it, or rerun the search "
+                              "into a fresh --out") from None
+
+    search = read(meta)
+    if not isinstance(search, dict):
+        raise ConfigError(f"{meta} is damaged (a JSON {type(search).__name__}, not a table of settings); restore it, "
+                          "or rerun the search into a fresh --out")
     front_path = d / "front.json"
-    front = json.loads(front_path.read_text()) if front_path.is_file() else None
+    front = read(front_path) if front_path.is_file() else None
+    if front is not None and not isinstance(front, dict):
+        raise ConfigError(f"{front_path} is damaged (a JSON {type(front).__name__}, not a front); delete it and rerun "
+                          f"`codesign pareto {d}`, or `codesign search --resume --out {d}`")
     return {"dir": d, "search": search, "records": TrialLog(d / LOG_NAME).read(), "front": front}

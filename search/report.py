@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from codesign.cache import atomic_write_text
+from codesign.cache import atomic_write_text, check_writable_dir
 from codesign.config_files import read_json_file
 from codesign.errors import ConfigError
 from codesign.options import option_keys
@@ -78,6 +78,9 @@ def pareto_command(dirs: Sequence[str | Path], output: str | Path | None = None,
     else:
         out = Path(output)
     output_paths(out)  # validates the format before any work
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"-o {out}: is a folder; give a plot file name such as {out / 'pareto.png'}")
+    check_writable_dir(str(out.parent), "-o: the folder of")
     summaries = [summary_of(_load(d)) for d in dirs]
     labels = run_labels(summaries, [d.resolve().name for d in dirs])
     written = plot_fronts(summaries, out, title=title, labels=labels)

@@ -36,6 +36,7 @@ from codesign.cache import atomic_write_bytes, atomic_write_json, atomic_write_t
 from codesign.config_files import dump_toml
 from codesign.data import load_dataset
 from codesign.devices import create_device, get_device_class
+from codesign.devices.verdict import require_device
 from codesign.dictionaries import get_dictionary_class, params_by_name
 from codesign.distill import DistillConfig
 from codesign.teachers import ARCHITECTURES
@@ -135,14 +136,30 @@ def stored_options(out: str | Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(meta.read_text())
-    except json.JSONDecodeError:
+    except (ValueError, UnicodeDecodeError):
         raise ConfigError(f"{meta} is unreadable; move the folder away or choose a fresh --out") from None
+    check_meta_shape(meta, data)
     opts = {k: v for k, v in upgrade_options(data.get("options") or {}).items() if k not in RUNTIME_KEYS}
     # a teacher named by a file (module:factory) would be imported: it must come from the user
     if not is_builtin_teacher(opts.get("teacher")):
         opts.pop("teacher", None)
         opts.pop("teacher_weights", None)
     return opts
+
+
+#: The sections of ``search.json`` and the JSON type each must have.
+META_SHAPE = {"options": dict, "identity": dict, "base": dict, "space": dict, "rounds": list}
+
+
+def check_meta_shape(meta: Path, data: Any) -> None:
+    """Refuse, in one line, a ``search.json`` of the wrong shape (a list, a section of the wrong type)."""
+    fix = "restore it, or move the folder away and choose a fresh --out"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{meta} is damaged (a JSON {type(data).__name__}, not a table of settings); {fix}")
+    for key, typ in META_SHAPE.items():
+        if data.get(key) is not None and not isinstance(data[key], typ):
+            raise ConfigError(f"{meta} is damaged ({key} is a JSON {type(data[key]).__name__}, expected "
+                              f"{'an object' if typ is dict else 'a list'}); {fix}")
 
 
 def is_builtin_teacher(name: Any) -> bool:
@@ -156,10 +173,9 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
     if meta.is_file():
         try:
             stored = json.loads(meta.read_text())
-            if not isinstance(stored, dict):
-                raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError):
             raise ConfigError(f"{meta} is damaged; move the folder away or choose a fresh --out") from None
+        check_meta_shape(meta, stored)
         n_done = len(outputs.TrialLog(out / outputs.LOG_NAME).read())
         if n_done == 0:  # a start that failed before its first trial: nothing to keep
             return None
@@ -374,12 +390,55 @@ def init_ray(address: str | None, cpus: int | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address:
-        ray.init(address=address, **kwargs)
+        check_ray_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray's own errors (ConnectionError, RuntimeError...) span lines
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"--address {address}: Ray could not connect ({type(exc).__name__}: {first}); give the "
+                              "address `ray start --head` printed (HOST:PORT), or leave --address out for a local "
+                              "Ray") from None
     else:
         # a private Ray of our own: token auth stays on (Ray's default), only its notice goes
         with _without_ray_auth_notice():
             ray.init(address="local", num_cpus=int(cpus or os.cpu_count() or 1), **kwargs)
+        global _REAPER
+        if _REAPER is None:  # the Ray started here ends with this process, even after kill -9
+            from . import reaper
+
+            _REAPER = reaper.start()
     return True
+
+
+#: The watchdog that ends this process's local Ray when the process ends (:mod:`search.reaper`).
+_REAPER = None
+
+
+#: Seconds :func:`check_ray_address` waits for a TCP connection to the cluster's GCS port.
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse, in one line and within :data:`RAY_CONNECT_TIMEOUT_S`, a ``--address`` that is not
+    ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``, or whose port accepts no connection (Ray
+    itself would retry for a minute, then raise a multi-line error)."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in text:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379, as `ray start --head` "
+                          "prints), ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({why}); start one with `ray start "
+                          "--head` and give the address it prints, or leave --address out for a local Ray") from None
 
 
 #: The logger and the start of the one notice :func:`_without_ray_auth_notice` drops (Ray 2.5x-2.6x,
@@ -508,6 +567,9 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
 
     stored = check_out_dir(out, ident, cfg.resume)
     quiet = cfg.quiet
+    ray_address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if ray_address:  # a wrong address is said before the data and the teacher load, not after
+        check_ray_address(ray_address)
 
     # -- settings that need no data
     samples = cfg.samples
@@ -516,6 +578,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     device_cls = get_device_class(device_name)
     pinned = dict(cfg.device_overrides)
     device = create_device(device_name, pinned, preset=cfg.device_preset)  # validates pinned fields and preset
+    require_device(device_name, cfg.cache_dir, command="search")  # the contract, before any trial (cached)
     cache_dir = cfg.cache_dir or os.environ.get("CODESIGN_CACHE")
     data_root = cfg.data_root or os.environ.get("CODESIGN_DATA")
     # trials may run on other nodes and in other folders: absolute paths, the memory budget in bytes
@@ -555,6 +618,13 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     log = outputs.TrialLog(out / outputs.LOG_NAME)
     records = log.read()
     damaged = list(log.damaged)
+    lines, disowned = log.line_numbers, set()
+    for r in list(records):  # a record whose configuration is not its student's: named and run again
+        why = outputs.student_problem(r, out)
+        if why:
+            damaged.append((lines.get(r["trial"], 0), f"trial {r['trial']}: {why}"))
+            disowned.add(r["trial"])
+            records.remove(r)
     rounds = list((stored or {}).get("rounds") or [])
     round_no = len(rounds)
     remaining = samples - len(records)
@@ -637,7 +707,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                 import ray
 
                 ray.shutdown()
-    records = log.read()
+    records = [r for r in log.read() if r["trial"] not in disowned]
     if len(records) < samples:
         interrupted = True
     meta["rounds"] = rounds

@@ -27,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import math
+import os
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from codesign.cache import check_writable_dir
 from codesign.errors import ConfigError
 
 from .outputs import student_path
@@ -125,8 +127,16 @@ def check_storage(url: str, name: str, token: str) -> None:
     this search's (it would be deleted when the study is written)."""
     if not name or not isinstance(name, str):
         raise ConfigError(f"--study-name {name!r}: give a non-empty name")
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return  # a new SQLite file (the default DIR/study.db): nothing to check, nothing created yet
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_dir():
+            raise ConfigError(f"--storage {shown_url(url)}: {path} is a folder; give a file such as {path / STUDY_FILE}")
+        if not path.exists():  # a new SQLite file: its folder must take it (nothing is created yet)
+            check_writable_dir(str(path.parent), f"--storage {shown_url(url)}: the folder of the study file,")
+            return
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise ConfigError(f"--storage {shown_url(url)}: {path} (or its folder) is not writable; give a study file "
+                              "you can write, or leave --storage out (DIR/study.db)")
     with open_storage(url) as storage:
         exists, owner = _owner(storage, name, token)
     if exists and owner != token:

@@ -128,7 +128,7 @@ def test_manifest_fields_and_checksums(students, tmp_path):
 
     out = export_student(students("fpga"), tmp_path / "b")
     m = json.loads((out / "export.json").read_text())
-    assert (m["schema"], m["version"]) == (SCHEMA, VERSION) == ("codesign-export/1", 1)
+    assert (m["schema"], m["version"]) == (SCHEMA, VERSION) == ("codesign-export/1", 2)
     assert m["dataset"] == {"name": "digits", "n_inputs": 64, "n_classes": 10, "classes": [str(i) for i in range(10)],
                             "input": m["dataset"]["input"]}
     assert (m["pca_rank"], m["dictionary"], m["dictionary_params"], m["n_features"]) == (10, "monomial", {"degree": 2}, 66)
@@ -138,7 +138,7 @@ def test_manifest_fields_and_checksums(students, tmp_path):
     assert {"scored_on", "hw_draws", "seed", "hw_accuracy_mean", "test_accuracy"} <= set(m["metrics"])
     assert m["qonnx"]["weight_bits"] == 4 and m["qonnx"]["input_bits"] == 6
     assert set(m["files"]) == {"frontend.npz", "matrix.npz", "model.onnx", "model.qonnx.onnx",
-                               "device/layer.npz", "device/weight_codes.csv"}
+                               "device/layer.npz", "device/weight_codes.csv", "probe.npz"}
     for name, info in m["files"].items():
         data = (out / name).read_bytes()
         assert info == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -181,9 +181,80 @@ def test_refuses_a_non_empty_folder_unless_forced(students, tmp_path):
     with pytest.raises(ConfigError, match="not empty.*--force"):
         export_student(students("none"), out)
     assert (out / "keep.txt").read_text() == "mine"
-    export_student(students("none"), out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "export.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp folder left beside it
+    export_student(students("none"), tmp_path / "b2")
+    export_student(students("ideal"), tmp_path / "b2", force=True)  # a previous bundle and nothing else
+    assert json.loads((tmp_path / "b2" / "export.json").read_text())["source"]["student"] == "ideal.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "b2"]  # no temp folder left beside it
+
+
+def _fake_user_folder(folder: Path, kind: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "tex":
+        (folder / "paper.tex").write_text("\\section{mine}")
+    elif kind == "notes":
+        (folder / "notes").mkdir()
+        (folder / "notes" / "day1.md").write_text("mine")
+    elif kind == "tex_in_bundle":  # a previous bundle plus the user's own file
+        pass
+
+
+@pytest.mark.parametrize("kind", ["tex", "notes", "tex_in_bundle", "empty_dir_in_bundle"])
+def test_force_replaces_only_a_previous_bundle(students, tmp_path, kind):
+    out = tmp_path / "b"
+    if kind in ("tex_in_bundle", "empty_dir_in_bundle"):
+        export_student(students("none"), out)
+        if kind == "tex_in_bundle":
+            (out / "paper.tex").write_text("mine")
+        else:
+            (out / "notes").mkdir()
+    else:
+        _fake_user_folder(out, kind)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    with pytest.raises(ConfigError) as info:
+        export_student(students("ideal"), out, force=True)
+    msg = str(info.value)
+    assert "\n" not in msg and "--force replaces only a previous export" in msg
+    assert {"tex": "holds none", "notes": "holds none", "tex_in_bundle": "paper.tex",
+            "empty_dir_in_bundle": "notes"}[kind] in msg
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before  # nothing deleted
+
+
+def _distilled_folder(students, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    shutil.copy(students("ideal"), folder / "student.pt")
+    (folder / "metrics.json").write_text("{}")
+    return folder / "student.pt"
+
+
+@pytest.mark.parametrize("where", ["search", "students", "trials", "inside_search", "student_folder",
+                                   "inside_student_folder", "above_student_folder"])
+@pytest.mark.parametrize("force", [False, True])
+def test_out_never_is_contains_or_lies_in_a_source_folder(students, tmp_path, where, force, capsys):
+    search = tmp_path / "search"
+    _fake_search(search, students("ideal"))
+    src_args = [str(search), "--member", "knee"]
+    if where in ("student_folder", "inside_student_folder", "above_student_folder"):
+        src = _distilled_folder(students, tmp_path / "runs" / "r1")
+        src_args = [str(src)]
+    out = {"search": search, "students": search / "students", "trials": search / "students" / "trials",
+           "inside_search": search / "bundle", "student_folder": tmp_path / "runs" / "r1",
+           "inside_student_folder": tmp_path / "runs" / "r1" / "bundle", "above_student_folder": tmp_path / "runs"}[where]
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    argv = ["export", *src_args, "--out", str(out)] + (["--force"] if force else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"--out {out}" in err
+    assert ("search folder" in err) or ("folder of the student" in err)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+
+
+def test_bundle_beside_a_plain_student_file_is_allowed(students, tmp_path):
+    src = tmp_path / "ideal.pt"
+    shutil.copy(students("ideal"), src)
+    out = export_student(src, tmp_path / "bundle")  # a plain folder (not a distill --out one): beside is fine
+    assert (out / "export.json").is_file()
+    with pytest.raises(ConfigError, match="is the folder of the student"):
+        export_student(src, tmp_path, force=True)
 
 
 def test_failed_export_leaves_nothing(students, tmp_path, monkeypatch):
@@ -237,16 +308,14 @@ def test_missing_file_is_a_one_line_error(bundle):
 
 def test_wrong_version_is_a_one_line_error(bundle):
     m = json.loads((bundle / "export.json").read_text())
-    m["version"] = 2
+    m["version"] = 3
     (bundle / "export.json").write_text(json.dumps(m))
-    with pytest.raises(ConfigError, match=r"export\.json: schema 'codesign-export/1' version 2, but this codesign"):
+    with pytest.raises(ConfigError, match=r"export\.json: schema 'codesign-export/1' version 3, but this codesign"):
         load_export(bundle)
 
 
 def test_wrong_device_format_version_is_a_one_line_error(bundle):
-    m = json.loads((bundle / "export.json").read_text())
-    m["device"]["native"]["format"] = "fpga-fixed-point/7"
-    (bundle / "export.json").write_text(json.dumps(m))
+    _rewrite(bundle, lambda m: m["device"]["native"].__setitem__("format", "fpga-fixed-point/7"))
     with pytest.raises(ConfigError, match=r"format 'fpga-fixed-point/7', expected 'fpga-fixed-point/1'.*re-export"):
         load_export(bundle)
 
@@ -255,6 +324,92 @@ def test_damaged_manifest_is_a_one_line_error(bundle):
     (bundle / "export.json").write_text('{"schema": "codesign-export/1", "vers')
     with pytest.raises(ConfigError, match=r"export\.json: damaged, not JSON"):
         load_export(bundle)
+
+
+# --------------------------------------------------------------------------- tampered bundles
+def _rewrite(bundle: Path, edit, redo_digest: bool = True) -> None:
+    """Edit the manifest with ``edit(m)``, redo every checksum it lists and (``redo_digest``) export.sha256."""
+    import hashlib
+
+    m = json.loads((bundle / "export.json").read_text())
+    edit(m)
+    for name in m["files"]:
+        data = (bundle / name).read_bytes()
+        m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    text = json.dumps(m, indent=2) + "\n"
+    (bundle / "export.json").write_text(text)
+    if redo_digest:
+        (bundle / "export.sha256").write_text(hashlib.sha256(text.encode()).hexdigest() + "  export.json\n")
+
+
+def _one_line(bundle: Path, *fragments: str, digest: str | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_export(bundle, digest)
+    msg = str(info.value)
+    assert "\n" not in msg and "codesign export" in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def test_hand_edited_manifest_is_refused(bundle):
+    m = json.loads((bundle / "export.json").read_text())
+    m["frontend"]["whiten"] = not m["frontend"]["whiten"]
+    (bundle / "export.json").write_text(json.dumps(m, indent=2) + "\n")
+    _one_line(bundle, "export.json: changed after export")
+
+
+def test_consistent_whiten_flip_is_refused(bundle):
+    _rewrite(bundle, lambda m: m["frontend"].__setitem__("whiten", not m["frontend"]["whiten"]))
+    _one_line(bundle, "export.json", "frontend.whiten")
+
+
+def test_consistent_rbf_width_change_is_caught_by_the_probe(students, tmp_path):
+    out = export_student(students("rbf"), tmp_path / "b")
+    _rewrite(out, lambda m: m["frontend"]["dictionary_state"].__setitem__(
+        "sigma_", m["frontend"]["dictionary_state"]["sigma_"] * 3))
+    _one_line(out, "probe.npz", "field logits")
+
+
+def test_consistent_matrix_tamper_is_caught_by_the_probe(bundle):
+    with np.load(bundle / "matrix.npz") as f:
+        matrix = f["matrix"] * 1.5
+    np.savez(bundle / "matrix.npz", matrix=matrix)
+    _rewrite(bundle, lambda m: None)  # its SHA-256, the manifest's digest: all redone
+    _one_line(bundle, "probe.npz", "front end and matrix.npz")
+
+
+@pytest.mark.parametrize("name, field, value, caught_by", [
+    ("fpga", "input_bits", 3, "field layer_logits"),  # quantization: the nominal layer changes
+    ("crossbar", "read_noise", 0.5, "field device.config.read_noise is 0.5"),  # the files hold their config
+    ("photonic", "phase_noise_rad", 0.3, "field device.config.phase_noise_rad is 0.3"),
+])
+def test_consistent_device_config_edit_is_refused(students, tmp_path, name, field, value, caught_by):
+    out = export_student(students(name), tmp_path / "b")
+    _rewrite(out, lambda m: m["device"]["config"].__setitem__(field, value))
+    _one_line(out, caught_by)
+
+
+@pytest.mark.parametrize("field, value", [("onnx", "../other/model.onnx"), ("onnx", "/tmp/model.onnx"),
+                                          ("native", "/abs/device"), ("native", "../device")])
+def test_paths_outside_the_files_list_are_refused(bundle, field, value):
+    def edit(m):
+        if field == "onnx":
+            m["onnx"]["file"] = value
+        else:
+            m["device"]["native"]["folder"] = value
+    _rewrite(bundle, edit)
+    _one_line(bundle, "export.json: field " + ("onnx.file" if field == "onnx" else "device.native.folder"), value)
+
+
+def test_fully_consistent_rewrite_needs_the_digest_kept_apart(students, bundle):
+    from codesign.export import manifest_digest
+
+    kept = manifest_digest(bundle)
+    assert load_export(bundle, kept).manifest["device"]["config"]["weight_bits"] == 4
+    _rewrite(bundle, lambda m: m["metrics"].__setitem__("test_accuracy", 1.0))  # nothing the probe sees
+    assert load_export(bundle).manifest["metrics"]["test_accuracy"] == 1.0  # undetectable from the bundle alone
+    _one_line(bundle, "is not the digest", digest="sha256:" + kept)
 
 
 @pytest.mark.parametrize("damage", ["flip", "missing", "version"])

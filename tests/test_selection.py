@@ -146,18 +146,16 @@ def test_auto_is_one_line_errors_elsewhere(digits_teacher):
         FitConfig(temperature="hot")
     with pytest.raises(ConfigError, match="alpha=1.5 is out of range"):
         FitConfig(alpha=1.5)
-    with pytest.raises(ConfigError, match="method='labels' has nothing to choose"):
-        select_kd(torch.ones(4, 2), torch.zeros(4, dtype=torch.long), torch.zeros(4, 2),
-                  FitConfig(method="labels", alpha="auto"))
+    with pytest.raises(ConfigError, match="--alpha auto: --method labels fits the labels alone"):
+        FitConfig(method="labels", alpha="auto")
+    for method, name in (("naive", "temperature"), ("naive", "alpha"), ("naive", "l2"), ("labels", "temperature")):
+        with pytest.raises(ConfigError, match=f"--{name} auto: --method {method} .* no {name} to choose"):
+            FitConfig(method=method, **{name: "auto"})
     with pytest.raises(ConfigError, match="nothing to choose"):
         select_kd(torch.ones(4, 2), torch.zeros(4, dtype=torch.long), torch.zeros(4, 2), FitConfig())
     with pytest.raises(ConfigError, match="whole copies"):
         select_kd(torch.ones(5, 2), torch.zeros(5, dtype=torch.long), torch.zeros(5, 2),
                   FitConfig(alpha="auto"), n_original=2)
-    # labels ignores auto (it has no T or alpha): it runs and reports no selection
-    m = run_distill(DistillConfig(dataset="digits", pca_rank=5,
-                                  fit=FitConfig(method="labels", temperature="auto", alpha="auto"))).metrics
-    assert m["kd_selection"] is None and m["alpha"] == 0.0
 
 
 def test_l2_auto_fits_every_point_at_every_penalty(digits, digits_teacher, digit_features):

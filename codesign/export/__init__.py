@@ -17,6 +17,7 @@ from .bundle import (
     VerifyReport,
     export_student,
     load_export,
+    manifest_digest,
     read_manifest,
     verify_export,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "VerifyReport",
     "export_student",
     "load_export",
+    "manifest_digest",
     "read_manifest",
     "verify_export",
 ]

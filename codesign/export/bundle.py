@@ -43,16 +43,27 @@ from ..artifacts import SavedStudent, load_student
 from ..data import class_names, load_dataset
 from ..devices import get_device_class
 from ..devices.base import Device, DeviceLayer
+from ..devices.verdict import require_device
 from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
+from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
 from . import onnx_graph
 
 #: Schema of ``export.json``; :data:`VERSION` is its version number.
 SCHEMA = "codesign-export/1"
-VERSION = 1
+#: 2: ``export.sha256`` (the manifest's digest) and ``probe.npz`` (logits on fixed inputs) added.
+VERSION = 2
 MANIFEST = "export.json"
+#: The manifest's SHA-256, beside it (:func:`manifest_digest`).
+DIGEST_FILE = "export.sha256"
 FRONTEND, MATRIX, ONNX, QONNX = "frontend.npz", "matrix.npz", "model.onnx", "model.qonnx.onnx"
+#: Fixed probe inputs and the logits the bundle gave on them when written (:func:`check_probe`).
+PROBE = "probe.npz"
+PROBE_ROWS, PROBE_SEED = 32, 0
+#: Largest |logit difference| on the probe, relative to max(1, largest |logit|): the matrix path
+#: (float32, any BLAS) and the device layer's nominal path (quantized: a code may round the other way).
+PROBE_RTOL, PROBE_LAYER_RTOL = 1e-4, 1e-3
 DEVICE_DIR, DEVICE_PCA_DIR = "device", "device_pca"
 #: Members of a search folder besides a trial number or Ray trial id.
 SEARCH_TARGETS = ("knee", "accuracy", "cost")
@@ -200,6 +211,10 @@ def _export_device_layer(device: Device, layer: DeviceLayer, folder: Path) -> di
         section = device.export_layer(layer, folder)
     except CodesignError:
         raise
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # a full disk is the disk's, not the plugin's: said as such
+            raise
+        raise ConfigError(f"device {device.name!r} failed to export its layer: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - a plugin's own error, reported with its name
         raise ConfigError(f"device {device.name!r} failed to export its layer: {type(exc).__name__}: {exc}") from exc
     if not isinstance(section, dict) or section.get("format") != device.export_format or not isinstance(section.get("files"), list):
@@ -211,11 +226,95 @@ def _export_device_layer(device: Device, layer: DeviceLayer, folder: Path) -> di
     return _json(section)
 
 
-def _check_out(out: Path, force: bool) -> None:
+#: Files a search folder always holds (:mod:`codesign.search.outputs`): a folder with one of them
+#: is a search's, and export neither writes into nor replaces it.
+SEARCH_MARKERS = ("search.json", "trials.jsonl")
+#: What ``codesign distill --out DIR`` writes beside ``student.pt``.
+DISTILL_OUTPUTS = ("metrics.json", "config.toml")
+
+
+def _is_search_folder(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in SEARCH_MARKERS)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or lies inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def _protected_folders(src: Path) -> list[tuple[Path, str, bool]]:
+    """``(folder, what, nothing inside)`` that an export of the student ``src`` must not be or contain
+    (and, where ``nothing inside``, not lie inside).
+
+    The student's own folder (a bundle may lie inside it only when it is a plain folder, not one
+    ``codesign distill --out`` wrote: ``codesign export student.pt --out bundle`` keeps the
+    bundle beside its student, where ``--verify`` looks for it), and every search folder above
+    the student file (a search's ``students/trials/ID.pt``, ``students/knee.pt``).
+    """
+    src = src.resolve()
+    # a folder `codesign distill --out` wrote: nothing may be written inside it either
+    written = any((src.parent / name).is_file() for name in DISTILL_OUTPUTS)
+    out = [(src.parent, f"the folder of the student it exports ({src.name})", written)]
+    for parent in src.parents:
+        if _is_search_folder(parent):
+            out.append((parent, "a search folder", True))
+    return out
+
+
+def _bundle_files(out: Path) -> tuple[set[str], str]:
+    """``(relative paths, why not)``: what a previous bundle in ``out`` wrote ('' if it is one)."""
+    mpath = out / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set(), f"no {MANIFEST}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set(), f"{MANIFEST} is not a codesign export manifest"
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict) or not str(manifest.get("schema", "")).startswith("codesign-export/") \
+            or not isinstance(files, dict):
+        return set(), f"{MANIFEST} is not a codesign export manifest"
+    return {str(k) for k in files} | {MANIFEST, DIGEST_FILE}, ""
+
+
+def _check_out(out: Path, force: bool, src: Path | None = None) -> None:
+    """Refuse an ``--out`` export would lose the user's files in (checked before any work).
+
+    ``out`` must not be, contain or lie inside the student's folder or a search folder; a
+    non-empty ``out`` needs ``force``, and ``force`` replaces only a previous bundle: a folder
+    holding exactly the files its ``export.json`` lists (and that manifest).
+    """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder; give a new folder name")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"--out {out}: folder is not empty; give a new folder, or --force to replace its contents")
+    res = out.resolve()
+    if src is not None:
+        for folder, what, no_inside in _protected_folders(src):
+            if (no_inside and _inside(res, folder)) or _inside(folder, res):
+                rel = "is" if res == folder else ("lies inside" if _inside(res, folder) else "contains")
+                raise ConfigError(f"--out {out}: {rel} {what} {folder}; export writes a new folder of its own: "
+                                  "give --out a folder outside it")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not force:
+        raise ConfigError(f"--out {out}: folder is not empty; give a new folder, or --force to replace a previous "
+                          "export in it")
+    listed, why = _bundle_files(out)
+    if why:
+        raise ConfigError(f"--out {out}: --force replaces only a previous export, and this folder holds none "
+                          f"({why}); give a new folder name")
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if not p.is_dir() or not any(p.iterdir())}
+    dirs = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_dir()}
+    parents = {Path(f).parent.as_posix() for f in listed} | {p for f in listed for p in
+                                                            (q.as_posix() for q in Path(f).parents)}
+    other = sorted(p for p in present if p not in listed and not (p in dirs and p in parents))
+    searches = sorted({Path(p).parent.as_posix() for p in other if Path(p).name in SEARCH_MARKERS})
+    if searches:
+        raise ConfigError(f"--out {out}: contains a search folder ({out / searches[0]}); --force replaces only a "
+                          "previous export: give a new folder name")
+    if other:
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise ConfigError(f"--out {out}: --force replaces only a previous export, and this folder also holds "
+                          f"{shown}, which no export wrote; move them away or give a new folder name")
 
 
 def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
@@ -243,6 +342,7 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     src = Path(student)
     st = load_student(src)
     onnx_graph.check_exportable(st.pipeline)
+    require_device(st.device_name, command="export")  # the contract, at first use (cached)
     if instance is not None:
         if isinstance(instance, bool) or not isinstance(instance, numbers.Integral) or instance < 0:
             raise ConfigError(f"--instance {instance!r}: expected a chip seed, an integer >= 0")
@@ -252,13 +352,20 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     elif t_inference_s is not None:
         raise ConfigError("--eval-time applies to the chip of --instance SEED; give --instance too")
     out = Path(out).expanduser()
-    _check_out(out, force)
+    _check_out(out, force, src)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_bundle(st, src, tmp, member, instance, t_inference_s)
+        try:
+            _write_bundle(st, src, tmp, member, instance, t_inference_s)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            written = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+            raise disk_full(out.parent, None, f"the export {out.name}: {written} bytes were written before the disk "
+                                              "filled, it needs more than that") from None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.rename(out, old)
@@ -344,6 +451,16 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
                     "folder": DEVICE_PCA_DIR, "seed_offset": PCA_SEED_OFFSET,
                     **_export_device_layer(device, pca_layer, folder / DEVICE_PCA_DIR)}
     n_inputs = int(st.pipeline.pca_.mean_.shape[0])
+    probe_x = probe_inputs(st.pipeline)
+    probe = {"x": probe_x, "logits": _matrix_logits(st.pipeline, matrix, probe_x)}
+    if layer is not None:
+        nominal = st.device_layer()
+        nominal_pca = None if pca_layer is None else pca_device_layer(device, st.pipeline)
+        if nominal_pca is not None:
+            nominal_pca.set_inference_time(nominal.t_inference_s)
+        probe["draw_logits"] = _draw_logits(st.pipeline, nominal, nominal_pca, probe_x)
+        probe["layer_logits"] = layer_logits(st.pipeline, nominal, nominal_pca, probe_x).numpy().astype(np.float32)
+    np.savez(folder / PROBE, **probe)
     files: dict[str, dict[str, Any]] = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
@@ -377,18 +494,129 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
             "computes": "logits = features(pixels) @ matrix.T with the host PCA, float32, no device noise",
         },
         "qonnx": qonnx_section,
+        "probe": {"file": PROBE, "rows": PROBE_ROWS, "seed": PROBE_SEED,
+                  "meaning": "x: fixed inputs near the training data (PCA mean plus seeded Gaussian scores); logits: "
+                             "the front end and matrix.npz on them (what model.onnx computes); layer_logits: the "
+                             "nominal device layer's; draw_logits: its chip `seed` (draw_instance(seed), read at the "
+                             "layer's time; the PCA layer's chip seed + seed_offset). load_export recomputes them from the files and refuses a "
+                             "bundle whose settings or arrays give other logits"},
         "files": files,
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=2) + "\n"
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
+    (folder / DIGEST_FILE).write_text(f"{hashlib.sha256(text.encode()).hexdigest()}  {MANIFEST}\n", encoding="utf-8")
+
+
+def manifest_digest(path: str | os.PathLike) -> str:
+    """The bundle's digest: SHA-256 of its ``export.json``, which lists every other file's SHA-256.
+
+    ``codesign export`` prints it; keep it apart from the bundle and give it back
+    (``load_export(path, digest=...)``, ``codesign export DIR --verify --digest HEX``) to detect
+    a bundle rewritten consistently (files, checksums, probe and digest file all redone).
+    """
+    return _sha256(Path(path).expanduser() / MANIFEST)
+
+
+def probe_inputs(pipeline: FeaturePipeline) -> np.ndarray:
+    """``[PROBE_ROWS, D]`` fixed inputs near the training data: the PCA mean plus seeded Gaussian
+    scores of each component's variance, clipped to the pixel range [0, 1]."""
+    pca = pipeline.pca_
+    rng = np.random.default_rng(PROBE_SEED)
+    scores = rng.standard_normal((PROBE_ROWS, len(pca.explained_variance_))) * np.sqrt(pca.explained_variance_)
+    return np.clip(pca.mean_ + scores @ pca.components_, 0.0, 1.0).astype(np.float32)
+
+
+def _draw_logits(pipeline: FeaturePipeline, layer: DeviceLayer, pca_layer: DeviceLayer | None,
+                 x: np.ndarray) -> np.ndarray:
+    """Logits of chip ``PROBE_SEED`` of ``layer`` (its PCA layer's chip as the hardware scores draw it),
+    read at the layer's time: every config field that changes a noisy prediction changes them.
+
+    Draws on copies: a forward pass can leave state in a layer (the analog crossbar's PCA layer
+    does) that later draws see."""
+    import copy
+
+    layer, pca_layer = copy.deepcopy(layer), copy.deepcopy(pca_layer)
+    layer.draw_instance(PROBE_SEED, layer.t_inference_s)
+    if pca_layer is not None:
+        pca_layer.draw_instance(PROBE_SEED + PCA_SEED_OFFSET, layer.t_inference_s)
+    return layer_logits(pipeline, layer, pca_layer, x).numpy().astype(np.float32)
+
+
+def _matrix_logits(pipeline: FeaturePipeline, matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return (pipeline.transform(x) @ torch.from_numpy(np.asarray(matrix, np.float32)).T).numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------- reading
-def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+def _plain_relative(name: Any) -> bool:
+    """Whether ``name`` is a relative path inside the bundle (no ``..``, not absolute, no drive)."""
+    if not isinstance(name, str) or not name or "\\" in name or ":" in name:
+        return False
+    p = Path(name)
+    return not p.is_absolute() and ".." not in p.parts and p.parts[:1] != ("~",)
+
+
+def _named_paths(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(field, path)`` of every file the manifest names outside its ``files`` list."""
+    out: list[tuple[str, Any]] = []
+    for key in ("frontend", "matrix", "onnx", "qonnx", "probe"):
+        section = manifest.get(key)
+        if section is None and key == "qonnx":
+            continue
+        if not isinstance(section, dict):
+            out.append((key, section))
+            continue
+        out.append((f"{key}.file", section.get("file")))
+    dev = manifest.get("device")
+    if isinstance(dev, dict):
+        for key, fixed in (("native", DEVICE_DIR), ("native_pca", DEVICE_PCA_DIR)):
+            native = dev.get(key)
+            if native is None:
+                continue
+            folder = native.get("folder") if isinstance(native, dict) else None
+            if folder != fixed:
+                out.append((f"device.{key}.folder", f"{folder}/ (expected {fixed}/)"))
+                continue
+            names = native.get("files")
+            if not isinstance(names, list) or not names:
+                out.append((f"device.{key}.files", names))
+                continue
+            out += [(f"device.{key}.files", f"{fixed}/{n}" if isinstance(n, str) and _plain_relative(n) else n)
+                    for n in names]
+    return out
+
+
+def _check_digest(folder: Path, expected: str | None) -> None:
+    """``export.json`` against ``export.sha256`` (and against ``expected``, a digest kept apart)."""
+    dpath = folder / DIGEST_FILE
+    try:
+        recorded = dpath.read_text(encoding="utf-8").split()[0]
+    except FileNotFoundError:
+        raise ConfigError(f"{dpath}: missing file of the export (the manifest's digest); {FIX}") from None
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ConfigError(f"{dpath}: damaged, no digest in it; {FIX}") from None
+    actual = _sha256(folder / MANIFEST)
+    if actual != recorded:
+        raise ConfigError(f"{folder / MANIFEST}: changed after export (its SHA-256 differs from {DIGEST_FILE}); {FIX}")
+    if expected is not None:
+        want = str(expected).strip().lower().removeprefix("sha256:")
+        if want != actual:
+            raise ConfigError(f"{folder / MANIFEST}: digest {actual[:16]}... is not the digest {want[:16]}... given: "
+                              f"the bundle was rewritten after that export; {FIX}")
+
+
+def read_manifest(path: str | os.PathLike, digest: str | None = None) -> tuple[Path, dict[str, Any]]:
     """``(folder, manifest)`` of the bundle at ``path``, every listed file checked by SHA-256.
 
+    The manifest itself is checked against ``export.sha256`` (and against ``digest``, a
+    :func:`manifest_digest` kept apart from the bundle, when given); every path it names
+    (``onnx.file``, the device folders' files...) must be in its ``files`` list, relative and
+    inside the bundle.
+
     Raises:
-        ConfigError: one line naming the file: no bundle, unreadable or wrong-version
-            ``export.json``, a missing file, or a file whose checksum differs (damaged).
+        ConfigError: one line naming the file (and the field): no bundle, unreadable or
+            wrong-version ``export.json``, a manifest changed after export, a path outside the
+            bundle or its list, a missing file, or a file whose checksum differs (damaged).
     """
     folder = Path(path).expanduser()
     if folder.is_file() and folder.name == MANIFEST:
@@ -406,13 +634,20 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(f"{mpath}: schema {manifest.get('schema')!r} version {manifest.get('version')!r}, but this "
                           f"codesign ({__version__}) reads {SCHEMA} version {VERSION}; {FIX} or use the codesign "
                           "version that wrote it")
+    _check_digest(folder, digest)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise ConfigError(f"{mpath}: lists no files; {FIX}")
     for name, info in files.items():
         p = folder / name
-        if ".." in Path(name).parts or Path(name).is_absolute():
-            raise ConfigError(f"{mpath}: file name {name!r} points outside the bundle")
+        if not _plain_relative(name):
+            raise ConfigError(f"{mpath}: field files, name {name!r} points outside the bundle; {FIX}")
+    for fld, name in _named_paths(manifest):
+        if not isinstance(name, str) or not _plain_relative(name) or name not in files:
+            raise ConfigError(f"{mpath}: field {fld} is {name!r}, not a file of the bundle's `files` list "
+                              f"(relative, inside the bundle); {FIX}")
+    for name, info in files.items():
+        p = folder / name
         if not p.is_file():
             raise ConfigError(f"{p}: missing file of the export; {FIX}")
         if not isinstance(info, dict) or _sha256(p) != info.get("sha256"):
@@ -555,14 +790,108 @@ def _load_native(device: Device, folder: Path, section: Any) -> DeviceLayer:
     return layer.eval()
 
 
-def load_export(path: str | os.PathLike) -> ExportedModel:
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _check_single_truth(folder: Path, manifest: Mapping[str, Any], pipeline: FeaturePipeline,
+                        matrix: np.ndarray) -> None:
+    """Settings the manifest repeats agree with the arrays and sections that use them."""
+    mpath = folder / MANIFEST
+    front = manifest["frontend"]
+    pairs = [("pca_rank", manifest.get("pca_rank"), front.get("rank")),
+             ("dictionary", manifest.get("dictionary"), front.get("dictionary")),
+             ("dictionary_params", manifest.get("dictionary_params"), front.get("dictionary_params")),
+             ("n_features", manifest.get("n_features"), pipeline.n_features),
+             ("matrix.shape", manifest["matrix"].get("shape"), list(matrix.shape))]
+    for name, a, b in pairs:
+        if not _same(a, b):
+            raise ConfigError(f"{mpath}: field {name} is {a!r}, but the front end and arrays say {b!r}; {FIX}")
+    from ..devices.base import read_export_arrays
+
+    scale = read_export_arrays(folder / FRONTEND, ("pca_scale",))["pca_scale"]
+    var = pipeline.pca_.explained_variance_
+    whitened = np.allclose(scale, np.sqrt(var), rtol=1e-5) and not np.allclose(scale, 1.0)
+    if bool(front.get("whiten")) != bool(whitened) and not np.allclose(np.sqrt(var), 1.0):
+        raise ConfigError(f"{mpath}: field frontend.whiten is {front.get('whiten')!r}, but {FRONTEND}'s pca_scale "
+                          f"says {bool(whitened)}; {FIX}")
+
+
+def _check_layer_config(folder: Path, device: Device, layer: DeviceLayer | None, what: str) -> None:
+    """The device files' config (the layer's) equals the manifest's ``device.config``."""
+    got = getattr(layer, "config", None)
+    if layer is None or got is None or not dataclasses.is_dataclass(got):
+        return
+    want, have = dataclasses.asdict(device.config), dataclasses.asdict(got)
+    for key in sorted(set(want) | set(have)):
+        if not _same(_json(want.get(key)), _json(have.get(key))):
+            raise ConfigError(f"{folder / MANIFEST}: field device.config.{key} is {want.get(key)!r}, but the device "
+                              f"files ({what}/) hold {have.get(key)!r}; {FIX}")
+
+
+def check_probe(exp: "ExportedModel") -> None:
+    """Recompute the logits on ``probe.npz``'s fixed inputs from the rebuilt bundle and compare.
+
+    Catches a setting or array changed after export with the checksums redone (a flipped
+    whitening flag, a scaled RBF width, a matrix and its SHA-256 both replaced): the logits
+    recorded when the bundle was written no longer come out. Not caught: a bundle rewritten
+    wholly consistently, probe included (check the digest kept apart, or ``--verify``).
+    """
+    from ..devices.base import read_export_arrays
+
+    ppath = exp.path / PROBE
+    names = ("x", "logits") + (("layer_logits", "draw_logits") if exp.layer is not None else ())
+    arrays = read_export_arrays(ppath, names)
+    x = np.asarray(arrays["x"], np.float32)
+    checks = [("logits", "front end and matrix.npz", lambda: _matrix_logits(exp.pipeline, exp.matrix.numpy(), x),
+               PROBE_RTOL),
+              ("logits", "model.onnx", lambda: exp.onnx_logits(x), PROBE_RTOL)]
+    if exp.layer is not None:
+        import copy
+
+        # on copies: a forward pass may leave state in a layer (a cached read) that the seeded draws see
+        layer, pca = copy.deepcopy(exp.layer), copy.deepcopy(exp.pca_layer)
+        checks.append(("layer_logits", "nominal device layer",
+                       lambda: layer_logits(exp.pipeline, layer, pca, x).numpy(), PROBE_LAYER_RTOL))
+        if "draw_logits" in arrays:
+            checks.append(("draw_logits", f"device layer's chip {PROBE_SEED} (device.config)",
+                           lambda: _draw_logits(exp.pipeline, exp.layer, exp.pca_layer, x),
+                           PROBE_LAYER_RTOL))
+    for key, what, compute, rtol in checks:
+        ref = np.asarray(arrays[key], np.float64)
+        try:
+            got = np.asarray(compute(), np.float64)
+        except CodesignError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged graph or layer: one line
+            raise ConfigError(f"{ppath}: the {what} could not run on the probe ({type(exc).__name__}: {exc}); {FIX}") from None
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+        if not diff <= rtol * max(1.0, float(np.abs(ref).max())):
+            raise ConfigError(f"{ppath}: field {key}: the {what} give logits {diff:.3g} away from those recorded at "
+                              f"export, on the probe's {len(x)} fixed inputs: a setting or file was changed after "
+                              f"export; {FIX}")
+
+
+def load_export(path: str | os.PathLike, digest: str | None = None) -> ExportedModel:
     """Re-import an export bundle from its files alone (no student file, no K for device layers).
 
+    Args:
+        path: the bundle's folder (or its ``export.json``).
+        digest: the bundle's :func:`manifest_digest` as printed by ``codesign export``, kept apart
+            from it: the bundle must still be that export (catches a consistent rewrite).
+
     Raises:
-        ConfigError: one line naming the file: missing, damaged (checksum), wrong schema
-            version, or a device that cannot rebuild its layer.
+        ConfigError: one line naming the file and field: missing, damaged (checksum), a
+            manifest changed after export or naming a path outside its ``files``, wrong schema
+            version, a setting that disagrees with the files, probe logits that no longer come
+            out, or a device that cannot rebuild its layer.
     """
-    folder, manifest = read_manifest(path)
+    folder, manifest = read_manifest(path, digest)
     try:
         pipeline = pipeline_from(folder, manifest["frontend"])
         from ..devices.base import read_export_arrays
@@ -593,9 +922,15 @@ def load_export(path: str | os.PathLike) -> ExportedModel:
                     if nominal is not None and instance is not None:  # the files hold the chip's read time
                         nominal.set_inference_time(float(instance["nominal_t_inference_s"]))
         qonnx = manifest.get("qonnx")
-        return ExportedModel(folder, manifest, pipeline, torch.from_numpy(matrix), device, layer, pca_layer,
-                             folder / manifest["onnx"]["file"], None if qonnx is None else folder / qonnx["file"],
-                             chip, pca_chip, from_files)
+        _check_single_truth(folder, manifest, pipeline, matrix)
+        if device is not None:
+            _check_layer_config(folder, device, layer, DEVICE_DIR)
+            _check_layer_config(folder, device, pca_layer, DEVICE_PCA_DIR)
+        exp = ExportedModel(folder, manifest, pipeline, torch.from_numpy(matrix), device, layer, pca_layer,
+                            folder / manifest["onnx"]["file"], None if qonnx is None else folder / qonnx["file"],
+                            chip, pca_chip, from_files)
+        check_probe(exp)
+        return exp
     except CodesignError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -690,7 +1025,8 @@ def _chip_check(st: SavedStudent, exp: ExportedModel, instance: Mapping[str, Any
 
 
 def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = None, *,
-                  data_root: str | os.PathLike | None = None, qonnx_rows: int | None = None) -> VerifyReport:
+                  data_root: str | os.PathLike | None = None, qonnx_rows: int | None = None,
+                  digest: str | None = None) -> VerifyReport:
     """Re-import the bundle at ``path`` from its files alone and compare it with ``student``.
 
     Checks, on the student's data set's test split:
@@ -716,8 +1052,9 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
             ``source`` name and SHA-256 in the current folder or beside the bundle).
         data_root: where MNIST-like data sets are read from (default ``$CODESIGN_DATA``).
         qonnx_rows: rows of the test set the QONNX executor runs on (None: all).
+        digest: the bundle's digest printed at export (:func:`load_export`).
     """
-    exp = load_export(path)
+    exp = load_export(path, digest)
     m_src = exp.manifest["source"]
     spath = Path(student).expanduser() if student is not None else _find_source(exp.path, m_src)
     st = load_student(spath)
@@ -803,6 +1140,6 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
 
 
 __all__: Sequence[str] = (
-    "Check", "ExportedModel", "SCHEMA", "VERSION", "VerifyReport", "export_student", "layer_logits", "load_export",
-    "read_manifest", "verify_export",
+    "Check", "ExportedModel", "SCHEMA", "VERSION", "VerifyReport", "check_probe", "export_student", "layer_logits",
+    "load_export", "manifest_digest", "probe_inputs", "read_manifest", "verify_export",
 )

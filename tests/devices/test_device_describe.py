@@ -48,7 +48,12 @@ def test_devices_json_is_json_and_complete():
     assert set(data) == {"devices", "broken"}
     assert set(data["devices"]) == set(list_devices())
     xbar = data["devices"]["analog_crossbar"]
-    assert xbar["fields"]["adc_bits"] == {"default": 8, "type": "int", "doc": "output ADC resolution, bits"}
+    assert xbar["fields"]["adc_bits"] == {"default": 8, "type": "int", "doc": "output ADC resolution, bits",
+                                          "range": [1, 32]}
+    assert xbar["fields"]["drift_compensation"]["range"] is None and xbar["fields"]["read_noise"]["range"] == [0.0, 1.0]
+    assert xbar["api_version"] == 3
+    assert xbar["contract"]["ok"] is True and xbar["contract"]["message"] == ""
+    assert xbar["contract"]["plugin"].startswith("codesign ")
     assert xbar["fields"]["drift_compensation"]["type"] == "bool"
     assert xbar["search_space"]["tile_rows"] == {"kind": "choice", "values": [64, 128, 256, 512, 1024]}
     assert xbar["search_space"]["adc_bits"] == {"kind": "int", "low": 4, "high": 10, "log": False}

@@ -1,11 +1,11 @@
 """A third-party device plugin for the search tests, installed at test time (not part of codesign).
 
 ``brittle`` declares a search space wider than the part it models supports: its weights are
-quantised to ``bits`` bits and the config accepts at most 5, while ``search_space()`` offers 2..8.
-Trials that draw 6..8 bits are legitimately invalid (the config refuses them), which is how the
-tests see failed trials recorded while the rest of the search completes. It passes the registry's
-static checks (``codesign.devices.testing.static_checks``), which do not try search-space values;
-the full ``check_device`` would flag exactly that search space.
+quantised to ``bits`` bits, the config accepts 1..8 but a layer of more than 5 bits cannot be
+built, while ``search_space()`` offers 2..8. Trials that draw 6..8 bits fail when they build their
+layer, which is how the tests see failed trials recorded while the rest of the search completes.
+It passes the device contract (``check_device``, run at first use), which builds layers of the
+default config only.
 
 Device API v2: the layer is noise-free, so it needs no ``_draw`` hook; the base ``DeviceLayer``
 keeps the mode, the instance seed and the read time.
@@ -25,10 +25,10 @@ from codesign.devices.base import Device, DeviceConfig, DeviceLayer, IntRange, q
 class BrittleConfig(DeviceConfig):
     """Config of :class:`BrittleDevice`."""
 
-    bits: int = field(default=4, metadata={"doc": "weight bits; this part supports 1..5"})
+    bits: int = field(default=4, metadata={"range": (1, 8), "doc": "weight bits; this part builds layers of 1..5"})
 
     def validate(self) -> None:
-        check_range("bits", self.bits, 1, 5, integer=True)
+        check_range("bits", self.bits, 1, 8, integer=True)
 
 
 class BrittleLayer(DeviceLayer):
@@ -57,9 +57,11 @@ class BrittleDevice(Device):
 
     name = "brittle"
     Config = BrittleConfig
+    api_version = 3
     description = "test plugin: k-bit weights, k <= 5 (search space offers 2..8)"
 
     def layer(self, in_features: int, out_features: int) -> BrittleLayer:
+        check_range("bits", self.config.bits, 1, 5, integer=True)  # what the part supports
         return BrittleLayer(in_features, out_features, self.config.bits)
 
     @classmethod
@@ -77,13 +79,16 @@ class BrittleDevice(Device):
 
 
 class HopelessDevice(BrittleDevice):
-    """A plugin whose layer fails on every input: every trial of a search on it fails."""
+    """A plugin whose layer fails at every size but the contract's check size (37 inputs): it
+    passes ``check_device`` and every trial of a search on it fails."""
 
     name = "hopeless"
-    description = "test plugin: its layer raises on every call"
+    description = "test plugin: its layer raises on every call but at 37 inputs"
 
     def layer(self, in_features: int, out_features: int) -> BrittleLayer:
         layer = BrittleLayer(in_features, out_features, self.config.bits)
+        if in_features == 37:  # codesign.devices.testing.IN
+            return layer
 
         def forward(x):
             raise RuntimeError("this test device cannot compute anything")

@@ -76,3 +76,35 @@ def test_a_search_whose_every_trial_failed_exits_non_zero(ray_session, split_tea
     assert len(err) == 1 and "every one of the 3 trials failed" in err[0]
     assert "device 'hopeless' failed on a [8," in err[0] and "trials.csv" in err[0]
     assert len(outputs.read_csv(out / "trials.csv")) == 3  # recorded all the same
+
+
+def test_resume_names_and_reruns_hand_edited_records(ray_session, split_teacher, tmp_path, capsys):
+    out = tmp_path / "edited"
+    args = ["search", *TINY, "--device", "ideal", "--samples", "5", "--cpus", "2", "--out", str(out)]
+    assert main(args) == 0
+    log = out / "trials.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    completed = [i for i, r in enumerate(records) if r["status"] == "completed"]
+    assert len(completed) >= 4
+    a, b, c, d = completed[:4]
+    records[a]["metrics"]["hw_accuracy"] = 1.5
+    records[b]["metrics"]["cost"] = records[b]["metrics"]["energy_pj"] = -1e9
+    wrong_rank = 16 if records[c]["config"]["pca_rank"] != 16 else 4
+    records[c]["config"]["pca_rank"] = wrong_rank
+    records[d]["ray_trial_id"] = "../" + records[d]["ray_trial_id"]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    capsys.readouterr()
+    assert main(["search", "--out", str(out), "--resume", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"line {a + 1} skipped (metric hw_accuracy = 1.5 is outside [0, 1])" in err
+    assert f"line {b + 1} skipped (metric " in err and "-1000000000.0 is negative" in err
+    assert f"line {c + 1} skipped (trial {records[c]['trial']}: config pca_rank {wrong_rank}, but its student" in err
+    assert f"line {d + 1} skipped (ray_trial_id '../" in err
+    front = json.loads((out / "front.json").read_text())
+    shown = [p for p in front["front"]] + list(front["targets"].values()) + list(front["points"])
+    assert front["front"] and all(0 <= p.get("val_hw_accuracy", p.get("hw_accuracy")) <= 1 and p["cost"] >= 0
+                                  for p in shown)
+    bad_trials = {records[i]["trial"] for i in (a, b, c, d)}
+    assert not bad_trials & {p["trial"] for p in shown}
+    md = (out / "front.md").read_text()
+    assert "150.00" not in md and "-1e+09" not in md

@@ -111,3 +111,21 @@ def test_plot_of_empty_and_constrained_fronts(tmp_path):
     assert plot_fronts([s, empty], tmp_path / "c.svg", labels=["a", "b"])[1].name == "c.png"
     with pytest.raises(Exception, match="different costs"):
         plot_fronts([s, {**empty, "cost_key": "latency_ns"}], tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("metrics, config, why", [
+    ({"hw_accuracy": 1.5, "cost": 1.0}, {}, "metric hw_accuracy = 1.5 is outside [0, 1]"),
+    ({"hw_accuracy": 0.9, "cost": -1e9}, {}, "metric cost = -1000000000.0 is negative"),
+    ({"hw_accuracy": 0.9, "cost": 1.0, "energy_pj": -3.0}, {}, "metric energy_pj = -3.0 is negative"),
+    ({"hw_accuracy": 0.9, "cost": float("inf")}, {}, "metric cost = inf is not finite"),
+    ({"hw_accuracy": 0.9, "cost": 1.0, "float_accuracy": -0.1}, {}, "float_accuracy = -0.1 is outside"),
+    ({"hw_accuracy": 0.9, "cost": 1.0}, {"pca_rank": 0}, "config pca_rank 0 is not a positive integer"),
+    ({"hw_accuracy": 0.9, "cost": 1.0}, {"pca_rank": 4, "device": [1]}, "config device is not a JSON object"),
+])
+def test_record_values_out_of_range_are_refused(metrics, config, why):
+    from codesign.search.outputs import record_problem
+
+    record = {"trial": 0, "status": "completed", "ray_trial_id": "ab_00000", "config": config, "metrics": metrics}
+    assert why in record_problem(record)
+    ok = {**record, "metrics": {"hw_accuracy": 0.9, "cost": 1.0, "energy_pj": 2.0}, "config": {"pca_rank": 4}}
+    assert record_problem(ok) == ""

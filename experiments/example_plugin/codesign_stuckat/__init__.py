@@ -86,15 +86,15 @@ class StuckCrossbarConfig(DeviceConfig):
     """Configuration of :class:`StuckCrossbarDevice`."""
 
     stuck_fraction: float = field(
-        default=0.02, metadata={"doc": "fraction of devices stuck (0..1)"}
+        default=0.02, metadata={"range": (0.0, 1.0), "doc": "fraction of devices stuck (0..1)"}
     )
     stuck_on_ratio: float = field(
-        default=0.5, metadata={"doc": "share of stuck devices stuck at g_max (rest at 0)"}
+        default=0.5, metadata={"range": (0.0, 1.0), "doc": "share of stuck devices stuck at g_max (rest at 0)"}
     )
-    conductance_bits: int = field(default=4, metadata={"doc": "levels per device = 2**bits"})
-    dac_bits: int = field(default=8, metadata={"doc": "input DAC resolution, bits"})
-    adc_bits: int = field(default=8, metadata={"doc": "output ADC resolution, bits"})
-    read_time_ns: float = field(default=100.0, metadata={"doc": "read time per input bit, ns"})
+    conductance_bits: int = field(default=4, metadata={"range": (1, 32), "doc": "levels per device = 2**bits"})
+    dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input DAC resolution, bits"})
+    adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
+    read_time_ns: float = field(default=100.0, metadata={"range": (1e-3, 1e6), "doc": "read time per input bit, ns"})
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
@@ -202,6 +202,7 @@ class StuckCrossbarDevice(Device):
 
     name = "stuck_crossbar"
     Config = StuckCrossbarConfig
+    api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
     description = "example plugin: resistive crossbar with seeded stuck-at faults"
 
     def layer(self, in_features: int, out_features: int) -> StuckCrossbarLayer:
