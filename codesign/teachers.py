@@ -141,11 +141,20 @@ class TeacherConfig:
         return d
 
 
+def _images(ds: Dataset, arch: str) -> tuple[int, int, int]:
+    """The image shape of ``ds``, or a clear error for vectors (a convolutional teacher needs images)."""
+    if ds.image_shape is None:
+        raise ConfigError(f"teacher={arch!r} is convolutional and needs images, but {ds.name} holds vectors "
+                          f"({ds.n_inputs} features per sample); use --teacher mlp (or mlp-narrow), or give the data "
+                          "an image shape (shape=CxHxW)")
+    return ds.image_shape
+
+
 ARCHITECTURES: dict[str, Callable[[Dataset, TeacherConfig], nn.Module]] = {
     "mlp": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, cfg.widths),
     "mlp-narrow": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, (20, 20, 20, 20, 20)),
-    "resnet18": lambda ds, cfg: _resnet18(ds.image_shape, ds.n_classes),
-    "cnn": lambda ds, cfg: _cnn(ds.image_shape, ds.n_classes, cfg.widths),
+    "resnet18": lambda ds, cfg: _resnet18(_images(ds, "resnet18"), ds.n_classes),
+    "cnn": lambda ds, cfg: _cnn(_images(ds, "cnn"), ds.n_classes, cfg.widths),
 }
 #: Default epochs per architecture when the user gives none.
 DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 3, "cnn": 5}
@@ -304,9 +313,11 @@ def _cached_teacher(cfg: TeacherConfig, ds: Dataset, folder: Path, model: nn.Mod
 
 
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
-    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **cfg.key_dict()}
+    # the test split too: the cached entry holds the test logits
+    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train),
+               "test_data": array_fingerprint(ds.x_test, ds.y_test), **cfg.key_dict()}
     key = stable_hash(key_obj)
-    folder = cache_root(cache_dir) / "teachers" / f"{ds.name}-{cfg.arch}-s{cfg.seed}-{key}"
+    folder = cache_root(cache_dir) / "teachers" / f"{ds.slug}-{cfg.arch}-s{cfg.seed}-{key}"
     model = ARCHITECTURES[cfg.arch](ds, cfg)
     if (folder / "outputs.npz").is_file() and (folder / "info.json").is_file():
         try:
@@ -393,9 +404,10 @@ def user_teacher(model: nn.Module, ds: Dataset, *, name: str = "user", torch_dev
 
 
 class _Adapter(nn.Module):
-    def __init__(self, model: nn.Module, mode: str, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, model: nn.Module, mode: str, image_shape: tuple[int, int, int] | None) -> None:
         super().__init__()
-        self.model, self.mode, self.image_shape = model, mode, tuple(image_shape)
+        self.model, self.mode = model, mode
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
 
     def forward(self, x):
         if self.mode == "image":
@@ -406,7 +418,7 @@ class _Adapter(nn.Module):
 def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
     """Find whether ``model`` takes images or flat vectors, and check its output width."""
     errors = []
-    for mode in ("image", "flat"):
+    for mode in ("image", "flat") if ds.is_image else ("flat",):
         x = torch.from_numpy(ds.x_train[:2])
         if mode == "image":
             x = x.reshape(2, *ds.image_shape)
@@ -426,4 +438,5 @@ def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
         return mode
     raise TeacherError(
         f"teacher {name!r} accepts neither {ds.name} images nor flattened pixels: " + "; ".join(errors)
+        if ds.is_image else f"teacher {name!r} does not accept {ds.name}'s vectors [n, {ds.n_inputs}]: " + "; ".join(errors)
     )

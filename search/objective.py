@@ -149,7 +149,7 @@ class SearchWorkspace(Workspace):
     def features(self, cfg: DistillConfig, ds) -> Features:
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
-        key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
+        key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
                tuple(sorted(params.items())), seed, cfg.cache_dir)
         if key in self._memo:
             self._memo.move_to_end(key)

@@ -166,6 +166,10 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
         old = identity(upgrade_options(stored.get("identity") or {}))
         diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in (*IDENTITY_KEYS, "cost_model")
                  if old.get(k) != ident.get(k)]
+        old_hash = (stored.get("identity") or {}).get("dataset_hash")  # absent in searches stored before it
+        if old_hash is not None and ident.get("dataset_hash") is not None and old_hash != ident["dataset_hash"]:
+            diffs.append(f"dataset_hash: {old_hash!r} there, {ident['dataset_hash']!r} now (the data set's "
+                         "files changed)")
         if diffs:
             hint = ""
             if old.get("teacher") != ident.get("teacher") and not is_builtin_teacher(old.get("teacher")):
@@ -471,6 +475,8 @@ def run_search(cfg: SearchConfig) -> dict:
         raise ConfigError("give --out DIR: the folder the search writes its results to")
     out = Path(cfg.out).expanduser().resolve()
     ident = identity(cfg)
+    # the data's content hash: the same name on other files (an edited CSV) is another search
+    ident["dataset_hash"] = load_dataset(cfg.dataset, cfg.data_root or os.environ.get("CODESIGN_DATA")).fingerprint
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
     with out_lock(out):
