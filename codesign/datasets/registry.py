@@ -46,6 +46,8 @@ DATASETS = ("digits", "mnist", "fashion-mnist", *TABULAR)
 IMAGE_DATASETS = ("digits", *IDX_DATASETS)
 
 Loader = Callable[..., Dataset]
+#: The name of arrays handed over in memory (:class:`codesign.KoopmanStudent`), never loaded by name.
+IN_MEMORY = "<arrays>"
 
 
 def _check_loader(obj: Any, name: str) -> str | None:
@@ -123,7 +125,7 @@ def check_dataset_spec(spec: str) -> None:
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"dataset={spec!r}: give a data set name or a path")
     target, _ = o.split_spec(spec)
-    if target in DATASETS or target == "breast-cancer" or target.startswith(TORCHVISION_PREFIX):
+    if target in DATASETS or target in ("breast-cancer", IN_MEMORY) or target.startswith(TORCHVISION_PREFIX):
         return
     if REGISTRY.load(target) is not None or _is_pathlike(target):
         return
@@ -182,6 +184,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
         :class:`~codesign.errors.DataError` for bad data) and hashed (``fingerprint``).
     """
     check_dataset_spec(name)
+    if name == IN_MEMORY:
+        raise ConfigError(f"dataset={IN_MEMORY!r} names arrays handed over in memory (codesign.KoopmanStudent.fit); "
+                          "give a data set name or a path to load")
     root_path = data_root(root)
     target, opts = o.split_spec(name)
     key = (name, str(root_path), download, _signature(target, root_path))
