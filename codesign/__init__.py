@@ -15,6 +15,7 @@ does not load the whole pipeline, and ``import codesign`` never starts Ray.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ _EXPORTS = {
     "FeaturePipeline": "features", "build_features": "features",
     "flat_cost": "inference_cost", "inference_cost": "inference_cost",
     "OpCounts": "opcounts",
+    "configure_logging": "log", "get_logger": "log",
     "KDTargets": "losses", "kd_loss": "losses",
     "PCA": "pca",
     "FitConfig": "students", "LinearStudent": "students",
@@ -44,6 +46,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+logging.getLogger("codesign").addHandler(logging.NullHandler())  # a library: the program chooses the handlers
 
 
 def __getattr__(name: str) -> Any:

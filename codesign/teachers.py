@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,10 @@ from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic
 from .augment import parse_augment, teacher_augmentation, transform_images
 from .data import Dataset
 from .errors import ConfigError, TeacherError, check_choice, check_range
+from .log import get_logger
 from .progress import progress
+
+log = get_logger(__name__)
 
 # --------------------------------------------------------------------------- architectures
 
@@ -231,9 +233,14 @@ def train_teacher(ds: Dataset, cfg: TeacherConfig, torch_device: str = "cpu", ve
     y = torch.from_numpy(ds.y_train)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
-    )
+    total = cfg.epochs * steps_per_epoch
+    if total >= 4:
+        # the warm-up takes 10 % of the steps, and at least 2 (OneCycleLR divides by its length: a tiny
+        # data set, e.g. 142 wine rows x 5 epochs = 10 steps, would make it 0); unchanged from 20 steps on
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                    pct_start=min(0.5, max(0.1, 2.0 / total)))
+    else:  # too few steps for a schedule: the constant rate
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     loss_fn = nn.CrossEntropyLoss()
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the augmentation's own stream
     model.train()
@@ -321,14 +328,19 @@ def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: s
     model = ARCHITECTURES[cfg.arch](ds, cfg)
     if (folder / "outputs.npz").is_file() and (folder / "info.json").is_file():
         try:
-            return _cached_teacher(cfg, ds, folder, model)
+            teacher = _cached_teacher(cfg, ds, folder, model)
+            log.debug("teacher %s on %s from the cache: %s", cfg.arch, ds.name, folder)
+            return teacher
         except Exception as exc:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
             warnings.warn(f"teacher cache entry {folder} could not be read ({type(exc).__name__}: {exc}); "
                           "training the teacher again", stacklevel=2)
             (folder / "info.json").unlink(missing_ok=True)
     if verbose:
-        print(f"training the {cfg.arch} teacher on {ds.name} ({len(ds.y_train)} samples, {cfg.epochs} epochs; "
-              f"cached in {folder} afterwards)", file=sys.stderr, flush=True)
+        log.info("training the %s teacher on %s (%d samples, %d epochs; cached in %s afterwards)",
+                 cfg.arch, ds.name, len(ds.y_train), cfg.epochs, folder)
+    else:
+        log.debug("training the %s teacher on %s (%d samples, %d epochs) into %s", cfg.arch, ds.name,
+                  len(ds.y_train), cfg.epochs, folder)
     t0 = time.perf_counter()
     model = train_teacher(ds, cfg, torch_device, verbose)
     seconds = time.perf_counter() - t0

@@ -375,7 +375,7 @@ def test_content_hash_changes_with_the_data_and_keys_the_caches(tmp_path, monkey
 
 # --------------------------------------------------------------------------- end to end
 
-TINY = ["--pca-rank", "3", "--teacher-epochs", "2", "--json"]
+TINY = ["--pca-rank", "3", "--teacher-epochs", "60", "--json"]  # 60 steps on these tiny sets: instant
 
 
 def _distill(capsys, *args):

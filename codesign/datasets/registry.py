@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, DataError
+from ..log import get_logger
 from ..plugins import PluginRegistry
 from . import options as o
 from .base import Dataset
@@ -44,6 +45,8 @@ from .torchvision_sets import PREFIX as TORCHVISION_PREFIX
 DATASETS = ("digits", "mnist", "fashion-mnist", *TABULAR)
 #: The image data sets among them (the ones the reproduction table covers).
 IMAGE_DATASETS = ("digits", *IDX_DATASETS)
+
+log = get_logger("datasets")
 
 Loader = Callable[..., Dataset]
 #: The name of arrays handed over in memory (:class:`codesign.KoopmanStudent`), never loaded by name.
@@ -193,9 +196,14 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
     hit = _MEMO.get(key)
     if hit is not None:
         _MEMO.move_to_end(key)
-        return hit
-    ds = _load(name, target, opts, root_path, download)
-    _MEMO[key] = ds
+        ds = hit
+    else:
+        ds = _MEMO[key] = _load(name, target, opts, root_path, download)
+    log.debug("data set %s: %d train / %d test rows of %d %s, %d classes, from %s%s (content hash %s)", ds.name,
+              len(ds.y_train), len(ds.y_test), ds.n_inputs, "pixels" if ds.is_image else "features", ds.n_classes,
+              ds.source, ", kept in memory" if hit is not None else "", ds.fingerprint)
+    if hit is not None:
+        return ds
     while len(_MEMO) > _MEMO_SIZE:
         _MEMO.popitem(last=False)
     return ds
