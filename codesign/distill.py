@@ -230,8 +230,8 @@ class Workspace:
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
             # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
-            kwargs = ({"cache_dir": cfg.cache_dir} if self.disk_features
-                      else {"decomposition": pca_decomposition(ds.x_train, disk=False)})
+            kwargs = ({"cache_dir": cfg.cache_dir, "data_key": ds.fingerprint} if self.disk_features
+                      else {"decomposition": pca_decomposition(ds.x_train, disk=False, data_key=ds.fingerprint)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
                 seed=seed, max_memory=cfg.max_memory, **kwargs,

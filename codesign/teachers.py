@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
+from .cache import atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
 from .augment import parse_augment, teacher_augmentation, transform_images
 from .data import Dataset
 from .errors import ConfigError, TeacherError, check_choice, check_range
@@ -320,9 +320,8 @@ def _cached_teacher(cfg: TeacherConfig, ds: Dataset, folder: Path, model: nn.Mod
 
 
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
-    # the test split too: the cached entry holds the test logits
-    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train),
-               "test_data": array_fingerprint(ds.x_test, ds.y_test), **cfg.key_dict()}
+    # every byte of both splits (the cached entry holds the test logits too)
+    key_obj = {"dataset": ds.name, "data": ds.fingerprint, **cfg.key_dict()}
     key = stable_hash(key_obj)
     folder = cache_root(cache_dir) / "teachers" / f"{ds.slug}-{cfg.arch}-s{cfg.seed}-{key}"
     model = ARCHITECTURES[cfg.arch](ds, cfg)

@@ -158,7 +158,7 @@ class SearchWorkspace(Workspace):
             self._memo.popitem(last=False)
         feats = cached_features(
             ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
-            seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir,
+            seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir, data_key=ds.fingerprint,
         )
         self._memo[key] = feats
         return feats

@@ -583,7 +583,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     with torch_threads(1):  # see torch_threads: one thread per process, trials run side by side
         teacher = ws.teacher(base, ds)
         if remaining > 0:  # every rank's PCA from one decomposition, on disk before any trial asks for it
-            pca_decomposition(ds.x_train, cache_dir=cfg.cache_dir)
+            pca_decomposition(ds.x_train, cache_dir=cfg.cache_dir, data_key=ds.fingerprint)
     progress.log(f"teacher {cfg.teacher}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
                  f"on the validation split{' (cached)' if teacher.info.get('cached') else ''}")
     shared_teacher = dataclasses.replace(teacher, model=None)  # trials need its outputs only

@@ -371,6 +371,11 @@ def test_content_hash_changes_with_the_data_and_keys_the_caches(tmp_path, monkey
     ta, tb = (get_teacher("mlp", ds, epochs=1, cache_dir=cache, verbose=False) for ds in (a, b))
     assert ta.info["key"] != tb.info["key"]  # the teacher cache holds test logits: keyed by the test split too
     assert len(list((cache / "teachers").iterdir())) == 2
+    from codesign.features import cached_features
+
+    for ds in (a, b, a):  # the feature and PCA caches are keyed by the content hash too: two entries, one reused
+        cached_features(ds.x_train, ds.x_test, 2, "monomial", {"degree": 2}, cache_dir=cache, data_key=ds.fingerprint)
+    assert len(list((cache / "features").iterdir())) == 2 and len(list((cache / "pca").iterdir())) == 2
 
 
 # --------------------------------------------------------------------------- end to end
