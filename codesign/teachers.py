@@ -147,7 +147,7 @@ def _images(ds: Dataset, arch: str) -> tuple[int, int, int]:
     """The image shape of ``ds``, or a clear error for vectors (a convolutional teacher needs images)."""
     if ds.image_shape is None:
         raise ConfigError(f"teacher={arch!r} is convolutional and needs images, but {ds.name} holds vectors "
-                          f"({ds.n_inputs} features per sample); use --teacher mlp (or mlp-narrow), or give the data "
+                          f"({ds.n_inputs} features per sample); use the mlp (or mlp-narrow) teacher, or give the data "
                           "an image shape (shape=CxHxW)")
     return ds.image_shape
 
