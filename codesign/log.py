@@ -54,7 +54,9 @@ def configure_logging(verbosity: int = 0, stream: TextIO | None = None) -> loggi
     for h in [h for h in logger.handlers if isinstance(h, _Handler)]:
         logger.removeHandler(h)
     handler = _Handler(stream) if stream is not None else _StderrHandler()
-    fmt = "codesign %(name)s: %(message)s" if level <= logging.DEBUG else "codesign: %(message)s"
+    # plain lines, as the commands always printed them ("codesign: error: ..." stays the only prefixed
+    # line); with -v each says which module it comes from
+    fmt = "[%(name)s] %(message)s" if level <= logging.DEBUG else "%(message)s"
     handler.setFormatter(logging.Formatter(fmt))
     logger.addHandler(handler)
     logger.propagate = False  # one line per message, not a second one from the root logger

@@ -36,7 +36,7 @@ def test_hierarchy_and_levels():
     get_logger("x").warning("a warning")
     configure_logging(2, out)
     get_logger("x").debug("detail")
-    assert out.getvalue().splitlines() == ["codesign: shown 1", "codesign: a warning", "codesign codesign.x: detail"]
+    assert out.getvalue().splitlines() == ["shown 1", "a warning", "[codesign.x] detail"]
 
 
 def _distill(capsys, *flags, epochs):
@@ -48,12 +48,12 @@ def _distill(capsys, *flags, epochs):
 def test_cli_verbosity(capsys):
     # each run trains a new teacher (another epoch count): INFO says so unless -q
     plain = _distill(capsys, epochs=3)
-    assert "codesign: training the mlp teacher on iris (120 samples, 3 epochs" in plain.err
+    assert plain.err.startswith("training the mlp teacher on iris (120 samples, 3 epochs")
     assert "test_accuracy" in plain.out
     quiet = _distill(capsys, "-q", epochs=4)
     assert "training" not in quiet.err and "test_accuracy" in quiet.out
     loud = _distill(capsys, "-v", epochs=5)
-    assert "codesign codesign.teachers: training the mlp teacher on iris" in loud.err
-    assert "codesign codesign.datasets: data set iris: 120 train / 30 test rows of 4 features, 3 classes" in loud.err
+    assert "[codesign.teachers] training the mlp teacher on iris" in loud.err
+    assert "[codesign.datasets] data set iris: 120 train / 30 test rows of 4 features, 3 classes" in loud.err
     again = _distill(capsys, "--verbose", epochs=5)  # the same teacher: a cache hit, said at -v
     assert "teacher mlp on iris from the cache" in again.err and "training" not in again.err
