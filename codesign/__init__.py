@@ -27,7 +27,7 @@ _EXPORTS = {
     "list_datasets": "datasets",
     "KoopmanStudent": "estimator",
     "SearchConfig": "search", "run_search": "search", "pareto_front": "search", "knee_point": "search",
-    "plot_fronts": "search", "plot_breakdown": "search",
+    "plot_fronts": "search", "plot_breakdown": "search", "load_search": "search",
     "Device": "devices", "create_device": "devices", "get_device_class": "devices", "list_devices": "devices",
     "ExportedModel": "export", "export_student": "export", "load_export": "export", "verify_export": "export",
     "Dictionary": "dictionaries", "create_dictionary": "dictionaries", "list_dictionaries": "dictionaries",

@@ -467,8 +467,28 @@ def _study_storage(space: SearchSpace, records: list[dict]):
 def run_search(cfg: SearchConfig) -> dict:
     """Run (or resume) the search ``cfg``; return the front summary.
 
-    Raises :class:`ConfigError` for bad settings, a results folder holding another search or
-    written by another search right now, or a search whose every trial failed.
+    Starts Ray on this machine (``cfg.cpus``) unless ``cfg.address`` names a cluster, runs
+    ``cfg.samples`` trials, scores the front on the test set and writes everything to ``cfg.out``
+    (``trials.csv``, ``front.json/csv/md``, plots, the students of the front).
+
+    Args:
+        cfg: the search's settings (the options of ``codesign search``).
+
+    Returns:
+        The front summary, as written to ``front.json``: ``front`` (one dict per member: config,
+        cost, validation and test accuracy on hardware, student file), ``knee``, ``points`` (every
+        completed trial), counts and settings.
+
+    Raises:
+        ConfigError: bad settings, a results folder holding another search (or the same data
+            set name on changed files) or written by another search right now, or a search whose
+            every trial failed.
+
+    Examples:
+        >>> import codesign
+        >>> summary = codesign.run_search(codesign.SearchConfig(
+        ...     dataset="wine", device="ideal", samples=8, out="runs/wine"))  # doctest: +SKIP
+        >>> [p["describe"] for p in summary["front"]]  # doctest: +SKIP
     """
     t_start = time.perf_counter()
     if not cfg.out:
