@@ -367,6 +367,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
     student = ws.student(fit_cfg, psi_train, y_train, t_logits, n_classes=ds.n_classes, gram_cache=gram)
     metrics: dict[str, Any] = {
         "dataset": ds.name,
+        "classes": list(ds.classes),  # names by label (a saved student and its export carry them)
         "teacher": cfg.teacher,
         "teacher_test_accuracy": teacher.test_accuracy(ds) if not cfg.validation else None,
         "method": cfg.fit.method,

@@ -408,3 +408,16 @@ def test_vectors_refuse_cnn_and_augmentation(capsys):
     assert "teacher='cnn' is convolutional and needs images, but iris holds vectors" in capsys.readouterr().err
     assert main(["distill", "--dataset", "iris", "--augment", "shift", "--pca-rank", "2"]) == 2
     assert "iris holds vectors, not images" in capsys.readouterr().err
+
+
+def test_saved_student_and_export_carry_the_class_names(tmp_path, capsys):
+    import json
+
+    from codesign import load_export
+
+    csv = write_csv(tmp_path / "t.csv", ["a", "b", "c", "d", "species"], tabular_rows(90, names=("oak", "elm", "ash")))
+    assert main(["distill", "--dataset", str(csv), "--method", "labels", "--pca-rank", "3", "--out",
+                 str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["classes"] == ["ash", "elm", "oak"]
+    assert main(["export", str(tmp_path / "run" / "student.pt"), "--out", str(tmp_path / "bundle")]) == 0
+    assert load_export(tmp_path / "bundle").manifest["dataset"]["classes"] == ["ash", "elm", "oak"]
