@@ -5,13 +5,17 @@ The pipeline, one module per stage: :mod:`~codesign.data` -> :mod:`~codesign.tea
 :mod:`~codesign.students` (:mod:`~codesign.losses`) -> :mod:`~codesign.distill`; device models
 in :mod:`codesign.devices`, the co-design search in :mod:`codesign.search`.
 
-The public names below are imported on first use (PEP 562), so that ``import codesign.errors``
-or a device plugin's ``import codesign.devices`` does not load the whole pipeline.
+The public API is what ``__all__`` lists: the scikit-learn estimator :class:`KoopmanStudent`, the
+pipeline's entry points (:func:`load_dataset`, :func:`run_distill`, :func:`run_search`,
+:func:`export_student`...), the configs and the errors. The names are imported on first use
+(PEP 562), so that ``import codesign.errors`` or a device plugin's ``import codesign.devices``
+does not load the whole pipeline, and ``import codesign`` never starts Ray.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
@@ -19,7 +23,12 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "SavedStudent": "artifacts", "load_student": "artifacts", "save_student": "artifacts",
-    "Dataset": "data", "load_dataset": "data",
+    "Dataset": "datasets", "load_dataset": "datasets", "make_dataset": "datasets", "register_dataset": "datasets",
+    "list_datasets": "datasets",
+    "KoopmanStudent": "estimator",
+    "SearchConfig": "search", "run_search": "search", "pareto_front": "search", "knee_point": "search",
+    "plot_fronts": "search", "plot_breakdown": "search", "load_search": "search",
+    "Device": "devices", "create_device": "devices", "get_device_class": "devices", "list_devices": "devices",
     "ExportedModel": "export", "export_student": "export", "load_export": "export", "verify_export": "export",
     "Dictionary": "dictionaries", "create_dictionary": "dictionaries", "list_dictionaries": "dictionaries",
     "get_dictionary_class": "dictionaries",
@@ -29,6 +38,7 @@ _EXPORTS = {
     "FeaturePipeline": "features", "build_features": "features",
     "flat_cost": "inference_cost", "inference_cost": "inference_cost",
     "OpCounts": "opcounts",
+    "configure_logging": "log", "get_logger": "log",
     "KDTargets": "losses", "kd_loss": "losses",
     "PCA": "pca",
     "FitConfig": "students", "LinearStudent": "students",
@@ -36,6 +46,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+logging.getLogger("codesign").addHandler(logging.NullHandler())  # a library: the program chooses the handlers
 
 
 def __getattr__(name: str) -> Any:

@@ -69,6 +69,7 @@ try:
     from .distill import DistillConfig, run_distill
     from .data import load_dataset
     from .errors import CodesignError, ConfigError, check_choice
+    from .log import configure_logging
     from .options import add_options, field_default, option, option_fields, option_key, same_as
     from .options import resolve as resolve_options
     from .search import pareto_command, runner
@@ -143,6 +144,23 @@ def _add_common(p: argparse.ArgumentParser, keys: str | None = None) -> None:
     keys = f"the key {keys}" if keys else "the same keys as the long flags"
     p.add_argument("--config", help=f"TOML or YAML file of options, with {keys} (flags given override it)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    _add_verbosity(p)
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-v``/``--verbose`` and ``-q``/``--quiet`` (repeatable): the ``codesign`` loggers' level
+    (:func:`codesign.log.configure_logging`); progress bars stay."""
+    p.add_argument("-v", "--verbose", dest="log_verbose", action="count", default=0,
+                   help="more detail on stderr (cache hits, data set hashes); progress bars stay either way")
+    has_quiet = any("--quiet" in a.option_strings for a in p._actions)  # search's own --quiet also quiets the log
+    p.add_argument("-q", *(() if has_quiet else ("--quiet",)), dest="log_quiet", action="count", default=0,
+                   help="fewer messages: -q warnings only, -qq errors only; progress bars stay")
+
+
+def verbosity(args: argparse.Namespace) -> int:
+    """``-v`` count minus ``-q`` count (a search's ``--quiet`` counts as one ``-q``)."""
+    quiet = getattr(args, "log_quiet", 0) + (1 if getattr(args, "quiet", None) is True else 0)
+    return getattr(args, "log_verbose", 0) - quiet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,8 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "accuracy on hardware (validation split) against a cost; write trials, front, plots and "
                     "the best students to --out.",
     )
-    _add_common(p)
+    p.add_argument("--config", help="TOML or YAML file of options, with the same keys as the long flags "
+                                    "(flags given override it)")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     add_options(p, SearchConfig)
+    _add_verbosity(p)  # after SearchConfig's --quiet: -q joins it
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -203,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw each front member's cost split by stage (PCA, lift, conversion, matrix) "
                         "into FILE-breakdown.png/.pdf")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_pareto)
 
     p = sub.add_parser(
@@ -237,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --verify of an export folder: the digest `codesign export` printed for it; the bundle "
                         "must still be that export (catches a bundle rewritten with its checksums redone)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_export)
     return parser
 
@@ -546,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if previous is not None:  # from here on Ctrl-C raises KeyboardInterrupt, caught below
                 signal.signal(signal.SIGINT, signal.default_int_handler if previous is _exit_interrupted else previous)
+        configure_logging(verbosity(args))
         return int(args.func(args) or 0)
     except CodesignError as exc:
         if debug:

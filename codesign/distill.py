@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .augment import MAX_COPIES, TRANSFORMS, augmented_features, check_augment, parse_augment
-from .data import DATASETS, Dataset, load_dataset
+from .data import Dataset, check_dataset_spec, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_T_INFERENCE_S
 from .devices.digital import DATAPATHS
@@ -44,8 +44,11 @@ class DistillConfig:
     """Everything that determines one distillation run (plain values; validated here).
 
     Attributes:
-        dataset: ``digits`` (embedded), ``mnist`` or ``fashion-mnist``.
-        data_root: folder with the IDX files (default ``$CODESIGN_DATA``).
+        dataset: a built-in data set (``digits``, embedded, the default; ``mnist``,
+            ``fashion-mnist``; ``wine``, ``breast_cancer``, ``iris``), an installed one,
+            ``torchvision:CLASS``, or a path to an ``.npz``, a ``.csv`` (or ``TRAIN.csv,TEST.csv``)
+            or an image folder, with ``:KEY=VALUE`` loader options (:mod:`codesign.datasets`).
+        data_root: folder with the data files (default ``$CODESIGN_DATA``).
         teacher: built-in architecture, TorchScript file, or ``module:factory``.
         teacher_weights: state dict for a factory teacher.
         teacher_epochs: training epochs for a built-in teacher (None: its default).
@@ -70,8 +73,12 @@ class DistillConfig:
             (an evaluation condition, not a device setting: aihwkit's ``t_inference``).
     """
 
-    dataset: str = option("digits", "data set: digits is embedded; mnist and fashion-mnist are read from --data-root", choices=DATASETS)
-    data_root: str | None = option(None, "folder with the IDX files", show_default="$CODESIGN_DATA")
+    dataset: str = option(
+        "digits", "data set: digits, wine, breast_cancer, iris (embedded); mnist, fashion-mnist, torchvision:CLASS "
+        "(from --data-root); or a path: FILE.npz, FILE.csv, TRAIN.csv,TEST.csv, an image folder "
+        "(options after a colon: data.csv:label=y,test=0.2; see codesign.datasets)", metavar="NAME|PATH")
+    data_root: str | None = option(None, "folder with the data files (MNIST IDX files, torchvision sets; "
+                                   "relative data set paths are also looked for there)", show_default="$CODESIGN_DATA")
     teacher: str = option("mlp", f"teacher network: a built-in architecture ({', '.join(ARCHITECTURES)}), "
                           "a TorchScript FILE.pt, or module:factory")
     teacher_weights: str | None = option(None, "state dict for a module:factory teacher")
@@ -108,7 +115,7 @@ class DistillConfig:
         key="eval_time", parse=parse_duration, show_default=format_duration(DEFAULT_T_INFERENCE_S))
 
     def __post_init__(self) -> None:
-        check_choice("dataset", self.dataset, DATASETS)
+        check_dataset_spec(self.dataset)
         check_range("pca_rank", self.pca_rank, 1, None, integer=True)
         given = dict(self.dictionary_params)
         params = get_dictionary_class(self.dictionary).make_params(given)  # validates every value
@@ -208,7 +215,7 @@ class Workspace:
         return self._data[key]
 
     def teacher(self, cfg: DistillConfig, ds: Dataset) -> Teacher:
-        key = (ds.name, len(ds.y_train), cfg.teacher, cfg.teacher_weights, cfg.teacher_epochs, cfg.seed, cfg.validation)
+        key = (ds.fingerprint, cfg.teacher, cfg.teacher_weights, cfg.teacher_epochs, cfg.seed, cfg.validation)
         if key not in self._teachers:
             self._teachers[key] = get_teacher(
                 cfg.teacher, ds, seed=cfg.seed, epochs=cfg.teacher_epochs, weights=cfg.teacher_weights,
@@ -219,13 +226,13 @@ class Workspace:
     def features(self, cfg: DistillConfig, ds: Dataset) -> Features:
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
-        key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
+        key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
                tuple(sorted(params.items())), seed)
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
             # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
-            kwargs = ({"cache_dir": cfg.cache_dir} if self.disk_features
-                      else {"decomposition": pca_decomposition(ds.x_train, disk=False)})
+            kwargs = ({"cache_dir": cfg.cache_dir, "data_key": ds.fingerprint} if self.disk_features
+                      else {"decomposition": pca_decomposition(ds.x_train, disk=False, data_key=ds.fingerprint)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
                 seed=seed, max_memory=cfg.max_memory, **kwargs,
@@ -279,6 +286,7 @@ def split_validation(ds: Dataset, share: float, seed: int) -> Dataset:
     return dataclasses.replace(
         ds, x_train=ds.x_train[train], y_train=ds.y_train[train], x_test=ds.x_train[val],
         y_test=ds.y_train[val], source=f"{ds.source} (validation split {share:g}, seed {seed})",
+        fingerprint="",  # hashed anew: another split is other data
     )
 
 
@@ -320,8 +328,11 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
     if cfg.pca_rank > ds.n_inputs:
         raise ConfigError(
             f"pca_rank={cfg.pca_rank} is larger than the input dimension of {ds.name} "
-            f"({ds.n_inputs} pixels); use pca_rank <= {ds.n_inputs}"
+            f"({ds.n_inputs} {'pixels' if ds.is_image else 'features'}); use pca_rank <= {ds.n_inputs}"
         )
+    if cfg.augment and not ds.is_image:
+        raise ConfigError(f"augment={','.join(cfg.augment)}: {ds.name} holds vectors, not images; image "
+                          "transformations need images (drop --augment, or give the data an image shape)")
     device = None
     if cfg.device is not None:  # validate the device before any expensive work
         device = create_device(cfg.device, dict(cfg.device_overrides), preset=cfg.device_preset)
@@ -358,6 +369,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
     student = ws.student(fit_cfg, psi_train, y_train, t_logits, n_classes=ds.n_classes, gram_cache=gram)
     metrics: dict[str, Any] = {
         "dataset": ds.name,
+        "classes": list(ds.classes),  # names by label (a saved student and its export carry them)
         "teacher": cfg.teacher,
         "teacher_test_accuracy": teacher.test_accuracy(ds) if not cfg.validation else None,
         "method": cfg.fit.method,

@@ -34,14 +34,20 @@ _PCA_MEMO: "OrderedDict[str, PCADecomposition]" = OrderedDict()
 
 
 def pca_decomposition(x_train: np.ndarray, *, cache_dir: str | os.PathLike | None = None,
-                      disk: bool = True) -> PCADecomposition:
+                      disk: bool = True, data_key: str | None = None) -> PCADecomposition:
     """The :class:`~codesign.pca.PCADecomposition` of ``x_train``, computed once per training set.
 
     Memoised in this process (the last :data:`PCA_MEMO_SIZE` training sets) and, with ``disk``,
     in ``CACHE/pca/`` keyed by the data's fingerprint, so every rank of a search, in every trial
     process, takes its basis from one decomposition.
+
+    Args:
+        data_key: a hash of every byte of the data set ``x_train`` comes from
+            (:attr:`codesign.datasets.Dataset.fingerprint`); None: a fingerprint of a strided
+            sample of ``x_train``.
     """
-    key = stable_hash({"data": array_fingerprint(x_train), "shape": list(x_train.shape), "v": 1})
+    data = array_fingerprint(x_train) if data_key is None else f"dataset:{data_key}"
+    key = stable_hash({"data": data, "shape": list(x_train.shape), "v": 1})
     hit = _PCA_MEMO.get(key)
     if hit is not None:
         _PCA_MEMO.move_to_end(key)
@@ -331,11 +337,19 @@ def cached_features(
     seed: int = 0,
     max_memory: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    data_key: str | None = None,
 ) -> Features:
-    """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed."""
+    """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed.
+
+    Args:
+        data_key: a hash of every byte of the data set both splits come from
+            (:attr:`codesign.datasets.Dataset.fingerprint`); None: a fingerprint of a strided
+            sample of the arrays.
+    """
     lift = create_dictionary(dictionary, **dictionary_params)
+    data = array_fingerprint(x_train, x_test) if data_key is None else f"dataset:{data_key}"
     key = stable_hash({
-        "data": array_fingerprint(x_train, x_test), "rank": rank, "dictionary": dictionary,
+        "data": data, "rank": rank, "dictionary": dictionary,
         "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 3,
     })
     folder = Path(cache_root(cache_dir)) / "features"
@@ -357,7 +371,7 @@ def cached_features(
                           stacklevel=2)
             path.unlink(missing_ok=True)
     feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory,
-                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir))
+                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir, data_key=data_key))
     text, arrays = split_arrays(feats.pipeline.state_dict())
     atomic_save_npz(
         path,

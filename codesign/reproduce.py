@@ -22,7 +22,7 @@ import numpy as np
 
 from .cache import atomic_write_json, atomic_write_text
 from .config_files import read_json_file
-from .data import DATASETS
+from .data import IMAGE_DATASETS as DATASETS
 from .distill import DistillConfig, Workspace, run_distill
 from .errors import ConfigError, check_choice, check_range
 from .options import option, same_as

@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -36,11 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import array_fingerprint, atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
+from .cache import atomic_save_npz, atomic_torch_save, atomic_write_json, cache_root, stable_hash
 from .augment import parse_augment, teacher_augmentation, transform_images
 from .data import Dataset
 from .errors import ConfigError, TeacherError, check_choice, check_range
+from .log import get_logger
 from .progress import progress
+
+log = get_logger(__name__)
 
 # --------------------------------------------------------------------------- architectures
 
@@ -141,11 +143,20 @@ class TeacherConfig:
         return d
 
 
+def _images(ds: Dataset, arch: str) -> tuple[int, int, int]:
+    """The image shape of ``ds``, or a clear error for vectors (a convolutional teacher needs images)."""
+    if ds.image_shape is None:
+        raise ConfigError(f"teacher={arch!r} is convolutional and needs images, but {ds.name} holds vectors "
+                          f"({ds.n_inputs} features per sample); use the mlp (or mlp-narrow) teacher, or give the data "
+                          "an image shape (shape=CxHxW)")
+    return ds.image_shape
+
+
 ARCHITECTURES: dict[str, Callable[[Dataset, TeacherConfig], nn.Module]] = {
     "mlp": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, cfg.widths),
     "mlp-narrow": lambda ds, cfg: _mlp(ds.n_inputs, ds.n_classes, (20, 20, 20, 20, 20)),
-    "resnet18": lambda ds, cfg: _resnet18(ds.image_shape, ds.n_classes),
-    "cnn": lambda ds, cfg: _cnn(ds.image_shape, ds.n_classes, cfg.widths),
+    "resnet18": lambda ds, cfg: _resnet18(_images(ds, "resnet18"), ds.n_classes),
+    "cnn": lambda ds, cfg: _cnn(_images(ds, "cnn"), ds.n_classes, cfg.widths),
 }
 #: Default epochs per architecture when the user gives none.
 DEFAULT_EPOCHS = {"mlp": 10, "mlp-narrow": 20, "resnet18": 3, "cnn": 5}
@@ -222,9 +233,14 @@ def train_teacher(ds: Dataset, cfg: TeacherConfig, torch_device: str = "cpu", ve
     y = torch.from_numpy(ds.y_train)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
-    )
+    total = cfg.epochs * steps_per_epoch
+    if total >= 4:
+        # the warm-up takes 10 % of the steps, and at least 2 (OneCycleLR divides by its length: a tiny
+        # data set, e.g. 142 wine rows x 5 epochs = 10 steps, would make it 0); unchanged from 20 steps on
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                    pct_start=min(0.5, max(0.1, 2.0 / total)))
+    else:  # too few steps for a schedule: the constant rate
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     loss_fn = nn.CrossEntropyLoss()
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # the augmentation's own stream
     model.train()
@@ -304,20 +320,26 @@ def _cached_teacher(cfg: TeacherConfig, ds: Dataset, folder: Path, model: nn.Mod
 
 
 def _builtin_teacher(cfg: TeacherConfig, ds: Dataset, cache_dir, torch_device: str, verbose: bool) -> Teacher:
-    key_obj = {"dataset": ds.name, "data": array_fingerprint(ds.x_train, ds.y_train), **cfg.key_dict()}
+    # every byte of both splits (the cached entry holds the test logits too)
+    key_obj = {"dataset": ds.name, "data": ds.fingerprint, **cfg.key_dict()}
     key = stable_hash(key_obj)
-    folder = cache_root(cache_dir) / "teachers" / f"{ds.name}-{cfg.arch}-s{cfg.seed}-{key}"
+    folder = cache_root(cache_dir) / "teachers" / f"{ds.slug}-{cfg.arch}-s{cfg.seed}-{key}"
     model = ARCHITECTURES[cfg.arch](ds, cfg)
     if (folder / "outputs.npz").is_file() and (folder / "info.json").is_file():
         try:
-            return _cached_teacher(cfg, ds, folder, model)
+            teacher = _cached_teacher(cfg, ds, folder, model)
+            log.debug("teacher %s on %s from the cache: %s", cfg.arch, ds.name, folder)
+            return teacher
         except Exception as exc:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
             warnings.warn(f"teacher cache entry {folder} could not be read ({type(exc).__name__}: {exc}); "
                           "training the teacher again", stacklevel=2)
             (folder / "info.json").unlink(missing_ok=True)
     if verbose:
-        print(f"training the {cfg.arch} teacher on {ds.name} ({len(ds.y_train)} samples, {cfg.epochs} epochs; "
-              f"cached in {folder} afterwards)", file=sys.stderr, flush=True)
+        log.info("training the %s teacher on %s (%d samples, %d epochs; cached in %s afterwards)",
+                 cfg.arch, ds.name, len(ds.y_train), cfg.epochs, folder)
+    else:
+        log.debug("training the %s teacher on %s (%d samples, %d epochs) into %s", cfg.arch, ds.name,
+                  len(ds.y_train), cfg.epochs, folder)
     t0 = time.perf_counter()
     model = train_teacher(ds, cfg, torch_device, verbose)
     seconds = time.perf_counter() - t0
@@ -393,9 +415,10 @@ def user_teacher(model: nn.Module, ds: Dataset, *, name: str = "user", torch_dev
 
 
 class _Adapter(nn.Module):
-    def __init__(self, model: nn.Module, mode: str, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, model: nn.Module, mode: str, image_shape: tuple[int, int, int] | None) -> None:
         super().__init__()
-        self.model, self.mode, self.image_shape = model, mode, tuple(image_shape)
+        self.model, self.mode = model, mode
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
 
     def forward(self, x):
         if self.mode == "image":
@@ -406,7 +429,7 @@ class _Adapter(nn.Module):
 def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
     """Find whether ``model`` takes images or flat vectors, and check its output width."""
     errors = []
-    for mode in ("image", "flat"):
+    for mode in ("image", "flat") if ds.is_image else ("flat",):
         x = torch.from_numpy(ds.x_train[:2])
         if mode == "image":
             x = x.reshape(2, *ds.image_shape)
@@ -426,4 +449,5 @@ def _input_adapter(model: nn.Module, ds: Dataset, name: str) -> str:
         return mode
     raise TeacherError(
         f"teacher {name!r} accepts neither {ds.name} images nor flattened pixels: " + "; ".join(errors)
+        if ds.is_image else f"teacher {name!r} does not accept {ds.name}'s vectors [n, {ds.n_inputs}]: " + "; ".join(errors)
     )

@@ -26,7 +26,12 @@ if __name__ != "codesign.search":
 
 
 from .config import SearchConfig
+from .objective import run_trial
+from .outputs import load_search
 from .pareto import knee_point, pareto_front
+from .plots import plot_breakdown, plot_fronts
 from .report import pareto_command
+from .runner import run_search
 
-__all__ = ["SearchConfig", "knee_point", "pareto_front", "pareto_command"]
+__all__ = ["SearchConfig", "knee_point", "load_search", "pareto_command", "pareto_front", "plot_breakdown",
+           "plot_fronts", "run_search", "run_trial"]

@@ -149,7 +149,7 @@ class SearchWorkspace(Workspace):
     def features(self, cfg: DistillConfig, ds) -> Features:
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
-        key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
+        key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
                tuple(sorted(params.items())), seed, cfg.cache_dir)
         if key in self._memo:
             self._memo.move_to_end(key)
@@ -158,7 +158,7 @@ class SearchWorkspace(Workspace):
             self._memo.popitem(last=False)
         feats = cached_features(
             ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
-            seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir,
+            seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir, data_key=ds.fingerprint,
         )
         self._memo[key] = feats
         return feats

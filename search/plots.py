@@ -3,7 +3,8 @@
 Drawn with matplotlib's object API (no pyplot, no global backend change), so it is safe in
 scripts, tests and notebooks alike. The legend sits below the axes so it never hides a point;
 with one search the knee is labelled in the plot, with several each search's knee is written in
-its legend entry (and marked by a star in its colour).
+its legend entry (and marked by a star in its colour). Before a figure is written, every text
+artist is moved or wrapped until it lies inside the figure (:func:`keep_texts_inside`).
 """
 
 from __future__ import annotations
@@ -127,12 +128,15 @@ def plot_fronts(
             if single:
                 # Below the knee when it sits in the upper half of the accuracies (the usual case).
                 upper = ky >= 50 * (min(all_acc) + max(all_acc))
-                ax.annotate(
-                    "knee: " + _knee_text(knee, key), xy=(kx, ky), xytext=(0.30, 0.40 if upper else 0.92),
+                text = "\n".join(textwrap.fill(line, 60, subsequent_indent="  ")
+                                  for line in ("knee: " + _knee_text(knee, key)).split("\n"))
+                note = ax.annotate(
+                    text, xy=(kx, ky), xytext=(0.30, 0.40 if upper else 0.92),
                     textcoords="axes fraction", va="top", fontsize=8, color="black",
                     bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": c, "alpha": 0.9},
                     arrowprops={"arrowstyle": "-", "color": c, "lw": 0.8}, zorder=6,
                 )
+                note.set_in_layout(False)  # inside the axes: the layout must not shrink them for it
         cons = s.get("constraints") or {}
         if cons.get("max_cost") is not None:
             ax.axvline(cons["max_cost"], color=c, ls="--", lw=0.8, alpha=0.7)
@@ -176,8 +180,162 @@ def plot_fronts(
     return _save(fig, path)
 
 
+def _text_extent(text: Any, renderer: Any) -> Any:
+    """The window extent of ``text``, its box (an annotation's frame) included."""
+    from matplotlib.transforms import Bbox
+
+    bb = text.get_window_extent(renderer)
+    patch = text.get_bbox_patch()
+    if patch is not None:
+        bb = Bbox.union([bb, patch.get_window_extent(renderer)])
+    return bb
+
+
+def _texts(fig: Any) -> list[Any]:
+    """Every visible, non-empty text artist of ``fig`` (titles, labels, tick labels, legends, annotations)."""
+    from matplotlib.text import Text
+
+    hidden = set()  # labels of ticks outside the view limits: kept by the axis, never drawn
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            drawn = {id(lab) for tick in axis._update_ticks() for lab in (tick.label1, tick.label2)}
+            ticks = axis.get_major_ticks() + axis.get_minor_ticks()
+            hidden |= {id(lab) for tick in ticks for lab in (tick.label1, tick.label2) if id(lab) not in drawn}
+    return [t for t in fig.findobj(match=Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+
+
+def texts_outside(fig: Any, pad: float = 0.5) -> list[tuple[str, Any]]:
+    """``(text, window extent)`` of every text artist of ``fig`` reaching outside the figure by more
+    than ``pad`` pixels (the figure drawn first, so that the layout is final)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    out = []
+    for t in _texts(fig):
+        bb = _text_extent(t, renderer)
+        if bb.x0 < box.x0 - pad or bb.y0 < box.y0 - pad or bb.x1 > box.x1 + pad or bb.y1 > box.y1 + pad:
+            out.append((t.get_text(), bb))
+    return out
+
+
+def _rewrap(text: str, ratio: float) -> str:
+    """``text`` with its lines wrapped to ``ratio`` of its longest line's length."""
+    lines = text.split("\n")
+    width = max(12, int(max(len(ln) for ln in lines) * ratio))
+    return "\n".join(textwrap.fill(ln, width, subsequent_indent="  ") if len(ln) > width else ln for ln in lines)
+
+
+def keep_texts_inside(fig: Any, margin: float = 4.0, rounds: int = 8) -> None:
+    """Move or wrap every text artist of ``fig`` until it lies inside the figure.
+
+    An annotation (the knee's label) is slid back inside along the axes, and wrapped if it is
+    wider than the figure; a legend wider than the figure has its widest entries wrapped; any
+    other text (a title, an axis or tick label) is wrapped to the room it has from where it
+    starts (a word too long to wrap gets a smaller font). Repeated, since a constrained layout
+    moves things again after each change.
+
+    Args:
+        fig: a matplotlib figure with a canvas.
+        margin: pixels kept free at the figure's edges.
+        rounds: passes at most.
+    """
+    from matplotlib.text import Annotation
+
+    for _ in range(rounds):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = fig.bbox
+        avail_w, avail_h = box.width - 2 * margin, box.height - 2 * margin
+        legend_of = {id(t): leg for leg in _legends(fig) for t in leg.get_texts()}
+        changed = False
+        done_legends: set[int] = set()
+        for t in _texts(fig):
+            bb = _text_extent(t, renderer)
+            left, right = box.x0 + margin - bb.x0, bb.x1 - (box.x1 - margin)
+            below, above = box.y0 + margin - bb.y0, bb.y1 - (box.y1 - margin)
+            if max(left, right, below, above) <= 0:
+                continue
+            changed = True
+            if isinstance(t, Annotation) and bb.width <= avail_w and bb.height <= avail_h:
+                _slide(t, -right if right > 0 else max(left, 0.0), -above if above > 0 else max(below, 0.0), fig)
+                continue
+            leg = legend_of.get(id(t))
+            if leg is not None:
+                if id(leg) not in done_legends:
+                    done_legends.add(id(leg))
+                    _fit_legend(leg, renderer, avail_w)
+                continue
+            vertical = abs(t.get_rotation() % 180 - 90) < 1
+            if vertical:
+                room = avail_h if t.get_verticalalignment() == "center" or below > 0 else box.y1 - margin - bb.y0
+                size = bb.height
+            else:
+                room = avail_w if t.get_horizontalalignment() == "center" or left > 0 else box.x1 - margin - bb.x0
+                size = bb.width
+            _shrink(t, min(0.9, 0.95 * max(room, 1.0) / max(size, 1.0)))
+        if not changed:
+            return
+
+
+def _legends(fig: Any) -> list[Any]:
+    return [leg for leg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if leg is not None]
+
+
+def _fit_legend(leg: Any, renderer: Any, avail: float) -> None:
+    """Wrap the widest entries of a legend so that it is at most ``avail`` pixels wide."""
+    lb = leg.get_window_extent(renderer)
+    texts = [t for t in leg.get_texts() if t.get_text().strip()]
+    if not texts:
+        return
+    widths = [t.get_window_extent(renderer).width for t in texts]
+    over = max(lb.width - avail, 0.0) + 8.0
+    target = max(max(widths) - over, 40.0)
+    for t, w in zip(texts, widths):
+        if w > target:
+            _shrink(t, min(0.95, 0.97 * target / w))
+
+
+def _slide(t: Any, dx: float, dy: float, fig: Any) -> None:
+    """Move an annotation's text by ``(dx, dy)`` pixels in whatever coordinates it is placed in."""
+    coords = t.anncoords if isinstance(t.anncoords, str) else ""
+    x, y = t.xyann
+    if coords == "axes fraction":
+        t.xyann = (x + dx / t.axes.bbox.width, y + dy / t.axes.bbox.height)
+    elif coords in ("figure fraction", "subfigure fraction"):
+        t.xyann = (x + dx / fig.bbox.width, y + dy / fig.bbox.height)
+    elif coords == "offset points":
+        t.xyann = (x + dx * 72 / fig.dpi, y + dy * 72 / fig.dpi)
+    elif coords == "offset pixels":
+        t.xyann = (x + dx, y + dy)
+    else:
+        _shrink(t, 0.8)
+
+
+def _shrink(t: Any, ratio: float) -> None:
+    """Wrap ``t``'s lines to ``ratio`` of their length; a single unbreakable word gets a smaller font."""
+    new = _rewrap(t.get_text(), ratio)
+    if new == t.get_text():
+        t.set_fontsize(t.get_fontsize() * max(0.5, ratio))
+    else:
+        _set_text(t, new)
+
+
+def _set_text(t: Any, text: str) -> None:
+    """Set a text's string; a tick label through its axis (a formatter would undo a plain set)."""
+    for ax in t.figure.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = axis.get_ticklabels()
+            if any(lab is t for lab in labels):
+                axis.set_ticks(axis.get_ticklocs(), [text if lab is t else lab.get_text() for lab in labels])
+                return
+    t.set_text(text)
+
+
 def _save(fig: Any, path: str | Path) -> list[Path]:
-    """Write ``fig`` to ``path`` and its companion format, atomically; return the files."""
+    """Write ``fig`` to ``path`` and its companion format, atomically; return the files.
+
+    Every text is first brought inside the figure (:func:`keep_texts_inside`)."""
+    keep_texts_inside(fig)
     written = []
     for p in output_paths(path):
         buf = io.BytesIO()

@@ -182,6 +182,10 @@ def check_out_dir(out: Path, ident: dict, resume: bool) -> dict | None:
         old = identity(upgrade_options(stored.get("identity") or {}))
         diffs = [f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in (*IDENTITY_KEYS, "cost_model")
                  if old.get(k) != ident.get(k)]
+        old_hash = (stored.get("identity") or {}).get("dataset_hash")  # absent in searches stored before it
+        if old_hash is not None and ident.get("dataset_hash") is not None and old_hash != ident["dataset_hash"]:
+            diffs.append(f"dataset_hash: {old_hash!r} there, {ident['dataset_hash']!r} now (the data set's "
+                         "files changed)")
         if diffs:
             hint = ""
             if old.get("teacher") != ident.get("teacher") and not is_builtin_teacher(old.get("teacher")):
@@ -522,14 +526,36 @@ def _study_storage(space: SearchSpace, records: list[dict]):
 def run_search(cfg: SearchConfig) -> dict:
     """Run (or resume) the search ``cfg``; return the front summary.
 
-    Raises :class:`ConfigError` for bad settings, a results folder holding another search or
-    written by another search right now, or a search whose every trial failed.
+    Starts Ray on this machine (``cfg.cpus``) unless ``cfg.address`` names a cluster, runs
+    ``cfg.samples`` trials, scores the front on the test set and writes everything to ``cfg.out``
+    (``trials.csv``, ``front.json/csv/md``, plots, the students of the front).
+
+    Args:
+        cfg: the search's settings (the options of ``codesign search``).
+
+    Returns:
+        The front summary, as written to ``front.json``: ``front`` (one dict per member: config,
+        cost, validation and test accuracy on hardware, student file), ``knee``, ``points`` (every
+        completed trial), counts and settings.
+
+    Raises:
+        ConfigError: bad settings, a results folder holding another search (or the same data
+            set name on changed files) or written by another search right now, or a search whose
+            every trial failed.
+
+    Examples:
+        >>> import codesign
+        >>> summary = codesign.run_search(codesign.SearchConfig(
+        ...     dataset="wine", device="ideal", samples=8, out="runs/wine"))  # doctest: +SKIP
+        >>> [p["describe"] for p in summary["front"]]  # doctest: +SKIP
     """
     t_start = time.perf_counter()
     if not cfg.out:
         raise ConfigError("give --out DIR: the folder the search writes its results to")
     out = Path(cfg.out).expanduser().resolve()
     ident = identity(cfg)
+    # the data's content hash: the same name on other files (an edited CSV) is another search
+    ident["dataset_hash"] = load_dataset(cfg.dataset, cfg.data_root or os.environ.get("CODESIGN_DATA")).fingerprint
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder")
     with out_lock(out):
@@ -647,7 +673,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     with torch_threads(1):  # see torch_threads: one thread per process, trials run side by side
         teacher = ws.teacher(base, ds)
         if remaining > 0:  # every rank's PCA from one decomposition, on disk before any trial asks for it
-            pca_decomposition(ds.x_train, cache_dir=cfg.cache_dir)
+            pca_decomposition(ds.x_train, cache_dir=cfg.cache_dir, data_key=ds.fingerprint)
     progress.log(f"teacher {cfg.teacher}: {100 * float((teacher.test_logits.argmax(1) == ds.y_test).mean()):.2f}% "
                  f"on the validation split{' (cached)' if teacher.info.get('cached') else ''}")
     shared_teacher = dataclasses.replace(teacher, model=None)  # trials need its outputs only

@@ -473,7 +473,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
         "source": {"student": src.name, "sha256": _sha256(src), "member": member},
         "dataset": {
             "name": m.get("dataset"), "n_inputs": n_inputs, "n_classes": int(matrix.shape[0]),
-            "classes": list(class_names(m.get("dataset"))) or None,
+            "classes": list(m.get("classes") or class_names(m.get("dataset"))) or None,
             "input": "float32 [N, D] pixels in [0, 1], flattened row by row, as codesign.load_dataset returns them",
         },
         "pca_rank": st.pipeline.rank,

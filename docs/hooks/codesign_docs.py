@@ -121,14 +121,43 @@ def cli_reference() -> str:
     return "\n".join(lines)
 
 
+def _rendered_elsewhere() -> dict[str, str]:
+    """``{identifier: page}`` of what the other API pages render with ``:::`` blocks."""
+    found = {}
+    for page in sorted((ROOT / "docs" / "reference" / "api").glob("*.md")):
+        if page.name in ("codesign.md", "index.md"):
+            continue
+        ident = None
+        for line in page.read_text().splitlines():
+            if line.startswith(":::"):
+                ident = line[3:].strip()
+                found[ident] = page.name
+            elif ident and line.strip().startswith("members:"):
+                # a block restricted to some members renders those, not the whole module
+                del found[ident]
+                names = line.split(":", 1)[1].strip().strip("[]")
+                found.update({f"{ident}.{n.strip()}": page.name for n in names.split(",") if n.strip()})
+            elif not line.startswith(" "):
+                ident = None
+    return found
+
+
 def public_api() -> str:
     import codesign
 
+    elsewhere = _rendered_elsewhere()
     blocks = []
     for name in codesign.__all__:
         obj = getattr(codesign, name)
         module = getattr(obj, "__module__", None) or "codesign"
-        blocks.append(f"::: {module}.{name}\n")
+        ident = f"{module}.{name}"
+        # one primary place per object: a name another API page renders (itself or its whole
+        # module) is linked there instead of rendered twice
+        page = elsewhere.get(ident) or elsewhere.get(module)
+        if page:
+            blocks.append(f"`codesign.{name}`: see [`{ident}`][{ident}] ({page}).\n")
+        else:
+            blocks.append(f"::: {ident}\n")
     return "\n".join(blocks)
 
 
