@@ -45,6 +45,10 @@ DATAPATHS: Mapping[str, Datapath] = {
     "int8": Datapath(8, 0.2, 0.1, 282.0, 137.0),
 }
 
+#: The digital host's default number format (PCA projection and lift): see
+#: :mod:`codesign.inference_cost` for the choice and its source.
+DEFAULT_HOST_DATAPATH = "fp32"
+
 #: (capacity in bytes, energy of one 64-bit access in pJ): Horowitz 2014's SRAM points.
 SRAM_POINTS_PJ: tuple[tuple[float, float], ...] = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))
 #: 64-bit DRAM access, pJ: midpoint of Horowitz 2014's 1.3-2.6 nJ; caps the SRAM extrapolation.

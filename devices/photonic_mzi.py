@@ -73,7 +73,10 @@ from .base import (
     Mode,
     Preset,
     SearchSpec,
+    calibrate,
+    check_scales,
     dac,
+    power_limit_reasons,
     preset_table,
     quantize_symmetric,
     ste,
@@ -129,6 +132,35 @@ NONVOLATILE_MZI_IL_DB = 2 * COUPLER_IL_DB + SB2SE3_IL_DB_PER_PI * 1.0  # 0.38 dB
 # (mean pi -> 1.0 P_pi), as ``clements.decompose`` returns them.
 MEAN_HOLD_INTERNAL = 0.5
 MEAN_HOLD_EXTERNAL = 1.0
+
+# --- phase settings held between reprogrammings ---
+# Every programmed phase (MZI theta/phi, output screens, Sigma attenuators) is written once and
+# held: a static DAC per phase (weights are stationary; the 14 GS/s input DACs of LT are for the
+# input vector, not for phases). austriamicrosystems' DAC8 macro cell (asic.austriamicrosystems.com
+# /databooks/cxx_a/dac8.html): an 8-bit resistor-string DAC, area 0.133 mm^2 (358 x 372 um), power
+# 0.13 mW (Vref span 1 V), settling < 1 us into 30 pF. An older CMOS node: its area and power are
+# upper bounds for a modern one (phase_dac_area_scale / phase_dac_energy_scale calibrate them).
+PHASE_DAC_AREA_UM2 = 358.0 * 372.0
+PHASE_DAC_STATIC_MW = 0.13
+PHASE_DAC_SETTLE_NS = 1000.0  # < 1 us: the write energy is bounded by the power over the settling
+PHASE_DAC_WRITE_PJ = PHASE_DAC_STATIC_MW * PHASE_DAC_SETTLE_NS  # mW x ns = pJ, per phase written
+
+# --- digital per-vector input scaling (amax over the inputs, one multiply per input) ---
+# Horowitz, ISSCC 2014, 45 nm: a 32-bit compare as a 32-bit add (0.1 pJ) for the running max, a
+# 32-bit integer multiply (3.1 pJ) for each input's scaling and each output's rescale.
+SCALE_COMPARE_PJ = DATAPATHS["int32"].add_pj
+SCALE_MULT_PJ = DATAPATHS["int32"].mult_pj
+
+# --- power limits of the chip ---
+# Thermal design power: 300 W, the most a full-size PCI Express add-in card may draw (75 W from
+# the x16 slot + 75 W 6-pin + 150 W 8-pin auxiliary connectors; PCI-SIG PCI Express Card
+# Electromechanical Specification, power limits of a 300 W card).
+MAX_POWER_W = 300.0
+# Power density: 100 W/cm^2, the order of the heat flux high-end air-cooled processors dissipate
+# and the usual ceiling quoted for air cooling (I. Mudawar, "Assessment of high-heat-flux thermal
+# management schemes", IEEE Trans. Compon. Packag. Technol. 24(2), 122 (2001)); not re-checked
+# here: set max_power_density_w_per_cm2 for a liquid-cooled package.
+MAX_POWER_DENSITY_W_PER_CM2 = 100.0
 
 # --- optical power a silicon waveguide carries ---
 # Two-photon absorption in silicon at 1550 nm: beta_TPA = 0.45-0.9 cm/GW (photonica.io glossary
@@ -299,6 +331,29 @@ class PhotonicMZIConfig(DeviceConfig):
     clock_ghz: float = field(
         default=5.0, metadata={"doc": "sample rate of DACs/ADCs, GHz (LT: 5 GHz; ADC max 10)"}
     )
+    max_power_w: float = field(
+        default=MAX_POWER_W,
+        metadata={"doc": "thermal design power of the chip, W (a 300 W PCIe card): the device's power at "
+                  "the operating rate (dynamic / interval + held) above it is infeasible; 0 = unchecked"},
+    )
+    max_power_density_w_per_cm2: float = field(
+        default=MAX_POWER_DENSITY_W_PER_CM2,
+        metadata={"doc": "most power per chip area, W/cm^2 (air cooling ~100): above it the design is "
+                  "infeasible; 0 = unchecked"},
+    )
+    laser_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the laser's power"})
+    heater_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the heaters' held power"})
+    phase_dac_energy_scale: float = field(
+        default=1.0, metadata={"doc": "calibration factor of the phase-holding DACs' power and write energy"})
+    phase_dac_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the phase DACs' area"})
+    dac_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the input DACs' energy"})
+    dac_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the input DACs' area"})
+    modulator_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the modulators' energy"})
+    detector_energy_scale: float = field(
+        default=1.0, metadata={"doc": "calibration factor of the photodetectors' and TIAs' energy"})
+    adc_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the ADCs' energy"})
+    adc_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the ADCs' (and TIAs') area"})
+    mzi_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the MZIs' area"})
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
@@ -322,6 +377,9 @@ class PhotonicMZIConfig(DeviceConfig):
             if not isinstance(getattr(self, name), bool):
                 check_range(name, getattr(self, name), 0, 1, integer=True)
         check_range("clock_ghz", self.clock_ghz, 1e-3, ADC_GSPS)
+        check_range("max_power_w", self.max_power_w, 0.0, 1e6)
+        check_range("max_power_density_w_per_cm2", self.max_power_density_w_per_cm2, 0.0, 1e6)
+        check_scales(self)
         if not isinstance(self.analog_accumulation, bool):
             check_range("analog_accumulation", self.analog_accumulation, 0, 1, integer=True)
 
@@ -506,7 +564,8 @@ class PhotonicMZILayer(DeviceLayer):
             t4 = tiles.view(self.tile_rows, c, k, k)
             per_tile = torch.einsum("bcj,rcij->brci", xp.view(b, c, k), t4)  # [b, R, C, k]
             abs_sum = per_tile.abs_().sum(2).reshape(b, -1)[:, : self.out_features] * (lsb / t)
-            var = shot * abs_sum + floor * c
+            # the block row's photocurrents meet at one TIA: one noise floor per output (receivers)
+            var = shot * abs_sum + floor * receivers(cfg, self.in_features, self.out_features)["tias_per_output"]
         else:
             var = shot * ya.abs() / t + floor
         return t * torch.sqrt(var)
@@ -582,6 +641,22 @@ def optical_link(cfg: PhotonicMZIConfig) -> dict[str, float]:
     }
 
 
+def receivers(cfg: PhotonicMZIConfig, in_features: int, out_features: int) -> dict[str, int]:
+    """The receivers of an ``out x in`` layer: the one count the noise model and the cost read.
+
+    Every tile output has a balanced pair of photodetectors (``n_detectors = 2 x tile_cols x
+    out``). With ``analog_accumulation`` the photocurrents of a block row's tiles are summed on
+    one node before a single TIA and ADC per output (``tias_per_output`` 1: one TIA noise
+    floor per output, the shot noise of every tile); otherwise each tile output has its own TIA
+    and ADC (``tile_cols`` of them per output, their noise floors added with the digital partial
+    sums).
+    """
+    cols = -(-in_features // cfg.block_size)
+    per_output = 1 if cfg.analog_accumulation else cols
+    return {"n_detectors": 2 * cols * out_features, "n_tias": per_output * out_features,
+            "n_adcs": per_output * out_features, "tias_per_output": per_output, "tile_cols": cols}
+
+
 def receiver_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float]:
     """``(a, c)``: a tile output ``u`` is read with noise variance ``a |u| + c`` (in ``u^2``).
 
@@ -610,7 +685,7 @@ class PhotonicMZIDevice(Device):
     )
     #: DACs + input modulators, photodetectors + TIAs, ADCs; laser, phase holding and digital
     #: partial sums are the matrix stage.
-    conversion_keys: ClassVar[tuple[str, ...]] = ("dac_pj", "modulator_pj", "detector_pj", "adc_pj")
+    conversion_keys: ClassVar[tuple[str, ...]] = ("input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj", "adc_pj")
 
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
@@ -745,16 +820,34 @@ class PhotonicMZIDevice(Device):
             + f"); lower block_size={k}, insertion_loss_db or adc_bits"
         ]
 
-    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
-        """Component counts, losses, laser power, energy, latency and area of one MVM.
+    def power_feasibility(self, power_mw: float, area_mm2: float) -> list[str]:
+        """The chip's power at the operating rate against ``max_power_w`` and its density against
+        ``max_power_density_w_per_cm2`` (heaters and laser held, converters at the rate)."""
+        cfg = self.config
+        return power_limit_reasons(power_mw, area_mm2, max_power_w=cfg.max_power_w,
+                                   max_power_density_w_per_cm2=cfg.max_power_density_w_per_cm2,
+                                   what="photonic chip")
 
-        All tiles are present at once (weight-stationary; no weight traffic per inference); one
-        MVM occupies the hardware for one sample period ``1/clock_ghz``, for which the laser and
-        the phase-holding power are charged. Holding power (thermo-optic shifters only): every
-        programmed phase -- MZI ``theta`` and ``phi``, the output phase screens and the Sigma
-        attenuators -- draws ``heater_p_pi_mw`` times its mean phase over pi (0.5 for phases
-        in ``[0, pi]``: ``theta``, attenuators; 1.0 for ``[0, 2 pi)``: ``phi``, screens).
-        Non-volatile shifters hold their phase with no power.
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        """Component counts, losses, dynamic energy, held power, latency and area of one MVM.
+
+        All tiles are present at once (weight-stationary; no weight traffic per inference); the
+        chip takes one input vector per sample period ``1/clock_ghz`` (``interval_ns``).
+
+        Dynamic energy per product (``*_pj``, summing to ``energy_pj``): the per-vector digital
+        input scaling (``input_scaling_pj``: a max over the inputs and one multiply per input and
+        per output, the ``amax`` the layer simulates), input DACs and modulators, photodetectors
+        and TIAs, ADCs (:func:`receivers` counts them, the same count the receiver noise uses),
+        and, without analog accumulation, the digital partial sums.
+
+        Held power (``*_static_mw``, summing to ``static_power_mw``; the whole inference charges
+        it for the time it is held): the laser (continuous wave, not gated), the thermo-optic
+        heaters (every programmed phase -- MZI ``theta`` and ``phi``, the output screens and the
+        Sigma attenuators -- draws ``heater_p_pi_mw`` times its mean phase over pi: 0.5 for
+        phases in ``[0, pi]``, 1.0 for ``[0, 2 pi)``; none for non-volatile shifters) and one
+        static DAC per programmed phase (``phase_dac``), written once when the layer is
+        programmed (``reprogram_nj``, not a per-inference cost). ``<component>_energy_scale`` /
+        ``_area_scale`` fields calibrate each component (:func:`~codesign.devices.base.calibrate`).
         """
         cfg = self.config
         k = cfg.block_size
@@ -765,6 +858,7 @@ class PhotonicMZIDevice(Device):
         n_mzi = n_tiles * 2 * mzi_per_mesh
         n_phase_shifters = n_tiles * 2 * (2 * mzi_per_mesh + k)  # theta, phi per MZI + screen
         n_attenuators = n_tiles * k
+        n_held = n_phase_shifters + n_attenuators  # every programmed phase has its static DAC
         depth = optical_depth(k)
         optics = self._optics()
         loss_db = optics["loss_db"]
@@ -780,46 +874,57 @@ class PhotonicMZIDevice(Device):
             hold_mw = cfg.heater_p_pi_mw * (
                 MEAN_HOLD_INTERNAL * n_internal + MEAN_HOLD_EXTERNAL * n_external
             )
+        rc = receivers(cfg, in_features, out_features)
         n_dac = rows * in_features  # each block row gets its own copy of the input vector
-        n_adc = out_features * (1 if cfg.analog_accumulation else cols)
-        n_pd = 2 * cols * out_features  # balanced detection
+        n_adc = rc["n_adcs"]
         dac_pj = DAC_MW_8BIT / DAC_GSPS * (2**cfg.dac_bits / cfg.dac_bits) / (2**8 / 8)
         adc_pj = ADC_MW_8BIT / ADC_GSPS * cfg.adc_bits / 8
-        energy = {
+        parts = {
+            "input_scaling_pj": in_features * (SCALE_COMPARE_PJ + SCALE_MULT_PJ) + out_features * SCALE_MULT_PJ,
             "dac_pj": n_dac * dac_pj,
             "modulator_pj": n_dac * MODULATOR_PJ * cfg.dac_bits / 8,
-            "laser_pj": laser_mw / f,
-            "phase_hold_pj": hold_mw / f,
-            "detector_pj": (n_pd * PHOTODETECTOR_MW + n_adc * TIA_MW) / f,
+            "detector_pj": (rc["n_detectors"] * PHOTODETECTOR_MW + rc["n_tias"] * TIA_MW) / f,
             "adc_pj": n_adc * adc_pj,
             "digital_pj": 0.0 if cfg.analog_accumulation else (cols - 1) * out_features * INT32_ADD_PJ,
+            "laser_static_mw": laser_mw,
+            "heater_static_mw": hold_mw,
+            "phase_dac_static_mw": n_held * PHASE_DAC_STATIC_MW,
         }
+        areas = {
+            "mzi": n_mzi * MZI_AREA_UM2,
+            "modulator": (n_attenuators + n_tiles * k) * MODULATOR_AREA_UM2,  # Sigma + input modulators
+            "detector": rc["n_detectors"] * PHOTODETECTOR_AREA_UM2,
+            "adc": n_adc * (TIA_AREA_UM2 + ADC_AREA_UM2),  # one TIA per ADC (receivers)
+            "dac": n_tiles * k * DAC_AREA_UM2,  # input DACs, one per modulator (as LT)
+            "phase_dac": n_held * PHASE_DAC_AREA_UM2,
+        }
+        parts, areas = calibrate(cfg, parts, areas)
+        energy = {key: v for key, v in parts.items() if key.endswith("_pj")}
+        static = {key: v for key, v in parts.items() if key.endswith("_static_mw")}
         acc_cycles = 0 if cfg.analog_accumulation else math.ceil(math.log2(cols)) if cols > 1 else 0
         propagation_ns = depth * 180.0 * GROUP_INDEX / C_UM_PER_NS  # 180 um long MZIs
-        n_adc_units = rows * k if cfg.analog_accumulation else n_tiles * k
-        area_um2 = (
-            n_mzi * MZI_AREA_UM2
-            + (n_attenuators + n_tiles * k) * MODULATOR_AREA_UM2  # Sigma + input modulators
-            + n_tiles * k * 2 * PHOTODETECTOR_AREA_UM2
-            + n_adc_units * (TIA_AREA_UM2 + ADC_AREA_UM2)
-            + (n_tiles * k + n_phase_shifters) * DAC_AREA_UM2  # input + phase DACs (as LT)
-        )
         out = {
             "energy_pj": sum(energy.values()),
+            "static_power_mw": sum(static.values()),
             "latency_ns": (1 + acc_cycles) / f + propagation_ns,
-            "area_mm2": area_um2 * 1e-6,
+            "interval_ns": 1.0 / f,  # converters and the accumulation pipeline take a vector per period
+            "area_mm2": sum(areas.values()) * 1e-6,
             "n_tiles": float(n_tiles),
             "n_mzi": float(n_mzi),
             "n_phase_shifters": float(n_phase_shifters),
             "n_attenuators": float(n_attenuators),
+            "n_phase_dacs": float(n_held),
+            "n_detectors": float(rc["n_detectors"]),
+            "n_tias": float(rc["n_tias"]),
             "optical_depth": float(depth),
             "total_insertion_loss_db": loss_db,
             "waveguide_power_mw": waveguide_mw,
             "received_power_mw": 10 ** (optics["received_dbm"] / 10),
-            "laser_power_mw": laser_mw,
-            "phase_hold_power_mw": hold_mw,
+            "reprogram_nj": n_held * PHASE_DAC_WRITE_PJ * cfg.phase_dac_energy_scale * 1e-3,
             "n_dac_conversions": float(n_dac),
             "n_adc_conversions": float(n_adc),
+            **{f"{name}_area_mm2": a * 1e-6 for name, a in areas.items()},
         }
         out.update(energy)
+        out.update(static)
         return out

@@ -143,7 +143,7 @@ def laser_rows(K, feats, yt, draws, seed, eval_time_s, log):
             st = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
             cost = device.cost(F, C)
             row = {"preset": preset or "(defaults)", "laser_margin_db": margin,
-                   "laser_power_mw": cost["laser_power_mw"], "received_power_mw": cost.get("received_power_mw"),
+                   "laser_power_mw": cost["laser_static_mw"], "received_power_mw": cost.get("received_power_mw"),
                    "buildable": not device.feasibility(F, C),
                    "posthoc": evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)}
             rows.append(row)
