@@ -23,7 +23,7 @@ from .augment import MAX_COPIES, TRANSFORMS, augmented_features, check_augment, 
 from .data import DATASETS, Dataset, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_OPERATING_MODE, DEFAULT_T_INFERENCE_S, OPERATING_MODES
-from .devices.digital import DATAPATHS
+from .devices.digital import DATAPATHS, DEFAULT_HOST_DATAPATH
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
 from .inference_cost import PCA_PLACEMENTS, inference_cost
@@ -100,8 +100,9 @@ class DistillConfig:
         "host", "where the PCA projection runs: host (digital) or device (a second matrix on the device, "
         "noise included)", choices=PCA_PLACEMENTS)
     host_datapath: str = option(
-        "fp32", "number format of the digital host that prices the host stages (simulated in float32)",
-        choices=tuple(DATAPATHS))
+        DEFAULT_HOST_DATAPATH, "number format of the digital host that runs the PCA projection and the lift, simulated "
+        "and priced: int8 (pixels, weights, scores and features in int8, int32 accumulation) as an edge host runs "
+        "them, or fp16, int32, fp32", choices=tuple(DATAPATHS))
     operating_mode: str = option(
         DEFAULT_OPERATING_MODE, "time base of held (static) power: latency (one inference at a time, held for its whole "
         "latency) or stream (inferences pipelined, held for the initiation interval)", choices=OPERATING_MODES)
@@ -223,7 +224,7 @@ class Workspace:
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
         key = (ds.name, len(ds.y_train), cfg.validation, cfg.pca_rank, cfg.dictionary,
-               tuple(sorted(params.items())), seed)
+               tuple(sorted(params.items())), seed, cfg.host_datapath)
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
             # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
@@ -231,7 +232,7 @@ class Workspace:
                       else {"decomposition": pca_decomposition(ds.x_train, disk=False)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
-                seed=seed, max_memory=cfg.max_memory, **kwargs,
+                seed=seed, max_memory=cfg.max_memory, host_datapath=cfg.host_datapath, **kwargs,
             )
         return self._features[key]
 

@@ -221,7 +221,7 @@ def export_mesh(
         },
         "attenuators": {
             "quantized": False,
-            "note": "the device model has no attenuator DAC: the amplitude ratios are continuous",
+            "note": "ideal amplitude ratios; the layer realises each as an MZI phase 2 asin|a| on the phase DAC's levels (phase_bits, phase_quantization) with its drive noise",
         },
         "input_dac": {
             "bits": cfg.dac_bits,

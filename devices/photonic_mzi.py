@@ -435,7 +435,8 @@ class PhotonicMZILayer(DeviceLayer):
         """The phases and coupler angles the hardware actually has in ``mode``.
 
         Noise streams of an instance: 0..2 phase errors of theta, phi, delta; 3, 4 the
-        couplers; 101 the receiver (in ``forward``). Phases are quantized by
+        couplers; 5 the attenuators (:meth:`realized_attenuators`); 101 the receiver (in
+        ``forward``). Phases are quantized by
         :func:`quantize_phase` (``phase_quantization``); with thermo-optic shifters the random
         error of each heater leaks ``thermal_crosstalk`` of itself to its neighbours
         (:func:`neighbour_matrix`), and the programmed phases too unless
@@ -477,6 +478,23 @@ class PhotonicMZILayer(DeviceLayer):
                 out[name] = torch.asin(torch.sqrt(ratio))
         return out
 
+    def realized_attenuators(self, ratio: torch.Tensor, mode: Mode | None = None) -> torch.Tensor:
+        """The amplitude ratios the attenuator column realises for the ideal ``ratio`` (``[T, k]``).
+
+        Each attenuator is an MZI whose internal phase ``theta = 2 asin |ratio|`` in ``[0, pi]``
+        sets its amplitude transmission ``sin(theta / 2)`` (the sign is the output screen's
+        pi): the phase is quantized by the same phase DAC as the meshes (``phase_bits``,
+        ``phase_quantization``) and carries the same drive noise (``phase_noise_rad``, noise
+        stream 5), as priced (one held phase DAC and heater per attenuator).
+        """
+        cfg = self.config
+        mode = self.mode if mode is None else mode
+        theta = 2 * torch.asin(ratio.abs().clamp(0.0, 1.0))
+        theta = quantize_phase(theta, cfg.phase_bits, cfg.phase_quantization)
+        if cfg.phase_noise_rad > 0 and mode is not Mode.NOMINAL:
+            theta = theta + cfg.phase_noise_rad * self.noise(theta.shape, 5, theta, mode)
+        return torch.sin(theta / 2) * torch.where(ratio < 0, -1.0, 1.0).to(ratio.dtype)
+
     def transmission(self) -> float:
         """Amplitude transmission of the deepest path: ``10^(-IL * (2k+1) / 20)``.
 
@@ -496,7 +514,8 @@ class PhotonicMZILayer(DeviceLayer):
         mats = rebuild(ph["theta"], ph["phi"], ph["delta"], ph["kappa1"], ph["kappa2"])
         u, vh = mats[: self.n_tiles], mats[self.n_tiles :]
         scale = self.sigma.detach().abs().amax().clamp_min(1e-30)
-        att = (self.sigma / scale).to(u.dtype)
+        att = self.sigma / scale
+        att = ste(att, self.realized_attenuators(att.detach(), mode)).to(u.dtype)
         tiles = torch.real((u * att[:, None, :]) @ vh)  # coherent detection reads Re(y)
         return tiles * self.transmission(), scale / self.transmission()
 
