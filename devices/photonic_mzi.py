@@ -205,6 +205,8 @@ GROUP_INDEX = 4.2  # group index of a 500 x 220 nm SOI strip waveguide (typical 
 # Chrostowski & Hochberg, Silicon Photonics Design, CUP 2015, ch. 3; not re-checked here)
 C_UM_PER_NS = 299_792.458  # speed of light
 PHASE_SHIFTERS = ("thermo_optic", "nonvolatile")
+#: Receiver models (``detection``): LT's link budget, or balanced homodyne with a local oscillator.
+DETECTIONS = ("link_budget", "homodyne")
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,18 @@ class PhotonicMZIConfig(DeviceConfig):
             "(Xie et al. 2021, 25 Gb/s TIA: 10.9); bandwidth = clock_ghz"
         },
     )
+    detection: str = field(
+        default="link_budget",
+        metadata={"doc": "receiver model: 'link_budget' (LT's: a unit output brings P_fs to its balanced pair, "
+                  "shot noise 2 q R P_fs |u| B) or 'homodyne' (balanced homodyne against a local oscillator of "
+                  "lo_power_mw per pair: current 2 R sqrt(P_LO P_fs) u, shot noise 2 q R (P_LO + P_fs u^2) B; "
+                  "the LO is priced as held laser power)"},
+    )
+    lo_power_mw: float = field(
+        default=0.0,
+        metadata={"doc": "local-oscillator power per balanced pair with detection='homodyne', mW; 0 = the power "
+                  "of one input waveguide (split from the same laser)"},
+    )
     receiver_noise: bool = field(
         default=True,
         metadata={
@@ -342,6 +356,7 @@ class PhotonicMZIConfig(DeviceConfig):
                   "infeasible; 0 = unchecked"},
     )
     laser_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the laser's power"})
+    lo_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the local oscillator's power"})
     heater_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the heaters' held power"})
     phase_dac_energy_scale: float = field(
         default=1.0, metadata={"doc": "calibration factor of the phase-holding DACs' power and write energy"})
@@ -373,6 +388,8 @@ class PhotonicMZIConfig(DeviceConfig):
         check_range("laser_margin_db", self.laser_margin_db, -100.0, 40.0)
         check_range("responsivity_a_per_w", self.responsivity_a_per_w, 1e-3, 2.0)
         check_range("tia_noise_pa_per_rthz", self.tia_noise_pa_per_rthz, 0.0, 1e4)
+        check_choice("detection", self.detection, DETECTIONS)
+        check_range("lo_power_mw", self.lo_power_mw, 0.0, 1e4)
         for name in ("crosstalk_calibrated", "receiver_noise"):
             if not isinstance(getattr(self, name), bool):
                 check_range(name, getattr(self, name), 0, 1, integer=True)
@@ -573,8 +590,10 @@ class PhotonicMZILayer(DeviceLayer):
         cfg = self.config
         if not cfg.receiver_noise:
             return torch.zeros_like(ya)
-        shot, floor = receiver_noise_coefficients(cfg)
         t = self.transmission()
+        if cfg.detection == "homodyne":
+            return t * torch.sqrt(self._homodyne_variance(codes, lsb, tiles, ya))
+        shot, floor = receiver_noise_coefficients(cfg)
         if cfg.analog_accumulation:
             # sum over the block row of |u| per tile (the per-tile outputs, as without analog
             # accumulation)
@@ -588,6 +607,22 @@ class PhotonicMZILayer(DeviceLayer):
         else:
             var = shot * ya.abs() / t + floor
         return t * torch.sqrt(var)
+
+    def _homodyne_variance(self, codes: torch.Tensor, lsb: float, tiles: torch.Tensor, ya: torch.Tensor) -> torch.Tensor:
+        """Per-output noise variance (in ``u^2``) of balanced homodyne receivers
+        (:func:`homodyne_noise_coefficients`): every tile's pair adds its LO and signal shot
+        noise, each TIA its floor (:func:`receivers`)."""
+        cfg = self.config
+        lo, sig, tia = homodyne_noise_coefficients(cfg)
+        t = self.transmission()
+        if not cfg.analog_accumulation:
+            u = ya / t
+            return lo + sig * u.square() + tia
+        k, b, c = self.k, codes.shape[0], self.tile_cols
+        xp = torch.nn.functional.pad(codes, (0, c * k - self.in_features))
+        per_tile = torch.einsum("bcj,rcij->brci", xp.view(b, c, k), tiles.view(self.tile_rows, c, k, k)) * (lsb / t)
+        u2 = per_tile.square().sum(2).reshape(b, -1)[:, : self.out_features]
+        return c * lo + sig * u2 + tia * receivers(cfg, self.in_features, self.out_features)["tias_per_output"]
 
 
 def optical_depth(k: int) -> int:
@@ -674,6 +709,30 @@ def receivers(cfg: PhotonicMZIConfig, in_features: int, out_features: int) -> di
     per_output = 1 if cfg.analog_accumulation else cols
     return {"n_detectors": 2 * cols * out_features, "n_tias": per_output * out_features,
             "n_adcs": per_output * out_features, "tias_per_output": per_output, "tile_cols": cols}
+
+
+def lo_power_mw(cfg: PhotonicMZIConfig) -> float:
+    """The local oscillator's power per balanced pair, mW (0 unless ``detection='homodyne'``)."""
+    if cfg.detection != "homodyne":
+        return 0.0
+    return cfg.lo_power_mw if cfg.lo_power_mw > 0 else 10 ** (optical_link(cfg)["waveguide_dbm"] / 10)
+
+
+def homodyne_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float, float]:
+    """``(lo, sig, tia)``: a balanced homodyne pair reading tile output ``u`` has noise variance
+    ``lo + sig u^2`` (in ``u^2``), its TIA adds ``tia``.
+
+    The pair's current difference is ``2 R sqrt(P_LO P_fs) u`` (``P_fs``: :func:`optical_link`'s
+    ``received_dbm``, ``P_LO``: :func:`lo_power_mw`); its shot noise ``2 q R (P_LO + P_fs u^2) B``
+    (both photodiodes' mean currents) and the TIA's ``i_n^2 B`` (``B = clock_ghz``), divided by
+    the squared gain: ``lo = q B / (2 R P_fs)`` (the LO-limited shot noise, independent of
+    ``P_LO``), ``sig = q B / (2 R P_LO)``, ``tia = i_n^2 B / (4 R^2 P_LO P_fs)``.
+    """
+    p_fs = 10 ** (optical_link(cfg)["received_dbm"] / 10) * 1e-3
+    p_lo = lo_power_mw(cfg) * 1e-3
+    r, bandwidth, i_n = cfg.responsivity_a_per_w, cfg.clock_ghz * 1e9, cfg.tia_noise_pa_per_rthz * 1e-12
+    return (Q_E_C * bandwidth / (2 * r * p_fs), Q_E_C * bandwidth / (2 * r * p_lo),
+            i_n**2 * bandwidth / (4 * r**2 * p_lo * p_fs))
 
 
 def receiver_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float]:
@@ -906,6 +965,8 @@ class PhotonicMZIDevice(Device):
             "adc_pj": n_adc * adc_pj,
             "digital_pj": 0.0 if cfg.analog_accumulation else (cols - 1) * out_features * INT32_ADD_PJ,
             "laser_static_mw": laser_mw,
+            # homodyne: one LO per balanced pair, from the same laser (wall-plug efficiency)
+            "lo_static_mw": rc["n_detectors"] / 2 * lo_power_mw(cfg) / LASER_WALL_PLUG_EFF,
             "heater_static_mw": hold_mw,
             "phase_dac_static_mw": n_held * PHASE_DAC_STATIC_MW,
         }

@@ -210,7 +210,8 @@ def test_energy_components_and_conversion_stage():
     assert set(parts) == {"input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj", "adc_pj", "digital_pj"}
     assert sum(parts.values()) == pytest.approx(c["energy_pj"], rel=1e-12)
     held = {k: v for k, v in c.items() if k.endswith("_static_mw")}
-    assert set(held) == {"laser_static_mw", "heater_static_mw", "phase_dac_static_mw"}
+    assert set(held) == {"laser_static_mw", "lo_static_mw", "heater_static_mw", "phase_dac_static_mw"}
+    assert held["lo_static_mw"] == 0.0  # link-budget receivers have no local oscillator
     assert sum(held.values()) == pytest.approx(c["static_power_mw"], rel=1e-12)
     assert set(PhotonicMZIDevice.conversion_keys) == {"input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj",
                                                       "adc_pj"}
@@ -420,3 +421,42 @@ def test_laser_margin_scales_laser_waveguide_and_received_power():
     reasons = PhotonicMZIDevice(block_size=16, laser_margin_db=10.0).feasibility(862, 10)
     assert reasons and "laser_margin_db=10 dB" in reasons[0] and "20.5 dBm" in reasons[0]
     assert PhotonicMZIDevice(block_size=32, laser_margin_db=-1.0).feasibility(862, 10) == []
+
+
+def test_homodyne_receivers_have_a_priced_local_oscillator_and_its_shot_noise():
+    from codesign.devices.photonic_mzi import Q_E_C, homodyne_noise_coefficients, lo_power_mw, optical_link
+
+    dev = PhotonicMZIDevice(detection="homodyne", block_size=8, phase_bits=32, phase_noise_rad=0.0, bs_error=0.0,
+                            dac_bits=32, adc_bits=32, laser_margin_db=-10 * math.log10(2.0**24))
+    cfg = dev.config
+    p_lo = lo_power_mw(cfg)
+    assert p_lo == pytest.approx(10 ** (optical_link(cfg)["waveguide_dbm"] / 10))  # one waveguide's power
+    c = dev.cost(40, 8)
+    assert c["lo_static_mw"] == pytest.approx(c["n_detectors"] / 2 * p_lo / 0.2)  # one LO per pair, wall-plug 0.2
+    lo, sig, tia = homodyne_noise_coefficients(cfg)
+    p_fs = 10 ** (optical_link(cfg)["received_dbm"] / 10) * 1e-3
+    assert lo == pytest.approx(Q_E_C * 5e9 / (2 * p_fs))  # LO-limited shot noise: q B / (2 R P_fs)
+    # one unit output in one of the row's 5 tiles: every tile's pair adds its LO shot noise,
+    # the output's one TIA its floor
+    k_mat = torch.zeros(8, 40)
+    k_mat[0, 0] = 1.0
+    x = torch.zeros(4000, 40)
+    x[:, 0] = 1.0
+    layer = dev.layer(40, 8)
+    layer.load_matrix(k_mat)
+    layer.eval()
+    layer.adc_range.value.fill_(1e3)
+    nominal = layer(x)
+    layer.draw_instance(5)
+    std = (layer(x) - nominal)[:, 0].double().std().item()
+    expected = math.sqrt(5 * lo + sig + tia)  # u = 1 in the lit tile
+    assert std == pytest.approx(expected, rel=0.06)
+    # a stronger LO lowers the TIA's share only: the noise tends to the LO-limited floor
+    strong = PhotonicMZIDevice(detection="homodyne", lo_power_mw=100 * p_lo, laser_margin_db=cfg.laser_margin_db,
+                               block_size=8, adc_bits=32)
+    lo2, _, tia2 = homodyne_noise_coefficients(strong.config)
+    assert lo2 == pytest.approx(lo) and tia2 == pytest.approx(tia / 100)
+    from codesign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="detection"):
+        PhotonicMZIDevice(detection="direct")
