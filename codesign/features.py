@@ -43,21 +43,35 @@ HOST_PERCENTILE_SAMPLE = 1 << 20
 def host_quantize(t: torch.Tensor, fmt: str, scale: float | torch.Tensor | None = None) -> torch.Tensor:
     """``t`` as the host holds it in number format ``fmt``.
 
-    ``fp32``: unchanged; ``fp16``: rounded to half precision; ``int8`` / ``int32``: symmetric
-    integers with zero point 0, ``scale`` the value of the largest positive code ``2^(b-1) - 1``
-    (per tensor, or a column of per-row scales), rounded half to even and saturated to
-    ``[-2^(b-1), 2^(b-1) - 1]`` -- ONNX ``QuantizeLinear`` then ``DequantizeLinear``, which the
-    export writes for it.
+    ``fmt`` ``fp32``: unchanged; ``fp16``: rounded to half precision; ``int8`` / ``int32``:
+    symmetric integers with zero point 0, ``scale`` the value of the largest positive code
+    ``2^(b-1) - 1`` (per tensor, or a column of per-row scales), rounded half to even and
+    saturated to ``[-2^(b-1), 2^(b-1) - 1]``. int8 is computed in float32 exactly as the exported
+    ONNX graph does (``Div``, ``Round``, ``Clip``, ``Mul`` by the float32 step), so the two agree
+    bit for bit; int32 codes exceed float32's mantissa and are computed in float64.
     """
     if fmt == "fp32":
         return t
     if fmt == "fp16":
         return t.to(torch.float16).to(t.dtype)
+    return host_codes(t, fmt, scale) * host_step(fmt, scale, t.dtype)
+
+
+def host_step(fmt: str, scale: float | torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The value of one integer code of ``fmt`` for range ``scale`` (``scale / (2^(b-1) - 1)``;
+    float32 for int8, as the export's constant, float64 for int32)."""
     top = 2 ** ((8 if fmt == "int8" else 32) - 1)
-    step = torch.as_tensor(scale, dtype=torch.float64) / (top - 1)
+    step = torch.as_tensor(1.0 if scale is None else scale, dtype=torch.float64) / (top - 1)
     step = torch.where(step > 0, step, torch.ones_like(step))
-    q = torch.clamp(torch.round(t.double() / step), -top, top - 1)
-    return (q * step).to(t.dtype)
+    return step.to(torch.float32 if fmt == "int8" else torch.float64)
+
+
+def host_codes(t: torch.Tensor, fmt: str, scale: float | torch.Tensor | None) -> torch.Tensor:
+    """The integer codes (as floats) of ``t`` in ``fmt`` (:func:`host_quantize` without the step)."""
+    top = 2 ** ((8 if fmt == "int8" else 32) - 1)
+    step = host_step(fmt, scale)
+    work = t.to(step.dtype)
+    return torch.clamp(torch.round(work / step), -top, top - 1).to(t.dtype)
 
 
 def _percentile_abs(t: torch.Tensor, seed: int = 0) -> float:
@@ -308,15 +322,27 @@ class FeaturePipeline:
         """``(W, b)`` of the host's projection in its format: ``z = x @ W.T + b`` (float32 values).
 
         :meth:`projection` with ``W`` in the host's format (per-row scales for integers); the
-        bias ``-W mu`` is the integer accumulator's offset, exact.
+        bias ``-W mu`` is the integer accumulator's offset.
         """
         w, _ = self.projection()
         fmt = self.host_datapath
-        if fmt in ("int8", "int32"):
-            w = host_quantize(w, fmt, w.abs().amax(1, keepdim=True))
-        else:
-            w = host_quantize(w, fmt)
+        w = host_quantize(w, fmt, w.abs().amax(1, keepdim=True)) if fmt in ("int8", "int32") else host_quantize(w, fmt)
         return w.float(), (-(w @ torch.from_numpy(self.pca_.mean_).to(w.dtype))).float()
+
+    def host_int8_projection(self) -> dict[str, torch.Tensor]:
+        """The int8 host's projection as it runs: ``z = (x_codes @ w_codes.T) * gain + bias``.
+
+        ``w_codes`` ``[r, D]`` are the weights' int8 codes (per-row scales), ``gain`` ``[r]`` the
+        float32 product of the input's step and each row's step, ``bias`` ``[r]`` float32. The
+        accumulator is exact in float32: ``|acc| <= 128 x 127 x D < 2^24`` for ``D <= 1031``.
+        """
+        w, _ = self.projection()
+        row = w.abs().amax(1, keepdim=True)
+        codes = host_codes(w, "int8", row)
+        w_deq = codes.double() * host_step("int8", row).double()
+        gain = (host_step("int8", self.host_scales_.get("x", 1.0)).double() * host_step("int8", row).double()[:, 0])
+        bias = -(w_deq @ torch.from_numpy(self.pca_.mean_).double())
+        return {"w_codes": codes.float(), "gain": gain.float(), "bias": bias.float()}
 
     def _scores(self, x: np.ndarray | torch.Tensor, quantize: bool = True) -> torch.Tensor:
         """The PCA scores the host computes from inputs ``x`` in its format (fp32: exactly
@@ -324,10 +350,14 @@ class FeaturePipeline:
         fmt = self.host_datapath
         if fmt == "fp32":
             return self.pca_.transform(x)
-        xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-        w, b = self.host_weights()
-        xq = host_quantize(xt, fmt, self.host_scales_.get("x", 1.0))
-        z = (xq @ w.double().T + b.double()).float()  # an exact accumulator, then the scores' format
+        if fmt == "int8":
+            p = self.host_int8_projection()
+            xc = host_codes(torch.as_tensor(np.asarray(x), dtype=torch.float32), fmt, self.host_scales_.get("x", 1.0))
+            z = (xc @ p["w_codes"].T) * p["gain"] + p["bias"]  # integer accumulator: exact in float32
+        else:
+            w, b = self.host_weights()
+            xq = host_quantize(torch.as_tensor(np.asarray(x), dtype=torch.float64), fmt, self.host_scales_.get("x", 1.0))
+            z = (xq @ w.double().T + b.double()).float()
         return host_quantize(z, fmt, self.host_scales_["z"]) if quantize else z
 
     def projection(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from codesign.devices import create_device, list_devices
 from codesign.devices.digital import DATAPATHS, sram_access_pj
@@ -20,6 +21,7 @@ BUILTINS = ("ideal", "photonic_mzi", "analog_crossbar", "fpga_fixed_point")
 
 
 def _cost(device="ideal", rank=40, dictionary=None, placement="host", **kw):
+    kw.setdefault("host_datapath", "fp32")  # the hand counts below are Horowitz's fp32 figures
     d = dictionary or create_dictionary("monomial", degree=2)
     return inference_cost(create_device(device), n_inputs=784, rank=rank, dictionary=d, n_classes=10,
                           pca_placement=placement, **kw)
@@ -143,8 +145,9 @@ def test_distill_reports_the_whole_inference(ws, digits_teacher):
 
 
 def test_pca_on_the_ideal_device_changes_no_accuracy(ws, digits_teacher):
-    host = run_distill(DistillConfig(device="ideal", pca_rank=10), ws).metrics
-    dev = run_distill(DistillConfig(device="ideal", pca_rank=10, pca_placement="device"), ws).metrics
+    host = run_distill(DistillConfig(device="ideal", pca_rank=10, host_datapath="fp32"), ws).metrics
+    dev = run_distill(DistillConfig(device="ideal", pca_rank=10, pca_placement="device", host_datapath="fp32"),
+                      ws).metrics
     assert dev["hw_accuracies"] == pytest.approx(host["hw_accuracies"], abs=1 / 360)
     assert dev["cost"]["stages"]["pca"]["runs_on"] == "device"
 
@@ -249,7 +252,7 @@ def test_heaters_are_held_for_the_whole_inference_not_one_sample():
 
 def _cost_dev(dev, mode):
     return inference_cost(dev, n_inputs=784, rank=40, dictionary=create_dictionary("monomial", degree=2),
-                          n_classes=10, operating_mode=mode)
+                          n_classes=10, operating_mode=mode, host_datapath="fp32")
 
 
 def test_a_photonic_design_above_the_power_limit_is_infeasible_with_the_reason():
@@ -279,3 +282,20 @@ def test_the_fpga_is_held_at_its_rated_power():
 def test_operating_mode_is_checked():
     with pytest.raises(ConfigError, match="operating_mode='batch'"):
         _cost(operating_mode="batch")
+
+
+def test_the_default_host_is_int8_and_simulated(ws, digits_teacher):
+    from codesign.devices.digital import DEFAULT_HOST_DATAPATH
+
+    assert DEFAULT_HOST_DATAPATH == "int8" and DistillConfig().host_datapath == "int8"
+    r8 = run_distill(DistillConfig(device="ideal", pca_rank=10), ws)
+    r32 = run_distill(DistillConfig(device="ideal", pca_rank=10, host_datapath="fp32"), ws)
+    i8, f32 = r8.metrics, r32.metrics
+    assert i8["cost"]["host"]["datapath"] == "int8" and f32["cost"]["host"]["datapath"] == "fp32"
+    assert i8["cost"]["stages"]["pca"]["energy_pj"] < f32["cost"]["stages"]["pca"]["energy_pj"] / 5
+    # simulated, not only priced: the student sees the int8 host's features (on the int8 grid)
+    assert r8.features.pipeline.host_datapath == "int8"
+    assert not torch.equal(r8.features.test, r32.features.test)
+    step = r8.features.pipeline.host_scales_["psi"] / 127
+    assert torch.allclose(r8.features.test / step, (r8.features.test / step).round(), atol=1e-3)
+    assert abs(i8["hw_accuracy_mean"] - f32["hw_accuracy_mean"]) < 0.03

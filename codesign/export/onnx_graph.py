@@ -105,7 +105,15 @@ def frontend_nodes(g: _Graph, pipeline) -> str:
         z = g.op("MatMul", [z, g.const("pca_components_t", np.ascontiguousarray(pca.components_.T, dtype=np.float32))])
         if pca.whiten:
             z = g.op("Div", [z, g.const("pca_scale", np.sqrt(pca.explained_variance_).astype(np.float32))], "pca_scores")
-    else:  # the host's format (FeaturePipeline._scores): inputs and weights in it, an exact accumulator
+    elif fmt == "int8":  # FeaturePipeline._scores: integer codes, an accumulator exact in float32
+        p = pipeline.host_int8_projection()
+        x = _int8_codes(g, INPUT, pipeline.host_scales_.get("x", 1.0), "host_input")
+        z = g.op("MatMul", [x, g.const("pca_weight_codes_t", np.ascontiguousarray(p["w_codes"].numpy().T))],
+                 "pca_accumulator")
+        z = g.op("Add", [g.op("Mul", [z, g.const("pca_gain", p["gain"].numpy())]),
+                         g.const("pca_bias", p["bias"].numpy())])
+        z = _host_format(g, z, fmt, pipeline.host_scales_["z"], "pca_scores")
+    else:  # fp16: inputs and weights rounded to half precision
         w, b = pipeline.host_weights()
         x = _host_format(g, INPUT, fmt, pipeline.host_scales_.get("x", 1.0), "host_input")
         z = g.op("MatMul", [x, g.const("pca_weights_t", np.ascontiguousarray(w.numpy().T, dtype=np.float32))])
@@ -151,11 +159,19 @@ def _host_format(g: _Graph, t: str, fmt: str, scale: float, name: str) -> str:
     if fmt != "int8":
         raise ConfigError(f"host_datapath={fmt!r} has no ONNX form here (int32 codes exceed float32's 24-bit "
                           "mantissa); export a student whose host is fp32, fp16 or int8")
-    step = g.const(f"{name}_step", np.array(scale / 127 if scale > 0 else 1.0, np.float32))
+    codes = _int8_codes(g, t, scale, name)
+    return g.op("Mul", [codes, f"{name}_step"], name)
+
+
+def _int8_codes(g: _Graph, t: str, scale: float, name: str) -> str:
+    """int8 codes of ``t`` as floats (``Div`` by the step, ``Round``, ``Clip``); the step is the
+    constant ``<name>_step``, :func:`codesign.features.host_step`."""
+    from ..features import host_step
+
+    step = g.const(f"{name}_step", host_step("int8", scale).numpy())
     codes = g.op("Round", [g.op("Div", [t, step])])
-    codes = g.op("Clip", [codes, g.const(f"{name}_min", np.array(-128.0, np.float32)),
-                          g.const(f"{name}_max", np.array(127.0, np.float32))], f"{name}_codes")
-    return g.op("Mul", [codes, step], name)
+    return g.op("Clip", [codes, g.const(f"{name}_min", np.array(-128.0, np.float32)),
+                         g.const(f"{name}_max", np.array(127.0, np.float32))], f"{name}_codes")
 
 
 def _model(g: _Graph, n_inputs: int, n_classes: int, name: str, qonnx: bool):
