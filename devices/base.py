@@ -748,6 +748,12 @@ ENERGY_SCALE_SUFFIX = "_energy_scale"
 AREA_SCALE_SUFFIX = "_area_scale"
 
 
+def scale_field(what: str) -> Any:
+    """A ``<component>_energy_scale`` / ``_area_scale`` config field: default 1, documented as the
+    calibration factor of ``what`` (:func:`calibrate` applies it, :func:`check_scales` checks it)."""
+    return dataclasses.field(default=1.0, metadata={"doc": f"calibration factor of {what} (1 = as cited)"})
+
+
 def calibrate(
     config: DeviceConfig, energy: Mapping[str, float], area_um2: Mapping[str, float] | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -829,6 +835,7 @@ __all__: Sequence[str] = (
     "ENERGY_SCALE_SUFFIX",
     "calibrate",
     "check_scales",
+    "scale_field",
     "power_limit_reasons",
     "Choice",
     "DEFAULT_OPERATING_MODE",

@@ -55,6 +55,7 @@ from .base import (
     SearchSpec,
     calibrate,
     check_scales,
+    scale_field,
     power_limit_reasons,
     preset_table,
 )
@@ -226,12 +227,12 @@ class FPGAFixedPointConfig(DeviceConfig):
         metadata={"doc": "most power the part may draw, W (the MVAU's dynamic power at the operating rate + "
                   "static); 0 = the part's rated figure (xc7z020: 5.2 W, no heat sink, 25 C ambient)"},
     )
-    mac_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the MACs' energy"})
-    bram_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the BRAM reads' energy"})
-    requant_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the requantizer's energy"})
-    fpga_static_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the static power"})
-    mac_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the MAC array's area"})
-    bram_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the BRAMs' area"})
+    mac_energy_scale: float = scale_field("the MACs' energy")
+    bram_energy_scale: float = scale_field("the BRAM reads' energy")
+    requant_energy_scale: float = scale_field("the requantizer's energy")
+    fpga_static_energy_scale: float = scale_field("the static power")
+    mac_area_scale: float = scale_field("the MAC array's area")
+    bram_area_scale: float = scale_field("the BRAMs' area")
     requant: str = field(
         default="shift",
         metadata={"doc": "output requantizer per PE: 'shift' (power-of-two saturating shift) or "

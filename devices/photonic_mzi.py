@@ -75,6 +75,7 @@ from .base import (
     SearchSpec,
     calibrate,
     check_scales,
+    scale_field,
     dac,
     power_limit_reasons,
     preset_table,
@@ -355,20 +356,20 @@ class PhotonicMZIConfig(DeviceConfig):
         metadata={"doc": "most power per chip area, W/cm^2 (air cooling ~100): above it the design is "
                   "infeasible; 0 = unchecked"},
     )
-    laser_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the laser's power"})
-    lo_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the local oscillator's power"})
-    heater_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the heaters' held power"})
-    phase_dac_energy_scale: float = field(
-        default=1.0, metadata={"doc": "calibration factor of the phase-holding DACs' power and write energy"})
-    phase_dac_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the phase DACs' area"})
-    dac_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the input DACs' energy"})
-    dac_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the input DACs' area"})
-    modulator_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the modulators' energy"})
-    detector_energy_scale: float = field(
-        default=1.0, metadata={"doc": "calibration factor of the photodetectors' and TIAs' energy"})
-    adc_energy_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the ADCs' energy"})
-    adc_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the ADCs' (and TIAs') area"})
-    mzi_area_scale: float = field(default=1.0, metadata={"doc": "calibration factor of the MZIs' area"})
+    laser_energy_scale: float = scale_field("the laser's power")
+    lo_energy_scale: float = scale_field("the local oscillator's power")
+    heater_energy_scale: float = scale_field("the heaters' held power")
+    phase_dac_energy_scale: float = scale_field("the phase-holding DACs' power and write energy")
+    phase_dac_area_scale: float = scale_field("the phase DACs' area")
+    dac_energy_scale: float = scale_field("the input DACs' energy")
+    dac_area_scale: float = scale_field("the input DACs' area")
+    modulator_energy_scale: float = scale_field("the modulators' energy")
+    detector_energy_scale: float = scale_field("the photodetectors' and TIAs' energy")
+    adc_energy_scale: float = scale_field("the ADCs' energy")
+    adc_area_scale: float = scale_field("the ADCs' (and TIAs') area")
+    mzi_area_scale: float = scale_field("the MZIs' area")
+    modulator_area_scale: float = scale_field("the modulators' and attenuators' area")
+    detector_area_scale: float = scale_field("the photodetectors' area")
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
