@@ -193,3 +193,14 @@ def test_the_searcher_stores_constraints_before_telling_optuna():
     assert trial.state.name == "COMPLETE" and trial.values == [0.9, 50.0]
     assert trial.user_attrs[CONSTRAINTS_ATTR] == [1.0, 40.0, 0.0]
     assert list(trial.system_attrs["constraints"]) == [1.0, 40.0, 0.0]
+
+
+def test_the_operating_mode_is_part_of_a_search_identity():
+    from codesign.search.runner import COST_MODEL, IDENTITY_KEYS, identity
+
+    assert "operating_mode" in IDENTITY_KEYS and COST_MODEL == 3
+    assert SearchConfig().operating_mode == "latency"
+    assert identity(SearchConfig(operating_mode="stream")) != identity(SearchConfig())
+    assert SearchConfig(operating_mode="stream").trial_base().operating_mode == "stream"
+    with pytest.raises(ConfigError, match="operating_mode"):
+        SearchConfig(operating_mode="batch")
