@@ -19,14 +19,25 @@ constant term lands on the weight of the constant feature, so it is folded into 
 
 The digital host is :class:`~codesign.devices.ideal.IdealDevice`'s cost model
 (:mod:`codesign.devices.digital`: Horowitz's 45 nm per-operation energies and SRAM reads):
-``host_datapath`` sets its number format. The simulation computes the host stages in float32,
-so only ``fp32`` prices exactly what is simulated.
+``host_datapath`` sets its number format (default :data:`~codesign.devices.digital.DEFAULT_HOST_DATAPATH`,
+int8), and the feature pipeline simulates the same format (:func:`codesign.features.host_quantize`).
 
 Stages run one after the other: the latency is their sum. The host's MAC units are counted
 once, in the first stage that runs on the host. The device's converters' area and latency are
 reported inside its stage (devices price them together); the conversion stage carries their
 energy. A design the device cannot build (:meth:`~codesign.devices.base.Device.feasibility`)
 is reported with its reasons and no price.
+
+Held power (issue 26): every ``*_static_mw`` component of the device's cost is charged for the
+time it is held per inference in the ``operating_mode``: ``latency`` (the default, one inference
+at a time) holds it for the whole latency, host stages included; ``stream`` for the pipeline's
+initiation interval, the slowest of the host's MAC array (its stages in turn) and each device
+matrix (its ``interval_ns``). Each component's energy lands in the stage of its matrix (the
+``conversion`` stage where its dynamic part is a conversion), so stages still sum to the totals.
+The device's power at that rate (dynamic energy / interval + held power) is checked against its
+limits (:meth:`~codesign.devices.base.Device.power_feasibility`): a design above one is priced
+and reported infeasible with the reason. The digital host has no held power here: Horowitz's
+45 nm table gives no leakage figure for it.
 """
 
 from __future__ import annotations
