@@ -21,7 +21,9 @@ through the normalized tile, ``|s| <= 1``) brings ``P_fs |u|`` to its balanced d
 ``P_fs = P_wg 10^(-loss/10)`` (LT's link model: signal power proportional to the output value, its
 sign from the balanced pair). Its photocurrent ``R P_fs u`` carries shot noise of variance
 ``2 q R P_fs |u| B`` and the TIA's input-referred noise ``i_n^2 B`` (``B`` = the sample rate).
-Summing the photocurrents of ``T`` tiles sums their variances. Lowering the laser power
+Summing the photocurrents of ``T`` tiles sums their shot variances; their one TIA adds its noise once
+(:func:`receivers`, the count the cost prices). ``detection="homodyne"`` reads each tile against a
+local oscillator instead (:func:`homodyne_noise_coefficients`). Lowering the laser power
 (``adc_bits``, ``detector_sensitivity_dbm``, ``laser_margin_db``) lowers the SNR.
 
 Cost model (``cost``, per inference = one matrix-vector product; weight-stationary: every tile
@@ -29,11 +31,16 @@ is present at once and the chip streams one input vector per sample period ``1/c
 
 * conversions (:attr:`PhotonicMZIDevice.conversion_keys`): input DACs and modulators, balanced
   photodetectors + TIAs, output ADCs (Lightening-Transformer simulator constants);
-* matrix stage: the laser's wall-plug power for one sample period, the phase-holding power of
-  every programmed shifter for one sample period (``phase_shifter``: thermo-optic heaters hold
-  ``~P_pi`` each, Harris et al. 2014; non-volatile phase-change shifters hold none, Rios et al.
-  2022) and, without analog accumulation, digital partial-sum additions. Stationary weights cost
-  no memory traffic per inference.
+* dynamic, per product: the per-vector digital input scaling (a max over the inputs and a
+  multiply per input and output, the ``amax`` the layer simulates) and, without analog
+  accumulation, digital partial-sum additions. Stationary weights cost no memory traffic;
+* held (``*_static_mw``, charged by the whole inference for the time they are held in its
+  operating mode): the laser (continuous wave), the thermo-optic heaters of every programmed
+  phase (``phase_shifter``: ~P_pi each, Harris et al. 2014; non-volatile shifters none, Rios et
+  al. 2022), one static DAC per programmed phase (written once, ``reprogram_nj``), and with
+  ``detection='homodyne'`` the local oscillators. Power limits (``max_power_w``,
+  ``max_power_density_w_per_cm2``) make a design above them infeasible
+  (:meth:`PhotonicMZIDevice.power_feasibility`).
 
 The laser follows the Lightening-Transformer simulator (Zhu et al., HPCA 2024,
 github.com/zhuhanqing/Lightening-Transformer, ``hardware_simulator/hardware/photonic_MZI.py``):
