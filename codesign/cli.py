@@ -412,17 +412,29 @@ def _print_distill(m: dict) -> None:
 
 
 def _print_cost(cost: dict) -> None:
-    if not cost["feasible"]:
+    if cost["energy_pj"] is None:
         print("cost: INFEASIBLE (not priced)")
         for reason in cost["infeasible"]:
             print(f"  {reason}")
         return
+    if not cost["feasible"]:  # priced, but above a power limit
+        print("cost: INFEASIBLE (over a power limit; priced below)")
+        for reason in cost["infeasible"]:
+            print(f"  {reason}")
+    mode = cost.get("operating_mode", "latency")
     print(f"cost per inference: {cost['energy_pj']:.4g} pJ  {cost['latency_ns']:.4g} ns  {cost['area_mm2']:.4g} mm^2"
           f"  (host {cost['host']['datapath']})")
+    if "static_power_mw" in cost:
+        print(f"  {mode} mode: one inference every {cost['interval_ns']:.4g} ns; held power "
+              f"{cost['static_power_mw']:.4g} mW -> {cost['static_energy_pj']:.4g} pJ static + "
+              f"{cost['dynamic_energy_pj']:.4g} pJ dynamic")
     for name, st in cost["stages"].items():
         share = st["energy_pj"] / cost["energy_pj"] if cost["energy_pj"] else 0.0
+        held = f"  (held {st['static_energy_pj']:.4g} pJ)" if st.get("static_energy_pj") else ""
         print(f"  {name:<10} on {st['runs_on']:<6} {st['energy_pj']:>11.4g} pJ ({100 * share:4.1f} %)"
-              f"  {st['latency_ns']:>9.4g} ns  {st['area_mm2']:>9.4g} mm^2")
+              f"  {st['latency_ns']:>9.4g} ns  {st['area_mm2']:>9.4g} mm^2{held}")
+    for name, h in (cost.get("static") or {}).items():
+        print(f"  held {name:<12} {h['power_mw']:>11.4g} mW x {cost['interval_ns']:.4g} ns = {h['energy_pj']:.4g} pJ")
     print("  device: " + "  ".join(f"{k} {v:.4g}" for k, v in cost["device"].items()))
 
 

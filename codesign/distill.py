@@ -22,8 +22,8 @@ import torch
 from .augment import MAX_COPIES, TRANSFORMS, augmented_features, check_augment, parse_augment
 from .data import Dataset, check_dataset_spec, load_dataset
 from .devices import create_device, list_devices
-from .devices.base import DEFAULT_T_INFERENCE_S
-from .devices.digital import DATAPATHS
+from .devices.base import DEFAULT_OPERATING_MODE, DEFAULT_T_INFERENCE_S, OPERATING_MODES
+from .devices.digital import DATAPATHS, DEFAULT_HOST_DATAPATH
 from .devices.verdict import require_device
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
@@ -108,8 +108,12 @@ class DistillConfig:
         "host", "where the PCA projection runs: host (digital) or device (a second matrix on the device, "
         "noise included)", choices=PCA_PLACEMENTS)
     host_datapath: str = option(
-        "fp32", "number format of the digital host that prices the host stages (simulated in float32)",
-        choices=tuple(DATAPATHS))
+        DEFAULT_HOST_DATAPATH, "number format of the digital host that runs the PCA projection and the lift, simulated "
+        "and priced: int8 (pixels, weights, scores and features in int8, int32 accumulation) as an edge host runs "
+        "them, or fp16, int32, fp32", choices=tuple(DATAPATHS))
+    operating_mode: str = option(
+        DEFAULT_OPERATING_MODE, "time base of held (static) power: latency (one inference at a time, held for its whole "
+        "latency) or stream (inferences pipelined, held for the initiation interval)", choices=OPERATING_MODES)
     eval_time_s: float = option(
         DEFAULT_T_INFERENCE_S, "time since programming at which the hardware is evaluated: seconds or 30s, 1h, 1d, 1y",
         key="eval_time", parse=parse_duration, show_default=format_duration(DEFAULT_T_INFERENCE_S))
@@ -123,6 +127,7 @@ class DistillConfig:
         check_choice("protocol", self.protocol, PROTOCOLS)
         check_choice("pca_placement", self.pca_placement, PCA_PLACEMENTS)
         check_choice("host_datapath", self.host_datapath, DATAPATHS)
+        check_choice("operating_mode", self.operating_mode, OPERATING_MODES)
         if self.pca_placement == "device" and self.device is None:
             raise ConfigError("pca_placement='device' runs the PCA projection on a device: give --device NAME")
         check_range("hw_draws", self.hw_draws, 1, 10_000, integer=True)
@@ -227,7 +232,7 @@ class Workspace:
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
         key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
-               tuple(sorted(params.items())), seed)
+               tuple(sorted(params.items())), seed, cfg.host_datapath)
         if key not in self._features:
             build = cached_features if self.disk_features else build_features
             # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
@@ -235,7 +240,7 @@ class Workspace:
                       else {"decomposition": pca_decomposition(ds.x_train, disk=False, data_key=ds.fingerprint)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
-                seed=seed, max_memory=cfg.max_memory, **kwargs,
+                seed=seed, max_memory=cfg.max_memory, host_datapath=cfg.host_datapath, **kwargs,
             )
         return self._features[key]
 
@@ -407,7 +412,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         layer = device.layer(n_in, n_out).to(dev)
         cost = inference_cost(
             device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
-            n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath)
+            n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath,
+            operating_mode=cfg.operating_mode)
 
         def scored(layer_: torch.nn.Module) -> dict:
             """The device metrics of ``layer_`` (programmed or trained): its hardware draws and the cost.

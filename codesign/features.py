@@ -28,6 +28,59 @@ from .students import GramCache
 
 #: Rows lifted at a time: bounds the temporary memory of a large lift.
 CHUNK_ROWS = 8192
+#: Number formats of the digital host that runs the PCA projection and the lift
+#: (:data:`codesign.devices.digital.DATAPATHS`); every one is simulated, not only priced.
+HOST_FORMATS = ("fp32", "fp16", "int32", "int8")
+#: Percentile of ``|value|`` that sets an integer host's range for the PCA scores and the lifted
+#: features (values beyond it saturate): the 99.9th, as brevitas's percentile calibration and the
+#: FPGA device's input quantizer (Wu et al., "Integer quantization for deep learning inference",
+#: NVIDIA 2020, and TensorRT's percentile calibrator use it).
+HOST_PERCENTILE = 99.9
+#: Entries a percentile is taken on (a seeded sample of a large matrix).
+HOST_PERCENTILE_SAMPLE = 1 << 20
+
+
+def host_quantize(t: torch.Tensor, fmt: str, scale: float | torch.Tensor | None = None) -> torch.Tensor:
+    """``t`` as the host holds it in number format ``fmt``.
+
+    ``fmt`` ``fp32``: unchanged; ``fp16``: rounded to half precision; ``int8`` / ``int32``:
+    symmetric integers with zero point 0, ``scale`` the value of the largest positive code
+    ``2^(b-1) - 1`` (per tensor, or a column of per-row scales), rounded half to even and
+    saturated to ``[-2^(b-1), 2^(b-1) - 1]``. int8 is computed in float32 exactly as the exported
+    ONNX graph does (``Div``, ``Round``, ``Clip``, ``Mul`` by the float32 step), so the two agree
+    bit for bit; int32 codes exceed float32's mantissa and are computed in float64.
+    """
+    if fmt == "fp32":
+        return t
+    if fmt == "fp16":
+        return t.to(torch.float16).to(t.dtype)
+    return host_codes(t, fmt, scale) * host_step(fmt, scale, t.dtype)
+
+
+def host_step(fmt: str, scale: float | torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The value of one integer code of ``fmt`` for range ``scale`` (``scale / (2^(b-1) - 1)``;
+    float32 for int8, as the export's constant, float64 for int32)."""
+    top = 2 ** ((8 if fmt == "int8" else 32) - 1)
+    step = torch.as_tensor(1.0 if scale is None else scale, dtype=torch.float64) / (top - 1)
+    step = torch.where(step > 0, step, torch.ones_like(step))
+    return step.to(torch.float32 if fmt == "int8" else torch.float64)
+
+
+def host_codes(t: torch.Tensor, fmt: str, scale: float | torch.Tensor | None) -> torch.Tensor:
+    """The integer codes (as floats) of ``t`` in ``fmt`` (:func:`host_quantize` without the step)."""
+    top = 2 ** ((8 if fmt == "int8" else 32) - 1)
+    step = host_step(fmt, scale)
+    work = t.to(step.dtype)
+    return torch.clamp(torch.round(work / step), -top, top - 1).to(t.dtype)
+
+
+def _percentile_abs(t: torch.Tensor, seed: int = 0) -> float:
+    """The :data:`HOST_PERCENTILE` th percentile of ``|t|`` (on a seeded sample of its entries)."""
+    flat = t.reshape(-1).abs().float()
+    if flat.numel() > HOST_PERCENTILE_SAMPLE:
+        gen = torch.Generator().manual_seed(seed)
+        flat = flat[torch.randint(flat.numel(), (HOST_PERCENTILE_SAMPLE,), generator=gen)]
+    return float(torch.quantile(flat, HOST_PERCENTILE / 100)) if flat.numel() else 1.0
 #: Decompositions :func:`pca_decomposition` keeps in memory (one per training set).
 PCA_MEMO_SIZE = 2
 _PCA_MEMO: "OrderedDict[str, PCADecomposition]" = OrderedDict()
@@ -152,15 +205,27 @@ class FeaturePipeline:
         max_memory: bytes a feature matrix may take; larger ones raise ``ResourceError``
             before anything is allocated.
         seed: seeds data-dependent dictionaries (k-means).
+        host_datapath: the digital host's number format for the PCA projection and the lift
+            (:data:`HOST_FORMATS`), simulated: ``int8`` quantizes the pixels (per tensor, their
+            abs-max), the projection's weights (per row, whitening folded in), the scores and
+            the standardised lifted features (per tensor, their :data:`HOST_PERCENTILE` th
+            percentile on the training set; the standardisation is one scale per raw feature)
+            and accumulates exactly (int32); ``fp16`` rounds the same values to half precision;
+            ``int32`` as int8 with 32-bit codes; ``fp32`` is the float32 reference.
     """
 
     rank: int
     dictionary: Dictionary
     max_memory: int | None = None
     seed: int = 0
+    host_datapath: str = "fp32"
 
     def __post_init__(self) -> None:
         check_range("pca_rank", self.rank, 1, None, integer=True)
+        from .errors import check_choice
+
+        check_choice("host_datapath", self.host_datapath, HOST_FORMATS)
+        self.host_scales_: dict[str, float] = {}
         if self.max_memory is None:
             self.max_memory = default_max_memory()
 
@@ -202,6 +267,8 @@ class FeaturePipeline:
         for i in range(0, len(out), CHUNK_ROWS):
             block = out[i : i + CHUNK_ROWS]
             torch.div(block - self.mean_, self.std_, out=block)
+            if self.host_datapath != "fp32":
+                block.copy_(host_quantize(block, self.host_datapath, self.host_scales_.get("psi")))
         self._check_finite(out)
         return out
 
@@ -213,8 +280,14 @@ class FeaturePipeline:
             self.pca_ = PCA(self.rank)
             self.pca_._check_rank(*x_train.shape)
             self.pca_.fit_decomposition(decomposition)
+        self.host_scales_ = {}
+        if self.host_datapath != "fp32":  # the integer host's ranges, calibrated on the training set
+            self.host_scales_["x"] = float(np.abs(x_train).max()) or 1.0
+            z = torch.cat([self._scores(x_train[i : i + CHUNK_ROWS], quantize=False)
+                           for i in range(0, len(x_train), CHUNK_ROWS)])
+            self.host_scales_["z"] = _percentile_abs(z, self.seed)
         # the scores chunk by chunk, as transform() computes them, so fit_transform equals fit + transform
-        z = torch.cat([self.pca_.transform(x_train[i : i + CHUNK_ROWS]) for i in range(0, len(x_train), CHUNK_ROWS)])
+        z = torch.cat([self._scores(x_train[i : i + CHUNK_ROWS]) for i in range(0, len(x_train), CHUNK_ROWS)])
         self.dictionary.fit(z, self.seed)
         # Mean and variance in float64 over chunks: no second copy of the lifted matrix.
         F = self.n_features
@@ -235,10 +308,63 @@ class FeaturePipeline:
         mean[0], std[0] = 0.0, 1.0
         self.mean_ = mean.float()
         self.std_ = std.float()
+        if self.host_datapath != "fp32":
+            raw = self.dictionary.transform(z[: max(1, HOST_PERCENTILE_SAMPLE // max(F, 1))])
+            self.host_scales_["psi"] = _percentile_abs((raw - self.mean_) / self.std_, self.seed)
 
     def lift(self, z: torch.Tensor) -> torch.Tensor:
-        """Standardised lifted features of PCA scores ``z`` (``[n, r]``, e.g. from a device layer)."""
-        return (self.dictionary.transform(z) - self.mean_) / self.std_
+        """Standardised lifted features of PCA scores ``z`` (``[n, r]``, e.g. from a device layer).
+
+        On a host other than fp32 the scores are taken in its format, and the standardised
+        features leave it in its format (:func:`host_quantize`).
+        """
+        fmt, sc = self.host_datapath, self.host_scales_
+        if fmt != "fp32":
+            z = host_quantize(z, fmt, sc.get("z"))
+        psi = (self.dictionary.transform(z) - self.mean_) / self.std_
+        return psi if fmt == "fp32" else host_quantize(psi, fmt, sc.get("psi"))
+
+    def host_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)`` of the host's projection in its format: ``z = x @ W.T + b`` (float32 values).
+
+        :meth:`projection` with ``W`` in the host's format (per-row scales for integers); the
+        bias ``-W mu`` is the integer accumulator's offset.
+        """
+        w, _ = self.projection()
+        fmt = self.host_datapath
+        w = host_quantize(w, fmt, w.abs().amax(1, keepdim=True)) if fmt in ("int8", "int32") else host_quantize(w, fmt)
+        return w.float(), (-(w @ torch.from_numpy(self.pca_.mean_).to(w.dtype))).float()
+
+    def host_int8_projection(self) -> dict[str, torch.Tensor]:
+        """The int8 host's projection as it runs: ``z = (x_codes @ w_codes.T) * gain + bias``.
+
+        ``w_codes`` ``[r, D]`` are the weights' int8 codes (per-row scales), ``gain`` ``[r]`` the
+        float32 product of the input's step and each row's step, ``bias`` ``[r]`` float32. The
+        accumulator is exact in float32: ``|acc| <= 128 x 127 x D < 2^24`` for ``D <= 1031``.
+        """
+        w, _ = self.projection()
+        row = w.abs().amax(1, keepdim=True)
+        codes = host_codes(w, "int8", row)
+        w_deq = codes.double() * host_step("int8", row).double()
+        gain = (host_step("int8", self.host_scales_.get("x", 1.0)).double() * host_step("int8", row).double()[:, 0])
+        bias = -(w_deq @ torch.from_numpy(self.pca_.mean_).double())
+        return {"w_codes": codes.float(), "gain": gain.float(), "bias": bias.float()}
+
+    def _scores(self, x: np.ndarray | torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        """The PCA scores the host computes from inputs ``x`` in its format (fp32: exactly
+        ``pca_.transform``)."""
+        fmt = self.host_datapath
+        if fmt == "fp32":
+            return self.pca_.transform(x)
+        if fmt == "int8":
+            p = self.host_int8_projection()
+            xc = host_codes(torch.as_tensor(np.asarray(x), dtype=torch.float32), fmt, self.host_scales_.get("x", 1.0))
+            z = (xc @ p["w_codes"].T) * p["gain"] + p["bias"]  # integer accumulator: exact in float32
+        else:
+            w, b = self.host_weights()
+            xq = host_quantize(torch.as_tensor(np.asarray(x), dtype=torch.float64), fmt, self.host_scales_.get("x", 1.0))
+            z = (xq @ w.double().T + b.double()).float()
+        return host_quantize(z, fmt, self.host_scales_["z"]) if quantize else z
 
     def projection(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W, b)`` with PCA scores ``z = x @ W.T + b``: ``W`` is ``[r, D]`` (whitening folded in)."""
@@ -253,7 +379,7 @@ class FeaturePipeline:
         self.check_memory(len(x))
         out = torch.empty(len(x), self.n_features, dtype=torch.float32)
         for i in range(0, len(x), CHUNK_ROWS):
-            out[i : i + CHUNK_ROWS] = self.lift(self.pca_.transform(x[i : i + CHUNK_ROWS]))
+            out[i : i + CHUNK_ROWS] = self.lift(self._scores(x[i : i + CHUNK_ROWS]))
         self._check_finite(out)
         return out
 
@@ -274,13 +400,17 @@ class FeaturePipeline:
             "mean_": self.mean_.numpy(),
             "std_": self.std_.numpy(),
             "seed": self.seed,
+            "host_datapath": self.host_datapath,
+            "host_scales": dict(self.host_scales_),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "FeaturePipeline":
         d = create_dictionary(state["dictionary"], **state["dictionary_params"])
         d.load_state_dict(state["dictionary_state"])
-        pipe = cls(int(state["rank"]), d, seed=int(state.get("seed", 0)))
+        pipe = cls(int(state["rank"]), d, seed=int(state.get("seed", 0)),
+                   host_datapath=str(state.get("host_datapath", "fp32")))  # saved before issue 26: fp32
+        pipe.host_scales_ = {k: float(v) for k, v in dict(state.get("host_scales") or {}).items()}
         pipe.pca_ = PCA.from_state_dict(state["pca"])
         pipe.mean_ = torch.as_tensor(np.asarray(state["mean_"]), dtype=torch.float32)
         pipe.std_ = torch.as_tensor(np.asarray(state["std_"]), dtype=torch.float32)
@@ -314,6 +444,7 @@ def build_features(
     seed: int = 0,
     max_memory: int | None = None,
     decomposition: PCADecomposition | None = None,
+    host_datapath: str = "fp32",
 ) -> Features:
     """Fit the pipeline on ``x_train`` and lift both splits.
 
@@ -321,7 +452,7 @@ def build_features(
         decomposition: ``x_train``'s PCA decomposition (:func:`pca_decomposition`), shared by
             every rank; None decomposes here.
     """
-    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed)
+    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed, host_datapath)
     pipe.check_memory(len(x_train) + len(x_test))
     train = pipe.fit_transform(x_train, decomposition)
     return Features(pipe, train, pipe.transform(x_test))
@@ -338,6 +469,7 @@ def cached_features(
     max_memory: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     data_key: str | None = None,
+    host_datapath: str = "fp32",
 ) -> Features:
     """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed.
 
@@ -351,10 +483,11 @@ def cached_features(
     key = stable_hash({
         "data": data, "rank": rank, "dictionary": dictionary,
         "params": lift.params(), "seed": dictionary_seed(dictionary, seed), "v": 3,
+        **({"host": host_datapath} if host_datapath != "fp32" else {}),  # fp32 keeps its entries
     })
     folder = Path(cache_root(cache_dir)) / "features"
     path = folder / f"{dictionary}-r{rank}-{key}.npz"
-    pipe = FeaturePipeline(rank, lift, max_memory, seed)
+    pipe = FeaturePipeline(rank, lift, max_memory, seed, host_datapath)
     pipe.check_memory(len(x_train) + len(x_test))
     if path.is_file():
         try:  # arrays and a JSON text only: nothing in the file is unpickled or executed
@@ -371,7 +504,8 @@ def cached_features(
                           stacklevel=2)
             path.unlink(missing_ok=True)
     feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory,
-                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir, data_key=data_key))
+                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir, data_key=data_key),
+                           host_datapath=host_datapath)
     text, arrays = split_arrays(feats.pipeline.state_dict())
     atomic_save_npz(
         path,

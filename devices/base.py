@@ -649,6 +649,16 @@ class Device(abc.ABC):
         """
         return []
 
+    def power_feasibility(self, power_mw: float, area_mm2: float) -> list[str]:
+        """Why the device cannot draw ``power_mw`` (average, at the operating rate) on ``area_mm2``.
+
+        ``[]`` when it can (the default: no power limit). A device with a thermal design power or
+        a power-density limit checks them here (:func:`power_limit_reasons`); the whole-inference
+        cost calls it with the device's dynamic power at the operating rate plus its held power,
+        and reports a design above a limit as infeasible with the reason.
+        """
+        return []
+
     @classmethod
     @abc.abstractmethod
     def search_space(cls) -> dict[str, SearchSpec]:
@@ -790,6 +800,83 @@ def standalone_energy_pj(costs: Mapping[str, float], operating_mode: str = DEFAU
     return float(costs["energy_pj"]) + float(costs.get("static_power_mw", 0.0)) * held_time_ns(costs, operating_mode)
 
 
+#: Config fields ``<component>_energy_scale`` / ``<component>_area_scale`` calibrate one component
+#: of a device's cost (as CiMLoop's ``ADC_ENERGY_SCALE``): see :func:`calibrate`.
+ENERGY_SCALE_SUFFIX = "_energy_scale"
+AREA_SCALE_SUFFIX = "_area_scale"
+
+
+def scale_field(what: str) -> Any:
+    """A ``<component>_energy_scale`` / ``_area_scale`` config field: default 1, documented as the
+    calibration factor of ``what`` (:func:`calibrate` applies it, :func:`check_scales` checks it)."""
+    return dataclasses.field(default=1.0, metadata={"range": (1e-9, 1e6), "doc": f"calibration factor of {what} (1 = as cited)"})
+
+
+def calibrate(
+    config: DeviceConfig, energy: Mapping[str, float], area_um2: Mapping[str, float] | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-component calibration: scale each cost component by the config's scale field.
+
+    ``energy`` holds dynamic components ``<name>_pj`` and held ones ``<name>_static_mw``; each is
+    multiplied by the config field ``<name>_energy_scale`` when the config has one (the energy
+    scale of a component is the scale of its power too). ``area_um2`` maps component names to
+    areas, each multiplied by ``<name>_area_scale``. Components without a field are unchanged,
+    so a device declares scale fields only for the components it prices (the generic
+    mechanism of issue 26; :func:`check_scales` validates the fields).
+
+    Returns:
+        The scaled ``energy`` and ``area_um2`` (new dicts).
+    """
+
+    def scale(name: str, suffix: str) -> float:
+        return float(getattr(config, name + suffix, 1.0))
+
+    out_e = {}
+    for key, value in energy.items():
+        name = key[: -len("_static_mw")] if key.endswith("_static_mw") else key[: -len("_pj")] if key.endswith("_pj") else key
+        out_e[key] = float(value) * scale(name, ENERGY_SCALE_SUFFIX)
+    out_a = {k: float(v) * scale(k, AREA_SCALE_SUFFIX) for k, v in (area_um2 or {}).items()}
+    return out_e, out_a
+
+
+def check_scales(config: DeviceConfig) -> None:
+    """``ConfigError`` unless every ``*_energy_scale`` / ``*_area_scale`` field is in (0, 1e6]."""
+    from codesign.errors import check_range
+
+    for f in dataclasses.fields(config):
+        if f.name.endswith(ENERGY_SCALE_SUFFIX) or f.name.endswith(AREA_SCALE_SUFFIX):
+            check_range(f.name, getattr(config, f.name), 1e-9, 1e6)
+
+
+def power_limit_reasons(
+    power_mw: float,
+    area_mm2: float,
+    *,
+    max_power_w: float,
+    max_power_density_w_per_cm2: float | None = None,
+    power_field: str = "max_power_w",
+    density_field: str = "max_power_density_w_per_cm2",
+    what: str = "chip",
+) -> list[str]:
+    """Why ``power_mw`` drawn on ``area_mm2`` breaks a power or power-density limit ([] if not).
+
+    A limit of 0 (or None) is not checked. Each reason names the figure, the limit and the
+    config field that sets it, as :meth:`Device.feasibility` does for physical limits.
+    """
+    reasons = []
+    watts = power_mw * 1e-3
+    if max_power_w and watts > max_power_w:
+        reasons.append(f"{what} power {watts:.4g} W at the operating rate exceeds {power_field}="
+                       f"{max_power_w:.4g} W; lower its held (static) power or its rate, or raise {power_field}")
+    if max_power_density_w_per_cm2 and area_mm2 > 0:
+        density = watts / (area_mm2 * 1e-2)
+        if density > max_power_density_w_per_cm2:
+            reasons.append(f"{what} power density {density:.4g} W/cm^2 ({watts:.4g} W on {area_mm2:.4g} mm^2) "
+                           f"exceeds {density_field}={max_power_density_w_per_cm2:.4g} W/cm^2; lower its held "
+                           f"(static) power or its rate, or raise {density_field}")
+    return reasons
+
+
 def required_cost_check(device: Device, costs: Mapping[str, float], size: tuple[int, int] | None = None) -> None:
     """Raise ``ConfigError`` if a device's cost breaks the cost rules (plugin contract).
 
@@ -817,7 +904,13 @@ def required_cost_check(device: Device, costs: Mapping[str, float], size: tuple[
 
 
 __all__: Sequence[str] = (
+    "AREA_SCALE_SUFFIX",
     "CalibratedRange",
+    "ENERGY_SCALE_SUFFIX",
+    "calibrate",
+    "check_scales",
+    "scale_field",
+    "power_limit_reasons",
     "Choice",
     "DEFAULT_OPERATING_MODE",
     "DEFAULT_T_INFERENCE_S",

@@ -22,9 +22,10 @@ input parallelism on a named FPGA ``part``: the LUT model of FINN-R (Blott et al
 ``n_in * n_out / reuse_factor``. ``energy_pj`` is the sum of its components: the MACs
 (``mac_pj``: Horowitz's 45 nm arithmetic energies times the FPGA/ASIC gap, smaller for DSP48
 multipliers than for LUT multipliers), the BRAM weight reads (``bram_pj``, per bit read), the
-output requantizer (``requant_pj``) and the part's static power over the time one inference
-occupies the MVAU (``static_pj``: FINN's MVAU is not pipelined across inferences beyond its
-cycle count). There are no digital/analog conversions. :meth:`FPGAFixedPointDevice.feasibility`
+output requantizer (``requant_pj``). The part's static power is a held component
+(``fpga_static_mw``): the whole inference charges it for the time the part is held per
+inference in the operating mode (the whole latency, or the pipeline's interval), not only the
+MVAU's cycles. There are no digital/analog conversions. :meth:`FPGAFixedPointDevice.feasibility`
 checks the LUT, BRAM18 and DSP counts against the part's budget.
 """
 
@@ -44,7 +45,20 @@ from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPointMSE
 
 from codesign.errors import ConfigError, check_choice, check_range
 
-from .base import Choice, Device, DeviceConfig, DeviceLayer, IntRange, Preset, SearchSpec, preset_table
+from .base import (
+    Choice,
+    Device,
+    DeviceConfig,
+    DeviceLayer,
+    IntRange,
+    Preset,
+    SearchSpec,
+    calibrate,
+    check_scales,
+    scale_field,
+    power_limit_reasons,
+    preset_table,
+)
 from .digital import DATAPATHS, SRAM_BITCELL_UM2
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, energy and
@@ -102,6 +116,7 @@ class FPGAPart:
     static_w: float | None
     source: str
     static_source: str = ""
+    max_w: float | None = None
 
 
 #: FPGA parts the cost model knows: ``{part: FPGAPart}`` (the config field ``part``).
@@ -121,6 +136,11 @@ PARTS: dict[str, FPGAPart] = {
             # ThalesGroup/cva6-softcore-contest, README.md ("Power analysis")
             static_source="Vivado 2020.1 report_power, xc7z020clg400-1, typical process, Tj 28.1 C "
             "(ThalesGroup/cva6-softcore-contest README.md)",
+            # Rated power without a heat sink at 25 C ambient: (Tj,max - T_a) / theta_JA =
+            # (85 - 25) / 11.5 = 5.2 W. The same Vivado report gives "Effective TJA (C/W) 11.5" and
+            # "Max Ambient (C) 81.9" at 0.265 W, i.e. Tj,max = 81.9 + 0.265 x 11.5 = 85 C (the
+            # commercial grade's junction limit); 25 C is Vivado's default ambient.
+            max_w=(85.0 - 25.0) / 11.5,
         ),
         # Ultra96 (v1/v2)
         FPGAPart(
@@ -202,6 +222,17 @@ class FPGAFixedPointConfig(DeviceConfig):
         metadata={"range": (0.0, 1e3), "doc": "device static power, W, charged for the time an inference occupies the "
                   "MVAU; 0 = the part's cited figure (required for parts without one)"},
     )
+    max_power_w: float = field(
+        default=0.0,
+        metadata={"range": (0.0, 1e4), "doc": "most power the part may draw, W (the MVAU's dynamic power at the operating rate + "
+                  "static); 0 = the part's rated figure (xc7z020: 5.2 W, no heat sink, 25 C ambient)"},
+    )
+    mac_energy_scale: float = scale_field("the MACs' energy")
+    bram_energy_scale: float = scale_field("the BRAM reads' energy")
+    requant_energy_scale: float = scale_field("the requantizer's energy")
+    fpga_static_energy_scale: float = scale_field("the static power")
+    mac_area_scale: float = scale_field("the MAC array's area")
+    bram_area_scale: float = scale_field("the BRAMs' area")
     requant: str = field(
         default="shift",
         metadata={"doc": "output requantizer per PE: 'shift' (power-of-two saturating shift) or "
@@ -220,6 +251,8 @@ class FPGAFixedPointConfig(DeviceConfig):
         check_choice("part", self.part, tuple(PARTS))
         check_range("static_power_w", self.static_power_w, 0.0, 1e3)
         check_choice("requant", self.requant, ("shift", "thresholds"))
+        check_range("max_power_w", self.max_power_w, 0.0, 1e4)
+        check_scales(self)
         if self.static_power_w == 0 and PARTS[self.part].static_w is None:
             raise ConfigError(
                 f"static_power_w=0 asks for part {self.part!r}'s cited static power, but this model "
@@ -738,6 +771,15 @@ class FPGAFixedPointDevice(Device):
             "simd": Choice((4, 8, 16, 32, 64)),
         }
 
+    def max_w(self) -> float:
+        """The power limit, W: ``max_power_w`` or the part's rated figure (0: none known)."""
+        cfg = self.config
+        return cfg.max_power_w if cfg.max_power_w > 0 else float(PARTS[cfg.part].max_w or 0.0)
+
+    def power_feasibility(self, power_mw: float, area_mm2: float) -> list[str]:
+        """The part's power at the operating rate against its rated power (field ``max_power_w``)."""
+        return power_limit_reasons(power_mw, area_mm2, max_power_w=self.max_w(), what=f"FPGA {self.config.part}")
+
     def static_w(self) -> float:
         """Static power charged while an inference occupies the MVAU, W (config or part figure)."""
         cfg = self.config
@@ -825,10 +867,14 @@ class FPGAFixedPointDevice(Device):
         ``energy_pj``): ``mac_pj``, every MAC of the padded matrix at Horowitz's 45 nm energies
         (multiplier ~ ``w * a``, accumulator add ~ ``acc_bits``) times the FPGA/ASIC gap (14x in
         LUTs; 7x for a DSP48 multiplier, whose adder tree stays in LUTs); ``bram_pj``, every weight
-        bit read once from BRAM; ``requant_pj``, one ``acc_bits``-wide add (shift) or
-        ``2^output_bits - 1`` compares (thresholds) per output; ``static_pj``, the part's static
-        power for ``cycles / clock``. Area: the MAC array (LUT logic at 35x the ASIC area, a DSP48
-        multiplier at 5x that of its full 25 x 18 multiplier) plus the used BRAM18s' bit cells.
+        bit read once from BRAM at Horowitz's 8 KB SRAM price (0.156 pJ/bit; ``bram_pj_at_ds512_bound``
+        reports the same reads at Xilinx DS512's 1.94 pJ/bit, an upper bound from a 65 nm part
+        with writes included, 12x higher: the figure used is the 45 nm macro price because block
+        RAM is a hard SRAM macro, and the bound is shown beside it); ``requant_pj``, one
+        ``acc_bits``-wide add (shift) or ``2^output_bits - 1`` compares (thresholds) per output.
+        Held: ``fpga_static_mw``, the part's static power. Area: the MAC array (LUT logic at 35x
+        the ASIC area, a DSP48 multiplier at 5x that of its full 25 x 18 multiplier) plus the used
+        BRAM18s' bit cells. ``<component>_energy_scale`` / ``_area_scale`` calibrate each one.
         """
         cfg = self.config
         r = self.resources(in_features, out_features)
@@ -848,20 +894,28 @@ class FPGAFixedPointDevice(Device):
         compares = 2**cfg.output_bits - 1 if cfg.requant == "thresholds" else 1
         requant_pj = r["mh"] * compares * add_pj
         latency_ns = r["cycles"] * 1e3 / cfg.clock_mhz
-        static_pj = self.static_w() * latency_ns * 1e3  # W * ns = nJ = 1e3 pJ
-        area_um2 = p * q * (mult_um2 + add_um2) + r["bram_18k"] * BRAM18_BITS * SRAM_BITCELL_UM2
+        parts, areas = calibrate(
+            cfg,
+            {"mac_pj": mac_pj, "bram_pj": bram_pj, "requant_pj": requant_pj,
+             "fpga_static_mw": self.static_w() * 1e3},
+            {"mac": p * q * (mult_um2 + add_um2), "bram": r["bram_18k"] * BRAM18_BITS * SRAM_BITCELL_UM2},
+        )
+        energy = {k: v for k, v in parts.items() if k.endswith("_pj")}
         return {
-            "energy_pj": mac_pj + bram_pj + requant_pj + static_pj,
+            "energy_pj": sum(energy.values()),
+            "static_power_mw": parts["fpga_static_mw"],
             "latency_ns": latency_ns,
-            "area_mm2": area_um2 * 1e-6,
+            # FINN's MVAU takes a new vector once its folded cycles are done (initiation interval)
+            "interval_ns": latency_ns,
+            "area_mm2": sum(areas.values()) * 1e-6,
             "lut": float(r["lut"]),
             "dsp": float(r["dsp"]),
             "bram_18k": float(r["bram_18k"]),
             "cycles": float(r["cycles"]),
             "parallelism_macs_per_cycle": float(p * q),
             "acc_bits": float(acc),
-            "mac_pj": mac_pj,
-            "bram_pj": bram_pj,
-            "requant_pj": requant_pj,
-            "static_pj": static_pj,
+            # the bound beside the figure used: BRAM reads at Xilinx DS512's 1.94 pJ/bit
+            "bram_pj_at_ds512_bound": macs * w * BRAM_PJ_PER_BIT_DS512 * cfg.bram_energy_scale,
+            **energy,
+            "fpga_static_mw": parts["fpga_static_mw"],
         }

@@ -29,7 +29,7 @@ import torch
 
 from codesign.errors import ConfigError
 
-from .base import Device, DeviceLayer
+from .base import Device, DeviceLayer, Mode
 from .clements import mesh_layout
 from .export_io import (
     REEXPORT,
@@ -69,6 +69,10 @@ ARRAY_DOCS.update({
     "attenuator_amplitude_ratio": (
         "[T, k]", "attenuator column between the meshes: amplitude transmission s_i / max|s| "
         "(float64, in [-1, 1]; a negative value is |value| with an extra pi phase)"),
+    "attenuator_realized_ratio": (
+        "[T, k]", "the amplitude transmission each attenuator MZI realises for that ratio: "
+        "sin(theta / 2) with theta = 2 asin|ratio| on the phase DAC's levels (float64; the matrix "
+        "the layer computes uses these)"),
     "tile_k_row_range_index": (
         "[T, 2]", "rows [start, stop) of K (outputs) tile t holds (int64)"),
     "tile_k_col_range_index": (
@@ -178,6 +182,9 @@ def export_mesh(
         scale = sigma.abs().amax().clamp_min(1e-30)  # as the layer computes it
     sigma64, scale64 = sigma.double(), float(scale)
     arrays["attenuator_amplitude_ratio"] = (sigma64 / scale64).numpy()
+    with torch.no_grad():  # what the chip's attenuator MZIs realise on the phase DAC's levels
+        arrays["attenuator_realized_ratio"] = layer.realized_attenuators(
+            sigma64 / scale64, Mode.NOMINAL).numpy()
     arrays["tile_k_row_range_index"], arrays["tile_k_col_range_index"] = _tile_ranges(layer)
     arrays["mzi_column_index"], arrays["mzi_top_mode_index"] = _mzi_positions(layer.k)
     transmission = float(layer.transmission())
@@ -221,7 +228,7 @@ def export_mesh(
         },
         "attenuators": {
             "quantized": False,
-            "note": "the device model has no attenuator DAC: the amplitude ratios are continuous",
+            "note": "ideal amplitude ratios; the layer realises each as an MZI phase 2 asin|a| on the phase DAC's levels (phase_bits, phase_quantization) with its drive noise",
         },
         "input_dac": {
             "bits": cfg.dac_bits,

@@ -21,7 +21,9 @@ through the normalized tile, ``|s| <= 1``) brings ``P_fs |u|`` to its balanced d
 ``P_fs = P_wg 10^(-loss/10)`` (LT's link model: signal power proportional to the output value, its
 sign from the balanced pair). Its photocurrent ``R P_fs u`` carries shot noise of variance
 ``2 q R P_fs |u| B`` and the TIA's input-referred noise ``i_n^2 B`` (``B`` = the sample rate).
-Summing the photocurrents of ``T`` tiles sums their variances. Lowering the laser power
+Summing the photocurrents of ``T`` tiles sums their shot variances; their one TIA adds its noise once
+(:func:`receivers`, the count the cost prices). ``detection="homodyne"`` reads each tile against a
+local oscillator instead (:func:`homodyne_noise_coefficients`). Lowering the laser power
 (``adc_bits``, ``detector_sensitivity_dbm``, ``laser_margin_db``) lowers the SNR.
 
 Cost model (``cost``, per inference = one matrix-vector product; weight-stationary: every tile
@@ -29,11 +31,16 @@ is present at once and the chip streams one input vector per sample period ``1/c
 
 * conversions (:attr:`PhotonicMZIDevice.conversion_keys`): input DACs and modulators, balanced
   photodetectors + TIAs, output ADCs (Lightening-Transformer simulator constants);
-* matrix stage: the laser's wall-plug power for one sample period, the phase-holding power of
-  every programmed shifter for one sample period (``phase_shifter``: thermo-optic heaters hold
-  ``~P_pi`` each, Harris et al. 2014; non-volatile phase-change shifters hold none, Rios et al.
-  2022) and, without analog accumulation, digital partial-sum additions. Stationary weights cost
-  no memory traffic per inference.
+* dynamic, per product: the per-vector digital input scaling (a max over the inputs and a
+  multiply per input and output, the ``amax`` the layer simulates) and, without analog
+  accumulation, digital partial-sum additions. Stationary weights cost no memory traffic;
+* held (``*_static_mw``, charged by the whole inference for the time they are held in its
+  operating mode): the laser (continuous wave), the thermo-optic heaters of every programmed
+  phase (``phase_shifter``: ~P_pi each, Harris et al. 2014; non-volatile shifters none, Rios et
+  al. 2022), one static DAC per programmed phase (written once, ``reprogram_nj``), and with
+  ``detection='homodyne'`` the local oscillators. Power limits (``max_power_w``,
+  ``max_power_density_w_per_cm2``) make a design above them infeasible
+  (:meth:`PhotonicMZIDevice.power_feasibility`).
 
 The laser follows the Lightening-Transformer simulator (Zhu et al., HPCA 2024,
 github.com/zhuhanqing/Lightening-Transformer, ``hardware_simulator/hardware/photonic_MZI.py``):
@@ -73,7 +80,11 @@ from .base import (
     Mode,
     Preset,
     SearchSpec,
+    calibrate,
+    check_scales,
+    scale_field,
     dac,
+    power_limit_reasons,
     preset_table,
     quantize_symmetric,
     ste,
@@ -130,6 +141,35 @@ NONVOLATILE_MZI_IL_DB = 2 * COUPLER_IL_DB + SB2SE3_IL_DB_PER_PI * 1.0  # 0.38 dB
 MEAN_HOLD_INTERNAL = 0.5
 MEAN_HOLD_EXTERNAL = 1.0
 
+# --- phase settings held between reprogrammings ---
+# Every programmed phase (MZI theta/phi, output screens, Sigma attenuators) is written once and
+# held: a static DAC per phase (weights are stationary; the 14 GS/s input DACs of LT are for the
+# input vector, not for phases). austriamicrosystems' DAC8 macro cell (asic.austriamicrosystems.com
+# /databooks/cxx_a/dac8.html): an 8-bit resistor-string DAC, area 0.133 mm^2 (358 x 372 um), power
+# 0.13 mW (Vref span 1 V), settling < 1 us into 30 pF. An older CMOS node: its area and power are
+# upper bounds for a modern one (phase_dac_area_scale / phase_dac_energy_scale calibrate them).
+PHASE_DAC_AREA_UM2 = 358.0 * 372.0
+PHASE_DAC_STATIC_MW = 0.13
+PHASE_DAC_SETTLE_NS = 1000.0  # < 1 us: the write energy is bounded by the power over the settling
+PHASE_DAC_WRITE_PJ = PHASE_DAC_STATIC_MW * PHASE_DAC_SETTLE_NS  # mW x ns = pJ, per phase written
+
+# --- digital per-vector input scaling (amax over the inputs, one multiply per input) ---
+# Horowitz, ISSCC 2014, 45 nm: a 32-bit compare as a 32-bit add (0.1 pJ) for the running max, a
+# 32-bit integer multiply (3.1 pJ) for each input's scaling and each output's rescale.
+SCALE_COMPARE_PJ = DATAPATHS["int32"].add_pj
+SCALE_MULT_PJ = DATAPATHS["int32"].mult_pj
+
+# --- power limits of the chip ---
+# Thermal design power: 300 W, the most a full-size PCI Express add-in card may draw (75 W from
+# the x16 slot + 75 W 6-pin + 150 W 8-pin auxiliary connectors; PCI-SIG PCI Express Card
+# Electromechanical Specification, power limits of a 300 W card).
+MAX_POWER_W = 300.0
+# Power density: 100 W/cm^2, the order of the heat flux high-end air-cooled processors dissipate
+# and the usual ceiling quoted for air cooling (I. Mudawar, "Assessment of high-heat-flux thermal
+# management schemes", IEEE Trans. Compon. Packag. Technol. 24(2), 122 (2001)); not re-checked
+# here: set max_power_density_w_per_cm2 for a liquid-cooled package.
+MAX_POWER_DENSITY_W_PER_CM2 = 100.0
+
 # --- optical power a silicon waveguide carries ---
 # Two-photon absorption in silicon at 1550 nm: beta_TPA = 0.45-0.9 cm/GW (photonica.io glossary
 # "Two-photon absorption (TPA)", table of TPA coefficients); a single-mode silicon wire has
@@ -173,6 +213,8 @@ GROUP_INDEX = 4.2  # group index of a 500 x 220 nm SOI strip waveguide (typical 
 # Chrostowski & Hochberg, Silicon Photonics Design, CUP 2015, ch. 3; not re-checked here)
 C_UM_PER_NS = 299_792.458  # speed of light
 PHASE_SHIFTERS = ("thermo_optic", "nonvolatile")
+#: Receiver models (``detection``): LT's link budget, or balanced homodyne with a local oscillator.
+DETECTIONS = ("link_budget", "homodyne")
 
 
 @dataclass(frozen=True)
@@ -278,6 +320,18 @@ class PhotonicMZIConfig(DeviceConfig):
             "(Xie et al. 2021, 25 Gb/s TIA: 10.9); bandwidth = clock_ghz"
         },
     )
+    detection: str = field(
+        default="link_budget",
+        metadata={"doc": "receiver model: 'link_budget' (LT's: a unit output brings P_fs to its balanced pair, "
+                  "shot noise 2 q R P_fs |u| B) or 'homodyne' (balanced homodyne against a local oscillator of "
+                  "lo_power_mw per pair: current 2 R sqrt(P_LO P_fs) u, shot noise 2 q R (P_LO + P_fs u^2) B; "
+                  "the LO is priced as held laser power)"},
+    )
+    lo_power_mw: float = field(
+        default=0.0,
+        metadata={"range": (0.0, 1e4), "doc": "local-oscillator power per balanced pair with detection='homodyne', mW; 0 = the power "
+                  "of one input waveguide (split from the same laser)"},
+    )
     receiver_noise: bool = field(
         default=True,
         metadata={
@@ -299,6 +353,30 @@ class PhotonicMZIConfig(DeviceConfig):
     clock_ghz: float = field(
         default=5.0, metadata={"range": (1e-3, ADC_GSPS), "doc": "sample rate of DACs/ADCs, GHz (LT: 5 GHz; ADC max 10)"}
     )
+    max_power_w: float = field(
+        default=MAX_POWER_W,
+        metadata={"range": (0.0, 1e6), "doc": "thermal design power of the chip, W (a 300 W PCIe card): the device's power at "
+                  "the operating rate (dynamic / interval + held) above it is infeasible; 0 = unchecked"},
+    )
+    max_power_density_w_per_cm2: float = field(
+        default=MAX_POWER_DENSITY_W_PER_CM2,
+        metadata={"range": (0.0, 1e6), "doc": "most power per chip area, W/cm^2 (air cooling ~100): above it the design is "
+                  "infeasible; 0 = unchecked"},
+    )
+    laser_energy_scale: float = scale_field("the laser's power")
+    lo_energy_scale: float = scale_field("the local oscillator's power")
+    heater_energy_scale: float = scale_field("the heaters' held power")
+    phase_dac_energy_scale: float = scale_field("the phase-holding DACs' power and write energy")
+    phase_dac_area_scale: float = scale_field("the phase DACs' area")
+    dac_energy_scale: float = scale_field("the input DACs' energy")
+    dac_area_scale: float = scale_field("the input DACs' area")
+    modulator_energy_scale: float = scale_field("the modulators' energy")
+    detector_energy_scale: float = scale_field("the photodetectors' and TIAs' energy")
+    adc_energy_scale: float = scale_field("the ADCs' energy")
+    adc_area_scale: float = scale_field("the ADCs' (and TIAs') area")
+    mzi_area_scale: float = scale_field("the MZIs' area")
+    modulator_area_scale: float = scale_field("the modulators' and attenuators' area")
+    detector_area_scale: float = scale_field("the photodetectors' area")
 
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
@@ -318,10 +396,15 @@ class PhotonicMZIConfig(DeviceConfig):
         check_range("laser_margin_db", self.laser_margin_db, -100.0, 40.0)
         check_range("responsivity_a_per_w", self.responsivity_a_per_w, 1e-3, 2.0)
         check_range("tia_noise_pa_per_rthz", self.tia_noise_pa_per_rthz, 0.0, 1e4)
+        check_choice("detection", self.detection, DETECTIONS)
+        check_range("lo_power_mw", self.lo_power_mw, 0.0, 1e4)
         for name in ("crosstalk_calibrated", "receiver_noise"):
             if not isinstance(getattr(self, name), bool):
                 check_range(name, getattr(self, name), 0, 1, integer=True)
         check_range("clock_ghz", self.clock_ghz, 1e-3, ADC_GSPS)
+        check_range("max_power_w", self.max_power_w, 0.0, 1e6)
+        check_range("max_power_density_w_per_cm2", self.max_power_density_w_per_cm2, 0.0, 1e6)
+        check_scales(self)
         if not isinstance(self.analog_accumulation, bool):
             check_range("analog_accumulation", self.analog_accumulation, 0, 1, integer=True)
 
@@ -377,7 +460,8 @@ class PhotonicMZILayer(DeviceLayer):
         """The phases and coupler angles the hardware actually has in ``mode``.
 
         Noise streams of an instance: 0..2 phase errors of theta, phi, delta; 3, 4 the
-        couplers; 101 the receiver (in ``forward``). Phases are quantized by
+        couplers; 5 the attenuators (:meth:`realized_attenuators`); 101 the receiver (in
+        ``forward``). Phases are quantized by
         :func:`quantize_phase` (``phase_quantization``); with thermo-optic shifters the random
         error of each heater leaks ``thermal_crosstalk`` of itself to its neighbours
         (:func:`neighbour_matrix`), and the programmed phases too unless
@@ -419,6 +503,23 @@ class PhotonicMZILayer(DeviceLayer):
                 out[name] = torch.asin(torch.sqrt(ratio))
         return out
 
+    def realized_attenuators(self, ratio: torch.Tensor, mode: Mode | None = None) -> torch.Tensor:
+        """The amplitude ratios the attenuator column realises for the ideal ``ratio`` (``[T, k]``).
+
+        Each attenuator is an MZI whose internal phase ``theta = 2 asin |ratio|`` in ``[0, pi]``
+        sets its amplitude transmission ``sin(theta / 2)`` (the sign is the output screen's
+        pi): the phase is quantized by the same phase DAC as the meshes (``phase_bits``,
+        ``phase_quantization``) and carries the same drive noise (``phase_noise_rad``, noise
+        stream 5), as priced (one held phase DAC and heater per attenuator).
+        """
+        cfg = self.config
+        mode = self.mode if mode is None else mode
+        theta = 2 * torch.asin(ratio.abs().clamp(0.0, 1.0))
+        theta = quantize_phase(theta, cfg.phase_bits, cfg.phase_quantization)
+        if cfg.phase_noise_rad > 0 and mode is not Mode.NOMINAL:
+            theta = theta + cfg.phase_noise_rad * self.noise(theta.shape, 5, theta, mode)
+        return torch.sin(theta / 2) * torch.where(ratio < 0, -1.0, 1.0).to(ratio.dtype)
+
     def transmission(self) -> float:
         """Amplitude transmission of the deepest path: ``10^(-IL * (2k+1) / 20)``.
 
@@ -438,7 +539,8 @@ class PhotonicMZILayer(DeviceLayer):
         mats = rebuild(ph["theta"], ph["phi"], ph["delta"], ph["kappa1"], ph["kappa2"])
         u, vh = mats[: self.n_tiles], mats[self.n_tiles :]
         scale = self.sigma.detach().abs().amax().clamp_min(1e-30)
-        att = (self.sigma / scale).to(u.dtype)
+        att = self.sigma / scale
+        att = ste(att, self.realized_attenuators(att.detach(), mode)).to(u.dtype)
         tiles = torch.real((u * att[:, None, :]) @ vh)  # coherent detection reads Re(y)
         return tiles * self.transmission(), scale / self.transmission()
 
@@ -496,8 +598,10 @@ class PhotonicMZILayer(DeviceLayer):
         cfg = self.config
         if not cfg.receiver_noise:
             return torch.zeros_like(ya)
-        shot, floor = receiver_noise_coefficients(cfg)
         t = self.transmission()
+        if cfg.detection == "homodyne":
+            return t * torch.sqrt(self._homodyne_variance(codes, lsb, tiles, ya))
+        shot, floor = receiver_noise_coefficients(cfg)
         if cfg.analog_accumulation:
             # sum over the block row of |u| per tile (the per-tile outputs, as without analog
             # accumulation)
@@ -506,10 +610,27 @@ class PhotonicMZILayer(DeviceLayer):
             t4 = tiles.view(self.tile_rows, c, k, k)
             per_tile = torch.einsum("bcj,rcij->brci", xp.view(b, c, k), t4)  # [b, R, C, k]
             abs_sum = per_tile.abs_().sum(2).reshape(b, -1)[:, : self.out_features] * (lsb / t)
-            var = shot * abs_sum + floor * c
+            # the block row's photocurrents meet at one TIA: one noise floor per output (receivers)
+            var = shot * abs_sum + floor * receivers(cfg, self.in_features, self.out_features)["tias_per_output"]
         else:
             var = shot * ya.abs() / t + floor
         return t * torch.sqrt(var)
+
+    def _homodyne_variance(self, codes: torch.Tensor, lsb: float, tiles: torch.Tensor, ya: torch.Tensor) -> torch.Tensor:
+        """Per-output noise variance (in ``u^2``) of balanced homodyne receivers
+        (:func:`homodyne_noise_coefficients`): every tile's pair adds its LO and signal shot
+        noise, each TIA its floor (:func:`receivers`)."""
+        cfg = self.config
+        lo, sig, tia = homodyne_noise_coefficients(cfg)
+        t = self.transmission()
+        if not cfg.analog_accumulation:
+            u = ya / t
+            return lo + sig * u.square() + tia
+        k, b, c = self.k, codes.shape[0], self.tile_cols
+        xp = torch.nn.functional.pad(codes, (0, c * k - self.in_features))
+        per_tile = torch.einsum("bcj,rcij->brci", xp.view(b, c, k), tiles.view(self.tile_rows, c, k, k)) * (lsb / t)
+        u2 = per_tile.square().sum(2).reshape(b, -1)[:, : self.out_features]
+        return c * lo + sig * u2 + tia * receivers(cfg, self.in_features, self.out_features)["tias_per_output"]
 
 
 def optical_depth(k: int) -> int:
@@ -582,6 +703,46 @@ def optical_link(cfg: PhotonicMZIConfig) -> dict[str, float]:
     }
 
 
+def receivers(cfg: PhotonicMZIConfig, in_features: int, out_features: int) -> dict[str, int]:
+    """The receivers of an ``out x in`` layer: the one count the noise model and the cost read.
+
+    Every tile output has a balanced pair of photodetectors (``n_detectors = 2 x tile_cols x
+    out``). With ``analog_accumulation`` the photocurrents of a block row's tiles are summed on
+    one node before a single TIA and ADC per output (``tias_per_output`` 1: one TIA noise
+    floor per output, the shot noise of every tile); otherwise each tile output has its own TIA
+    and ADC (``tile_cols`` of them per output, their noise floors added with the digital partial
+    sums).
+    """
+    cols = -(-in_features // cfg.block_size)
+    per_output = 1 if cfg.analog_accumulation else cols
+    return {"n_detectors": 2 * cols * out_features, "n_tias": per_output * out_features,
+            "n_adcs": per_output * out_features, "tias_per_output": per_output, "tile_cols": cols}
+
+
+def lo_power_mw(cfg: PhotonicMZIConfig) -> float:
+    """The local oscillator's power per balanced pair, mW (0 unless ``detection='homodyne'``)."""
+    if cfg.detection != "homodyne":
+        return 0.0
+    return cfg.lo_power_mw if cfg.lo_power_mw > 0 else 10 ** (optical_link(cfg)["waveguide_dbm"] / 10)
+
+
+def homodyne_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float, float]:
+    """``(lo, sig, tia)``: a balanced homodyne pair reading tile output ``u`` has noise variance
+    ``lo + sig u^2`` (in ``u^2``), its TIA adds ``tia``.
+
+    The pair's current difference is ``2 R sqrt(P_LO P_fs) u`` (``P_fs``: :func:`optical_link`'s
+    ``received_dbm``, ``P_LO``: :func:`lo_power_mw`); its shot noise ``2 q R (P_LO + P_fs u^2) B``
+    (both photodiodes' mean currents) and the TIA's ``i_n^2 B`` (``B = clock_ghz``), divided by
+    the squared gain: ``lo = q B / (2 R P_fs)`` (the LO-limited shot noise, independent of
+    ``P_LO``), ``sig = q B / (2 R P_LO)``, ``tia = i_n^2 B / (4 R^2 P_LO P_fs)``.
+    """
+    p_fs = 10 ** (optical_link(cfg)["received_dbm"] / 10) * 1e-3
+    p_lo = lo_power_mw(cfg) * 1e-3
+    r, bandwidth, i_n = cfg.responsivity_a_per_w, cfg.clock_ghz * 1e9, cfg.tia_noise_pa_per_rthz * 1e-12
+    return (Q_E_C * bandwidth / (2 * r * p_fs), Q_E_C * bandwidth / (2 * r * p_lo),
+            i_n**2 * bandwidth / (4 * r**2 * p_lo * p_fs))
+
+
 def receiver_noise_coefficients(cfg: PhotonicMZIConfig) -> tuple[float, float]:
     """``(a, c)``: a tile output ``u`` is read with noise variance ``a |u| + c`` (in ``u^2``).
 
@@ -611,7 +772,7 @@ class PhotonicMZIDevice(Device):
     )
     #: DACs + input modulators, photodetectors + TIAs, ADCs; laser, phase holding and digital
     #: partial sums are the matrix stage.
-    conversion_keys: ClassVar[tuple[str, ...]] = ("dac_pj", "modulator_pj", "detector_pj", "adc_pj")
+    conversion_keys: ClassVar[tuple[str, ...]] = ("input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj", "adc_pj")
 
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
@@ -746,16 +907,34 @@ class PhotonicMZIDevice(Device):
             + f"); lower block_size={k}, insertion_loss_db or adc_bits"
         ]
 
-    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
-        """Component counts, losses, laser power, energy, latency and area of one MVM.
+    def power_feasibility(self, power_mw: float, area_mm2: float) -> list[str]:
+        """The chip's power at the operating rate against ``max_power_w`` and its density against
+        ``max_power_density_w_per_cm2`` (heaters and laser held, converters at the rate)."""
+        cfg = self.config
+        return power_limit_reasons(power_mw, area_mm2, max_power_w=cfg.max_power_w,
+                                   max_power_density_w_per_cm2=cfg.max_power_density_w_per_cm2,
+                                   what="photonic chip")
 
-        All tiles are present at once (weight-stationary; no weight traffic per inference); one
-        MVM occupies the hardware for one sample period ``1/clock_ghz``, for which the laser and
-        the phase-holding power are charged. Holding power (thermo-optic shifters only): every
-        programmed phase -- MZI ``theta`` and ``phi``, the output phase screens and the Sigma
-        attenuators -- draws ``heater_p_pi_mw`` times its mean phase over pi (0.5 for phases
-        in ``[0, pi]``: ``theta``, attenuators; 1.0 for ``[0, 2 pi)``: ``phi``, screens).
-        Non-volatile shifters hold their phase with no power.
+    def cost(self, in_features: int, out_features: int) -> dict[str, float]:
+        """Component counts, losses, dynamic energy, held power, latency and area of one MVM.
+
+        All tiles are present at once (weight-stationary; no weight traffic per inference); the
+        chip takes one input vector per sample period ``1/clock_ghz`` (``interval_ns``).
+
+        Dynamic energy per product (``*_pj``, summing to ``energy_pj``): the per-vector digital
+        input scaling (``input_scaling_pj``: a max over the inputs and one multiply per input and
+        per output, the ``amax`` the layer simulates), input DACs and modulators, photodetectors
+        and TIAs, ADCs (:func:`receivers` counts them, the same count the receiver noise uses),
+        and, without analog accumulation, the digital partial sums.
+
+        Held power (``*_static_mw``, summing to ``static_power_mw``; the whole inference charges
+        it for the time it is held): the laser (continuous wave, not gated), the thermo-optic
+        heaters (every programmed phase -- MZI ``theta`` and ``phi``, the output screens and the
+        Sigma attenuators -- draws ``heater_p_pi_mw`` times its mean phase over pi: 0.5 for
+        phases in ``[0, pi]``, 1.0 for ``[0, 2 pi)``; none for non-volatile shifters) and one
+        static DAC per programmed phase (``phase_dac``), written once when the layer is
+        programmed (``reprogram_nj``, not a per-inference cost). ``<component>_energy_scale`` /
+        ``_area_scale`` fields calibrate each component (:func:`~codesign.devices.base.calibrate`).
         """
         cfg = self.config
         k = cfg.block_size
@@ -766,6 +945,7 @@ class PhotonicMZIDevice(Device):
         n_mzi = n_tiles * 2 * mzi_per_mesh
         n_phase_shifters = n_tiles * 2 * (2 * mzi_per_mesh + k)  # theta, phi per MZI + screen
         n_attenuators = n_tiles * k
+        n_held = n_phase_shifters + n_attenuators  # every programmed phase has its static DAC
         depth = optical_depth(k)
         optics = self._optics()
         loss_db = optics["loss_db"]
@@ -781,46 +961,59 @@ class PhotonicMZIDevice(Device):
             hold_mw = cfg.heater_p_pi_mw * (
                 MEAN_HOLD_INTERNAL * n_internal + MEAN_HOLD_EXTERNAL * n_external
             )
+        rc = receivers(cfg, in_features, out_features)
         n_dac = rows * in_features  # each block row gets its own copy of the input vector
-        n_adc = out_features * (1 if cfg.analog_accumulation else cols)
-        n_pd = 2 * cols * out_features  # balanced detection
+        n_adc = rc["n_adcs"]
         dac_pj = DAC_MW_8BIT / DAC_GSPS * (2**cfg.dac_bits / cfg.dac_bits) / (2**8 / 8)
         adc_pj = ADC_MW_8BIT / ADC_GSPS * cfg.adc_bits / 8
-        energy = {
+        parts = {
+            "input_scaling_pj": in_features * (SCALE_COMPARE_PJ + SCALE_MULT_PJ) + out_features * SCALE_MULT_PJ,
             "dac_pj": n_dac * dac_pj,
             "modulator_pj": n_dac * MODULATOR_PJ * cfg.dac_bits / 8,
-            "laser_pj": laser_mw / f,
-            "phase_hold_pj": hold_mw / f,
-            "detector_pj": (n_pd * PHOTODETECTOR_MW + n_adc * TIA_MW) / f,
+            "detector_pj": (rc["n_detectors"] * PHOTODETECTOR_MW + rc["n_tias"] * TIA_MW) / f,
             "adc_pj": n_adc * adc_pj,
             "digital_pj": 0.0 if cfg.analog_accumulation else (cols - 1) * out_features * INT32_ADD_PJ,
+            "laser_static_mw": laser_mw,
+            # homodyne: one LO per balanced pair, from the same laser (wall-plug efficiency)
+            "lo_static_mw": rc["n_detectors"] / 2 * lo_power_mw(cfg) / LASER_WALL_PLUG_EFF,
+            "heater_static_mw": hold_mw,
+            "phase_dac_static_mw": n_held * PHASE_DAC_STATIC_MW,
         }
+        areas = {
+            "mzi": n_mzi * MZI_AREA_UM2,
+            "modulator": (n_attenuators + n_tiles * k) * MODULATOR_AREA_UM2,  # Sigma + input modulators
+            "detector": rc["n_detectors"] * PHOTODETECTOR_AREA_UM2,
+            "adc": n_adc * (TIA_AREA_UM2 + ADC_AREA_UM2),  # one TIA per ADC (receivers)
+            "dac": n_tiles * k * DAC_AREA_UM2,  # input DACs, one per modulator (as LT)
+            "phase_dac": n_held * PHASE_DAC_AREA_UM2,
+        }
+        parts, areas = calibrate(cfg, parts, areas)
+        energy = {key: v for key, v in parts.items() if key.endswith("_pj")}
+        static = {key: v for key, v in parts.items() if key.endswith("_static_mw")}
         acc_cycles = 0 if cfg.analog_accumulation else math.ceil(math.log2(cols)) if cols > 1 else 0
         propagation_ns = depth * 180.0 * GROUP_INDEX / C_UM_PER_NS  # 180 um long MZIs
-        n_adc_units = rows * k if cfg.analog_accumulation else n_tiles * k
-        area_um2 = (
-            n_mzi * MZI_AREA_UM2
-            + (n_attenuators + n_tiles * k) * MODULATOR_AREA_UM2  # Sigma + input modulators
-            + n_tiles * k * 2 * PHOTODETECTOR_AREA_UM2
-            + n_adc_units * (TIA_AREA_UM2 + ADC_AREA_UM2)
-            + (n_tiles * k + n_phase_shifters) * DAC_AREA_UM2  # input + phase DACs (as LT)
-        )
         out = {
             "energy_pj": sum(energy.values()),
+            "static_power_mw": sum(static.values()),
             "latency_ns": (1 + acc_cycles) / f + propagation_ns,
-            "area_mm2": area_um2 * 1e-6,
+            "interval_ns": 1.0 / f,  # converters and the accumulation pipeline take a vector per period
+            "area_mm2": sum(areas.values()) * 1e-6,
             "n_tiles": float(n_tiles),
             "n_mzi": float(n_mzi),
             "n_phase_shifters": float(n_phase_shifters),
             "n_attenuators": float(n_attenuators),
+            "n_phase_dacs": float(n_held),
+            "n_detectors": float(rc["n_detectors"]),
+            "n_tias": float(rc["n_tias"]),
             "optical_depth": float(depth),
             "total_insertion_loss_db": loss_db,
             "waveguide_power_mw": waveguide_mw,
             "received_power_mw": 10 ** (optics["received_dbm"] / 10),
-            "laser_power_mw": laser_mw,
-            "phase_hold_power_mw": hold_mw,
+            "reprogram_nj": n_held * PHASE_DAC_WRITE_PJ * cfg.phase_dac_energy_scale * 1e-3,
             "n_dac_conversions": float(n_dac),
             "n_adc_conversions": float(n_adc),
+            **{f"{name}_area_mm2": a * 1e-6 for name, a in areas.items()},
         }
         out.update(energy)
+        out.update(static)
         return out

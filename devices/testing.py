@@ -295,6 +295,20 @@ def _cost_keys(device: Device, in_features: int, out_features: int) -> dict[str,
         )
     unknown = [k for k in type(device).conversion_keys if k not in parts]
     _require(not unknown, f"conversion_keys {unknown} are not *_pj components of cost()")
+    held = {k: v for k, v in costs.items() if k.endswith("_static_mw")}
+    if held:  # held power (issue 26): components ending in _static_mw sum to static_power_mw
+        total = sum(held.values())
+        _require(
+            math.isclose(total, costs.get("static_power_mw", 0.0), rel_tol=1e-6, abs_tol=1e-9),
+            f"held components {', '.join(held)} sum to {total:.6g} mW, not static_power_mw = "
+            f"{costs.get('static_power_mw', 0.0):.6g}: every *_static_mw key is a component of static_power_mw",
+        )
+    power = device.power_feasibility(float(costs["energy_pj"]) / float(costs.get("interval_ns", costs["latency_ns"]) or 1.0)
+                                     + float(costs.get("static_power_mw", 0.0)), float(costs["area_mm2"]))
+    _require(
+        isinstance(power, list) and all(isinstance(r, str) and r for r in power),
+        f"power_feasibility() returned {power!r}: expected a list of non-empty reason strings",
+    )
     reasons = device.feasibility(in_features, out_features)
     _require(
         isinstance(reasons, list) and all(isinstance(r, str) and r for r in reasons),

@@ -39,6 +39,7 @@ from codesign.inference_cost import inference_cost
 from codesign.reproduce import metadata
 from codesign.students import FitConfig, LinearStudent, fit_through_device
 from codesign.devices import DEFAULT_T_INFERENCE_S, create_device, get_device_class
+from codesign.devices.base import DEFAULT_OPERATING_MODE, OPERATING_MODES
 from codesign.units import parse_duration
 
 # read times of the drift tables, s (a year: 365.25 days, codesign.units.DURATION_UNITS)
@@ -76,14 +77,16 @@ def evaluate(device, state, psi_test, y_test, draws, seed, t_inference_s):
     return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "worst": float(np.min(accs)), "all": accs}
 
 
-def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_time_s):
+def run_point(name, overrides, K, feats, y, yt, tl, fit_cfg, draws, seed, eval_time_s,
+              operating_mode=DEFAULT_OPERATING_MODE):
     """Post hoc and aware for one device config, read ``eval_time_s`` after programming; a row dict."""
     device = create_device(name, overrides)
     F, C = K.shape[1], K.shape[0]
     row = {"device": name, "overrides": overrides, "config": dataclasses.asdict(device.config),
            "eval_time_s": eval_time_s,
            "cost": inference_cost(device, n_inputs=feats.pipeline.pca_.mean_.shape[0], rank=feats.pipeline.rank,
-                                  dictionary=feats.pipeline.dictionary, n_classes=C)}
+                                  dictionary=feats.pipeline.dictionary, n_classes=C,
+                                  host_datapath=feats.pipeline.host_datapath, operating_mode=operating_mode)}
     states = {}
     layer = device.layer(F, C)
     layer.load_matrix(K)
@@ -143,7 +146,7 @@ def laser_rows(K, feats, yt, draws, seed, eval_time_s, log):
             st = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
             cost = device.cost(F, C)
             row = {"preset": preset or "(defaults)", "laser_margin_db": margin,
-                   "laser_power_mw": cost["laser_power_mw"], "received_power_mw": cost.get("received_power_mw"),
+                   "laser_power_mw": cost["laser_static_mw"], "received_power_mw": cost.get("received_power_mw"),
                    "buildable": not device.feasibility(F, C),
                    "posthoc": evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)}
             rows.append(row)
@@ -167,13 +170,15 @@ def run_dataset(dataset, args, log):
     fit_cfg = FitConfig(method="kd", aware_steps=args.aware_steps, batch_size=args.batch_size, lr=args.lr, seed=0)
     rows = []
     for name, sweeps in SWEEPS.items():
-        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time)
+        r = run_point(name, {}, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time,
+                      args.operating_mode)
         r.update(dataset=dataset, sweep="defaults", value="default")
         rows.append(r)
         log(_fmt(r))
         for label, points in sweeps:
             for ov in points:
-                r = run_point(name, ov, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time)
+                r = run_point(name, ov, student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, args.eval_time,
+                              args.operating_mode)
                 r.update(dataset=dataset, sweep=label, value=list(ov.values())[0])
                 rows.append(r)
                 log(_fmt(r))
@@ -366,6 +371,8 @@ def main(argv=None):
     p.add_argument("--eval-time", type=lambda v: parse_duration(v, "--eval-time"), default=DEFAULT_T_INFERENCE_S,
                    help="time since programming at which hardware is read: seconds or 30s, 1h, 1d, 1y "
                         "(default 1h; the crossbar drift table reads at its own times)")
+    p.add_argument("--operating-mode", choices=OPERATING_MODES, default=DEFAULT_OPERATING_MODE,
+                   help="time base of held power in the energy column: latency (whole inference) or stream")
     p.add_argument("--smoke-test", action="store_true")
     args = p.parse_args(argv)
     if args.smoke_test:

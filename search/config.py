@@ -24,7 +24,7 @@ from codesign.units import parse_duration
 from .asha import rung_steps
 
 #: ``--cost`` short names -> keys of the whole-inference cost (see :mod:`codesign.inference_cost`).
-COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2"}
+COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2", "power": "power_mw"}
 
 
 #: ``--sampler`` choices: Optuna samplers that handle two objectives (see :func:`make_sampler`).
@@ -103,6 +103,7 @@ class SearchConfig:
         ("host",), "where the PCA projection may run: host, device, or both (then a search dimension)",
         choices=PCA_PLACEMENTS, key="pca_placement")
     host_datapath: str = _distill("host_datapath")
+    operating_mode: str = _distill("operating_mode")
     search_kd: bool = option(
         False, "also search the distillation temperature and weight (kd/temperature in auto, 1, 2, 4; kd/alpha in "
                "auto, 0, 0.5, 0.9; auto: chosen on a validation split inside the trial, 5-15x a fit); method kd only")
@@ -237,6 +238,7 @@ class SearchConfig:
             hw_draws=self.hw_draws, seed=self.seed, validation=self.validation, max_memory=self.max_memory,
             cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,
             pca_placement=self.pca_placements[0], host_datapath=self.host_datapath,
+            operating_mode=self.operating_mode,
         )
 
     def replace(self, **changes: Any) -> "SearchConfig":

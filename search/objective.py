@@ -150,7 +150,7 @@ class SearchWorkspace(Workspace):
         params = cfg.dictionary_kwargs
         seed = dictionary_seed(cfg.dictionary, cfg.seed)
         key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
-               tuple(sorted(params.items())), seed, cfg.cache_dir)
+               tuple(sorted(params.items())), seed, cfg.cache_dir, cfg.host_datapath)
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
@@ -159,6 +159,7 @@ class SearchWorkspace(Workspace):
         feats = cached_features(
             ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
             seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir, data_key=ds.fingerprint,
+            host_datapath=cfg.host_datapath,
         )
         self._memo[key] = feats
         return feats

@@ -411,9 +411,17 @@ def write_front(out: Path, summary: Mapping[str, Any], device_fields: Sequence[s
 STAGE_NAMES = STAGES
 
 
+#: Held-power columns of a front (issue 26): the time between inferences in the operating mode,
+#: the power held and its energy, and the dynamic energy beside it.
+HELD_COLUMNS = ("interval_ns", "dynamic_energy_pj", "static_power_mw", "static_energy_pj")
+
+
 def stage_columns(costs: Mapping[str, Any]) -> list[str]:
-    """The per-stage keys (``pca_energy_pj``...) present in a flat cost dict, in stage order."""
-    return [f"{s}_{k}" for k in ("energy_pj", "latency_ns", "area_mm2") for s in STAGE_NAMES if f"{s}_{k}" in costs]
+    """The held-power totals (:data:`HELD_COLUMNS`) and the per-stage keys (``pca_energy_pj``,
+    ``pca_static_energy_pj``...) present in a flat cost dict, in stage order."""
+    return [k for k in HELD_COLUMNS if k in costs] + [
+        f"{s}_{k}" for k in ("energy_pj", "static_energy_pj", "latency_ns", "area_mm2") for s in STAGE_NAMES
+        if f"{s}_{k}" in costs]
 
 
 def _pct(v: Any) -> str:
@@ -437,6 +445,9 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
            f"{summary.get('aware_steps')} aware steps" if summary.get("scheduler") == "asha" else ""),
         "- cost: the whole inference (PCA projection, lifting, conversions, the matrix K); "
         "the stage columns split it",
+        f"- held (static) power charged in operating mode `{summary.get('operating_mode', 'latency')}` "
+        "(latency: for the whole inference; stream: for the pipeline's interval); host "
+        f"`{summary.get('host_datapath', 'fp32')}`",
     ]
     cons = summary.get("constraints") or {}
     if cons.get("max_cost") is not None or cons.get("min_accuracy") is not None:
@@ -448,6 +459,9 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
         return "\n".join(lines) + "\n"
     stages = [s for s in STAGE_NAMES if all(f"{s}_{key}" in (p.get("costs") or {}) for p in summary["front"])]
     asha = summary.get("scheduler") == "asha"  # trials stopped at a rung: say how long each front member trained
+    held = key == "energy_pj" and all("static_energy_pj" in (p.get("costs") or {}) for p in summary["front"])
+    if held:  # the held part of the energy beside the stages
+        stages.append("static")
     lines += [
         f"| trial | config | {key} | " + "".join(f"{s} | " for s in stages)
         + "val hw acc (%) | test hw acc (%) | test float acc (%) | " + ("aware steps | " if asha else "") + "knee |",

@@ -372,7 +372,8 @@ def plot_breakdown(
     """Stacked bars of each front member's cost by stage (PCA, lift, conversion, matrix).
 
     One panel per search, one bar per front member (cheapest first, labelled with its
-    configuration and accuracy), the cost objective split into the stages of the inference.
+    configuration and accuracy), the cost objective split into the stages of the inference; for
+    energy, each stage's held (static) energy is hatched after its dynamic part.
 
     Args:
         summaries: ``front.json`` contents whose cost objective is ``energy_pj``, ``latency_ns``
@@ -394,6 +395,7 @@ def plot_breakdown(
             f"a stage breakdown needs searches whose cost is energy, latency or area (got {', '.join(sorted(map(str, keys | {key})))})")
     labels = list(labels) if labels is not None else run_labels(summaries)
     heights = [max(1, len(s.get("front", []))) for s in summaries]
+    any_held = False
     fig = Figure(figsize=(9, 1.2 + 0.26 * sum(heights) + 0.5 * len(summaries)), dpi=150, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(summaries), 1, squeeze=False, height_ratios=heights)[:, 0]
@@ -403,8 +405,17 @@ def plot_breakdown(
         left = [0.0] * len(front)
         for stage, colour in _STAGE_COLOURS.items():
             vals = [float((p.get("costs") or {}).get(stage_key(stage, key), 0.0) or 0.0) for p in front]
-            ax.barh(range(len(front)), vals, left=left, color=colour, height=0.7)
-            left = [a + b for a, b in zip(left, vals)]
+            # energy: the stage's held (static) part hatched after its dynamic part (issue 26)
+            held = [float((p.get("costs") or {}).get(stage_key(stage, "static_energy_pj"), 0.0) or 0.0)
+                    if key == "energy_pj" else 0.0 for p in front]
+            dyn = [v - h for v, h in zip(vals, held)]
+            ax.barh(range(len(front)), dyn, left=left, color=colour, height=0.7)
+            left = [a + b for a, b in zip(left, dyn)]
+            if any(held):
+                any_held = True
+                ax.barh(range(len(front)), held, left=left, color=colour, height=0.7, hatch="///",
+                        edgecolor="white", linewidth=0)
+                left = [a + b for a, b in zip(left, held)]
         ax.set_yticks(range(len(front)), names, fontsize=6.5)
         ax.invert_yaxis()
         ax.set_title(f"{label}: front members by stage", fontsize=9, loc="left")
@@ -413,7 +424,9 @@ def plot_breakdown(
             ax.text(0.5, 0.5, "empty front", transform=ax.transAxes, ha="center", va="center")
     axes[-1].set_xlabel(cost_label(key))
     handles = [Patch(color=c, label=n) for n, c in _STAGE_COLOURS.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    if any_held:
+        handles.append(Patch(facecolor="0.6", hatch="///", edgecolor="white", label="held (static) power"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     if title is None:
         title = f"Where the {cost_label(key).split(' (')[0]} of an inference goes, front by front"
     fig.suptitle(title, fontsize=10)

@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -58,11 +59,13 @@ from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_spa
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
-    "pca_placement", "host_datapath", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
+    "pca_placement", "host_datapath", "operating_mode", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
 )
-#: Version of the cost accounting. 2: the whole inference (PCA, lifting, conversions, K) with
-#: infeasible designs unpriced; 1 (searches stored without it): the matrix K alone.
-COST_MODEL = 2
+#: Version of the cost accounting. 3: held (static) power charged for the time it is held per
+#: inference in ``--operating-mode``, power limits checked (issue 26); 2: the whole inference (PCA,
+#: lifting, conversions, K) with infeasible designs unpriced; 1 (searches stored without it): the
+#: matrix K alone.
+COST_MODEL = 3
 #: Options of searches stored before ``--space`` existed (see :func:`upgrade_options`).
 LEGACY_SPACE_KEYS = ("degrees", "min_centers", "max_centers")
 #: Options never inherited from a stored search on --resume (they describe this machine or run).
@@ -478,6 +481,38 @@ def _without_ray_auth_notice():
         logger.removeFilter(_drop_ray_auth_notice)
 
 
+#: User attribute of an Optuna trial holding its constraint values (see :func:`trial_constraints`).
+CONSTRAINTS_ATTR = "codesign_constraints"
+#: What each constraint value measures, in order (<= 0: satisfied).
+CONSTRAINT_NAMES = ("buildable", "max_cost", "min_accuracy")
+
+
+def constraint_values(metrics: Mapping[str, Any], cfg: SearchConfig) -> list[float]:
+    """The constraints of one trial's metrics for Optuna (each <= 0 when satisfied).
+
+    In :data:`CONSTRAINT_NAMES` order: ``1`` for a design the device cannot build or that breaks a
+    power limit (``feasible`` false; ``-1`` otherwise), ``cost - max_cost`` (the price of a design
+    above a power limit counts) and ``min_accuracy - hw_accuracy`` (0 when the constraint is not
+    set, or the value is unknown).
+    """
+    cost, acc = sampler_values(metrics, cfg.cost_key)[1], metrics.get("hw_accuracy")
+    over = 0.0
+    if cfg.max_cost is not None and isinstance(cost, (int, float)) and math.isfinite(cost):
+        over = float(cost) - cfg.max_cost
+    under = 0.0
+    if cfg.min_accuracy is not None and isinstance(acc, (int, float)) and math.isfinite(acc):
+        under = cfg.min_accuracy - float(acc)
+    return [1.0 if metrics.get("feasible") is False else -1.0, over, under]
+
+
+def trial_constraints(trial) -> list[float]:
+    """Optuna's ``constraints_func``: the values :func:`constraint_values` stored on the trial.
+
+    A trial without them (none recorded) counts as satisfying every constraint.
+    """
+    return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * len(CONSTRAINT_NAMES)))
+
+
 def make_sampler(cfg: SearchConfig, round_no: int = 0):
     """The Optuna sampler of ``--sampler`` for a search of ``cfg.samples`` trials.
 
@@ -488,18 +523,57 @@ def make_sampler(cfg: SearchConfig, round_no: int = 0):
     * ``nsga2``: NSGA-II with a population of ``min(50, max(8, samples // 4))`` (Optuna's 50 would
       leave a 32- or 64-trial search in its random first generation);
     * ``random``: independent uniform draws (the baseline of ``experiments/bench_search.py``).
+
+    TPE and NSGA-II receive every constraint (``constraints_func`` = :func:`trial_constraints`:
+    the device's buildability and power limits, ``--max-cost``, ``--min-accuracy``), so they
+    learn to avoid infeasible regions (constrained TPE, Watanabe & Hutter 2023; NSGA-II's
+    constrained domination, Deb et al. 2002) instead of only recording them.
     """
     import optuna
 
     seed = (cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed) + 1009 * round_no
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(8, cfg.samples // 4)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(8, cfg.samples // 4)),
+                                             constraints_func=trial_constraints)
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(4, cfg.samples // 3)))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(4, cfg.samples // 3)),
+                                      constraints_func=trial_constraints)
 
 
-def _study_storage(space: SearchSpace, records: list[dict]):
+def sampler_values(metrics: Mapping[str, Any], cost_key: str) -> list[float]:
+    """The two objectives the sampler is told: ``hw_accuracy`` and the cost; a design that is
+    not priced (the device cannot build it) is told an infinite cost, one above a power limit its
+    price, so that Optuna records it as a complete trial whose constraints are broken (NaN would
+    make it a failed trial, which the samplers ignore)."""
+    cost = metrics.get("cost")
+    if not (isinstance(cost, (int, float)) and math.isfinite(cost)):
+        priced = metrics.get(cost_key)
+        cost = float(priced) if isinstance(priced, (int, float)) and math.isfinite(priced) else math.inf
+    return [float(metrics.get("hw_accuracy", 0.0)), float(cost)]
+
+
+def constrained_searcher(cfg: SearchConfig, **kwargs: Any):
+    """Ray Tune's ``OptunaSearch`` whose trials carry their constraints to the sampler.
+
+    Before a finished trial is told to Optuna, its :func:`constraint_values` are stored on it
+    (:data:`CONSTRAINTS_ATTR`) and an infeasible design's objectives replaced by
+    :func:`sampler_values`, so the sampler's ``constraints_func`` sees every constraint.
+    """
+    from ray.tune.search.optuna import OptunaSearch
+
+    class _Constrained(OptunaSearch):
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            ot_trial = self._ot_trials.get(trial_id)
+            if result and ot_trial is not None and "hw_accuracy" in result:
+                ot_trial.set_user_attr(CONSTRAINTS_ATTR, constraint_values(result, cfg))
+                result = {**result, **dict(zip(("hw_accuracy", "cost"), sampler_values(result, cfg.cost_key)))}
+            super().on_trial_complete(trial_id, result=result, error=error)
+
+    return _Constrained(**kwargs)
+
+
+def _study_storage(space: SearchSpace, records: list[dict], cfg: SearchConfig):
     """An in-memory Optuna storage holding the finished trials (for --resume)."""
     import optuna
 
@@ -511,9 +585,13 @@ def _study_storage(space: SearchSpace, records: list[dict]):
         try:
             dists = space.distributions(params)
             params = {k: params[k] for k in dists}
-            if r["status"] == "completed":
+            if r["status"] == "completed" or (r["status"] == "infeasible" and r.get("metrics")):
+                m = {**r["metrics"], "feasible": r["status"] == "completed" and r["metrics"].get("feasible", True)}
+                cons = constraint_values(m, cfg)
                 t = optuna.trial.create_trial(params=params, distributions=dists,
-                                              values=[r["metrics"]["hw_accuracy"], r["metrics"]["cost"]])
+                                              values=sampler_values(m, cfg.cost_key),
+                                              user_attrs={CONSTRAINTS_ATTR: cons},
+                                              system_attrs={"constraints": cons})
             else:
                 t = optuna.trial.create_trial(params=params, distributions=dists, state=optuna.trial.TrialState.FAIL)
             study.add_trial(t)
@@ -684,14 +762,14 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
         try:
             import ray
             from ray import tune
-            from ray.tune.search.optuna import OptunaSearch
 
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
             cpus = max(1, min(int(cfg.cpus or cluster_cpus), cluster_cpus))
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = make_sampler(cfg, round_no)
-            searcher = OptunaSearch(space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"], sampler=sampler,
-                                    study_name="codesign", storage=_study_storage(space, records))
+            searcher = constrained_searcher(cfg, space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"],
+                                            sampler=sampler, study_name="codesign",
+                                            storage=_study_storage(space, records, cfg))
             rounds.append({"round": round_no, "started": _dt.datetime.now().isoformat(timespec="seconds"),
                            "samples": remaining, "cpus": cpus,
                            "sampler": cfg.sampler, "sampler_seed": cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed})
@@ -878,6 +956,7 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
         "device_set": dict(cfg.device_overrides), "device_preset": cfg.device_preset, "protocol": cfg.protocol,
         "method": cfg.method, "hw_draws": cfg.hw_draws, "eval_time_s": cfg.eval_time_s, "validation": cfg.validation,
         "seed": cfg.seed, "cost_key": key, "cost_label": outputs.cost_label(key),
+        "operating_mode": cfg.operating_mode, "host_datapath": cfg.host_datapath,
         "constraints": {"max_cost": cfg.max_cost, "min_accuracy": cfg.min_accuracy},
         "n_trials": len(records), "n_completed": len(completed),
         "n_infeasible": sum(r["status"] == "infeasible" for r in records),

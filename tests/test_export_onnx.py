@@ -154,3 +154,29 @@ def test_mnist_ideal_student_onnx_agrees_on_every_test_image(tmp_path):
     report = verify_export(out, data_root=_mnist_root())
     print(report.table())
     assert report.ok
+
+
+@pytest.mark.parametrize("host", ["int8", "fp16"])
+def test_a_host_format_is_simulated_and_exported(digits, tmp_path, host):
+    """Issue 26: a host other than fp32 is simulated (the features change) and the ONNX front end
+    computes the same features (int8 codes by Round and Clip, Cast for fp16)."""
+    ref = build_features(digits.x_train, digits.x_test, 8, "monomial", {"degree": 2})
+    f = build_features(digits.x_train, digits.x_test, 8, "monomial", {"degree": 2}, host_datapath=host)
+    diff = np.abs(f.test.numpy() - ref.test.numpy())
+    assert diff.max() > 1e-4  # the host's format reaches the features
+    if host == "int8":  # every standardised feature on the int8 grid of the calibrated range
+        step = f.pipeline.host_scales_["psi"] / 127
+        codes = f.test.numpy() / step
+        assert np.abs(codes - np.round(codes)).max() < 1e-3 and np.abs(codes).max() <= 128
+    k = torch.randn(10, f.pipeline.n_features, generator=torch.Generator().manual_seed(0)).numpy()
+    model = onnx_graph.float_model(f.pipeline, k)
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    assert ({"Round", "Clip"} <= ops) == (host == "int8") and ("Cast" in ops) == (host == "fp16")
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    (got,) = onnx_graph.run_float(path, digits.x_test, ("features",))
+    if host == "int8":  # integer codes, an accumulator exact in float32: bit for bit
+        assert np.array_equal(got, f.test.numpy())
+    else:  # fp16 rounding after float32 sums in another order: a code boundary may move one step
+        assert (np.abs(got - f.test.numpy()) > 1e-4).mean() < 1e-3

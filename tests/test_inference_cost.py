@@ -6,19 +6,22 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from codesign.devices import create_device, list_devices
 from codesign.devices.digital import DATAPATHS, sram_access_pj
 from codesign.dictionaries import Dictionary, create_dictionary
 from codesign.distill import DistillConfig, Workspace, run_distill
 from codesign.errors import ConfigError
-from codesign.inference_cost import STAGES, TOTAL_KEYS, flat_cost, inference_cost
+from codesign.devices.base import OPERATING_MODES
+from codesign.inference_cost import STAGES, STATIC_KEYS, TOTAL_KEYS, flat_cost, inference_cost
 from codesign.artifacts import load_student, save_student
 
 BUILTINS = ("ideal", "photonic_mzi", "analog_crossbar", "fpga_fixed_point")
 
 
 def _cost(device="ideal", rank=40, dictionary=None, placement="host", **kw):
+    kw.setdefault("host_datapath", "fp32")  # the hand counts below are Horowitz's fp32 figures
     d = dictionary or create_dictionary("monomial", degree=2)
     return inference_cost(create_device(device), n_inputs=784, rank=rank, dictionary=d, n_classes=10,
                           pca_placement=placement, **kw)
@@ -29,7 +32,10 @@ def _cost(device="ideal", rank=40, dictionary=None, placement="host", **kw):
 @pytest.mark.parametrize("dictionary", [("monomial", {"degree": 2}), ("monomial", {"degree": 3}), ("rbf", {"centers": 100})])
 def test_stages_sum_to_the_totals(device, placement, dictionary):
     c = _cost(device, rank=12, dictionary=create_dictionary(dictionary[0], **dictionary[1]), placement=placement)
-    assert c["feasible"] and c["infeasible"] == []
+    if device == "photonic_mzi" and placement == "device":  # 12 x 784 more of heaters: above 300 W, still priced
+        assert not c["feasible"] and "max_power_w=300 W" in c["infeasible"][0]
+    else:
+        assert c["feasible"] and c["infeasible"] == []
     assert list(c["stages"]) == list(STAGES)
     for key in TOTAL_KEYS:
         assert c[key] > 0
@@ -97,7 +103,9 @@ def test_flat_cost_columns():
     assert flat["energy_pj"] == c["energy_pj"]
     for s in STAGES:
         assert flat[f"{s}_energy_pj"] == c["stages"][s]["energy_pj"]
-    assert flat["n_mzi"] == c["device"]["n_mzi"] and flat["laser_pj"] == c["device"]["laser_pj"]
+    assert flat["n_mzi"] == c["device"]["n_mzi"] and flat["laser_static_mw"] == c["device"]["laser_static_mw"]
+    assert flat["laser_static_pj"] == c["static"]["laser"]["energy_pj"]
+    assert flat["static_energy_pj"] == c["static_energy_pj"] and flat["interval_ns"] == c["interval_ns"]
     assert c["matrix_energy_per_mac_pj"] == pytest.approx(c["stages"]["matrix"]["energy_pj"] / (231 * 10))
 
 
@@ -137,8 +145,9 @@ def test_distill_reports_the_whole_inference(ws, digits_teacher):
 
 
 def test_pca_on_the_ideal_device_changes_no_accuracy(ws, digits_teacher):
-    host = run_distill(DistillConfig(device="ideal", pca_rank=10), ws).metrics
-    dev = run_distill(DistillConfig(device="ideal", pca_rank=10, pca_placement="device"), ws).metrics
+    host = run_distill(DistillConfig(device="ideal", pca_rank=10, host_datapath="fp32"), ws).metrics
+    dev = run_distill(DistillConfig(device="ideal", pca_rank=10, pca_placement="device", host_datapath="fp32"),
+                      ws).metrics
     assert dev["hw_accuracies"] == pytest.approx(host["hw_accuracies"], abs=1 / 360)
     assert dev["cost"]["stages"]["pca"]["runs_on"] == "device"
 
@@ -184,3 +193,109 @@ def test_cli_reports_the_unbuildable_design_and_its_limit(digits_teacher, capsys
     assert main(["distill", "--device", "photonic_mzi", "--set", "block_size=64", "--pca-rank", "6"]) == 0
     out = capsys.readouterr().out
     assert "cost: INFEASIBLE (not priced)" in out and "block_size=64" in out
+
+
+# --------------------------------------------------------------------------- held power (issue 26)
+def _every_device_and_preset():
+    from codesign.devices import get_device_class
+
+    for name in list_devices():
+        yield name, None
+        for preset in get_device_class(name).presets():
+            yield name, preset
+
+
+@pytest.mark.parametrize("mode", OPERATING_MODES)
+@pytest.mark.parametrize("name,preset", list(_every_device_and_preset()))
+def test_every_held_component_is_charged_its_power_times_the_held_time(name, preset, mode):
+    from codesign.devices import get_device_class
+
+    dev = get_device_class(name).from_preset(preset) if preset else create_device(name)
+    c = inference_cost(dev, n_inputs=784, rank=40, dictionary=create_dictionary("monomial", degree=2),
+                       n_classes=10, operating_mode=mode)
+    if c["energy_pj"] is None and name == "photonic_mzi":  # LT's 0.99 dB MZIs break the waveguide limit
+        dev = dev.with_overrides({"max_waveguide_power_dbm": 30.0})
+        c = inference_cost(dev, n_inputs=784, rank=40, dictionary=create_dictionary("monomial", degree=2),
+                           n_classes=10, operating_mode=mode)
+    assert c["energy_pj"] is not None, c["infeasible"]
+    held = c["latency_ns"] if mode == "latency" else c["pipeline_interval_ns"]
+    assert c["interval_ns"] == pytest.approx(held)
+    assert c["pipeline_interval_ns"] <= c["latency_ns"] + 1e-9
+    # every *_static_mw component the device reports is charged, for exactly the held time
+    k_static = {k[: -len("_static_mw")]: v for k, v in c["device"].items() if k.endswith("_static_mw")}
+    assert set(c["static"]) == set(k_static) or (not k_static and set(c["static"]) <= {"device"})
+    for comp, h in c["static"].items():
+        assert h["energy_pj"] == pytest.approx(h["power_mw"] * held, rel=1e-12)
+        if comp in k_static:
+            assert h["power_mw"] == k_static[comp]
+    assert c["static_power_mw"] == pytest.approx(float(c["device"].get("static_power_mw", 0.0)))
+    assert c["static_energy_pj"] == pytest.approx(c["static_power_mw"] * held)
+    # dynamic + static, and the stages still sum to every total
+    assert c["energy_pj"] == pytest.approx(c["dynamic_energy_pj"] + c["static_energy_pj"], rel=1e-12)
+    for key in TOTAL_KEYS + STATIC_KEYS:
+        assert sum(s[key] for s in c["stages"].values()) == pytest.approx(c[key], rel=1e-12)
+
+
+def test_heaters_are_held_for_the_whole_inference_not_one_sample():
+    # the issue's audit: 16,416 phases of a 10 x 861 K at the defaults hold ~407 W of heaters;
+    # in latency mode they are held for the whole ~504 ns inference (the host's PCA included)
+    dev = create_device("photonic_mzi", {"max_power_w": 0})
+    lat = _cost_dev(dev, "latency")
+    assert lat["device"]["heater_static_mw"] == pytest.approx(406_624.3, rel=1e-6)
+    assert lat["static"]["heater"]["energy_pj"] == pytest.approx(406_624.3 * lat["latency_ns"], rel=1e-6)
+    assert lat["static"]["heater"]["energy_pj"] > 2000 * 406_624.3 / dev.config.clock_ghz  # vs one 0.2 ns sample
+    stream = _cost_dev(dev, "stream")
+    # streaming: the host's MAC array (PCA + lift, 491 + 13 ns) is the slowest stage of the pipeline
+    assert stream["interval_ns"] == pytest.approx(stream["stages"]["pca"]["latency_ns"] + stream["stages"]["lift"]["latency_ns"])
+    assert stream["static_energy_pj"] < lat["static_energy_pj"]
+
+
+def _cost_dev(dev, mode):
+    return inference_cost(dev, n_inputs=784, rank=40, dictionary=create_dictionary("monomial", degree=2),
+                          n_classes=10, operating_mode=mode, host_datapath="fp32")
+
+
+def test_a_photonic_design_above_the_power_limit_is_infeasible_with_the_reason():
+    c = _cost_dev(create_device("photonic_mzi"), "latency")
+    assert c["feasible"] is False and c["energy_pj"] > 0  # priced: its power is the reason
+    assert len(c["infeasible"]) == 1
+    why = c["infeasible"][0]
+    assert "photonic chip power 436.9 W" in why and "max_power_w=300 W" in why
+    # non-volatile shifters hold no heater power: the same matrix fits
+    ok = _cost_dev(create_device("photonic_mzi", {"phase_shifter": "nonvolatile"}), "latency")
+    assert ok["feasible"] and "heater" in ok["static"] and ok["static"]["heater"]["power_mw"] == 0.0
+    # a power-density limit is checked too
+    dense = _cost_dev(create_device("photonic_mzi", {"max_power_w": 0, "max_power_density_w_per_cm2": 1.0}), "latency")
+    assert not dense["feasible"] and "max_power_density_w_per_cm2=1 W/cm^2" in dense["infeasible"][0]
+
+
+def test_the_fpga_is_held_at_its_rated_power():
+    c = _cost_dev(create_device("fpga_fixed_point"), "latency")
+    assert c["feasible"] and c["static"]["fpga"]["energy_pj"] == pytest.approx(113.0 * c["latency_ns"])
+    # the FPGA's static power is held for the whole inference, the host's PCA included (not only
+    # the MVAU's 1,350 cycles)
+    assert c["latency_ns"] > c["stages"]["matrix"]["latency_ns"]
+    hot = _cost_dev(create_device("fpga_fixed_point", {"static_power_w": 6.0}), "latency")
+    assert not hot["feasible"] and "max_power_w=5.217 W" in hot["infeasible"][0]
+
+
+def test_operating_mode_is_checked():
+    with pytest.raises(ConfigError, match="operating_mode='batch'"):
+        _cost(operating_mode="batch")
+
+
+def test_the_default_host_is_int8_and_simulated(ws, digits_teacher):
+    from codesign.devices.digital import DEFAULT_HOST_DATAPATH
+
+    assert DEFAULT_HOST_DATAPATH == "int8" and DistillConfig().host_datapath == "int8"
+    r8 = run_distill(DistillConfig(device="ideal", pca_rank=10), ws)
+    r32 = run_distill(DistillConfig(device="ideal", pca_rank=10, host_datapath="fp32"), ws)
+    i8, f32 = r8.metrics, r32.metrics
+    assert i8["cost"]["host"]["datapath"] == "int8" and f32["cost"]["host"]["datapath"] == "fp32"
+    assert i8["cost"]["stages"]["pca"]["energy_pj"] < f32["cost"]["stages"]["pca"]["energy_pj"] / 5
+    # simulated, not only priced: the student sees the int8 host's features (on the int8 grid)
+    assert r8.features.pipeline.host_datapath == "int8"
+    assert not torch.equal(r8.features.test, r32.features.test)
+    step = r8.features.pipeline.host_scales_["psi"] / 127
+    assert torch.allclose(r8.features.test / step, (r8.features.test / step).round(), atol=1e-3)
+    assert abs(i8["hw_accuracy_mean"] - f32["hw_accuracy_mean"]) < 0.03

@@ -141,6 +141,16 @@ def frontend_arrays(pipeline: FeaturePipeline) -> tuple[dict[str, np.ndarray], d
         "formula": "z = (x - pca_mean) @ pca_components.T / pca_scale; psi = lift(z) (column 0 = 1); "
                    "features = (psi - feature_mean) / feature_std",
         "lift": _lift_text(d),
+        # the host's number format (issue 26): the PCA and the lift as the host computes them
+        "host": {
+            "datapath": pipeline.host_datapath,
+            "scales": dict(pipeline.host_scales_),
+            "arithmetic": "fp32: the formula in float32. int8: x, the whitened weights (per row, their abs-max) "
+                          "and z and features (per tensor, scales['z'], scales['psi']) are symmetric int8 codes "
+                          "q = clip(round_half_even(v / (scale / 127)), -128, 127), values q * scale / 127; "
+                          "z = x_q @ W_q.T - W_q @ pca_mean accumulated exactly (scales['x'] for x). fp16: the "
+                          "same values rounded to half precision. The ONNX graph computes exactly this.",
+        },
     }
     return arrays, section
 
@@ -179,6 +189,9 @@ def pipeline_from(folder: Path, section: Mapping[str, Any]) -> FeaturePipeline:
                     "components_": arrays["pca_components"], "explained_variance_": arrays["pca_explained_variance"],
                     "explained_variance_ratio_": arrays["pca_explained_variance_ratio"]},
             "mean_": arrays["feature_mean"], "std_": arrays["feature_std"], "seed": int(section.get("seed", 0)),
+            # bundles written before issue 26 have no host section: their front end is fp32
+            "host_datapath": str((section.get("host") or {}).get("datapath", "fp32")),
+            "host_scales": dict((section.get("host") or {}).get("scales") or {}),
         }
         pipe = FeaturePipeline.from_state_dict(state)
     except CodesignError:

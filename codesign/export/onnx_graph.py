@@ -99,10 +99,26 @@ def frontend_nodes(g: _Graph, pipeline) -> str:
     """Add the pipeline's nodes to ``g`` reading :data:`INPUT`; returns :data:`FEATURES`."""
     check_exportable(pipeline)
     pca, d = pipeline.pca_, pipeline.dictionary
-    z = g.op("Sub", [INPUT, g.const("pca_mean", pca.mean_.astype(np.float32))])
-    z = g.op("MatMul", [z, g.const("pca_components_t", np.ascontiguousarray(pca.components_.T, dtype=np.float32))])
-    if pca.whiten:
-        z = g.op("Div", [z, g.const("pca_scale", np.sqrt(pca.explained_variance_).astype(np.float32))], "pca_scores")
+    fmt = getattr(pipeline, "host_datapath", "fp32")
+    if fmt == "fp32":
+        z = g.op("Sub", [INPUT, g.const("pca_mean", pca.mean_.astype(np.float32))])
+        z = g.op("MatMul", [z, g.const("pca_components_t", np.ascontiguousarray(pca.components_.T, dtype=np.float32))])
+        if pca.whiten:
+            z = g.op("Div", [z, g.const("pca_scale", np.sqrt(pca.explained_variance_).astype(np.float32))], "pca_scores")
+    elif fmt == "int8":  # FeaturePipeline._scores: integer codes, an accumulator exact in float32
+        p = pipeline.host_int8_projection()
+        x = _int8_codes(g, INPUT, pipeline.host_scales_.get("x", 1.0), "host_input")
+        z = g.op("MatMul", [x, g.const("pca_weight_codes_t", np.ascontiguousarray(p["w_codes"].numpy().T))],
+                 "pca_accumulator")
+        z = g.op("Add", [g.op("Mul", [z, g.const("pca_gain", p["gain"].numpy())]),
+                         g.const("pca_bias", p["bias"].numpy())])
+        z = _host_format(g, z, fmt, pipeline.host_scales_["z"], "pca_scores")
+    else:  # fp16: inputs and weights rounded to half precision
+        w, b = pipeline.host_weights()
+        x = _host_format(g, INPUT, fmt, pipeline.host_scales_.get("x", 1.0), "host_input")
+        z = g.op("MatMul", [x, g.const("pca_weights_t", np.ascontiguousarray(w.numpy().T, dtype=np.float32))])
+        z = g.op("Add", [z, g.const("pca_bias", b.numpy().astype(np.float32))])
+        z = _host_format(g, z, fmt, pipeline.host_scales_["z"], "pca_scores")
     # the constant column, [N, 1]: the first pixel to the power 0 (1 for every value, 0 and NaN
     # included), so that its shape follows from static shape inference, as QONNX's executor needs
     first = g.op("Gather", [INPUT, g.const("first_column", np.array([0], np.int64))], axis=1)
@@ -126,7 +142,36 @@ def frontend_nodes(g: _Graph, pipeline) -> str:
         columns.append(g.op("Exp", [g.op("Mul", [d2, g.const("rbf_coef", coef)])], "rbf_features"))
     psi = g.op("Concat", columns, "lifted", axis=1)
     psi = g.op("Sub", [psi, g.const("feature_mean", pipeline.mean_.numpy().astype(np.float32))])
-    return g.op("Div", [psi, g.const("feature_std", pipeline.std_.numpy().astype(np.float32))], FEATURES)
+    if fmt == "fp32":
+        return g.op("Div", [psi, g.const("feature_std", pipeline.std_.numpy().astype(np.float32))], FEATURES)
+    psi = g.op("Div", [psi, g.const("feature_std", pipeline.std_.numpy().astype(np.float32))])
+    return _host_format(g, psi, fmt, pipeline.host_scales_["psi"], FEATURES)
+
+
+def _host_format(g: _Graph, t: str, fmt: str, scale: float, name: str) -> str:
+    """``t`` through the host's number format, as :func:`codesign.features.host_quantize` does:
+    ``Cast`` to float16 and back, or int8 codes as float ops -- ``Div`` by the step ``scale / 127``,
+    ``Round`` (half to even), ``Clip`` to ``[-128, 127]``, ``Mul`` by the step: the arithmetic of
+    ``QuantizeLinear`` / ``DequantizeLinear``, written out so that onnxruntime's QDQ fusion (an
+    integer MatMul with its own rounding) does not change what the host computes."""
+    if fmt == "fp16":
+        return g.op("Cast", [g.op("Cast", [t], to=10)], name, to=1)  # FLOAT16 = 10, FLOAT = 1
+    if fmt != "int8":
+        raise ConfigError(f"host_datapath={fmt!r} has no ONNX form here (int32 codes exceed float32's 24-bit "
+                          "mantissa); export a student whose host is fp32, fp16 or int8")
+    codes = _int8_codes(g, t, scale, name)
+    return g.op("Mul", [codes, f"{name}_step"], name)
+
+
+def _int8_codes(g: _Graph, t: str, scale: float, name: str) -> str:
+    """int8 codes of ``t`` as floats (``Div`` by the step, ``Round``, ``Clip``); the step is the
+    constant ``<name>_step``, :func:`codesign.features.host_step`."""
+    from ..features import host_step
+
+    step = g.const(f"{name}_step", host_step("int8", scale).numpy())
+    codes = g.op("Round", [g.op("Div", [t, step])])
+    return g.op("Clip", [codes, g.const(f"{name}_min", np.array(-128.0, np.float32)),
+                         g.const(f"{name}_max", np.array(127.0, np.float32))], f"{name}_codes")
 
 
 def _model(g: _Graph, n_inputs: int, n_classes: int, name: str, qonnx: bool):

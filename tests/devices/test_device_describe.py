@@ -18,7 +18,7 @@ def test_describe_lists_every_builtin_with_fields_defaults_and_docs():
     assert re.search(r"\n    phase_bits +?= 8 ", describe_device("photonic_mzi"))
     # each device says where the stages of an inference run, and which energies are conversions
     assert "PCA projection on the digital host" in describe_device("photonic_mzi")
-    assert "conversion energy: dac_pj, modulator_pj, detector_pj, adc_pj" in describe_device("photonic_mzi")
+    assert "conversion energy: input_scaling_pj, dac_pj, modulator_pj, detector_pj, adc_pj" in describe_device("photonic_mzi")
     assert "block_size: one of 8, 12, 16, 32" in text
     assert "conductance_bits: int 2..8" in text
     assert "search space: (none)" in describe_device("ideal")

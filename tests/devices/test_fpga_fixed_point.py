@@ -3,6 +3,8 @@
 import math
 
 import pytest
+
+from codesign.devices.base import standalone_energy_pj
 import torch
 
 from codesign.devices.fpga_fixed_point import FPGAFixedPointDevice, export_qonnx
@@ -130,8 +132,9 @@ def test_cost_energy_and_area_hand_count():
     assert c["mac_pj"] == pytest.approx(8 * (0.7 + 0.4375))
     assert c["bram_pj"] == pytest.approx(8 * 4 * 10 / 64)  # 32 weight bits at 10 pJ / 64 bits
     assert c["requant_pj"] == pytest.approx(2 * 0.4375)  # one shift (an acc-wide add) per output
-    assert c["static_pj"] == pytest.approx(0.113 * 40.0 * 1e3)  # xc7z020: 0.113 W for 40 ns
-    assert c["energy_pj"] == pytest.approx(9.1 + 5.0 + 0.875 + 4520.0)
+    assert c["fpga_static_mw"] == c["static_power_mw"] == pytest.approx(113.0)  # xc7z020: 0.113 W, held
+    assert c["energy_pj"] == pytest.approx(9.1 + 5.0 + 0.875)  # dynamic only
+    assert c["bram_pj_at_ds512_bound"] == pytest.approx(32 * 21e-3 / 300e6 * 1e12 / 36)  # the bound beside it
     # 2 MAC units: 4x4 multiplier 282 um^2 * 16/64 and 10-bit add 137 * 10/32, both x35; 1 BRAM18
     assert c["area_mm2"] == pytest.approx((2 * (282 * 16 / 64 + 137 * 10 / 32) * 35 + 18432 * 0.346) * 1e-6)
     d = dev.with_overrides({"mult_resource": "dsp"}).cost(4, 2)
@@ -146,13 +149,14 @@ def test_cost_energy_and_area_hand_count():
 def test_energy_components_sum_and_static_power_dominates_at_the_defaults():
     dev = FPGAFixedPointDevice()
     c = dev.cost(862, 10)
-    parts = ("mac_pj", "bram_pj", "requant_pj", "static_pj")
+    parts = ("mac_pj", "bram_pj", "requant_pj")
     assert sum(c[k] for k in parts) == pytest.approx(c["energy_pj"])
     assert FPGAFixedPointDevice.conversion_keys == ()
     # PE 2 x SIMD 16 at 200 MHz: (10/2) * (864/16) = 270 cycles = 1.35 us of 0.113 W static
-    assert c["latency_ns"] == pytest.approx(1350.0)
-    assert c["static_pj"] == pytest.approx(0.113 * 1350.0 * 1e3)
-    assert c["static_pj"] > c["mac_pj"] + c["bram_pj"]  # the audit's point: static dominates
+    assert c["latency_ns"] == c["interval_ns"] == pytest.approx(1350.0)
+    static_pj = standalone_energy_pj(c) - c["energy_pj"]
+    assert static_pj == pytest.approx(0.113 * 1350.0 * 1e3)
+    assert static_pj > c["mac_pj"] + c["bram_pj"]  # the audit's point: static dominates
     # energy per MAC at the defaults (862 x 10, 8-bit, LUT multipliers): 22.85 pJ. The cited
     # figures bound it: MAC 1.95-3.89 pJ (Horowitz x 7..14, Kuon & Rose), weight reads
     # 1.25-15.5 pJ (8 bits at 0.156 pJ/bit Horowitz .. 1.94 pJ/bit DS512) and 17.7 pJ of static
@@ -160,11 +164,11 @@ def test_energy_components_sum_and_static_power_dominates_at_the_defaults():
     from codesign.devices.fpga_fixed_point import BRAM_PJ_PER_BIT_DS512
 
     assert BRAM_PJ_PER_BIT_DS512 == pytest.approx(1.944, rel=1e-3)
-    per_mac = c["energy_pj"] / (862 * 10)
+    per_mac = standalone_energy_pj(c) / (862 * 10)
     assert per_mac == pytest.approx(22.854, rel=1e-3)
     assert 20.9 < per_mac < 37.1
     dsp = dev.with_overrides({"mult_resource": "dsp"}).cost(862, 10)
-    assert dsp["energy_pj"] / (862 * 10) == pytest.approx(21.451, rel=1e-3)
+    assert standalone_energy_pj(dsp) / (862 * 10) == pytest.approx(21.451, rel=1e-3)
     assert dsp["lut"] < c["lut"] and dsp["dsp"] == 32
 
 
@@ -172,12 +176,15 @@ def test_static_energy_follows_the_part_and_the_override():
     from codesign.errors import ConfigError
 
     dev = FPGAFixedPointDevice()
-    assert dev.with_overrides({"static_power_w": 0.5}).cost(862, 10)["static_pj"] == pytest.approx(0.5 * 1350e3)
+    assert dev.with_overrides({"static_power_w": 0.5}).cost(862, 10)["fpga_static_mw"] == pytest.approx(500.0)
     # a part without a cited static power needs the figure from the user
     with pytest.raises(ConfigError, match="static_power_w"):
         dev.with_overrides({"part": "xczu3eg"})
     ultra96 = dev.with_overrides({"part": "xczu3eg", "static_power_w": 0.3})
-    assert ultra96.cost(862, 10)["static_pj"] == pytest.approx(0.3 * 1350e3)
+    assert ultra96.cost(862, 10)["fpga_static_mw"] == pytest.approx(300.0)
+    # a part without a rated power is not checked unless max_power_w is given
+    assert ultra96.power_feasibility(10_000.0, 1.0) == []
+    assert ultra96.with_overrides({"max_power_w": 5.0}).power_feasibility(10_000.0, 1.0)
     with pytest.raises(ConfigError, match="part"):
         dev.with_overrides({"part": "xc9000"})
 

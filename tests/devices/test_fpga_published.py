@@ -65,3 +65,26 @@ def test_part_budgets_are_the_datasheet_values():
     assert (PARTS["xcvu9p"].lut, PARTS["xcvu9p"].bram18, PARTS["xcvu9p"].dsp) == (1182240, 4320, 6840)
     # Vivado report_power Device Static of an xc7z020clg400-1 design, typical process, Tj 28.1 C
     assert PARTS["xc7z020"].static_w == 0.113 and "28.1" in PARTS["xc7z020"].static_source
+
+
+def test_finn_tfc_w2a2_power_system_level_not_reproduced():
+    """System level (issue 26): the TFC's first MVAU streaming on the Pynq-Z1's xc7z020.
+
+    NOT reproduced: no published power of FINN's TFC on a Pynq-Z1 was found (FINN, FPGA 2017,
+    reports its prototypes' power on a ZC706 board, not this part), nor a Vivado estimate of
+    that bitfile. What the test checks instead: the part's static power is the cited Vivado
+    figure (0.113 W, ``PARTS``), the dynamic power at the MVAU's interval is computed from the
+    cited parts (~0.083 W), and the total stays under the part's rated 5.2 W (no heat sink, 25 C
+    ambient, from the same Vivado report's theta_JA). Tolerance: 1e-3 on the model's own figure.
+    """
+    from codesign.devices.base import standalone_energy_pj
+
+    dev = create_device("fpga_fixed_point", preset="finn_tfc_w2a2")
+    c = dev.cost(784, 64)
+    assert c["interval_ns"] == pytest.approx(640.0)  # 64 cycles at 100 MHz
+    power_mw = standalone_energy_pj(c, "stream") / c["interval_ns"]
+    assert c["fpga_static_mw"] == pytest.approx(113.0)
+    assert power_mw - 113.0 == pytest.approx(c["energy_pj"] / 640.0, rel=1e-12)
+    assert power_mw == pytest.approx(113.0 + c["energy_pj"] / 640.0, rel=1e-3)
+    assert dev.power_feasibility(power_mw, c["area_mm2"]) == []
+    assert PARTS["xc7z020"].max_w == pytest.approx(60 / 11.5)

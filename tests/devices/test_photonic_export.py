@@ -108,7 +108,7 @@ def test_radians_and_attenuators_alone_give_the_effective_matrix(tmp_path, dtype
         return rebuild(f("theta"), f("phi"), f("screen"))
 
     u, vh = mesh("u"), mesh("v")
-    att = torch.from_numpy(z["attenuator_amplitude_ratio"]).to(u.dtype)
+    att = torch.from_numpy(z["attenuator_realized_ratio"]).to(u.dtype)  # as the chip realises them
     tiles = torch.real((u * att[:, None, :]) @ vh).numpy() * man["digital"]["weight_scale_k"]
     k_eff = np.zeros((OUT, IN))
     for t, ((r0, r1), (c0, c1)) in enumerate(zip(z["tile_k_row_range_index"], z["tile_k_col_range_index"])):

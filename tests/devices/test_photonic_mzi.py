@@ -170,15 +170,19 @@ def test_cost_hand_count_single_4x4_tile():
     assert c["optical_depth"] == 9
     assert c["total_insertion_loss_db"] == pytest.approx(9 * 1.0 + MODULATOR_IL_DB)
     laser_dbm = -25.0 + 9.0 + MODULATOR_IL_DB + 10 * math.log10(4)
-    assert c["laser_power_mw"] == pytest.approx(10 ** (laser_dbm / 10) / 0.2 * 256)
-    assert c["laser_pj"] == pytest.approx(c["laser_power_mw"] / 5.0)
+    assert c["laser_static_mw"] == pytest.approx(10 ** (laser_dbm / 10) / 0.2 * 256)  # held, not per sample
     # launched into one input waveguide: sensitivity + loss + 8 bits of ADC headroom (optical)
     assert c["waveguide_power_mw"] == pytest.approx(10 ** ((-25.0 + 9.0 + MODULATOR_IL_DB) / 10) * 256)
     # heaters: theta (2 x 6) and 4 attenuators at P_pi/2, phi (2 x 6) and 2 x 4 screens at P_pi
-    assert c["phase_hold_power_mw"] == pytest.approx(HARRIS_P_PI_MW * (0.5 * 16 + 1.0 * 20))
-    assert c["phase_hold_pj"] == pytest.approx(24.77 * 28 / 5.0)  # one 0.2 ns sample period
+    assert c["heater_static_mw"] == pytest.approx(HARRIS_P_PI_MW * (0.5 * 16 + 1.0 * 20))
+    # one static DAC per programmed phase (32 shifters + 4 attenuators), held too
+    assert c["n_phase_dacs"] == 36 and c["phase_dac_static_mw"] == pytest.approx(36 * 0.13)
+    assert c["static_power_mw"] == pytest.approx(c["laser_static_mw"] + c["heater_static_mw"] + 36 * 0.13)
+    assert c["interval_ns"] == pytest.approx(0.2)  # one vector per 5 GHz sample
     assert c["n_adc_conversions"] == 4 and c["n_dac_conversions"] == 4
     assert c["adc_pj"] == pytest.approx(4 * ADC_MW_8BIT / ADC_GSPS)
+    # per-vector input scaling: a max over 4 inputs, 4 multiplies in and 4 out (Horowitz int32)
+    assert c["input_scaling_pj"] == pytest.approx(4 * (0.1 + 3.1) + 4 * 3.1)
     assert c["dac_pj"] == pytest.approx(4 * DAC_MW_8BIT / DAC_GSPS)
     digital = PhotonicMZIDevice(block_size=4, analog_accumulation=False).cost(12, 4)
     assert digital["n_adc_conversions"] == 12  # 3 column tiles x 4 outputs
@@ -194,8 +198,8 @@ def test_cost_grows_with_size_bits_and_block():
         assert more["energy_pj"] > base["energy_pj"], field
     deeper = dev.with_overrides({"block_size": 32}).cost(200, 10)
     assert deeper["total_insertion_loss_db"] > base["total_insertion_loss_db"]
-    assert dev.with_overrides({"insertion_loss_db": 1.5}).cost(200, 10)["laser_power_mw"] > (
-        base["laser_power_mw"]
+    assert dev.with_overrides({"insertion_loss_db": 1.5}).cost(200, 10)["laser_static_mw"] > (
+        base["laser_static_mw"]
     )
 
 
@@ -203,37 +207,78 @@ def test_energy_components_and_conversion_stage():
     dev = PhotonicMZIDevice(analog_accumulation=False)
     c = dev.cost(862, 10)
     parts = {k: v for k, v in c.items() if k.endswith("_pj") and k != "energy_pj"}
-    assert set(parts) == {"dac_pj", "modulator_pj", "laser_pj", "phase_hold_pj", "detector_pj",
-                          "adc_pj", "digital_pj"}
+    assert set(parts) == {"input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj", "adc_pj", "digital_pj"}
     assert sum(parts.values()) == pytest.approx(c["energy_pj"], rel=1e-12)
-    assert set(PhotonicMZIDevice.conversion_keys) == {"dac_pj", "modulator_pj", "detector_pj", "adc_pj"}
+    held = {k: v for k, v in c.items() if k.endswith("_static_mw")}
+    assert set(held) == {"laser_static_mw", "lo_static_mw", "heater_static_mw", "phase_dac_static_mw"}
+    assert held["lo_static_mw"] == 0.0  # link-budget receivers have no local oscillator
+    assert sum(held.values()) == pytest.approx(c["static_power_mw"], rel=1e-12)
+    assert set(PhotonicMZIDevice.conversion_keys) == {"input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj",
+                                                      "adc_pj"}
 
 
-def test_default_energy_per_mac_at_862x10():
+def test_default_held_power_at_862x10():
     # 862 x 10 on 12 x 12 tiles: 1 x 72 tiles, 20736 phase shifters + 864 attenuators
     c = PhotonicMZIDevice().cost(862, 10)
     macs = 862 * 10
-    conversion = sum(c[k] for k in PhotonicMZIDevice.conversion_keys)
-    assert c["energy_pj"] == pytest.approx(90621.23, rel=1e-5)  # was 279 nJ (0.99 dB/MZI, no heaters)
-    assert c["phase_hold_pj"] == pytest.approx(81324.86, rel=1e-5)  # 406.6 W of heaters x 0.2 ns
-    assert c["laser_pj"] == pytest.approx(5492.29, rel=1e-5)
-    assert c["energy_pj"] / macs == pytest.approx(10.513, abs=1e-3)
-    assert (c["energy_pj"] - conversion) / macs == pytest.approx(10.0716, abs=1e-3)
-    # holding on a full k x k tile costs P_pi / f (1.5 + 1/k) per MAC (Harris: 24.77 +- 0.43
-    # mW): 7.71-7.98 pJ at k = 12, times the 72 x 144 / 8620 = 1.203 zero padding of 862 x 10
-    per_mac = c["phase_hold_pj"] / macs
-    lo, hi = ((24.77 + d) / 5.0 * (1.5 + 1 / 12) * 72 * 144 / macs for d in (-0.43, 0.43))
+    assert c["n_phase_dacs"] == 20736 + 864
+    # holding a full k x k tile draws P_pi (1.5 + 1/k) per MAC of the tile (Harris: 24.77 +- 0.43
+    # mW), times the 72 x 144 / 8620 = 1.203 zero padding of 862 x 10: ~407 W in all
+    per_mac = c["heater_static_mw"] / macs
+    lo, hi = ((24.77 + d) * (1.5 + 1 / 12) * 72 * 144 / macs for d in (-0.43, 0.43))
     assert lo <= per_mac <= hi
+    assert c["heater_static_mw"] == pytest.approx(406_624.3, rel=1e-6)
+    assert c["laser_static_mw"] == pytest.approx(27_461.5, rel=1e-5)
+    assert c["phase_dac_static_mw"] == pytest.approx(21_600 * 0.13)
+    # the dynamic energy is the converters' (and the input scaling's) alone
+    conversion = sum(c[k] for k in PhotonicMZIDevice.conversion_keys)
+    assert c["energy_pj"] == pytest.approx(conversion, rel=1e-12)
+    # writing every phase once: 21,600 x 0.13 mW x 1 us
+    assert c["reprogram_nj"] == pytest.approx(21_600 * 0.13 * 1000 * 1e-3)
 
 
 def test_nonvolatile_shifters_hold_no_power():
     thermo = PhotonicMZIDevice().cost(862, 10)
     pcm = PhotonicMZIDevice(phase_shifter="nonvolatile").cost(862, 10)
-    assert pcm["phase_hold_pj"] == 0.0 and pcm["phase_hold_power_mw"] == 0.0
-    assert pcm["energy_pj"] == pytest.approx(thermo["energy_pj"] - thermo["phase_hold_pj"])
-    assert PhotonicMZIDevice(heater_p_pi_mw=12.0).cost(862, 10)["phase_hold_pj"] == pytest.approx(
-        thermo["phase_hold_pj"] * 12.0 / 24.77
+    assert pcm["heater_static_mw"] == 0.0
+    assert pcm["static_power_mw"] == pytest.approx(thermo["static_power_mw"] - thermo["heater_static_mw"])
+    assert PhotonicMZIDevice(heater_p_pi_mw=12.0).cost(862, 10)["heater_static_mw"] == pytest.approx(
+        thermo["heater_static_mw"] * 12.0 / 24.77
     )
+
+
+def test_calibration_scales_each_component():
+    base = PhotonicMZIDevice().cost(862, 10)
+    cal = PhotonicMZIDevice(laser_energy_scale=0.5, adc_energy_scale=2.0, phase_dac_area_scale=0.1).cost(862, 10)
+    assert cal["laser_static_mw"] == pytest.approx(0.5 * base["laser_static_mw"])
+    assert cal["adc_pj"] == pytest.approx(2 * base["adc_pj"])
+    assert cal["phase_dac_area_mm2"] == pytest.approx(0.1 * base["phase_dac_area_mm2"])
+    assert cal["area_mm2"] == pytest.approx(base["area_mm2"] - 0.9 * base["phase_dac_area_mm2"])
+    assert cal["dac_pj"] == base["dac_pj"]
+    from codesign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="laser_energy_scale"):
+        PhotonicMZIDevice(laser_energy_scale=0.0)
+
+
+def test_receivers_are_counted_once_for_noise_and_cost():
+    from codesign.devices.photonic_mzi import receiver_noise_coefficients, receivers
+
+    for analog in (True, False):
+        dev = PhotonicMZIDevice(analog_accumulation=analog)
+        c = dev.cost(862, 10)
+        rc = receivers(dev.config, 862, 10)
+        assert c["n_tias"] == rc["n_tias"] == c["n_adc_conversions"]
+        assert c["n_detectors"] == 2 * 72 * 10
+    # with analog accumulation one TIA (one noise floor) per output: a layer whose tiles get no
+    # light reads the TIA floor once, not once per tile
+    dev = PhotonicMZIDevice(detector_noise=0.0)
+    layer = dev.layer(862, 10)
+    codes = torch.zeros(1, 862)
+    tiles, _ = layer._normalized_tiles(layer.mode)
+    std = layer.receiver_noise_std(codes, 1.0, tiles, torch.zeros(1, 10))
+    _, floor = receiver_noise_coefficients(dev.config)
+    assert torch.allclose(std, torch.full_like(std, layer.transmission() * math.sqrt(floor)))
 
 
 def test_bad_phase_shifter_is_refused():
@@ -366,9 +411,9 @@ def test_config_saved_before_issue_12_still_loads():
 def test_laser_margin_scales_laser_waveguide_and_received_power():
     base = PhotonicMZIDevice().cost(862, 10)
     low = PhotonicMZIDevice(laser_margin_db=-10.0).cost(862, 10)
-    for key in ("laser_power_mw", "waveguide_power_mw", "received_power_mw"):
+    for key in ("laser_static_mw", "waveguide_power_mw", "received_power_mw"):
         assert low[key] == pytest.approx(base[key] / 10, rel=1e-9), key
-    assert low["laser_pj"] == pytest.approx(base["laser_pj"] / 10, rel=1e-9)
+    assert low["laser_static_mw"] == pytest.approx(base["laser_static_mw"] / 10, rel=1e-9)
     # at zero margin a unit output brings sensitivity x 2^adc_bits to the detectors
     assert base["received_power_mw"] == pytest.approx(10 ** (-25 / 10) * 256, rel=1e-9)
     # a margin eats into the link budget
@@ -376,3 +421,42 @@ def test_laser_margin_scales_laser_waveguide_and_received_power():
     reasons = PhotonicMZIDevice(block_size=16, laser_margin_db=10.0).feasibility(862, 10)
     assert reasons and "laser_margin_db=10 dB" in reasons[0] and "20.5 dBm" in reasons[0]
     assert PhotonicMZIDevice(block_size=32, laser_margin_db=-1.0).feasibility(862, 10) == []
+
+
+def test_homodyne_receivers_have_a_priced_local_oscillator_and_its_shot_noise():
+    from codesign.devices.photonic_mzi import Q_E_C, homodyne_noise_coefficients, lo_power_mw, optical_link
+
+    dev = PhotonicMZIDevice(detection="homodyne", block_size=8, phase_bits=32, phase_noise_rad=0.0, bs_error=0.0,
+                            dac_bits=32, adc_bits=32, laser_margin_db=-10 * math.log10(2.0**24))
+    cfg = dev.config
+    p_lo = lo_power_mw(cfg)
+    assert p_lo == pytest.approx(10 ** (optical_link(cfg)["waveguide_dbm"] / 10))  # one waveguide's power
+    c = dev.cost(40, 8)
+    assert c["lo_static_mw"] == pytest.approx(c["n_detectors"] / 2 * p_lo / 0.2)  # one LO per pair, wall-plug 0.2
+    lo, sig, tia = homodyne_noise_coefficients(cfg)
+    p_fs = 10 ** (optical_link(cfg)["received_dbm"] / 10) * 1e-3
+    assert lo == pytest.approx(Q_E_C * 5e9 / (2 * p_fs))  # LO-limited shot noise: q B / (2 R P_fs)
+    # one unit output in one of the row's 5 tiles: every tile's pair adds its LO shot noise,
+    # the output's one TIA its floor
+    k_mat = torch.zeros(8, 40)
+    k_mat[0, 0] = 1.0
+    x = torch.zeros(4000, 40)
+    x[:, 0] = 1.0
+    layer = dev.layer(40, 8)
+    layer.load_matrix(k_mat)
+    layer.eval()
+    layer.adc_range.value.fill_(1e3)
+    nominal = layer(x)
+    layer.draw_instance(5)
+    std = (layer(x) - nominal)[:, 0].double().std().item()
+    expected = math.sqrt(5 * lo + sig + tia)  # u = 1 in the lit tile
+    assert std == pytest.approx(expected, rel=0.06)
+    # a stronger LO lowers the TIA's share only: the noise tends to the LO-limited floor
+    strong = PhotonicMZIDevice(detection="homodyne", lo_power_mw=100 * p_lo, laser_margin_db=cfg.laser_margin_db,
+                               block_size=8, adc_bits=32)
+    lo2, _, tia2 = homodyne_noise_coefficients(strong.config)
+    assert lo2 == pytest.approx(lo) and tia2 == pytest.approx(tia / 100)
+    from codesign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="detection"):
+        PhotonicMZIDevice(detection="direct")

@@ -34,8 +34,12 @@ MZI_IL_DB, MODULATOR_IL_DB = 0.31, 1.2  # 2 x 0.04 dB couplers + 0.23 dB heater;
 K_BLOCK, IN, OUT = 8, 40, 8  # 5 tiles summed per output
 
 
-def _expected_std(k_mat: np.ndarray, x: np.ndarray, margin_db: float, adc_bits: int) -> np.ndarray:
-    """Output noise std per output, in the units of ``K x``, from shot + TIA noise (numpy)."""
+def _expected_std(k_mat: np.ndarray, x: np.ndarray, margin_db: float, adc_bits: int, analog: bool = False) -> np.ndarray:
+    """Output noise std per output, in the units of ``K x``, from shot + TIA noise (numpy).
+
+    Every tile's detectors add their shot noise; the TIA noise is added once per TIA: one per
+    output when the block row's photocurrents are summed in analog before it, one per tile
+    output otherwise (the receivers the cost model prices)."""
     loss_db = MZI_IL_DB * (2 * K_BLOCK + 1) + MODULATOR_IL_DB
     p_wg_dbm = S_DBM + loss_db + 10 * math.log10(2.0**adc_bits) + margin_db
     p_fs_w = 10 ** ((p_wg_dbm - loss_db) / 10) * 1e-3  # at the detectors for a unit output
@@ -46,7 +50,9 @@ def _expected_std(k_mat: np.ndarray, x: np.ndarray, margin_db: float, adc_bits: 
     var = np.zeros(OUT)
     for c, t in zip(range(0, IN, K_BLOCK), tiles):
         u = t @ x[c : c + K_BLOCK] / (scale * amax)  # one tile's output, unit = full drive
-        var += (2 * Q * i_fs * np.abs(u) * B_HZ + I_N**2 * B_HZ) / i_fs**2
+        var += (2 * Q * i_fs * np.abs(u) * B_HZ + (0.0 if analog else I_N**2 * B_HZ)) / i_fs**2
+    if analog:
+        var += I_N**2 * B_HZ / i_fs**2
     return np.sqrt(var) * scale * amax
 
 
@@ -79,7 +85,7 @@ def test_output_noise_matches_shot_plus_tia_at_two_laser_powers(analog):
     for extra_db in (0.0, -20.0):
         margin = to_8bit + extra_db
         sim, signal = _simulated_std(analog, margin, k_mat, x, draws=4000)
-        exp = _expected_std(k_mat.double().numpy(), x[0].double().numpy(), margin, 32)
+        exp = _expected_std(k_mat.double().numpy(), x[0].double().numpy(), margin, 32, analog)
         # 4000 draws: the std estimate is good to ~1.1 % (1 sigma)
         np.testing.assert_allclose(sim, exp, rtol=0.06)
         snr[extra_db] = np.abs(signal) / exp
@@ -87,7 +93,8 @@ def test_output_noise_matches_shot_plus_tia_at_two_laser_powers(analog):
     # fixed), 10x where shot noise does (noise ~ sqrt(P)); here in between, TIA-heavy
     ratio = snr[0.0] / snr[-20.0]
     assert np.all(ratio > 10 * 0.99) and np.all(ratio < 100 * 1.01)
-    assert np.all(ratio > 50)
+    # (with analog accumulation one TIA floor per output against every tile's shot noise: less TIA-heavy)
+    assert np.all(ratio > (40 if analog else 50))
 
 
 def test_eight_bit_budget_noise_is_the_order_of_an_lsb():
@@ -102,10 +109,9 @@ def test_eight_bit_budget_noise_is_the_order_of_an_lsb():
     x = torch.zeros(1, IN)
     x[0, 0] = 1.0
     sim, _ = _simulated_std(True, -10 * math.log10(2.0**24), k_mat, x, draws=4000)
-    # the other tiles of the row add TIA noise only: 4 more TIA variances
-    tia_rel = I_N * math.sqrt(B_HZ) / i_fs
-    expected = math.sqrt(rel**2 + 4 * tia_rel**2)
-    assert sim[0] == pytest.approx(expected, rel=0.06)
+    # the other (dark) tiles of the row add nothing: their photocurrents meet the lit tile's at the
+    # output's one TIA, whose noise is counted once (receivers(): one TIA per output)
+    assert sim[0] == pytest.approx(rel, rel=0.06)
 
 
 def test_accuracy_falls_as_laser_power_falls():
@@ -128,11 +134,12 @@ def test_accuracy_falls_as_laser_power_falls():
             accs.append((layer(x).argmax(1) == labels).float().mean().item())
         return sum(accs) / len(accs)
 
-    accs = [accuracy(m) for m in (0.0, -10.0, -20.0, -30.0)]  # measured: .974 .955 .639 .157
+    accs = [accuracy(m) for m in (0.0, -10.0, -20.0, -30.0)]
     assert accs[0] > 0.95
     assert all(b < a for a, b in zip(accs, accs[1:]))
     assert accs[-1] < 0.3  # near chance (0.1) with 30 dB less light
     # 4 ADC bits cut the laser 16x by LT's formula; less light still costs accuracy there
-    acc4 = [accuracy(m, adc_bits=4) for m in (0.0, -10.0)]  # measured: .711 .485
+    # measured: .717 .654 (one TIA noise floor per output since issue 26; .711 .485 with one per tile)
+    acc4 = [accuracy(m, adc_bits=4) for m in (0.0, -10.0)]
     assert acc4[0] < accs[0] - 0.1
-    assert acc4[1] < acc4[0] - 0.1
+    assert acc4[1] < acc4[0] - 0.04

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,66 @@ def test_bench_points_in_completion_order_and_report(tmp_path):
     md = (tmp_path / "out" / "bench_search.md").read_text()
     assert "| tpe |" in md and (tmp_path / "out" / "bench_search.png").is_file()
     assert json.loads((tmp_path / "out" / "bench_search.json").read_text())["table"] == json.loads(json.dumps(res["table"]))
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_the_sampler_receives_every_constraint(sampler):
+    """TPE and NSGA-II get the constraints through the searcher (issue 26): a design the device
+    cannot build or that breaks a power limit, --max-cost and --min-accuracy."""
+    import optuna
+
+    from codesign.search.runner import (CONSTRAINT_NAMES, CONSTRAINTS_ATTR, constraint_values, make_sampler,
+                                        sampler_values, trial_constraints)
+
+    cfg = SearchConfig(sampler=sampler, samples=16, max_cost=100.0, min_accuracy=0.9)
+    s = make_sampler(cfg)
+    assert s._constraints_func is trial_constraints
+    assert CONSTRAINT_NAMES == ("buildable", "max_cost", "min_accuracy")
+    ok = {"hw_accuracy": 0.95, "cost": 40.0, "feasible": True}
+    hot = {"hw_accuracy": 0.97, "cost": math.nan, "feasible": False, "energy_pj": 5e6}
+    unbuildable = {"hw_accuracy": 0.97, "cost": math.nan, "feasible": False}
+    assert constraint_values(ok, cfg) == [-1.0, -60.0, pytest.approx(-0.05)]
+    assert constraint_values(hot, cfg)[0] == 1.0
+    assert sampler_values(hot, "energy_pj") == [0.97, 5e6]  # priced above a power limit
+    assert sampler_values(unbuildable, "energy_pj") == [0.97, math.inf]  # complete, not failed
+    # told to a study as the searcher does: the sampler's after_trial stores the constraints
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=s)
+    for m in (ok, hot, unbuildable):
+        t = study.ask()
+        t.suggest_int("x", 0, 10)
+        t.set_user_attr(CONSTRAINTS_ATTR, constraint_values(m, cfg))
+        study.tell(t, sampler_values(m, "energy_pj"))
+    got = [list(t.system_attrs.get("constraints")) for t in study.trials]
+    assert got == [constraint_values(m, cfg) for m in (ok, hot, unbuildable)]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # the random baseline takes none
+    assert getattr(make_sampler(SearchConfig(sampler="random")), "_constraints_func", None) is None
+
+
+def test_the_searcher_stores_constraints_before_telling_optuna():
+    pytest.importorskip("ray")
+    from codesign.search.runner import CONSTRAINTS_ATTR, constrained_searcher, make_sampler
+
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    cfg = SearchConfig(sampler="tpe", samples=4, max_cost=10.0)
+    searcher = constrained_searcher(cfg, space=OptunaSearch.convert_search_space({"x": tune.uniform(0, 1)}), metric=["hw_accuracy", "cost"],
+                                    mode=["max", "min"], sampler=make_sampler(cfg))
+    assert searcher.suggest("t1") is not None
+    searcher.on_trial_complete("t1", {"hw_accuracy": 0.9, "cost": math.nan, "feasible": False, "energy_pj": 50.0})
+    (trial,) = searcher._ot_study.trials
+    assert trial.state.name == "COMPLETE" and trial.values == [0.9, 50.0]
+    assert trial.user_attrs[CONSTRAINTS_ATTR] == [1.0, 40.0, 0.0]
+    assert list(trial.system_attrs["constraints"]) == [1.0, 40.0, 0.0]
+
+
+def test_the_operating_mode_is_part_of_a_search_identity():
+    from codesign.search.runner import COST_MODEL, IDENTITY_KEYS, identity
+
+    assert "operating_mode" in IDENTITY_KEYS and COST_MODEL == 3
+    assert SearchConfig().operating_mode == "latency"
+    assert identity(SearchConfig(operating_mode="stream")) != identity(SearchConfig())
+    assert SearchConfig(operating_mode="stream").trial_base().operating_mode == "stream"
+    with pytest.raises(ConfigError, match="operating_mode"):
+        SearchConfig(operating_mode="batch")
