@@ -54,7 +54,7 @@ SWEEPS = {
         ("phase_noise_rad", [{"phase_noise_rad": s} for s in (0.02, 0.05, 0.1)]),
     ],
     "analog_crossbar": [
-        ("conductance_bits", [{"conductance_bits": b} for b in (2, 3, 4, 6)]),
+        ("bits_per_cell", [{"bits_per_cell": b} for b in (2, 3, 4, 6)]),
         ("prog_noise", [{"prog_noise": s} for s in (0.0, 0.02, 0.08)]),
     ],
     "fpga_fixed_point": [
