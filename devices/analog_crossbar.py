@@ -347,7 +347,8 @@ class AnalogCrossbarConfig(DeviceConfig):
     )
     pair_significance: float = field(
         default=1.0, metadata={"doc": "devices_per_polarity=2: weight F of the second pair relative to the "
-                               "first (aihwkit f_lst=[1, F]); the first pair is filled before the second"}
+                               "first (aihwkit f_lst=[1, F]); the first pair is filled before the second; "
+                               "with weight_slices > 1 the pairs are equal (the slices carry the significance)"}
     )
     g_max_us: float = field(
         default=25.0, metadata={"doc": "largest conductance, uS (aihwkit PCM preset: 25 uS)"}
@@ -508,10 +509,6 @@ class AnalogCrossbarConfig(DeviceConfig):
                               "use at most 24 bits")
         check_range("devices_per_polarity", self.devices_per_polarity, 1, 2, integer=True)
         check_range("pair_significance", self.pair_significance, 1e-3, 1e3)
-        if self.weight_slices > 1 and self.devices_per_polarity == 2 and self.pair_significance != 1.0:
-            raise ConfigError(f"pair_significance={self.pair_significance} with weight_slices={self.weight_slices}: a "
-                              "slice's digit is exact on two pairs only at equal significance; set "
-                              "pair_significance=1 or weight_slices=1")
         check_range("g_max_us", self.g_max_us, 1e-3, 1e4)
         check_choice("prog_noise_model", self.prog_noise_model, PROG_NOISE_MODELS)
         check_range("prog_noise", self.prog_noise, 0.0, 1.0)
@@ -561,8 +558,14 @@ class AnalogCrossbarConfig(DeviceConfig):
         return self.dac_bits if self.input_encoding == "bit_serial" else 1
 
     def pair_factors(self) -> tuple[float, ...]:
-        """Significance of each device pair on a column (aihwkit f_lst): ``(1,)`` or ``(1, F)``."""
-        return (1.0,) if self.devices_per_polarity == 1 else (1.0, float(self.pair_significance))
+        """Significance of each device pair on a column (aihwkit f_lst): ``(1,)`` or ``(1, F)``.
+
+        With ``weight_slices > 1`` the slices carry the significance and the pairs of a slice are
+        equal (``(1, 1)``): a slice's digit is then exact on its pairs.
+        """
+        if self.devices_per_polarity == 1:
+            return (1.0,)
+        return (1.0, float(self.pair_significance) if self.weight_slices == 1 else 1.0)
 
     def slice_significances(self) -> tuple[float, ...]:
         """Digital weight of each slice, least significant first, summing to 1.
