@@ -348,7 +348,7 @@ def test_training_reads_the_chip_at_the_evaluation_time_a_fixed_time_or_a_range(
     assert 0.4 < sum(t < middle for t in times) / len(times) < 0.6
 
 
-def test_distill_trains_for_the_eval_time(monkeypatch):
+def test_distill_trains_for_the_eval_time(monkeypatch, digits_teacher):
     """Instrumented: every training read of an aware run with --eval-time 1y is at 1 y."""
     from codesign.devices.analog_crossbar import AnalogCrossbarLayer
     from codesign.distill import DistillConfig, Workspace, run_distill
