@@ -306,6 +306,7 @@ ADC_RATE_GSPS = 1.2
 #: "shift-and-add"); one per conversion of a sliced or bit-serial MVM.
 INPUT_RANGES = ("vector_absmax", "calibrated")
 TRAIN_READ_TIMES = ("eval", "fixed", "range")
+INPUT_CODES = ("sign_magnitude", "twos_complement")
 DRIFT_COMPENSATIONS = ("global", "column")
 INPUT_SAMPLE = 1 << 20  # values of |x| a calibration percentile is taken over (a strided sample)
 
@@ -463,6 +464,13 @@ class AnalogCrossbarConfig(DeviceConfig):
                   "conversion per column (IBM HERMES); 'bit_serial': one 1-bit drive, read cycle, output "
                   "noise and ADC conversion per input bit per column, digital shift-and-add (ISAAC)"},
     )
+    input_code: str = field(
+        default="sign_magnitude",
+        metadata={"doc": "bit_serial: 'sign_magnitude' drives each magnitude bit plane at the input's polarity "
+                  "(+V or -V, as HERMES's PWM sign; dac_bits - 1 cycles), 'twos_complement' drives 0/1 planes "
+                  "with the top one weighted -2^(dac_bits-1) (dac_bits cycles; a small negative input sets every "
+                  "high plane, whose errors the shift-and-add multiplies)"},
+    )
     pulse_unit_ns: float = field(
         default=HERMES_CLOCK_NS,
         metadata={"doc": "pulse_width: unit pulse duration, ns (HERMES: 1 ns, its 1 GHz clock)"},
@@ -540,6 +548,7 @@ class AnalogCrossbarConfig(DeviceConfig):
         check_range("adc_rate_gsps", self.adc_rate_gsps, 1e-6, 1e3)
         check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
         check_choice("input_encoding", self.input_encoding, ("pulse_width", "bit_serial"))
+        check_choice("input_code", self.input_code, INPUT_CODES)
         check_range("pulse_unit_ns", self.pulse_unit_ns, 1e-3, 1e6)
         check_range("read_voltage_v", self.read_voltage_v, 0.0, 5.0)
         check_range("mean_conductance_fraction", self.mean_conductance_fraction, 0.0, 1.0)
@@ -554,8 +563,14 @@ class AnalogCrossbarConfig(DeviceConfig):
     # ------------------------------------------------------------------ derived
     @property
     def cycles(self) -> int:
-        """Products (drives, conversions) per MVM: one per input bit (bit_serial), else one."""
-        return self.dac_bits if self.input_encoding == "bit_serial" else 1
+        """Products (drives, conversions) per MVM: one per input bit plane (bit_serial), else one.
+
+        ``sign_magnitude``: the ``dac_bits - 1`` magnitude bits (the sign is the drive's
+        polarity); ``twos_complement``: all ``dac_bits`` bits.
+        """
+        if self.input_encoding != "bit_serial":
+            return 1
+        return self.dac_bits if self.input_code == "twos_complement" else max(1, self.dac_bits - 1)
 
     def pair_factors(self) -> tuple[float, ...]:
         """Significance of each device pair on a column (aihwkit f_lst): ``(1,)`` or ``(1, F)``.
@@ -582,37 +597,23 @@ class AnalogCrossbarConfig(DeviceConfig):
         return self.tile_cols // self.weight_slices
 
 
-class PercentileRange(torch.nn.Module):
+class PercentileRange(CalibratedRange):
     """Input range calibrated at a percentile of ``|x|`` (aihwkit's input range, the FPGA's percentile).
 
-    Training: an exponential moving average (momentum 0.1) of each batch's percentile, taken over
-    a strided sample of at most :data:`INPUT_SAMPLE` values; eval: frozen (the first batch
-    calibrates a layer that never trained), so eval stays deterministic.
+    As :class:`~codesign.devices.base.CalibratedRange` (moving average in training, frozen in
+    eval), each batch asking for the percentile of ``|x|`` over a strided sample of at most
+    :data:`INPUT_SAMPLE` values instead of the maximum.
     """
 
     def __init__(self, percentile: float, momentum: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(momentum)
         self.q = percentile / 100.0
-        self.momentum = momentum
-        self.register_buffer("value", torch.tensor(float("nan")))
 
-    def reset(self) -> None:
-        """Forget the calibration."""
-        self.value.fill_(float("nan"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Update (training) or read (eval) the range for inputs ``x``; a scalar tensor."""
-        with torch.no_grad():
-            if self.training or bool(torch.isnan(self.value)):
-                flat = x.detach().abs().reshape(-1)
-                flat = flat[:: max(1, flat.numel() // INPUT_SAMPLE)].float()
-                k = max(1, min(flat.numel(), math.ceil(self.q * flat.numel())))
-                batch = flat.kthvalue(k).values.clamp_min(1e-30).to(self.value.dtype)
-                if bool(torch.isnan(self.value)):
-                    self.value.copy_(batch)
-                else:
-                    self.value.lerp_(batch, self.momentum)
-        return self.value
+    def batch_value(self, x: torch.Tensor) -> torch.Tensor:
+        """The percentile of ``|x|`` of one batch."""
+        flat = x.detach().abs().reshape(-1)
+        flat = flat[:: max(1, flat.numel() // INPUT_SAMPLE)].float()
+        return flat.kthvalue(max(1, min(flat.numel(), math.ceil(self.q * flat.numel())))).values
 
 
 class AnalogCrossbarLayer(DeviceLayer):
@@ -966,16 +967,19 @@ class AnalogCrossbarLayer(DeviceLayer):
     def _bit_serial(self, codes, lsb, w, read_std, digital, g) -> torch.Tensor:
         """One product per input bit, each converted with its own noise; digital shift-and-add.
 
-        Two's-complement bit planes of the integer codes drive the word lines (0 or full scale),
-        least significant first; the most significant plane counts ``-2**(B-1)``. Every plane,
+        ``sign_magnitude``: the magnitude bit planes of the integer codes drive the word lines at the
+        input's polarity (+1, 0 or -1 of full scale), least significant first, weighted ``2**k``;
+        ``twos_complement``: the two's-complement planes drive 0 or full scale and the most
+        significant plane counts ``-2**(B-1)``. Every plane,
         slice column and row tile is one ADC conversion with its own output and weight noise.
         Simulated without gradient, all planes and tiles in one batched product; in training the
         gradient is that of the ideal product (straight through). The 1/f conductance noise is
         the same for every plane of a read and is added, in training, to the recombined output.
         """
         cfg, mode = self.config, self.mode
-        B, S, out, n = cfg.dac_bits, w.shape[0], self.out_features, cfg.tile_rows
+        B, S, out, n = cfg.cycles, w.shape[0], self.out_features, cfg.tile_rows
         T = len(self.row_slices)
+        signed = cfg.input_code == "sign_magnitude"
         pad = T * n - self.in_features
         ir = cfg.wire_resistance_ohm > 0 and mode is not Mode.TRAINING
         with torch.no_grad():
@@ -985,7 +989,8 @@ class AnalogCrossbarLayer(DeviceLayer):
                 parts += [w_flat * self.ir_position.to(w), w_flat.abs()]
             w_all = torch.nn.functional.pad(torch.cat(parts), (0, pad))  # [C, T*n]
             w_tiles = w_all.reshape(-1, T, n).permute(1, 2, 0).contiguous()  # [T, n, C]
-            plane = torch.tensor([2.0**k for k in range(B - 1)] + [-(2.0 ** (B - 1))], dtype=w.dtype, device=w.device)
+            top = 2.0 ** (B - 1) if signed else -(2.0 ** (B - 1))
+            plane = torch.tensor([2.0**k for k in range(B - 1)] + [top], dtype=w.dtype, device=w.device)
             shifts = torch.arange(B, device=codes.device).view(1, B, 1, 1)
             r_gmax = cfg.wire_resistance_ohm * cfg.g_max_us * 1e-6
             widths = torch.tensor([sl.stop - sl.start for sl in self.row_slices], dtype=w.dtype,
@@ -996,13 +1001,17 @@ class AnalogCrossbarLayer(DeviceLayer):
             for k, start in enumerate(range(0, cd.shape[0], chunk)):
                 c = torch.nn.functional.pad(cd[start:start + chunk], (0, pad))
                 rows = c.shape[0]
-                unsigned = torch.remainder(c.round().long(), 2**B).reshape(rows, T, n).transpose(0, 1)
-                bits = ((unsigned.unsqueeze(1) >> shifts) & 1).to(w.dtype).reshape(T, B * rows, n)
-                y_all = torch.bmm(bits, w_tiles)  # [T, B*rows, C] column currents per tile and plane
+                c = c.round().long()
+                code = c.abs() if signed else torch.remainder(c, 2**B)
+                code = code.reshape(rows, T, n).transpose(0, 1)
+                bits = ((code.unsqueeze(1) >> shifts) & 1).to(w.dtype)  # [T, B, rows, n]
+                drives = bits * c.sign().to(w.dtype).reshape(rows, T, n).transpose(0, 1).unsqueeze(1) if signed else bits
+                bits, drives = bits.reshape(T, B * rows, n), drives.reshape(T, B * rows, n)
+                y_all = torch.bmm(drives, w_tiles[..., : (2 if ir else 1) * S * out])  # [T, B*rows, C]
                 y = y_all[..., : S * out]
-                if ir:
-                    a = y_all[..., 2 * S * out:].mul_(widths * r_gmax)
-                    y = y - ir_drop_coefficient(a).mul_(y_all[..., S * out: 2 * S * out])
+                if ir:  # |x| |w| over the wire conductance, times the position-filtered product
+                    a = torch.bmm(bits, w_tiles[..., 2 * S * out:]).mul_(widths * r_gmax)
+                    y = y - ir_drop_coefficient(a).mul_(y_all[..., S * out:])
                 sigma = self._noise_sigma(bits.sum(-1, keepdim=True))
                 if sigma is not None:
                     y = y + self.noise(y.shape, self.STREAM_OUT + k, y, mode).mul_(sigma)
@@ -1084,9 +1093,12 @@ class AnalogCrossbarDevice(Device):
                     # and added after the ADCs (CiMLoop isaac_isca_2016: BITS_PER_CELL 2)
                     "bits_per_cell": 2,
                     "weight_slices": 8,
-                    # ISAAC streams 16-bit inputs as 16 one-bit drives (one per 100 ns cycle)
-                    "dac_bits": 16,
+                    # ISAAC streams 16-bit inputs as 16 one-bit drives (one per 100 ns cycle);
+                    # its inputs are unsigned activations, ours signed features: 16 magnitude
+                    # bits with the sign as the drive's polarity (a 17-bit signed code, 16 cycles)
+                    "dac_bits": 17,
                     "input_encoding": "bit_serial",
+                    "input_code": "sign_magnitude",
                     "adc_bits": 8,  # ISAAC: one 8-bit 1.2 GS/s SAR ADC per crossbar ...
                     "adc_share": 128,  # ... shared by its 128 columns
                     "adc_rate_gsps": ADC_RATE_GSPS,
@@ -1182,17 +1194,17 @@ class AnalogCrossbarDevice(Device):
     def integration_time_ns(self) -> float:
         """Time the devices conduct during one MVM, ns (the encoding's full-scale drive).
 
-        ``bit_serial``: ``dac_bits`` read cycles of ``read_time_ns``; ``pulse_width``: a pulse
+        ``bit_serial``: one read cycle of ``read_time_ns`` per bit plane (``cycles``); ``pulse_width``: a pulse
         of ``2**(dac_bits-1)`` unit pulses of ``pulse_unit_ns`` (the sign is the polarity).
         """
         cfg = self.config
         if cfg.input_encoding == "bit_serial":
-            return cfg.dac_bits * cfg.read_time_ns
+            return cfg.cycles * cfg.read_time_ns
         return 2.0 ** (cfg.dac_bits - 1) * cfg.pulse_unit_ns
 
     def conversions(self, in_features: int, out_features: int) -> int:
         """ADC conversions of one MVM, as the layer simulates them: one per slice column per row
-        tile per input cycle (``dac_bits`` cycles bit-serial, one pulse-width)."""
+        tile per input cycle (one per bit plane bit-serial, one pulse-width)."""
         cfg = self.config
         row_tiles = -(-in_features // cfg.tile_rows)
         return row_tiles * out_features * cfg.weight_slices * cfg.cycles

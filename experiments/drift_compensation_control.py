@@ -37,10 +37,13 @@ from codesign.cache import atomic_write_json, atomic_write_text
 from codesign.devices import DEFAULT_T_INFERENCE_S, create_device
 from codesign.devices.analog_crossbar import AnalogCrossbarLayer
 from codesign.devices.base import Mode
-from codesign.distill import DistillConfig, Workspace, hardware_accuracy
+from codesign.distill import hardware_accuracy
 from codesign.reproduce import metadata
-from codesign.students import FitConfig, LinearStudent, fit_through_device
+from codesign.students import FitConfig, fit_through_device
 from codesign.units import parse_duration
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from robustness import ideal_setup  # noqa: E402  (a sibling script: the same ideal student)
 
 
 class BeforeLayer(AnalogCrossbarLayer):
@@ -77,15 +80,7 @@ def mean_abs_logit(layer, x):
 
 
 def run(args, log):
-    cfg = DistillConfig(dataset=args.dataset, data_root=args.data_root, pca_rank=args.rank, dictionary="monomial",
-                        dictionary_params=(("degree", 2),), seed=0, cache_dir=args.cache_dir)
-    ws = Workspace()
-    ds = ws.dataset(cfg)
-    teacher = ws.teacher(cfg, ds)
-    feats = ws.features(cfg, ds)
-    y, yt = torch.from_numpy(ds.y_train), torch.from_numpy(ds.y_test)
-    tl = torch.from_numpy(teacher.train_logits)
-    student = LinearStudent(FitConfig(method="kd")).fit(feats.train, y, tl, n_classes=ds.n_classes, gram_cache=feats.gram)
+    _, _, feats, y, yt, tl, student = ideal_setup(args.dataset, args)  # as the robustness table's
     K = student.K_
     ideal = student.accuracy(feats.test, yt)
     fit_cfg = FitConfig(method="kd", aware_steps=args.aware_steps, batch_size=args.batch_size, lr=args.lr, seed=0)

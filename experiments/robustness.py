@@ -164,7 +164,9 @@ def laser_rows(K, feats, yt, draws, seed, eval_time_s, log):
     return rows
 
 
-def run_dataset(dataset, args, log):
+def ideal_setup(dataset, args):
+    """``(ds, teacher, feats, y, yt, tl, student)``: the data, MLP teacher (seed 0), PCA r =
+    ``args.rank`` degree-2 features and the ideal kd student every table row starts from."""
     cfg = DistillConfig(dataset=dataset, data_root=args.data_root, pca_rank=args.rank, dictionary="monomial", dictionary_params=(("degree", 2),), seed=0,
                         cache_dir=args.cache_dir)
     ws = Workspace()
@@ -174,6 +176,11 @@ def run_dataset(dataset, args, log):
     y, yt = torch.from_numpy(ds.y_train), torch.from_numpy(ds.y_test)
     tl = torch.from_numpy(teacher.train_logits)
     student = LinearStudent(FitConfig(method="kd")).fit(feats.train, y, tl, n_classes=ds.n_classes, gram_cache=feats.gram)
+    return ds, teacher, feats, y, yt, tl, student
+
+
+def run_dataset(dataset, args, log):
+    ds, teacher, feats, y, yt, tl, student = ideal_setup(dataset, args)
     ideal = student.accuracy(feats.test, yt)
     log(f"{dataset}: teacher {teacher.test_accuracy(ds):.4f}, ideal kd student {ideal:.4f} (F={feats.train.shape[1]})")
     fit_cfg = FitConfig(method="kd", aware_steps=args.aware_steps, batch_size=args.batch_size, lr=args.lr, seed=0)

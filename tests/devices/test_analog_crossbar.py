@@ -358,7 +358,7 @@ def test_dac_levels():
 
 def test_cost_hand_count_bit_serial():
     dev = AnalogCrossbarDevice(tile_rows=2, tile_cols=2, dac_bits=4, adc_bits=6, read_time_ns=50.0,
-                               input_encoding="bit_serial", read_voltage_v=0.2,
+                               input_encoding="bit_serial", input_code="twos_complement", read_voltage_v=0.2,
                                mean_conductance_fraction=0.1, g_max_us=20.0)
     c = dev.cost(4, 3)
     assert c["n_tiles"] == 4  # 2 row tiles x 2 column tiles
@@ -408,13 +408,13 @@ def test_array_energy_follows_voltage_conductance_and_time():
     assert base.with_overrides({"mean_conductance_fraction": 0.06}).cost(862, 10)["array_pj"] == pytest.approx(c / 2)
     assert base.with_overrides({"pulse_unit_ns": 2.0}).cost(862, 10)["array_pj"] == pytest.approx(2 * c)
     # bit-serial 8 x 100 ns against PWM 128 x 1 ns of conduction
-    serial = base.with_overrides({"input_encoding": "bit_serial"}).cost(862, 10)["array_pj"]
+    serial = base.with_overrides({"input_encoding": "bit_serial", "input_code": "twos_complement"}).cost(862, 10)["array_pj"]
     assert serial == pytest.approx(c * 800.0 / 128.0)
 
 
 def test_bit_serial_converts_once_per_input_bit():
     pwm = AnalogCrossbarDevice(dac_bits=8)
-    serial = pwm.with_overrides({"input_encoding": "bit_serial"})
+    serial = pwm.with_overrides({"input_encoding": "bit_serial", "input_code": "twos_complement"})
     a, b = pwm.cost(862, 10), serial.cost(862, 10)
     assert b["n_adc_conversions"] == 8 * a["n_adc_conversions"] == 8 * 2 * 10
     assert b["n_dac_conversions"] == 8 * a["n_dac_conversions"] == 8 * 862
@@ -426,7 +426,8 @@ def test_bit_serial_converts_once_per_input_bit():
 def test_default_energy_per_mac_862x10():
     # matrix stage (energy_pj without conversion_keys) and total; since issue 27 they include the
     # per-vector input scaling (0.0255 pJ per MAC at 8 bits)
-    for encoding, matrix, total in (("pulse_width", 0.05631, 0.10185), ("bit_serial", 0.21798, 0.58235)):
+    # (bit-serial: sign-magnitude, 7 magnitude planes at 8 bits)
+    for encoding, matrix, total in (("pulse_width", 0.05631, 0.10185), ("bit_serial", 0.19393, 0.51275)):
         dev = AnalogCrossbarDevice(input_encoding=encoding)
         c = dev.cost(862, 10)
         conv = sum(c[k] for k in dev.conversion_keys)

@@ -115,12 +115,13 @@ def test_four_devices_per_weight_are_priced_and_hermes_has_them():
 
 
 # --------------------------------------------------------------------------- inputs as applied
-def test_bit_serial_and_pulse_width_differ_when_the_adc_is_coarse():
+@pytest.mark.parametrize("code", ["sign_magnitude", "twos_complement"])
+def test_bit_serial_and_pulse_width_differ_when_the_adc_is_coarse(code):
     """Same layer, same inputs: with a 4-bit ADC the bit-serial read quantizes every bit plane's
     partial sum and the pulse-width read the whole sum, so the outputs differ; with a fine ADC
     both are the product of the quantized inputs."""
     k, x = _k(), _x()
-    fine = dict(QUIET, dac_bits=6, adc_bits=24)
+    fine = dict(QUIET, dac_bits=6, adc_bits=24, input_code=code)
     y_pw, _ = _nominal(AnalogCrossbarDevice(input_encoding="pulse_width", **fine), k, x)
     y_bs, _ = _nominal(AnalogCrossbarDevice(input_encoding="bit_serial", **fine), k, x)
     assert torch.allclose(y_pw, y_bs, atol=1e-4, rtol=1e-4)
@@ -140,17 +141,20 @@ def test_bit_serial_output_noise_is_drawn_per_input_bit():
     k, x = _k(out=4, n_in=30), _x(batch=3000, n_in=30)
     base = dict(QUIET, dac_bits=4, adc_bits=24, out_noise=0.05, drift_compensation=False)
     stds = {}
-    for enc in ("pulse_width", "bit_serial"):
-        dev = AnalogCrossbarDevice(input_encoding=enc, **base)
+    for enc, code in (("pulse_width", "sign_magnitude"), ("bit_serial", "sign_magnitude"),
+                      ("bit_serial", "twos_complement")):
+        dev = AnalogCrossbarDevice(input_encoding=enc, input_code=code, **base)
         ref, layer = _nominal(dev, k, x)
+        layer.adc_range.value.mul_(10)  # calibrated on the noise-free read: room for the noise
         layer.draw_instance(3)
         with torch.no_grad():
-            stds[enc] = ((layer(x) - ref) / x.abs().amax(1, keepdim=True)).std().item()
+            stds[enc, code] = ((layer(x) - ref) / x.abs().amax(1, keepdim=True)).std().item()
     # per unit of the digital input scale: pulse-width sigma / 1 (code 7 = full drive, lsb 1/7);
-    # bit-serial: planes 1, 2, 4, -8 times lsb 1/7: sigma sqrt(1 + 4 + 16 + 64) / 7
-    scale = 1.0 / k.abs().amax(1).mean()  # the column scales multiply both alike
-    assert stds["bit_serial"] / stds["pulse_width"] == pytest.approx(math.sqrt(85) / 7, rel=0.1)
-    assert scale > 0
+    # sign-magnitude planes 1, 2, 4 times lsb 1/7: sigma sqrt(1 + 4 + 16) / 7; two's complement
+    # planes 1, 2, 4, -8: sigma sqrt(85) / 7
+    pw = stds["pulse_width", "sign_magnitude"]
+    assert stds["bit_serial", "sign_magnitude"] / pw == pytest.approx(math.sqrt(21) / 7, rel=0.1)
+    assert stds["bit_serial", "twos_complement"] / pw == pytest.approx(math.sqrt(85) / 7, rel=0.1)
 
 
 def _count_conversions(layer, x):
@@ -171,6 +175,7 @@ def _count_conversions(layer, x):
 @pytest.mark.parametrize("overrides", [
     {"input_encoding": "bit_serial", "dac_bits": 5, "weight_slices": 3, "bits_per_cell": 2, "tile_rows": 16,
      "tile_cols": 9},
+    {"input_encoding": "bit_serial", "input_code": "twos_complement", "dac_bits": 5, "tile_rows": 16, "adc_share": 3},
     {"input_encoding": "pulse_width", "weight_slices": 2, "tile_rows": 16, "tile_cols": 4, "adc_share": 2},
     {},
 ])
@@ -186,7 +191,8 @@ def test_cost_conversion_count_equals_the_simulated_one(overrides):
 def test_isaac_counts_eight_slices_and_one_conversion_per_input_bit_per_slice():
     dev = AnalogCrossbarDevice.from_preset("isaac")
     cfg = dev.config
-    assert (cfg.bits_per_cell, cfg.weight_slices, cfg.dac_bits, cfg.adc_bits, cfg.adc_share) == (2, 8, 16, 8, 128)
+    # 16 magnitude bits, sign by polarity: 16 cycles
+    assert (cfg.bits_per_cell, cfg.weight_slices, cfg.cycles, cfg.adc_bits, cfg.adc_share) == (2, 8, 16, 8, 128)
     assert cfg.input_encoding == "bit_serial" and cfg.prog_noise_model == "reram_wan2022"
     assert cfg.drift_nu == 0.0 and cfg.w_noise == 0.01
     c = dev.cost(861, 10)
@@ -203,7 +209,7 @@ def test_isaac_counts_eight_slices_and_one_conversion_per_input_bit_per_slice():
 
 
 def test_adc_sharing_sets_latency_and_area():
-    base = AnalogCrossbarDevice(input_encoding="bit_serial", tile_cols=128, tile_rows=128)
+    base = AnalogCrossbarDevice(input_encoding="bit_serial", input_code="twos_complement", tile_cols=128, tile_rows=128)
     shared = base.with_overrides({"adc_share": 128})
     a, b = base.cost(128, 128), shared.cost(128, 128)
     assert a["n_adcs"] == 128 and b["n_adcs"] == 1
