@@ -376,6 +376,11 @@ def test_distill_trains_for_the_eval_time(monkeypatch, digits_teacher):
     trained = [t for who, t in seen if who == id(result.layer)]  # not the contract probe's layer
     assert len(trained) >= 3 and set(trained) == {31_557_600.0}
     assert result.metrics["eval_time_s"] == 31_557_600.0
+    # a search's trials are run_distill runs of its trial_base: they train for its --eval-time too
+    from codesign.search.config import SearchConfig
+
+    base = SearchConfig(device="analog_crossbar", protocol="aware", eval_time_s="1y").trial_base()
+    assert base.eval_time_s == 31_557_600.0 and base.protocol == "aware"
 
 
 def test_reram_programming_noise_follows_wan_2022():
