@@ -1178,6 +1178,7 @@ class AnalogCrossbarDevice(Device):
             "adc_bits": IntRange(4, 10),
             "adc_share": Choice((1, 2, 4, 8, 16, 32)),
             "input_encoding": Choice(("pulse_width", "bit_serial")),
+            "input_code": Choice(INPUT_CODES),
             "input_range": Choice(("vector_absmax", "calibrated")),
             "drift_compensation_type": Choice(("global", "column")),
             "tile_rows": Choice((64, 128, 256, 512, 1024)),
