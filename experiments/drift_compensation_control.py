@@ -144,7 +144,13 @@ def render(res, meta):
           f"training logits by the constant 1/alpha gives {a['uncompensated, logits x 1/alpha']:.2f}, so the "
           "difference is the logit scale the loss sees (KD temperature and step size act on scale-dependent "
           "logits), not the compensation's information. The model now divides the global gain out in training "
-          f"whatever the setting: compensation off trains as compensation on ({a['now, compensation off']:.2f}).", ""]
+          f"whatever the setting: compensation off trains as compensation on ({a['now, compensation off']:.2f})."]
+    if d < 0:
+        L += ["", f"Here the smaller logit scale trained better ({-d:.2f} points): the loss at logit scale alpha is "
+              "the loss at KD temperature T / alpha with a smaller step, a choice of the fit's temperature and "
+              "learning rate for hardware-aware training, now the same with compensation on or off, and left "
+              "to them (`--temperature`, `--lr`) rather than to a drift setting."]
+    L += [""]
     return "\n".join(L) + "\n"
 
 
