@@ -1,12 +1,16 @@
-"""Analog in-memory crossbar (PCM-like): K as differential conductance pairs on tiles.
+"""Analog in-memory crossbar (PCM or ReRAM): K as differential conductances on tiles.
 
 Mapping (aihwkit's inference pipeline): by default one digital scale per output (column) maps
 that output's ``max|K|`` to ``g_max`` (aihwkit ``MappingParameter(weight_scaling_omega=1.0,
 weight_scaling_columnwise=True)`` with digital out-scaling), so that every column uses the whole
-conductance range; ``weight_scaling="layer"`` keeps one scale for the matrix. Each weight is a
-pair ``G+ - G-`` of devices with ``2**conductance_bits`` programmable levels in ``[0, g_max]``.
-Non-idealities, in units of ``g_max``, after aihwkit's ``PCMLikeNoiseModel``
-(``src/aihwkit/inference/noise/pcm.py``; the formulas are re-implemented here):
+conductance range; ``weight_scaling="layer"`` keeps one scale for the matrix. Each weight is
+``weight_slices`` columns (base-``2**bits_per_cell`` digits, shifted and added after the ADCs;
+NeuroSim ``numColPerSynapse``, ISAAC) of ``devices_per_polarity`` pairs ``G+ - G-`` summed on the
+column (aihwkit's single and dual pair converters, filled in order, the second weighted
+``pair_significance``), every device with ``2**bits_per_cell`` levels in ``[0, g_max]``
+(:meth:`AnalogCrossbarLayer.target_levels`). Non-idealities, in units of ``g_max``, after
+aihwkit's ``PCMLikeNoiseModel`` (``src/aihwkit/inference/noise/pcm.py``; the formulas are
+re-implemented here) or, for ``prog_noise_model="reram_wan2022"``, its ``ReRamWan2022NoiseModel``:
 
 * stuck devices (``stuck_off_fraction`` at 0, ``stuck_on_fraction`` at ``g_max``): their target
   is replaced and they are not programmed; fixed per instance, fresh per training step;
@@ -19,8 +23,10 @@ Non-idealities, in units of ``g_max``, after aihwkit's ``PCMLikeNoiseModel``
   depending on the target conductance ``g_T``: ``mu = clip(-0.0155 ln g_T + 0.0244, 0.049,
   0.1)``, ``sigma = clip(-0.0125 ln g_T - 0.0059, 0.008, 0.045)`` (0.079 +- 0.038 at 0.03
   ``g_max``, 0.049 +- 0.008 at ``g_max``); ``drift_model="constant"`` draws
-  ``N(drift_nu, drift_nu_std)`` instead. Optional global drift compensation (aihwkit's
-  ``GlobalDriftCompensation``: one digital gain from a read of the summed conductances);
+  ``N(drift_nu, drift_nu_std)`` instead. Optional drift compensation from reference reads of
+  an all-ones input through the periphery (output noise, ADC) at programming and at the read,
+  one gain (aihwkit ``GlobalDriftCompensation``) or one per column
+  (``PerColumnDriftCompensation``); training divides the global gain out either way;
 * accumulated 1/f read noise (``apply_drift_noise_to_conductance``): ``g += |g(t)| Q_s
   sqrt(ln((t + t0 + t_read) / (2 t_read))) z`` with ``Q_s = min(read_noise / max(g_prog^0.65,
   1e-3), 0.2)`` and ``t_read = 250 ns``, then clipped at 0: it grows with the time since
@@ -29,22 +35,30 @@ Non-idealities, in units of ``g_max``, after aihwkit's ``PCMLikeNoiseModel``
   samples its effect on each column current in closed form per input vector (variance
   ``sum_j x_j^2 s_j^2`` over the devices' stds ``s_j``), which is much cheaper than a per-sample
   weight draw;
-* IR drop along the word lines (aihwkit ``IOParameters.ir_drop``, rpucuda
+* IR drop along the bit lines (aihwkit ``IOParameters.ir_drop``, rpucuda
   ``ForwardBackwardPassIOManaged::applyIrDrop``): per row tile of ``n`` rows, ``a_i = n R g_max
   sum_j |w_ij x_j|``, ``c_i = a_i (a_i (0.05 a_i - 0.2) + 0.5)`` and ``y_i -= c_i sum_j w_ij x_j
-  (1 - (1 - j/n)^2)``: it grows with the row position ``j`` in the tile, the column current and
+  (1 - (1 - j/n)^2)``: output ``i``'s current runs along its bit line past the rows ``j``, so
+  the drop grows with the row position ``j`` in the tile, the column current and
   the wire resistance ``R = wire_resistance_ohm`` per cell. Deterministic: applied in the nominal
   and instance modes, not in training (as aihwkit's ``IOParametersIRDropT``, which turns it off
   during hardware-aware training);
 * output (bit-line) noise (aihwkit ``IOParameters.out_noise``): Gaussian, ``out_noise`` times the
   current of one ``g_max`` device at full-scale input (aihwkit's normalised output unit), added to
-  each tile's column output before the ADC at every read (re-seeded per call in an instance);
-* input DAC with per-vector abs-max scaling, output ADC per tile with a calibrated range.
+  each column output before the ADC at every conversion (re-seeded per call in an instance);
+  per-read weight noise ``w_noise`` (aihwkit's additive weight noise) joins it as ``w_noise
+  ||x||_2``;
+* inputs: per-vector abs-max scaling or one calibrated, clipping range (``input_range``);
+  ``pulse_width`` one drive, ``bit_serial`` one product per input bit plane, each converted with
+  its own noise (``input_code``: sign-magnitude planes at the input's polarity, or two's
+  complement); output ADCs with a calibrated range per slice, ``adc_share`` columns per ADC.
 
 The time ``t`` is an evaluation condition, as aihwkit's ``drift_analog_weights(t_inference)``:
 eval reads the layer at ``layer.t_inference_s`` (``draw_instance(seed, t_inference_s=...)`` or
 ``set_inference_time``), so one programmed chip can be read at 1 s, 1 h, 1 day...;
-hardware-aware training simulates ``train_drift_time_s`` after programming. As in aihwkit, ``t``
+hardware-aware training simulates the read at ``t_inference_s`` too (``train_read_time="eval"``;
+``codesign distill`` sets it to ``--eval-time``), or ``train_drift_time_s`` (``"fixed"``) or a
+log-uniform range (``"range"``). As in aihwkit, ``t``
 counts from the end of programming and the drift reference is ``t + t0``, so a chip read at
 ``t = 0`` has not drifted yet but carries the 1/f noise accumulated during ``t0``.
 
@@ -58,22 +72,26 @@ Cost (:meth:`AnalogCrossbarDevice.cost`; weights are stationary: no weight memor
   see K, so a documented mean over both devices of every differential pair); the integration
   time of the input encoding, every input driven at full scale (an upper bound);
 * ``input_encoding="bit_serial"`` (ISAAC, Shafiee et al., ISCA 2016): one 1-bit drive, one
-  ``read_time_ns`` read cycle and one ADC conversion per input bit per column per row tile,
-  then one digital shift-and-add per conversion; ``"pulse_width"`` (IBM HERMES, Le Gallo et
-  al., Nat. Electron. 6, 680 (2023)): one pulse of up to ``2**(dac_bits-1)`` unit pulses of
-  ``pulse_unit_ns`` (sign by polarity, one phase), one conversion per column per row tile;
+  ``read_time_ns`` read cycle and one ADC conversion per input bit plane per slice column per
+  row tile, then one digital shift-and-add per conversion; ``"pulse_width"`` (IBM HERMES, Le
+  Gallo et al., Nat. Electron. 6, 680 (2023)): one pulse of up to ``2**(dac_bits-1)`` unit
+  pulses of ``pulse_unit_ns`` (sign by polarity, one phase), one conversion per slice column per
+  row tile; a shared ADC converts its ``adc_share`` columns in turn at ``adc_rate_gsps``;
 * converters: ISAAC's 1-bit drive (0.41667 pJ) per input line per drive (a PWM pulse is one
   drive); a SAR ADC at ISAAC's 1.67 pJ for 8 bits, scaled with resolution as Saberi et al.
   (2011) in the hwcomponents-library ``IsaacADC`` model, for both encodings (no per-conversion
   energy of HERMES's CCO-based ADC was found);
-* digital: a 32-bit add (Horowitz, ISSCC 2014, 45 nm: 0.1 pJ) per shift-and-add and per
-  row-tile partial sum. No static power is priced.
+* digital: ISAAC's shift-and-add per conversion of a sliced or bit-serial output, the input
+  scaling the layer simulates, a 32-bit add (Horowitz, ISSCC 2014, 45 nm: 0.1 pJ) per row-tile
+  partial sum;
+* held power: ``periphery_static_mw`` per tile (``static_power_mw``); calibration factors
+  ``*_energy_scale`` / ``*_area_scale`` (CiMLoop's style).
 
 ``feasibility`` refuses a matrix that needs more tiles than the chip's ``max_tiles``.
 
 Export (``codesign export``): :meth:`AnalogCrossbarDevice.export_layer` writes a programmed layer
-as format ``crossbar-conductance/1`` (G+ and G- per tile in microsiemens and as levels, column
-scales, drift-compensation reference, converters, and a CSV;
+as format ``crossbar-conductance/2`` (G+ and G- per tile and pair in microsiemens and as levels,
+slices as columns, column scales, drift-compensation procedure, converters, and a CSV;
 :mod:`codesign.devices.crossbar_export`), and :meth:`AnalogCrossbarDevice.load_layer_export`
 rebuilds it bit for bit from those files.
 """
