@@ -115,7 +115,9 @@ class DistillConfig:
         DEFAULT_OPERATING_MODE, "time base of held (static) power: latency (one inference at a time, held for its whole "
         "latency) or stream (inferences pipelined, held for the initiation interval)", choices=OPERATING_MODES)
     eval_time_s: float = option(
-        DEFAULT_T_INFERENCE_S, "time since programming at which the hardware is evaluated: seconds or 30s, 1h, 1d, 1y",
+        DEFAULT_T_INFERENCE_S, "time since programming at which the hardware is evaluated, and which hardware-aware "
+        "training simulates (the crossbar's train_read_time field can train for a fixed time or a range instead): "
+        "seconds or 30s, 1h, 1d, 1y",
         key="eval_time", parse=parse_duration, show_default=format_duration(DEFAULT_T_INFERENCE_S))
 
     def __post_init__(self) -> None:
@@ -410,6 +412,9 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         n_out, n_in = student.K_.shape
         probe_layer(device, student.K_, psi_train[:8], cfg.device)
         layer = device.layer(n_in, n_out).to(dev)
+        # the chip is read at --eval-time; hardware-aware training trains for that read (a device
+        # may say otherwise: the crossbar's train_read_time='fixed' or 'range')
+        layer.set_inference_time(cfg.eval_time_s)
         cost = inference_cost(
             device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
             n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath,

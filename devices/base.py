@@ -506,11 +506,15 @@ class CalibratedRange(nn.Module):
         """Forget the calibration (e.g. after a new matrix is programmed)."""
         self.value.fill_(float("nan"))
 
+    def batch_value(self, y: torch.Tensor) -> torch.Tensor:
+        """The range one batch asks for: its absolute maximum (subclasses: a percentile...)."""
+        return y.detach().abs().amax()
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """Update (training) or read (eval) the range for values ``y``; returns a scalar tensor."""
         with torch.no_grad():
             if self.training or bool(torch.isnan(self.value)):
-                batch_max = y.detach().abs().amax().clamp_min(1e-30).to(self.value.dtype)
+                batch_max = self.batch_value(y).clamp_min(1e-30).to(self.value.dtype)
                 if bool(torch.isnan(self.value)):
                     self.value.copy_(batch_max)
                 else:

@@ -1,4 +1,4 @@
-"""The crossbar's native export (``crossbar-conductance/1``) round-trips bit for bit from its files.
+"""The crossbar's native export (``crossbar-conductance/2``) round-trips bit for bit from its files.
 
 A layer is exported with ``AnalogCrossbarDevice.export_layer`` (NPZ + JSON + CSV) and rebuilt
 with ``load_layer_export`` from the conductance levels, column scales and ADC range alone (no
@@ -60,8 +60,15 @@ CONFIGS = {
     "default-one-tile": {"stuck_off_fraction": 0.02, "stuck_on_fraction": 0.01},
     "tiled-6x4": {"tile_rows": 16, "tile_cols": 4, "stuck_off_fraction": 0.02, "stuck_on_fraction": 0.01},
     "layer-scaling-constant-drift": {"tile_rows": 32, "weight_scaling": "layer", "drift_model": "constant",
-                                     "conductance_bits": 6, "drift_compensation": False},
-    "bit-serial-1bit-cells": {"conductance_bits": 1, "input_encoding": "bit_serial", "tile_cols": 3},
+                                     "bits_per_cell": 6, "drift_compensation": False},
+    "bit-serial-1bit-cells": {"bits_per_cell": 1, "input_encoding": "bit_serial", "tile_cols": 3},
+    # issue 27: sliced weights over two pairs with unequal significance, shared ADC, per-column
+    # compensation, calibrated input range, per-read weight noise
+    "sliced-dual-pair-calibrated": {"bits_per_cell": 2, "weight_slices": 3, "devices_per_polarity": 2,
+                                    "tile_cols": 7, "tile_rows": 16, "adc_share": 4,
+                                    "drift_compensation_type": "column", "input_range": "calibrated",
+                                    "w_noise": 0.02, "input_encoding": "bit_serial", "dac_bits": 6},
+    "dual-pair-unequal-significance": {"devices_per_polarity": 2, "pair_significance": 3.0, "tile_rows": 16},
 }
 
 
@@ -71,7 +78,7 @@ def test_round_trip_is_exact(tmp_path, name):
     layer, x = _programmed(device)
     layer.set_inference_time(86400.0)  # the read time travels with the layer
     loaded, section = _round_trip(device, layer, tmp_path / "xbar")
-    assert section["format"] == FORMAT == "crossbar-conductance/1"
+    assert section["format"] == FORMAT == "crossbar-conductance/2"
     assert loaded.config == layer.config and loaded.t_inference_s == 86400.0
     _assert_identical(layer, loaded, x)
 
@@ -90,7 +97,7 @@ def test_float64_layer_and_uncalibrated_adc_round_trip(tmp_path):
     layer.load_matrix(torch.randn(OUT, IN, generator=torch.Generator().manual_seed(1)))
     layer.eval()  # never read: the ADC range is not calibrated yet (null in the manifest)
     loaded, _ = _round_trip(device, layer, tmp_path / "xbar")
-    assert json.loads((tmp_path / "xbar" / MANIFEST).read_text())["output_adc"]["full_scale_gmax_units"] is None
+    assert json.loads((tmp_path / "xbar" / MANIFEST).read_text())["output_adc"]["full_scale_gmax_units"] == [None]
     assert loaded.weight.dtype == torch.float64
     x = torch.randn(32, IN, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     _assert_identical(layer, loaded, x)  # both calibrate on the same first batch
@@ -127,15 +134,12 @@ def test_manifest_documents_every_array_with_a_unit(tmp_path):
         assert set(man["arrays"]) == set(z.files)
         for name in z.files:
             assert name.endswith(("_uS", "_index", "_per_gmax")), name
-        assert z["g_plus_uS"].shape == (3 * 3, 16, 4)  # 3 row tiles x 3 column tiles
+        assert z["g_plus_uS"].shape == (3 * 3, 1, 16, 4)  # 3 row tiles x 3 column tiles, one pair
         assert z["g_plus_uS"].max() == pytest.approx(25.0)
-    assert man["version"] == 1 and man["tiles"]["count"] == 9
-    levels = man["conductance"]["levels"]
-    with np.load(tmp_path / ARRAYS) as z:
-        total = (z["level_plus_index"].sum() + z["level_minus_index"].sum()) / levels * 25.0
-    assert man["drift_compensation"]["reference_total_uS"] == pytest.approx(total)
+    assert man["version"] == 2 and man["tiles"]["count"] == 9
+    assert man["drift_compensation"]["type"] == "global" and "all-ones" in man["drift_compensation"]["reference"]
     assert man["output_adc"]["full_scale_uA"] == pytest.approx(
-        man["output_adc"]["full_scale_gmax_units"] * 25.0 * 0.2)
+        [f * 25.0 * 0.2 for f in man["output_adc"]["full_scale_gmax_units"]])
 
 
 # --------------------------------------------------------------------------- damaged files
@@ -176,9 +180,9 @@ def test_truncated_npz_is_refused(exported):
 def test_wrong_version_is_refused(exported):
     device, folder, section = exported
     man = json.loads((folder / MANIFEST).read_text())
-    man["version"] = 2
+    man["version"] = 3
     (folder / MANIFEST).write_text(json.dumps(man))
-    _one_line_error(device, folder, section, MANIFEST, "version 2")
+    _one_line_error(device, folder, section, MANIFEST, "version 3")
     _one_line_error(device, folder, {**section, "format": "crossbar-conductance/0"}, "crossbar-conductance/0")
 
 
@@ -193,7 +197,7 @@ def test_csv_that_disagrees_with_the_levels_is_refused(exported):
     device, folder, section = exported
     lines = (folder / TABLE).read_text().splitlines()
     cells = lines[5].split(",")
-    cells[7] = str(int(cells[7]) + 1)  # level_plus of one weight
+    cells[9] = str(int(cells[9]) + 1)  # level_plus of one weight
     lines[5] = ",".join(cells)
     (folder / TABLE).write_text("\n".join(lines) + "\n")
     _one_line_error(device, folder, section, TABLE, "disagrees")

@@ -79,7 +79,7 @@ def ref_sample(target, t_inference, n, rng, prog=True, read=True):
 # --- the device under test ---
 # prog_noise is the std at g_max/2 of aihwkit's polynomial: 0.0381 reproduces it exactly
 PROG_AT_HALF = (REF_PROG_COEFF[0] + 0.5 * REF_PROG_COEFF[1] + 0.25 * REF_PROG_COEFF[2]) / REF_PROG_GMAX_US
-RAW = dict(conductance_bits=32, dac_bits=32, adc_bits=32, prog_noise=PROG_AT_HALF,
+RAW = dict(bits_per_cell=32, dac_bits=32, adc_bits=32, prog_noise=PROG_AT_HALF,
            drift_compensation=False, out_noise=0.0, wire_resistance_ohm=0.0)
 
 

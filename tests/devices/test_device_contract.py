@@ -66,7 +66,7 @@ def test_builtins_have_cited_presets(name):
 
 def test_create_device_applies_the_preset_then_the_overrides():
     dev = create_device("analog_crossbar", {"adc_bits": "6"}, preset="isaac")
-    assert (dev.config.tile_rows, dev.config.conductance_bits, dev.config.adc_bits) == (128, 2, 6)
+    assert (dev.config.tile_rows, dev.config.bits_per_cell, dev.config.adc_bits) == (128, 2, 6)
     lt = create_device("photonic_mzi", preset="lightening_transformer_mzi").config
     # LT's pessimistic 0.99 dB per MZI and no holding power; the defaults use published components
     assert (lt.insertion_loss_db, lt.heater_p_pi_mw) == (0.99, 0.0)

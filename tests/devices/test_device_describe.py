@@ -20,7 +20,7 @@ def test_describe_lists_every_builtin_with_fields_defaults_and_docs():
     assert "PCA projection on the digital host" in describe_device("photonic_mzi")
     assert "conversion energy: input_scaling_pj, dac_pj, modulator_pj, detector_pj, adc_pj" in describe_device("photonic_mzi")
     assert "block_size: one of 8, 12, 16, 32" in text
-    assert "conductance_bits: int 2..8" in text
+    assert "bits_per_cell: int 1..8" in text and "weight_slices: int 1..8" in text
     assert "search space: (none)" in describe_device("ideal")
 
 
@@ -33,7 +33,7 @@ def test_config_fields():
 def test_describe_lists_presets_with_their_sources():
     text = describe_device("analog_crossbar")
     assert "presets (--preset NAME):" in text
-    assert "isaac: ReRAM crossbar architecture" in text and "Shafiee" in text
+    assert "isaac: ReRAM crossbars of 128 x 128" in text and "Shafiee" in text and "Wan et al." in text
     assert "ibm_hermes" in text and "Le Gallo" in text
     assert "finn_tfc_w2a2" in describe_devices()
 
@@ -57,7 +57,7 @@ def test_devices_json_is_json_and_complete():
     assert xbar["fields"]["drift_compensation"]["type"] == "bool"
     assert xbar["search_space"]["tile_rows"] == {"kind": "choice", "values": [64, 128, 256, 512, 1024]}
     assert xbar["search_space"]["adc_bits"] == {"kind": "int", "low": 4, "high": 10, "log": False}
-    assert xbar["presets"]["isaac"]["overrides"]["conductance_bits"] == 2
+    assert xbar["presets"]["isaac"]["overrides"]["bits_per_cell"] == 2
     assert "Shafiee" in xbar["presets"]["isaac"]["source"]
     assert data["devices"]["ideal"]["search_space"] == {}
     assert data["devices"]["ideal"]["class"] == "codesign.devices.ideal.IdealDevice"
