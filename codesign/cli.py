@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-time", default=None, metavar="TIME",
                    help="with --instance: time since programming the chip is read at, seconds or 30s, 1h, 1d, 1y "
                         "(default: the one of the student's test-set hardware score)")
+    p.add_argument("--hls4ml", action="store_true",
+                   help="FPGA students: also write the layer as an hls4ml HLS project into DIR/hls4ml/, precisions taken "
+                        "from the trained layer; --verify then compiles its C simulation and checks it bit for bit "
+                        "(extra: pip install -e '.[hls4ml]')")
+    p.add_argument("--hls4ml-backend", default="Vitis", choices=("Vitis", "Vivado"),
+                   help="with --hls4ml: the HLS flow the project is written for (default: Vitis)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     p.set_defaults(func=cmd_export)
     return parser
@@ -494,7 +500,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise ConfigError("--student FILE applies when verifying an existing export folder")
         source = export_source(args.student, args.member)
         out = export_student(source, args.out, force=args.force, member=args.member, instance=args.instance,
-                             t_inference_s=t_chip)
+                             t_inference_s=t_chip, hls4ml=args.hls4ml_backend if args.hls4ml else None)
         print(f"wrote {out} (from {source})")
         if not args.verify:
             return 0

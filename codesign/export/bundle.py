@@ -46,7 +46,7 @@ from ..devices.base import Device, DeviceLayer
 from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
-from . import onnx_graph
+from . import hls, onnx_graph
 
 #: Schema of ``export.json``; :data:`VERSION` is its version number.
 SCHEMA = "codesign-export/1"
@@ -220,7 +220,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
                    member: str | None = None, instance: int | None = None,
-                   t_inference_s: float | None = None) -> Path:
+                   t_inference_s: float | None = None, hls4ml: str | None = None) -> Path:
     """Export the saved student at ``student`` into the folder ``out``; returns ``out``.
 
     Args:
@@ -234,6 +234,8 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
             manifest's ``device.instance`` records the seed. None: no chip, nominal files only.
         t_inference_s: with ``instance``: the time since programming the chip is read at, s
             (default: the time of the student's test-set hardware score).
+        hls4ml: also write the FPGA layer as an hls4ml project with this backend (``Vitis`` or
+            ``Vivado``) into ``hls4ml/`` (:func:`codesign.export.hls.write_project`).
 
     Raises:
         ConfigError: an unreadable student, a folder that cannot be written, a dictionary
@@ -258,7 +260,7 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_bundle(st, src, tmp, member, instance, t_inference_s)
+        _write_bundle(st, src, tmp, member, instance, t_inference_s, hls4ml)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.rename(out, old)
@@ -295,7 +297,7 @@ def _draw_chip(st: SavedStudent, layer: DeviceLayer, pca_layer: DeviceLayer | No
 
 
 def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None, instance: int | None = None,
-                  t_inference_s: float | None = None) -> None:
+                  t_inference_s: float | None = None, hls4ml: str | None = None) -> None:
     m = st.metrics
     device = _device_of(st)
     layer = st.device_layer() if device is not None else None
@@ -343,6 +345,9 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
                 device_section["native_pca"] = {
                     "folder": DEVICE_PCA_DIR, "seed_offset": PCA_SEED_OFFSET,
                     **_export_device_layer(device, pca_layer, folder / DEVICE_PCA_DIR)}
+    hls_section = None
+    if hls4ml is not None:
+        hls_section = hls.student_project(layer, pca_layer, st.device_config, folder / hls.HLS_DIR, hls4ml)
     n_inputs = int(st.pipeline.pca_.mean_.shape[0])
     files: dict[str, dict[str, Any]] = {}
     for p in sorted(folder.rglob("*")):
@@ -377,6 +382,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
             "computes": "logits = features(pixels) @ matrix.T with the host PCA, float32, no device noise",
         },
         "qonnx": qonnx_section,
+        **({"hls4ml": hls_section} if hls_section is not None else {}),
         "files": files,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -799,6 +805,8 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
         add(Check("qonnx", bad == 0, f"{rows - bad}/{rows} rows identical",
                   f"integer codes vs the student layer's integer_forward on the graph's features"
                   f"{'' if rows == n else f' (first {rows} of {n} rows)'}; on the host's features {host_rows} rows differ"))
+    if exp.manifest.get("hls4ml") and layer_st is not None:
+        add(Check("hls4ml", *hls.verify(exp.path, exp.manifest["hls4ml"], layer_st, f_st)))
     return report
 
 
