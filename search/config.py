@@ -133,7 +133,8 @@ class SearchConfig:
               "'.[mlflow]')", choices=TRACKERS)
     tracking_uri: str | None = option(
         None, "--tracker mlflow: where runs are logged (a tracking server http://host:5000, a database "
-              "sqlite:///f.db, or a folder)", metavar="URI", show_default="OUT/mlruns, a local file store")
+              "sqlite:///f.db, or a path: PATH.db or PATH/mlflow.db, a local SQLite store)", metavar="URI",
+        show_default="OUT/mlflow.db, a local store in the search folder")
     tracking_experiment: str | None = option(
         None, "--tracker mlflow: the experiment the runs go into", metavar="NAME", show_default="the --out folder's name")
 

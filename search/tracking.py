@@ -9,9 +9,10 @@ per component). :class:`TrialRunCallback` adds the tags that tie a run to the se
 with its trial number, status and place on the front, and writes one more run, ``front``, holding
 the front (metrics stepped along it, the knee) and the search's front files as artifacts.
 
-The default store is a local file store in the search folder, ``OUT/mlruns``; any tracking URI
-(a server, a database) is taken with ``--tracking-uri``. Browse it with
-``mlflow ui --backend-store-uri OUT/mlruns``.
+The default store is local, in the search folder: the SQLite file ``OUT/mlflow.db`` (MLflow 3's
+local store; it refuses the old ``./mlruns`` folder store) with the artifacts in
+``OUT/mlartifacts``; any tracking URI (a server, a database) is taken with ``--tracking-uri``.
+Browse it with ``mlflow ui --backend-store-uri sqlite:///OUT/mlflow.db``.
 """
 
 from __future__ import annotations
@@ -43,12 +44,28 @@ def _mlflow():
 
 
 def tracking_uri(uri: str | None, out: Path) -> str:
-    """The tracking URI: ``uri`` as given (a folder becomes a ``file://`` URI), else ``OUT/mlruns``."""
+    """The tracking URI: ``uri`` as given, else the local store ``OUT/mlflow.db``.
+
+    A URI with a scheme (``http://``, ``sqlite:///``, ``file://``...) passes unchanged; a plain
+    path is a local SQLite store: ``PATH`` itself if it ends in ``.db``, else ``PATH/mlflow.db``.
+    (MLflow 3 refuses its old folder store, ``./mlruns``, unless ``MLFLOW_ALLOW_FILE_STORE=true``.)
+    """
     if uri is None:
-        return (Path(out) / "mlruns").resolve().as_uri()
-    if "://" in uri or uri.startswith(("databricks", "sqlite:")):
+        path = Path(out) / "mlflow.db"
+    elif "://" in uri or uri.startswith(("databricks", "sqlite:")):
         return uri
-    return Path(uri).expanduser().resolve().as_uri()
+    else:
+        path = Path(uri).expanduser()
+        if path.suffix != ".db":
+            path = path / "mlflow.db"
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def artifact_location(out: Path) -> str:
+    """Where a new experiment keeps its artifacts (the front's files): ``OUT/mlartifacts``."""
+    return (Path(out) / "mlartifacts").resolve().as_uri()
 
 
 def experiment_name(name: str | None, out: Path) -> str:
@@ -69,9 +86,22 @@ class TrialRunCallback(MLflowLoggerCallback):
         self.mlflow_util._get_client().set_tag(run_id, "codesign.ray_trial_id", trial.trial_id)
 
 
-def make_callback(uri: str, experiment: str, tags: Mapping[str, Any] | None = None) -> TrialRunCallback:
-    """The Tune callback logging each trial to experiment ``experiment`` at ``uri``."""
+def ensure_experiment(uri: str, experiment: str, artifacts: str) -> str:
+    """The id of experiment ``experiment`` at ``uri``, created with its artifacts in ``artifacts``."""
     _mlflow()  # a missing extra is said before any trial runs
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(experiment, artifact_location=artifacts)
+
+
+def make_callback(uri: str, experiment: str, artifacts: str, tags: Mapping[str, Any] | None = None
+                  ) -> TrialRunCallback:
+    """The Tune callback logging each trial to experiment ``experiment`` at ``uri``."""
+    ensure_experiment(uri, experiment, artifacts)  # before Ray's callback, which would put artifacts in the cwd
     return TrialRunCallback(tracking_uri=uri, experiment_name=experiment,
                             tags={str(k): str(v) for k, v in (tags or {}).items()})
 
@@ -92,8 +122,7 @@ def log_front(uri: str, experiment: str, out: Path, summary: Mapping[str, Any], 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = ensure_experiment(uri, experiment, artifact_location(out))
     runs = {}
     for run in client.search_runs([exp_id], max_results=50_000):
         rid = run.data.tags.get("codesign.ray_trial_id")
@@ -144,7 +173,8 @@ def callbacks(cfg, out: Path) -> list:
         return []
     tags = {"codesign.search": str(Path(out).resolve()), "codesign.device": cfg.device, "codesign.dataset": cfg.dataset,
             "codesign.cost": cfg.cost_key}
-    return [make_callback(tracking_uri(cfg.tracking_uri, out), experiment_name(cfg.tracking_experiment, out), tags)]
+    return [make_callback(tracking_uri(cfg.tracking_uri, out), experiment_name(cfg.tracking_experiment, out),
+                          artifact_location(out), tags)]
 
 
 def log_search(cfg, out: Path, summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
@@ -154,5 +184,5 @@ def log_search(cfg, out: Path, summary: Mapping[str, Any], records: Sequence[Map
                      summary, records, options)
 
 
-__all__ = ["FRONT_RUN", "TRACKERS", "TrialRunCallback", "callbacks", "experiment_name", "log_front", "log_search",
+__all__ = ["FRONT_RUN", "TRACKERS", "TrialRunCallback", "artifact_location", "callbacks", "ensure_experiment", "experiment_name", "log_front", "log_search",
            "make_callback", "tracking_uri"]
