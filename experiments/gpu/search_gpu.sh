@@ -4,21 +4,15 @@
 # the same machine, and writes both fronts and the timings to $OUT. NOT RUN YET: written in a
 # session without a GPU machine; commit $OUT/search_gpu.md as experiments/gpu/search_gpu.md after a run.
 #
-# It needs what run_gpu.sh needs: the data in .gpu_data/ (a copy of ../shared/data, git-ignored),
+# It needs what run_gpu.sh needs, plus the search's own dependencies (ray[tune], optuna) in .whl/ or
+# installed: the data in .gpu_data/ (a copy of ../shared/data, git-ignored),
 # brevitas and its pure-Python dependencies in .whl/, and the MNIST mlp teacher is trained (or
 # taken from CODESIGN_CACHE) in each search's driver. Usage (device tool): bash experiments/gpu/search_gpu.sh
 # Environment: GPUS_PER_TRIAL (default 0.25: four trials share the GPU), SAMPLES (32), DEVICE (photonic_mzi),
 # SMOKE=1 (2 trials on digits, to check the script).
 set -uo pipefail
 OUT=${OUT:-/tmp/search_gpu_out}; mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  mkdir -p /tmp/site/codesign-0.1.0.dist-info
-  printf 'Metadata-Version: 2.1\nName: codesign\nVersion: 0.1.0\n' > /tmp/site/codesign-0.1.0.dist-info/METADATA
-  sed -n '/^\[project.entry-points."codesign.devices"\]/,/^$/p' pyproject.toml | sed 's/^\[project.entry-points."codesign.devices"\]/[codesign.devices]/' \
-    | tr -d '"' > /tmp/site/codesign-0.1.0.dist-info/entry_points.txt
-  export PYTHONPATH=/tmp/site:$PWD
-fi
+if [ -d .whl ]; then source "$(dirname "$0")/site.sh"; fi  # as run_gpu.sh; else codesign as installed
 export CODESIGN_CACHE=${CODESIGN_CACHE:-/tmp/cache} CODESIGN_DATA=${CODESIGN_DATA:-$PWD/.gpu_data} PYTHONUNBUFFERED=1
 GPUS=${GPUS_PER_TRIAL:-0.25}; SAMPLES=${SAMPLES:-32}; DEVICE=${DEVICE:-photonic_mzi}
 DATA=(--dataset mnist --data-root "$CODESIGN_DATA")
@@ -48,7 +42,9 @@ run gpu --cpus "$CPUS" --gpus-per-trial "$GPUS"
   echo
   for name in cpu gpu; do
     python3 - "$OUT/$name/front.json" "$name" <<'PY'
-import json, sys
+import json, os, sys
+if not os.path.isfile(sys.argv[1]):
+    sys.exit(print(f"- {sys.argv[2]}: no front.json (see its exit code above)"))
 s = json.load(open(sys.argv[1]))
 front = [(p["trial"], p["cost"], p["val_hw_accuracy"]) for p in s["front"]]
 print(f"- {sys.argv[2]}: {s['n_completed']} of {s['n_trials']} trials completed, front {front}, search {s.get('elapsed_s')} s")
