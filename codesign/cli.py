@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digest", default=None, metavar="HEX",
                    help="with --verify of an export folder: the digest `codesign export` printed for it; the bundle "
                         "must still be that export (catches a bundle rewritten with its checksums redone)")
+    p.add_argument("--hls4ml", action="store_true",
+                   help="FPGA students: also write the layer as an hls4ml HLS project into DIR/hls4ml/, precisions taken "
+                        "from the trained layer; --verify then compiles its C simulation and checks it bit for bit "
+                        "(extra: pip install -e '.[hls4ml]')")
+    p.add_argument("--hls4ml-backend", default="Vitis", choices=("Vitis", "Vivado"),
+                   help="with --hls4ml: the HLS flow the project is written for (default: Vitis)")
     p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
     _add_verbosity(p)
     p.set_defaults(func=cmd_export)
@@ -555,7 +561,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.digest is not None:
             raise ConfigError("--digest applies when verifying an existing export folder")
         out = export_student(source, args.out, force=args.force, member=args.member, instance=args.instance,
-                             t_inference_s=t_chip)
+                             t_inference_s=t_chip, hls4ml=args.hls4ml_backend if args.hls4ml else None)
         print(f"wrote {out} (from {source}); digest sha256:{manifest_digest(out)} (keep it to check the bundle later "
               f"with `codesign export {out} --verify --digest ...`)")
         if not args.verify:

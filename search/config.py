@@ -22,6 +22,7 @@ from codesign.students import FitConfig
 from codesign.units import parse_duration
 
 from .asha import rung_steps
+from .resources import check_gpus_per_trial
 
 #: ``--cost`` short names -> keys of the whole-inference cost (see :mod:`codesign.inference_cost`).
 COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm2", "power": "power_mw"}
@@ -31,6 +32,8 @@ COST_ALIASES = {"energy": "energy_pj", "latency": "latency_ns", "area": "area_mm
 SAMPLERS = ("tpe", "nsga2", "random")
 #: ``--scheduler`` choices (see :mod:`codesign.search.asha`).
 SCHEDULERS = ("auto", "fifo", "asha")
+#: ``--tracker`` choices (see :mod:`codesign.search.tracking`).
+TRACKERS = ("mlflow",)
 
 
 def resolve_scheduler(scheduler: str | None, protocol: str | None, aware_steps: int, eta: int, min_steps: int) -> str:
@@ -123,6 +126,18 @@ class SearchConfig:
         metavar="URL", show_default="sqlite:///OUT/study.db")
     study_name: str = option("codesign", "name of the Optuna study in --storage", metavar="NAME")
     quiet: bool = option(False, "no per-trial lines or progress bar")
+    gpus_per_trial: float = option(
+        0.0, "GPUs Ray gives each trial (fractions share one GPU: 0.25 runs four trials on it); a trial that got "
+             "one fits and evaluates its student on cuda", metavar="N", show_default="0, CPU only")
+    tracker: str | None = option(
+        None, "experiment tracker each trial and the front are logged to: mlflow (extra: pip install -e "
+              "'.[mlflow]')", choices=TRACKERS)
+    tracking_uri: str | None = option(
+        None, "--tracker mlflow: where runs are logged (a tracking server http://host:5000, a database "
+              "sqlite:///f.db, or a path: PATH.db or PATH/mlflow.db, a local SQLite store)", metavar="URI",
+        show_default="OUT/mlflow.db, a local store in the search folder")
+    tracking_experiment: str | None = option(
+        None, "--tracker mlflow: the experiment the runs go into", metavar="NAME", show_default="the --out folder's name")
 
     def __post_init__(self) -> None:
         for name in ("dictionaries", "space", "pca_placements"):
@@ -158,6 +173,16 @@ class SearchConfig:
             raise ConfigError(f"storage={self.storage!r}: give a SQLAlchemy URL or a file path")
         if self.cpus is not None:
             check_range("cpus", self.cpus, 1, 1 << 16, integer=True)
+        check_gpus_per_trial(self.gpus_per_trial)
+        object.__setattr__(self, "gpus_per_trial", float(self.gpus_per_trial))
+        if self.tracker is not None:
+            check_choice("tracker", self.tracker, TRACKERS)
+        elif self.tracking_uri is not None or self.tracking_experiment is not None:
+            raise ConfigError("tracking_uri and tracking_experiment apply to a tracker; add --tracker mlflow")
+        for name in ("tracking_uri", "tracking_experiment"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"{name}={v!r}: give a non-empty string or leave it out")
         check_choice("scheduler", self.scheduler, SCHEDULERS)
         check_range("asha_eta", self.asha_eta, 2, 64, integer=True)
         check_range("asha_min_steps", self.asha_min_steps, 1, None, integer=True)

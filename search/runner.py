@@ -53,6 +53,7 @@ from .config import SearchConfig, cost_key, resolve_scheduler
 from .objective import SearchWorkspace, accuracy_stats, exact_accuracies, run_trial
 from .pareto import knee_point, pareto_front
 from .plots import plot_breakdown, plot_fronts
+from .resources import check_cluster_gpus, concurrent_trials, trial_torch_device, with_trial_resources
 from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_space_option
 
 #: Options that define a search: resuming with any of them changed is refused.
@@ -69,7 +70,8 @@ COST_MODEL = 3
 #: Options of searches stored before ``--space`` existed (see :func:`upgrade_options`).
 LEGACY_SPACE_KEYS = ("degrees", "min_centers", "max_centers")
 #: Options never inherited from a stored search on --resume (they describe this machine or run).
-RUNTIME_KEYS = ("cpus", "address", "resume", "out", "quiet", "config", "debug", "cache_dir", "data_root", "torch_device")
+RUNTIME_KEYS = ("cpus", "address", "resume", "out", "quiet", "config", "debug", "cache_dir", "data_root", "torch_device",
+                "gpus_per_trial", "tracker", "tracking_uri", "tracking_experiment")
 _TUNE_KEYS = {
     "training_iteration", "time_total_s", "episodes_total", "timesteps_total", "node_ip", "hostname", "pid",
     "time_this_iter_s", "timestamp", "date", "time_since_restore", "timesteps_since_restore",
@@ -295,6 +297,9 @@ def _trainable(config: dict, base: DistillConfig, cost: str, students_dir: str, 
 
     trial_id = tune.get_context().get_trial_id()
     node = ray.get_runtime_context().get_node_id()
+    torch_device = trial_torch_device(base.torch_device, ray.get_gpu_ids())  # a GPU from --gpus-per-trial: cuda
+    if torch_device != base.torch_device:
+        base = dataclasses.replace(base, torch_device=torch_device)
     metrics, _ = run_trial(config, base, cost, teacher=teacher, data=data,
                            save_to=Path(students_dir) / f"{trial_id}.pt", checkpoints=checkpoints,
                            on_report=(lambda m: tune.report({**m, "node_id": node})) if checkpoints else None)
@@ -765,6 +770,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
 
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
             cpus = max(1, min(int(cfg.cpus or cluster_cpus), cluster_cpus))
+            check_cluster_gpus(cfg.gpus_per_trial, ray.cluster_resources())
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             sampler = make_sampler(cfg, round_no)
             searcher = constrained_searcher(cfg, space=space, metric=["hw_accuracy", "cost"], mode=["max", "min"],
@@ -784,12 +790,17 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
                 progress.log(f"scheduler asha: rungs at {', '.join(map(str, cfg.rungs))} of "
                              f"{cfg.aware_steps} aware steps, the best 1/{cfg.asha_eta} of each rung go on")
             tuner = tune.Tuner(
-                tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
-                                     teacher=shared_teacher, data=ds, checkpoints=tuple(cfg.rungs)),
+                with_trial_resources(
+                    tune.with_parameters(_trainable, base=base, cost=key, students_dir=students_dir,
+                                         teacher=shared_teacher, data=ds, checkpoints=tuple(cfg.rungs)),
+                    cfg.gpus_per_trial),
                 tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=remaining,
-                                            max_concurrent_trials=min(cpus, remaining), reuse_actors=True),
+                                            max_concurrent_trials=concurrent_trials(
+                                                cpus, remaining, cfg.gpus_per_trial, ray.cluster_resources()),
+                                            reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=f"round-{round_no}", storage_path=str(out / "ray"), callbacks=[callback], verbose=0,
+                    name=f"round-{round_no}", storage_path=str(out / "ray"),
+                    callbacks=[callback, *_tracker_callbacks(cfg, out)], verbose=0,
                     failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
                 ),
             )
@@ -827,6 +838,13 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     else:
         progress.log(f"Optuna study {cfg.study_name!r} ({summary['study']['n_trials']} trials) in "
                      f"{summary['study']['storage']}: optuna-dashboard {summary['study']['storage']}")
+    if cfg.tracker is not None:
+        from . import tracking  # imported only when asked for (the mlflow extra)
+
+        summary["tracker"] = tracking.log_search(cfg, out, summary, records, resolved)
+        progress.log(f"MLflow: {summary['tracker']['trial_runs']} trial runs and the front in experiment "
+                     f"{summary['tracker']['experiment']!r} at {summary['tracker']['tracking_uri']} "
+                     f"(mlflow ui --backend-store-uri {summary['tracker']['tracking_uri']})")
     summary["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     summary["interrupted"] = interrupted
     atomic_write_json(out / "front.json", summary)
@@ -838,6 +856,15 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
         raise ConfigError(f"every one of the {len(records)} trials failed (first error: {first}); "
                           f"see {out / 'trials.csv'}")
     return summary
+
+
+def _tracker_callbacks(cfg: SearchConfig, out: Path) -> list:
+    """The Tune callbacks of ``--tracker`` (none without one; :mod:`.tracking` is imported only then)."""
+    if cfg.tracker is None:
+        return []
+    from . import tracking
+
+    return tracking.callbacks(cfg, out)
 
 
 @contextlib.contextmanager

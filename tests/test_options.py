@@ -26,7 +26,7 @@ COMMANDS = {
     "teacher": (cli.TeacherCommand,),
 }
 #: flags a command adds itself (not config options)
-OWN_FLAGS = {"help", "config", "debug", "out", "json"}
+OWN_FLAGS = {"help", "config", "debug", "out", "json", "log_verbose", "log_quiet"}  # log_*: -v/-q, the log level
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

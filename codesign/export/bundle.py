@@ -48,7 +48,7 @@ from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with
 from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
-from . import onnx_graph
+from . import hls, onnx_graph
 
 #: Schema of ``export.json``; :data:`VERSION` is its version number.
 SCHEMA = "codesign-export/1"
@@ -332,7 +332,7 @@ def _check_out(out: Path, force: bool, src: Path | None = None) -> None:
 
 def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force: bool = False,
                    member: str | None = None, instance: int | None = None,
-                   t_inference_s: float | None = None) -> Path:
+                   t_inference_s: float | None = None, hls4ml: str | None = None) -> Path:
     """Export the saved student at ``student`` into the folder ``out``; returns ``out``.
 
     Args:
@@ -346,6 +346,8 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
             manifest's ``device.instance`` records the seed. None: no chip, nominal files only.
         t_inference_s: with ``instance``: the time since programming the chip is read at, s
             (default: the time of the student's test-set hardware score).
+        hls4ml: also write the FPGA layer as an hls4ml project with this backend (``Vitis`` or
+            ``Vivado``) into ``hls4ml/`` (:func:`codesign.export.hls.write_project`).
 
     Raises:
         ConfigError: an unreadable student, a folder that cannot be written, a dictionary
@@ -372,7 +374,7 @@ def export_student(student: str | os.PathLike, out: str | os.PathLike, *, force:
     tmp.mkdir()
     try:
         try:
-            _write_bundle(st, src, tmp, member, instance, t_inference_s)
+            _write_bundle(st, src, tmp, member, instance, t_inference_s, hls4ml)
         except OSError as exc:
             if exc.errno not in DISK_FULL:
                 raise
@@ -415,7 +417,7 @@ def _draw_chip(st: SavedStudent, layer: DeviceLayer, pca_layer: DeviceLayer | No
 
 
 def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None, instance: int | None = None,
-                  t_inference_s: float | None = None) -> None:
+                  t_inference_s: float | None = None, hls4ml: str | None = None) -> None:
     m = st.metrics
     device = _device_of(st)
     layer = st.device_layer() if device is not None else None
@@ -463,6 +465,9 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
                 device_section["native_pca"] = {
                     "folder": DEVICE_PCA_DIR, "seed_offset": PCA_SEED_OFFSET,
                     **_export_device_layer(device, pca_layer, folder / DEVICE_PCA_DIR)}
+    hls_section = None
+    if hls4ml is not None:
+        hls_section = hls.student_project(layer, pca_layer, st.device_config, folder / hls.HLS_DIR, hls4ml)
     n_inputs = int(st.pipeline.pca_.mean_.shape[0])
     probe_x = probe_inputs(st.pipeline)
     probe = {"x": probe_x, "logits": _matrix_logits(st.pipeline, matrix, probe_x)}
@@ -513,6 +518,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
                              "nominal device layer's; draw_logits: its chip `seed` (draw_instance(seed), read at the "
                              "layer's time; the PCA layer's chip seed + seed_offset). load_export recomputes them from the files and refuses a "
                              "bundle whose settings or arrays give other logits"},
+        **({"hls4ml": hls_section} if hls_section is not None else {}),
         "files": files,
     }
     text = json.dumps(manifest, indent=2) + "\n"
@@ -1149,6 +1155,8 @@ def verify_export(path: str | os.PathLike, student: str | os.PathLike | None = N
         add(Check("qonnx", bad == 0, f"{rows - bad}/{rows} rows identical",
                   f"integer codes vs the student layer's integer_forward on the graph's features"
                   f"{'' if rows == n else f' (first {rows} of {n} rows)'}; on the host's features {host_rows} rows differ"))
+    if exp.manifest.get("hls4ml") and layer_st is not None:
+        add(Check("hls4ml", *hls.verify(exp.path, exp.manifest["hls4ml"], layer_st, f_st)))
     return report
 
 
