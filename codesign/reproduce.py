@@ -107,6 +107,7 @@ def run(opts: dict, log=print, done: list[dict] | None = None, checkpoint=None) 
                     dataset=ds, data_root=opts["data_root"], teacher=teacher, pca_rank=rank,
                     dictionary="monomial", dictionary_params={"degree": degree}, fit=FitConfig(method=method, seed=seed, **{k: opts[k] for k in ("tol", "pass_dtype") if opts[k] is not None}), seed=seed,
                     cache_dir=opts["cache_dir"], torch_device=opts["torch_device"],
+                    host_datapath="fp32",  # the paper's table is of float students: no host quantisation
                 )
                 m = run_distill(cfg, ws).metrics
                 runs.append({k: m[k] for k in (
