@@ -1190,7 +1190,9 @@ class AnalogCrossbarDevice(Device):
     def search_space(cls) -> dict[str, SearchSpec]:
         """Design choices a search may vary."""
         return {
-            "bits_per_cell": IntRange(1, 8),
+            # at most 4 bits per cell, so that 8 slices stay within the 32-bit weight the config allows
+            # (multi-level cells of 1-4 bits: ISAAC 2, NeuroSim's cellBit examples 1-4)
+            "bits_per_cell": IntRange(1, 4),
             "weight_slices": IntRange(1, 8),
             "devices_per_polarity": Choice((1, 2)),
             "dac_bits": IntRange(4, 10),

@@ -574,6 +574,16 @@ def check_search_space(device: Device) -> None:
                 except ConfigError as exc:
                     raise DeviceContractError(f"search_space offers {key}={given!r}, but the config refuses it: {exc}") from None
                 _require(got == value, f"--set {key}={given!r} gives {key}={got!r}, not {value!r}")
+    # a search draws every field at once: the config must also accept the bounds together (a
+    # cross-field rule such as bits per cell x slices <= 32 would otherwise fail trials)
+    for corner in ("low", "high"):
+        combo = {key: (spec.values[0 if corner == "low" else -1] if isinstance(spec, Choice)
+                       else getattr(spec, corner)) for key, spec in space.items()}
+        try:
+            device.with_overrides(combo)
+        except ConfigError as exc:
+            raise DeviceContractError(f"search_space offers every field at its {corner} bound together "
+                                      f"({combo}), but the config refuses it: {exc}") from None
 
 
 def _must_reject(default: Any) -> list[Any]:

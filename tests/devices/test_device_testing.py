@@ -10,6 +10,7 @@ from codesign.devices.testing import (
     CHECKS,
     DeviceContractError,
     check_device,
+    check_search_space,
     parametrize_with_checks,
     static_checks,
 )
@@ -152,3 +153,20 @@ def test_parametrize_with_checks_gives_one_test_per_check(device, check, request
 def test_every_check_is_run_by_check_device():
     assert len(CHECKS) == len(set(CHECKS)) >= 10
     check_device(IdealDevice(datapath="int8"))
+
+
+def test_search_space_bounds_must_be_accepted_together():
+    """Each bound alone is valid, but 8 bits per cell x 8 slices is a 64-bit weight the crossbar's
+    config refuses: a search would fail such trials, so the contract refuses the space."""
+    from codesign.devices.analog_crossbar import AnalogCrossbarDevice
+
+    class Oversliced(AnalogCrossbarDevice):
+        name = "oversliced"
+
+        @classmethod
+        def search_space(cls):
+            return {"bits_per_cell": IntRange(1, 8), "weight_slices": IntRange(1, 8)}
+
+    with pytest.raises(DeviceContractError, match="high bound together.*32-bit weight"):
+        check_search_space(Oversliced())
+    check_search_space(AnalogCrossbarDevice())  # the shipped space: 4 bits x 8 slices = 32
