@@ -20,7 +20,7 @@ def test_describe_lists_every_builtin_with_fields_defaults_and_docs():
     assert "PCA projection on the digital host" in describe_device("photonic_mzi")
     assert "conversion energy: input_scaling_pj, dac_pj, modulator_pj, detector_pj, adc_pj" in describe_device("photonic_mzi")
     assert "block_size: one of 8, 12, 16, 32" in text
-    assert "bits_per_cell: int 1..8" in text and "weight_slices: int 1..8" in text
+    assert "bits_per_cell: int 1..4" in text and "weight_slices: int 1..8" in text
     assert "search space: (none)" in describe_device("ideal")
 
 
