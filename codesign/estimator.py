@@ -39,7 +39,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .artifacts import SavedStudent, save_student
 from .datasets import Dataset
 from .datasets.registry import IN_MEMORY
-from .devices.base import DEFAULT_T_INFERENCE_S
+from .devices.base import DEFAULT_OPERATING_MODE, DEFAULT_T_INFERENCE_S
+from .devices.digital import DEFAULT_HOST_DATAPATH
 from .dictionaries import DEFAULT_DICTIONARY
 from .distill import DistillConfig, DistillResult, Workspace, run_distill
 from .errors import ConfigError
@@ -109,6 +110,9 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         hw_draws: hardware instances drawn by :meth:`hw_accuracy` unless it is told otherwise.
         eval_time_s: time since programming at which the hardware is read, s (None: the default).
         pca_placement: ``host`` or ``device`` (the PCA projection on the device too).
+        host_datapath: number format of the digital host that runs the PCA projection and the
+            lift (``int8`` by default, simulated: the logits follow it; ``fp32`` for a float host).
+        operating_mode: ``latency`` or ``stream``, the time base of held power in ``cost_``.
         random_state: seeds the teacher, k-means, the fit and the hardware draws.
         cache_dir: cache folder of teachers (None: ``$CODESIGN_CACHE`` or ``~/.cache/codesign``).
         torch_device: ``cpu`` or ``cuda[:N]``.
@@ -147,12 +151,16 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         hw_draws: int = 5,
         eval_time_s: float | None = None,
         pca_placement: str = "host",
+        host_datapath: str = DEFAULT_HOST_DATAPATH,
+        operating_mode: str = DEFAULT_OPERATING_MODE,
         random_state: Any = 0,
         cache_dir: str | None = None,
         torch_device: str = "cpu",
         max_memory: int | str | None = None,
     ) -> None:
         self.pca_rank = pca_rank
+        self.host_datapath = host_datapath
+        self.operating_mode = operating_mode
         self.dictionary = dictionary
         self.dictionary_params = dictionary_params
         self.method = method
@@ -190,6 +198,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
             device_overrides=tuple(sorted(dict(self.device_overrides or {}).items())), protocol=self.protocol,
             hw_draws=self.hw_draws, seed=seed, cache_dir=self.cache_dir, torch_device=self.torch_device,
             pca_placement=self.pca_placement, max_memory=self.max_memory,
+            host_datapath=self.host_datapath, operating_mode=self.operating_mode,
             eval_time_s=DEFAULT_T_INFERENCE_S if self.eval_time_s is None else self.eval_time_s,
         )
 
@@ -250,6 +259,11 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         products differ in the last bits between batch sizes)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
+        if self.pipeline_.host_datapath != "fp32":
+            # the host's number format is simulated: its codes (exact integer arithmetic for int8)
+            # give each row the same logits whatever rows it is scored with
+            psi = self.pipeline_.transform(np.asarray(X, dtype=np.float32)).double()
+            return psi @ self.coef_.double().T
         pca = self.pipeline_.pca_
         z = (torch.from_numpy(np.asarray(X, dtype=np.float64)) - torch.from_numpy(pca.mean_).double()) \
             @ torch.from_numpy(pca.components_).double().T
