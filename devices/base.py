@@ -564,6 +564,9 @@ class Device(abc.ABC):
     #: The device API version this device was written for (:data:`DEVICE_API_VERSION`); None:
     #: not declared, checked as the current one. An older version is refused with what changed.
     api_version: ClassVar[int | None] = None
+    #: The :class:`~codesign.devices.calibration.Calibrator` subclass that fits this device's
+    #: config to measurements of a real chip (``codesign calibrate``); None: none declared.
+    calibrator: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
