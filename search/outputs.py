@@ -439,7 +439,8 @@ def front_markdown(summary: Mapping[str, Any], heading: str = "##") -> str:
         f"- objectives: hardware accuracy (mean over {summary['hw_draws']} draws, validation split "
         f"{summary['validation']:g} of the training set) vs `{key}`",
         f"- trials: {summary['n_trials']} ({summary['n_completed']} completed, "
-        f"{summary.get('n_infeasible', 0)} the device cannot build (not priced), {summary['n_failed']} failed, "
+        f"{summary.get('n_infeasible', 0)} infeasible on the device (cannot build (not priced), or above a power limit), "
+        f"{summary['n_failed']} failed, "
         f"{summary['n_feasible']} feasible)"
         + (f"; scheduler asha: {summary.get('n_stopped_early', 0)} stopped before the full "
            f"{summary.get('aware_steps')} aware steps" if summary.get("scheduler") == "asha" else ""),

@@ -155,7 +155,7 @@ def plot_fronts(
                               label="trials breaking --max-cost / --min-accuracy"))
     n_unbuildable = sum(int(s.get("n_infeasible") or 0) for s in summaries)
     if n_unbuildable:
-        handles.append(Line2D([], [], ls="", label=f"{n_unbuildable} trial(s) the device cannot build: not priced, not shown"))
+        handles.append(Line2D([], [], ls="", label=f"{n_unbuildable} trial(s) infeasible on the device (cannot be built, or above a power limit): not shown"))
     if any_test:
         handles.append(Line2D([], [], ls="", marker="D", ms=5, mfc="none", mec=grey,
                               label="front members scored on the test set"))

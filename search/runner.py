@@ -28,7 +28,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -275,7 +275,7 @@ class Progress:
                     + (f", {m['aware_steps']} aware steps" if "rung_accuracies" in m else "") + ")")
         elif record["status"] == "infeasible":
             line = (f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  INFEASIBLE (hw acc "
-                    f"{100 * record['metrics']['hw_accuracy']:.2f}%, not priced)  {record['error']}")
+                    f"{100 * record['metrics']['hw_accuracy']:.2f}%, off the front)  {record['error']}")
         else:
             line = f"[{self.done:>3}/{self.total}] trial {record['trial']:>3}  {desc}:  FAILED  {record['error']}"
         if self._bar is None and not self.quiet:
@@ -511,11 +511,21 @@ def constraint_values(metrics: Mapping[str, Any], cfg: SearchConfig) -> list[flo
 
 
 def trial_constraints(trial) -> list[float]:
-    """Optuna's ``constraints_func``: the values :func:`constraint_values` stored on the trial.
+    """The constraint values stored on an Optuna trial, in :data:`CONSTRAINT_NAMES` order.
 
     A trial without them (none recorded) counts as satisfying every constraint.
     """
     return list(trial.user_attrs.get(CONSTRAINTS_ATTR, [0.0] * len(CONSTRAINT_NAMES)))
+
+
+def constraint_system_attrs(values: Sequence[float]) -> dict[str, float]:
+    """The system attributes that Optuna's ``Trial.set_constraint`` writes for ``values``.
+
+    One key ``constraints:<name>`` per :data:`CONSTRAINT_NAMES`, which the constrained TPE and
+    NSGA-II samplers read from every finished trial (Optuna 5; its ``constraints_func`` is
+    deprecated). Used to replay finished trials into a study on ``--resume``.
+    """
+    return {f"constraints:{name}": float(v) for name, v in zip(CONSTRAINT_NAMES, values)}
 
 
 def make_sampler(cfg: SearchConfig, round_no: int = 0):
@@ -529,8 +539,9 @@ def make_sampler(cfg: SearchConfig, round_no: int = 0):
       leave a 32- or 64-trial search in its random first generation);
     * ``random``: independent uniform draws (the baseline of ``experiments/bench_search.py``).
 
-    TPE and NSGA-II receive every constraint (``constraints_func`` = :func:`trial_constraints`:
-    the device's buildability and power limits, ``--max-cost``, ``--min-accuracy``), so they
+    TPE and NSGA-II receive every constraint (set on each finished trial by
+    :func:`constrained_searcher` with Optuna's ``Trial.set_constraint``: the device's
+    buildability and power limits, ``--max-cost``, ``--min-accuracy``), so they
     learn to avoid infeasible regions (constrained TPE, Watanabe & Hutter 2023; NSGA-II's
     constrained domination, Deb et al. 2002) instead of only recording them.
     """
@@ -538,12 +549,10 @@ def make_sampler(cfg: SearchConfig, round_no: int = 0):
 
     seed = (cfg.seed if cfg.sampler_seed is None else cfg.sampler_seed) + 1009 * round_no
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(8, cfg.samples // 4)),
-                                             constraints_func=trial_constraints)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(8, cfg.samples // 4)))
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(4, cfg.samples // 3)),
-                                      constraints_func=trial_constraints)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(4, cfg.samples // 3)))
 
 
 def sampler_values(metrics: Mapping[str, Any], cost_key: str) -> list[float]:
@@ -562,8 +571,9 @@ def constrained_searcher(cfg: SearchConfig, **kwargs: Any):
     """Ray Tune's ``OptunaSearch`` whose trials carry their constraints to the sampler.
 
     Before a finished trial is told to Optuna, its :func:`constraint_values` are stored on it
-    (:data:`CONSTRAINTS_ATTR`) and an infeasible design's objectives replaced by
-    :func:`sampler_values`, so the sampler's ``constraints_func`` sees every constraint.
+    (:data:`CONSTRAINTS_ATTR`, and as Optuna constraints with ``Trial.set_constraint``) and an
+    infeasible design's objectives replaced by :func:`sampler_values`, so the sampler sees every
+    constraint.
     """
     from ray.tune.search.optuna import OptunaSearch
 
@@ -571,7 +581,10 @@ def constrained_searcher(cfg: SearchConfig, **kwargs: Any):
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             ot_trial = self._ot_trials.get(trial_id)
             if result and ot_trial is not None and "hw_accuracy" in result:
-                ot_trial.set_user_attr(CONSTRAINTS_ATTR, constraint_values(result, cfg))
+                values = constraint_values(result, cfg)
+                ot_trial.set_user_attr(CONSTRAINTS_ATTR, values)
+                for name, value in zip(CONSTRAINT_NAMES, values):
+                    ot_trial.set_constraint(name, value)
                 result = {**result, **dict(zip(("hw_accuracy", "cost"), sampler_values(result, cfg.cost_key)))}
             super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -596,7 +609,7 @@ def _study_storage(space: SearchSpace, records: list[dict], cfg: SearchConfig):
                 t = optuna.trial.create_trial(params=params, distributions=dists,
                                               values=sampler_values(m, cfg.cost_key),
                                               user_attrs={CONSTRAINTS_ATTR: cons},
-                                              system_attrs={"constraints": cons})
+                                              system_attrs=constraint_system_attrs(cons))
             else:
                 t = optuna.trial.create_trial(params=params, distributions=dists, state=optuna.trial.TrialState.FAIL)
             study.add_trial(t)

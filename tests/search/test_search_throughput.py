@@ -149,12 +149,11 @@ def test_the_sampler_receives_every_constraint(sampler):
     cannot build or that breaks a power limit, --max-cost and --min-accuracy."""
     import optuna
 
-    from codesign.search.runner import (CONSTRAINT_NAMES, CONSTRAINTS_ATTR, constraint_values, make_sampler,
-                                        sampler_values, trial_constraints)
+    from codesign.search.runner import CONSTRAINT_NAMES, constraint_values, make_sampler, sampler_values
 
     cfg = SearchConfig(sampler=sampler, samples=16, max_cost=100.0, min_accuracy=0.9)
     s = make_sampler(cfg)
-    assert s._constraints_func is trial_constraints
+    assert s._constraints_func is None  # Optuna 5 deprecates constraints_func: trials carry them
     assert CONSTRAINT_NAMES == ("buildable", "max_cost", "min_accuracy")
     ok = {"hw_accuracy": 0.95, "cost": 40.0, "feasible": True}
     hot = {"hw_accuracy": 0.97, "cost": math.nan, "feasible": False, "energy_pj": 5e6}
@@ -163,16 +162,21 @@ def test_the_sampler_receives_every_constraint(sampler):
     assert constraint_values(hot, cfg)[0] == 1.0
     assert sampler_values(hot, "energy_pj") == [0.97, 5e6]  # priced above a power limit
     assert sampler_values(unbuildable, "energy_pj") == [0.97, math.inf]  # complete, not failed
-    # told to a study as the searcher does: the sampler's after_trial stores the constraints
+    # told to a study as the searcher does (Trial.set_constraint), the sampler reads them
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=s)
     for m in (ok, hot, unbuildable):
         t = study.ask()
         t.suggest_int("x", 0, 10)
-        t.set_user_attr(CONSTRAINTS_ATTR, constraint_values(m, cfg))
+        for name, value in zip(CONSTRAINT_NAMES, constraint_values(m, cfg)):
+            t.set_constraint(name, value)
         study.tell(t, sampler_values(m, "energy_pj"))
-    got = [list(t.system_attrs.get("constraints")) for t in study.trials]
-    assert got == [constraint_values(m, cfg) for m in (ok, hot, unbuildable)]
+    got = [t.constraints for t in study.trials]
+    assert got == [dict(zip(CONSTRAINT_NAMES, constraint_values(m, cfg))) for m in (ok, hot, unbuildable)]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # the sampler sees which are feasible: the ok design only
+    from optuna.study._constrained_optimization import _get_feasible_trials
+
+    assert [t.number for t in _get_feasible_trials(study.trials)] == [0]
     # the random baseline takes none
     assert getattr(make_sampler(SearchConfig(sampler="random")), "_constraints_func", None) is None
 
@@ -192,7 +196,7 @@ def test_the_searcher_stores_constraints_before_telling_optuna():
     (trial,) = searcher._ot_study.trials
     assert trial.state.name == "COMPLETE" and trial.values == [0.9, 50.0]
     assert trial.user_attrs[CONSTRAINTS_ATTR] == [1.0, 40.0, 0.0]
-    assert list(trial.system_attrs["constraints"]) == [1.0, 40.0, 0.0]
+    assert trial.constraints == {"buildable": 1.0, "max_cost": 40.0, "min_accuracy": 0.0}
 
 
 def test_the_operating_mode_is_part_of_a_search_identity():
