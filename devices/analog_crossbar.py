@@ -126,6 +126,14 @@ from .base import (
 from .crossbar_export import FORMAT as EXPORT_FORMAT
 from .crossbar_export import export_crossbar, load_crossbar
 from .digital import DATAPATHS
+from .input_range import (
+    INPUT_RANGES,
+    PercentileRange,
+    check_input_range,
+    input_percentile_field,
+    input_range_field,
+    range_dac,
+)
 
 T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
 # --- ISAAC (Shafiee et al., ISCA 2016, 32 nm; its IMA component table) ---
@@ -322,11 +330,9 @@ def adc_area_um2(bits: int) -> float:
 ADC_RATE_GSPS = 1.2
 #: How the weights' one-cycle digital significances are recombined after the ADCs (ISAAC
 #: "shift-and-add"); one per conversion of a sliced or bit-serial MVM.
-INPUT_RANGES = ("vector_absmax", "calibrated")
 TRAIN_READ_TIMES = ("eval", "fixed", "range")
 INPUT_CODES = ("sign_magnitude", "twos_complement")
 DRIFT_COMPENSATIONS = ("global", "column")
-INPUT_SAMPLE = 1 << 20  # values of |x| a calibration percentile is taken over (a strided sample)
 
 
 @dataclass(frozen=True)
@@ -453,16 +459,8 @@ class AnalogCrossbarConfig(DeviceConfig):
         metadata={"doc": "'column': one digital scale per output maps its max |K| to g_max "
                   "(aihwkit weight_scaling_columnwise); 'layer': one scale for the whole matrix"},
     )
-    input_range: str = field(
-        default="vector_absmax",
-        metadata={"doc": "'vector_absmax': each input vector scaled by its abs-max (aihwkit ABS_MAX noise "
-                  "management; priced: a max and a multiply per input); 'calibrated': one range per layer "
-                  "at the input_percentile of |x| seen in training, inputs clipped (as aihwkit's input range, "
-                  "the FPGA's percentile; priced: a multiply per input)"},
-    )
-    input_percentile: float = field(
-        default=99.99, metadata={"range": (50.0, 100.0), "doc": "input_range='calibrated': percentile of |x| the range is set to"}
-    )
+    input_range: str = input_range_field()
+    input_percentile: float = input_percentile_field()
     dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input resolution, bits (bit_serial: one cycle per bit)"})
     adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
     adc_share: int = field(
@@ -560,7 +558,7 @@ class AnalogCrossbarConfig(DeviceConfig):
                 f"stuck_off_fraction={self.stuck_off_fraction} + stuck_on_fraction="
                 f"{self.stuck_on_fraction}: the stuck fractions must sum to at most 1"
             )
-        check_choice("input_range", self.input_range, INPUT_RANGES)
+        check_input_range(self.input_range)
         check_range("input_percentile", self.input_percentile, 50.0, 100.0)
         check_range("adc_share", self.adc_share, 1, 8192, integer=True)
         check_range("adc_rate_gsps", self.adc_rate_gsps, 1e-6, 1e3)
@@ -613,25 +611,6 @@ class AnalogCrossbarConfig(DeviceConfig):
     def outputs_per_tile(self) -> int:
         """Outputs one tile holds: its columns over the slices of a weight."""
         return self.tile_cols // self.weight_slices
-
-
-class PercentileRange(CalibratedRange):
-    """Input range calibrated at a percentile of ``|x|`` (aihwkit's input range, the FPGA's percentile).
-
-    As :class:`~codesign.devices.base.CalibratedRange` (moving average in training, frozen in
-    eval), each batch asking for the percentile of ``|x|`` over a strided sample of at most
-    :data:`INPUT_SAMPLE` values instead of the maximum.
-    """
-
-    def __init__(self, percentile: float, momentum: float = 0.1) -> None:
-        super().__init__(momentum)
-        self.q = percentile / 100.0
-
-    def batch_value(self, x: torch.Tensor) -> torch.Tensor:
-        """The percentile of ``|x|`` of one batch."""
-        flat = x.detach().abs().reshape(-1)
-        flat = flat[:: max(1, flat.numel() // INPUT_SAMPLE)].float()
-        return flat.kthvalue(max(1, min(flat.numel(), math.ceil(self.q * flat.numel())))).values
 
 
 class AnalogCrossbarLayer(DeviceLayer):
@@ -904,10 +883,7 @@ class AnalogCrossbarLayer(DeviceLayer):
         cfg = self.config
         if cfg.input_range == "vector_absmax":
             return dac(x, cfg.dac_bits)
-        r = self.input_range(x)
-        qmax = 1 if cfg.dac_bits == 1 else 2 ** (cfg.dac_bits - 1) - 1
-        codes = quantize_symmetric(x / r, 1.0, cfg.dac_bits) * qmax  # clipped at the range
-        return codes, 1.0 / qmax, r.reshape(1, 1)
+        return range_dac(x, self.input_range(x), cfg.dac_bits)  # clipped at the range
 
     def _adc(self, y: torch.Tensor) -> torch.Tensor:
         """Quantize slice outputs ``[..., S, out]`` with each slice's calibrated full scale."""
@@ -1200,7 +1176,7 @@ class AnalogCrossbarDevice(Device):
             "adc_share": Choice((1, 2, 4, 8, 16, 32)),
             "input_encoding": Choice(("pulse_width", "bit_serial")),
             "input_code": Choice(INPUT_CODES),
-            "input_range": Choice(("vector_absmax", "calibrated")),
+            "input_range": Choice(INPUT_RANGES),
             "drift_compensation_type": Choice(("global", "column")),
             "tile_rows": Choice((64, 128, 256, 512, 1024)),
             "tile_cols": Choice((64, 128, 256, 512)),
