@@ -121,11 +121,20 @@ from .base import (
     dac,
     preset_table,
     quantize_symmetric,
+    scale_field,
     ste,
 )
 from .crossbar_export import FORMAT as EXPORT_FORMAT
 from .crossbar_export import export_crossbar, load_crossbar
 from .digital import DATAPATHS
+from .input_range import (
+    INPUT_RANGES,
+    PercentileRange,
+    check_input_range,
+    input_percentile_field,
+    input_range_field,
+    range_dac,
+)
 
 T0_S = 20.0  # drift reference time after programming (aihwkit PCMLikeNoiseModel.t_0)
 # --- ISAAC (Shafiee et al., ISCA 2016, 32 nm; its IMA component table) ---
@@ -322,11 +331,9 @@ def adc_area_um2(bits: int) -> float:
 ADC_RATE_GSPS = 1.2
 #: How the weights' one-cycle digital significances are recombined after the ADCs (ISAAC
 #: "shift-and-add"); one per conversion of a sliced or bit-serial MVM.
-INPUT_RANGES = ("vector_absmax", "calibrated")
 TRAIN_READ_TIMES = ("eval", "fixed", "range")
 INPUT_CODES = ("sign_magnitude", "twos_complement")
 DRIFT_COMPENSATIONS = ("global", "column")
-INPUT_SAMPLE = 1 << 20  # values of |x| a calibration percentile is taken over (a strided sample)
 
 
 @dataclass(frozen=True)
@@ -453,16 +460,8 @@ class AnalogCrossbarConfig(DeviceConfig):
         metadata={"doc": "'column': one digital scale per output maps its max |K| to g_max "
                   "(aihwkit weight_scaling_columnwise); 'layer': one scale for the whole matrix"},
     )
-    input_range: str = field(
-        default="vector_absmax",
-        metadata={"doc": "'vector_absmax': each input vector scaled by its abs-max (aihwkit ABS_MAX noise "
-                  "management; priced: a max and a multiply per input); 'calibrated': one range per layer "
-                  "at the input_percentile of |x| seen in training, inputs clipped (as aihwkit's input range, "
-                  "the FPGA's percentile; priced: a multiply per input)"},
-    )
-    input_percentile: float = field(
-        default=99.99, metadata={"range": (50.0, 100.0), "doc": "input_range='calibrated': percentile of |x| the range is set to"}
-    )
+    input_range: str = input_range_field()
+    input_percentile: float = input_percentile_field()
     dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input resolution, bits (bit_serial: one cycle per bit)"})
     adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
     adc_share: int = field(
@@ -507,23 +506,22 @@ class AnalogCrossbarConfig(DeviceConfig):
         metadata={"range": (0.0, 1e6), "doc": "power held per tile while programmed (bias and reference circuits, clocking, "
                   "leakage), mW; no generic cited figure: 0 (ibm_hermes: calibrated to its TOPS/W)"},
     )
-    array_energy_scale: float = field(default=1.0, metadata={"range": (0.0, 1e6), "doc": "calibration factor on the array energy (CiMLoop *_ENERGY_SCALE)"})
-    dac_energy_scale: float = field(default=1.0, metadata={"range": (0.0, 1e6), "doc": "calibration factor on the input-drive energy"})
-    adc_energy_scale: float = field(default=1.0, metadata={"range": (0.0, 1e6), "doc": "calibration factor on the ADC energy (CiMLoop ADC_ENERGY_SCALE)"})
-    cell_area_scale: float = field(default=1.0, metadata={"range": (0.0, 1e6), "doc": "calibration factor on the cell area (CiMLoop *_AREA_SCALE)"})
-    adc_area_scale: float = field(default=1.0, metadata={"range": (0.0, 1e6), "doc": "calibration factor on the ADC area"})
+    # CiMLoop's *_ENERGY_SCALE / *_AREA_SCALE (ADC_ENERGY_SCALE...)
+    array_energy_scale: float = scale_field("the array's read energy")
+    dac_energy_scale: float = scale_field("the input drives' energy")
+    adc_energy_scale: float = scale_field("the ADCs' energy")
+    cell_area_scale: float = scale_field("the cells' area")
+    adc_area_scale: float = scale_field("the ADCs' area")
     max_tiles: int = field(
         default=HERMES_CORES,
         metadata={"range": (1, 10**9), "doc": "crossbar tiles (cores) on the chip; more is infeasible (HERMES: 64)"},
     )
 
     def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
-        check_range("tile_rows", self.tile_rows, 1, 8192, integer=True)
-        check_range("tile_cols", self.tile_cols, 1, 8192, integer=True)
-        for name in ("bits_per_cell", "dac_bits", "adc_bits"):
-            check_range(name, getattr(self, name), 1, 32, integer=True)
-        check_range("weight_slices", self.weight_slices, 1, 32, integer=True)
+        """Choices and cross-field rules; raise ``ConfigError`` naming the field and the fix.
+
+        Each numeric field's range is its metadata's (``DeviceConfig`` checks it first).
+        """
         if self.weight_slices > self.tile_cols:
             raise ConfigError(f"weight_slices={self.weight_slices} needs that many columns per weight, more than "
                               f"tile_cols={self.tile_cols}; raise tile_cols or lower weight_slices")
@@ -533,47 +531,22 @@ class AnalogCrossbarConfig(DeviceConfig):
         if self.input_encoding == "bit_serial" and self.dac_bits > 24:
             raise ConfigError(f"dac_bits={self.dac_bits} with input_encoding='bit_serial' runs one cycle per bit: "
                               "use at most 24 bits")
-        check_range("devices_per_polarity", self.devices_per_polarity, 1, 2, integer=True)
-        check_range("pair_significance", self.pair_significance, 1e-3, 1e3)
-        check_range("g_max_us", self.g_max_us, 1e-3, 1e4)
         check_choice("prog_noise_model", self.prog_noise_model, PROG_NOISE_MODELS)
-        check_range("prog_noise", self.prog_noise, 0.0, 1.0)
-        check_range("read_noise", self.read_noise, 0.0, 1.0)
-        check_range("w_noise", self.w_noise, 0.0, 1.0)
         check_choice("train_read_time", self.train_read_time, TRAIN_READ_TIMES)
-        check_range("train_drift_time_s", self.train_drift_time_s, 0.0, 1e10)
-        check_range("train_read_time_min_s", self.train_read_time_min_s, 0.0, 1e10)
-        check_range("train_read_time_max_s", self.train_read_time_max_s, 0.0, 1e10)
         if self.train_read_time_max_s < self.train_read_time_min_s:
             raise ConfigError(f"train_read_time_max_s={self.train_read_time_max_s} is below train_read_time_min_s="
                               f"{self.train_read_time_min_s}; give max >= min")
         check_choice("drift_model", self.drift_model, ("pcm", "constant"))
-        check_range("drift_nu", self.drift_nu, 0.0, 1.0)
-        check_range("drift_nu_std", self.drift_nu_std, 0.0, 1.0)
         check_choice("drift_compensation_type", self.drift_compensation_type, DRIFT_COMPENSATIONS)
-        check_range("out_noise", self.out_noise, 0.0, 10.0)
-        check_range("wire_resistance_ohm", self.wire_resistance_ohm, 0.0, 1e3)
-        check_range("stuck_off_fraction", self.stuck_off_fraction, 0.0, 1.0)
-        check_range("stuck_on_fraction", self.stuck_on_fraction, 0.0, 1.0)
         if self.stuck_off_fraction + self.stuck_on_fraction > 1.0:
             raise ConfigError(
                 f"stuck_off_fraction={self.stuck_off_fraction} + stuck_on_fraction="
                 f"{self.stuck_on_fraction}: the stuck fractions must sum to at most 1"
             )
-        check_choice("input_range", self.input_range, INPUT_RANGES)
+        check_input_range(self.input_range)
         check_range("input_percentile", self.input_percentile, 50.0, 100.0)
-        check_range("adc_share", self.adc_share, 1, 8192, integer=True)
-        check_range("adc_rate_gsps", self.adc_rate_gsps, 1e-6, 1e3)
-        check_range("read_time_ns", self.read_time_ns, 1e-3, 1e6)
         check_choice("input_encoding", self.input_encoding, ("pulse_width", "bit_serial"))
         check_choice("input_code", self.input_code, INPUT_CODES)
-        check_range("pulse_unit_ns", self.pulse_unit_ns, 1e-3, 1e6)
-        check_range("read_voltage_v", self.read_voltage_v, 0.0, 5.0)
-        check_range("mean_conductance_fraction", self.mean_conductance_fraction, 0.0, 1.0)
-        check_range("periphery_static_mw", self.periphery_static_mw, 0.0, 1e6)
-        for name in ("array_energy_scale", "dac_energy_scale", "adc_energy_scale", "cell_area_scale", "adc_area_scale"):
-            check_range(name, getattr(self, name), 0.0, 1e6)
-        check_range("max_tiles", self.max_tiles, 1, 10**9, integer=True)
         check_choice("weight_scaling", self.weight_scaling, ("column", "layer"))
         if not isinstance(self.drift_compensation, bool):
             check_range("drift_compensation", self.drift_compensation, 0, 1, integer=True)
@@ -613,25 +586,6 @@ class AnalogCrossbarConfig(DeviceConfig):
     def outputs_per_tile(self) -> int:
         """Outputs one tile holds: its columns over the slices of a weight."""
         return self.tile_cols // self.weight_slices
-
-
-class PercentileRange(CalibratedRange):
-    """Input range calibrated at a percentile of ``|x|`` (aihwkit's input range, the FPGA's percentile).
-
-    As :class:`~codesign.devices.base.CalibratedRange` (moving average in training, frozen in
-    eval), each batch asking for the percentile of ``|x|`` over a strided sample of at most
-    :data:`INPUT_SAMPLE` values instead of the maximum.
-    """
-
-    def __init__(self, percentile: float, momentum: float = 0.1) -> None:
-        super().__init__(momentum)
-        self.q = percentile / 100.0
-
-    def batch_value(self, x: torch.Tensor) -> torch.Tensor:
-        """The percentile of ``|x|`` of one batch."""
-        flat = x.detach().abs().reshape(-1)
-        flat = flat[:: max(1, flat.numel() // INPUT_SAMPLE)].float()
-        return flat.kthvalue(max(1, min(flat.numel(), math.ceil(self.q * flat.numel())))).values
 
 
 class AnalogCrossbarLayer(DeviceLayer):
@@ -904,10 +858,7 @@ class AnalogCrossbarLayer(DeviceLayer):
         cfg = self.config
         if cfg.input_range == "vector_absmax":
             return dac(x, cfg.dac_bits)
-        r = self.input_range(x)
-        qmax = 1 if cfg.dac_bits == 1 else 2 ** (cfg.dac_bits - 1) - 1
-        codes = quantize_symmetric(x / r, 1.0, cfg.dac_bits) * qmax  # clipped at the range
-        return codes, 1.0 / qmax, r.reshape(1, 1)
+        return range_dac(x, self.input_range(x), cfg.dac_bits)  # clipped at the range
 
     def _adc(self, y: torch.Tensor) -> torch.Tensor:
         """Quantize slice outputs ``[..., S, out]`` with each slice's calibrated full scale."""
@@ -1200,7 +1151,7 @@ class AnalogCrossbarDevice(Device):
             "adc_share": Choice((1, 2, 4, 8, 16, 32)),
             "input_encoding": Choice(("pulse_width", "bit_serial")),
             "input_code": Choice(INPUT_CODES),
-            "input_range": Choice(("vector_absmax", "calibrated")),
+            "input_range": Choice(INPUT_RANGES),
             "drift_compensation_type": Choice(("global", "column")),
             "tile_rows": Choice((64, 128, 256, 512, 1024)),
             "tile_cols": Choice((64, 128, 256, 512)),

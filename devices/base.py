@@ -672,7 +672,7 @@ class Device(abc.ABC):
         """The device's own constraints a search may vary: ``{config field: spec}``."""
 
     #: Device-native export format this device writes, ``"name/version"`` (e.g.
-    #: ``"photonic-mesh/1"``); None: the device has none (``codesign export`` still writes the
+    #: ``"photonic-mesh/2"``); None: the device has none (``codesign export`` still writes the
     #: ONNX graph and the front end).
     export_format: ClassVar[str | None] = None
 

@@ -43,7 +43,7 @@ from brevitas.nn import QuantLinear
 from brevitas.quant import Int8ActPerTensorFixedPoint
 from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPointMSE
 
-from codesign.errors import ConfigError, check_choice, check_range
+from codesign.errors import ConfigError, check_choice
 
 from .base import (
     Choice,
@@ -54,7 +54,6 @@ from .base import (
     Preset,
     SearchSpec,
     calibrate,
-    check_scales,
     scale_field,
     power_limit_reasons,
     preset_table,
@@ -240,19 +239,14 @@ class FPGAFixedPointConfig(DeviceConfig):
     )
 
     def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
-        # 1-bit signed narrow-range fixed point has the single level 0, so bits start at 2
-        for name in ("weight_bits", "input_bits", "output_bits"):
-            check_range(name, getattr(self, name), 2, 32, integer=True)
-        check_range("clock_mhz", self.clock_mhz, 1e-3, 1e4)
-        check_range("pe", self.pe, 1, 1 << 16, integer=True)
-        check_range("simd", self.simd, 1, 1 << 16, integer=True)
+        """Choices and cross-field rules; raise ``ConfigError`` naming the field and the fix.
+
+        Each numeric field's range is its metadata's (``DeviceConfig`` checks it first; the bit
+        widths start at 2: 1-bit signed narrow-range fixed point has the single level 0).
+        """
         check_choice("mult_resource", self.mult_resource, ("lut", "dsp"))
         check_choice("part", self.part, tuple(PARTS))
-        check_range("static_power_w", self.static_power_w, 0.0, 1e3)
         check_choice("requant", self.requant, ("shift", "thresholds"))
-        check_range("max_power_w", self.max_power_w, 0.0, 1e4)
-        check_scales(self)
         if self.static_power_w == 0 and PARTS[self.part].static_w is None:
             raise ConfigError(
                 f"static_power_w=0 asks for part {self.part!r}'s cited static power, but this model "

@@ -1,4 +1,4 @@
-"""Device-native export of a photonic MZI-mesh layer: format ``photonic-mesh/1``.
+"""Device-native export of a photonic MZI-mesh layer: format ``photonic-mesh/2``.
 
 Two files in the layer's export folder:
 
@@ -8,11 +8,12 @@ Two files in the layer's export folder:
   ``V^T``) and of their output phase screens as phase-DAC codes and in radians, and the
   attenuator (singular value) settings; the tile layout of K.
 
-:func:`load_mesh` rebuilds the layer from the DAC codes, the attenuator settings and the
-calibrated ADC range alone (no K), so that its nominal effective matrix and every seeded
-hardware draw are bit-for-bit those of the exported layer. A trained phase may lie outside
-``[0, 2 pi)``; the simulator's float arithmetic depends on its whole number of turns, so
-``*_turns`` keeps it (a chip ignores it: the phase it realises is the code's).
+:func:`load_mesh` rebuilds the layer from the DAC codes, the attenuator settings, the
+calibrated ADC range and (``input_range="calibrated"``) the calibrated input range alone (no K),
+so that its nominal effective matrix and every seeded hardware draw are bit-for-bit those of
+the exported layer. A trained phase may lie outside ``[0, 2 pi)``; the simulator's float
+arithmetic depends on its whole number of turns, so ``*_turns`` keeps it (a chip ignores it:
+the phase it realises is the code's).
 
 This module does not import :mod:`codesign.devices.photonic_mzi` (which imports it); the layer
 and device are used through their attributes.
@@ -42,8 +43,11 @@ from .export_io import (
     write_npz,
 )
 
-FORMAT = "photonic-mesh/1"
-VERSION = 1
+#: Version 2 (issue 27): the input DAC's calibrated range (``input_dac.input_range``; a version 1
+#: reader would scale every vector by its max), and ``attenuators.quantized`` stated as the layer
+#: computes it. Version 1 bundles are refused with the re-export hint.
+FORMAT = "photonic-mesh/2"
+VERSION = 2
 MANIFEST = "photonic_mesh.json"
 ARRAYS = "photonic_mesh.npz"
 TWO_PI = 2 * math.pi
@@ -189,6 +193,8 @@ def export_mesh(
     arrays["mzi_column_index"], arrays["mzi_top_mode_index"] = _mzi_positions(layer.k)
     transmission = float(layer.transmission())
     full_scale = adc_value(float(layer.adc_range.value))
+    calibrated = cfg.input_range == "calibrated"
+    input_range = adc_value(float(layer.input_range.value)) if calibrated else None
     n = 2**bits
     dac_max = 1 if cfg.dac_bits == 1 else 2 ** (cfg.dac_bits - 1) - 1
     adc_max = 1 if cfg.adc_bits == 1 else 2 ** (cfg.adc_bits - 1) - 1
@@ -227,12 +233,18 @@ def export_mesh(
             "crosstalk_calibrated": cfg.crosstalk_calibrated,
         },
         "attenuators": {
-            "quantized": False,
-            "note": "ideal amplitude ratios; the layer realises each as an MZI phase 2 asin|a| on the phase DAC's levels (phase_bits, phase_quantization) with its drive noise",
+            "quantized": True,
+            "note": "attenuator_amplitude_ratio is the ideal ratio a; each attenuator is an MZI of internal phase "
+                    "2 asin|a| on the phase DAC's levels (phase_bits, phase_quantization), with its drive noise: "
+                    "attenuator_realized_ratio is what it transmits",
         },
         "input_dac": {
             "bits": cfg.dac_bits,
-            "scaling": "per input vector: x / max|x| into [-1, 1] (digital), then the DAC",
+            "scaling": ("per input vector: x / max|x| into [-1, 1] (digital), then the DAC"
+                        if not calibrated else
+                        f"one calibrated range (the {cfg.input_percentile:g}th percentile of |x| in training; null "
+                        "until calibrated): clip(x / input_range, -1, 1), then the DAC"),
+            "input_range": input_range,
             "codes": f"-{dac_max}..{dac_max}, drive = code / {dac_max} of the modulator's full swing",
         },
         "output_adc": {
@@ -250,8 +262,9 @@ def export_mesh(
             "weight_scale_k": float(scale64),
             "optical_transmission_amplitude": transmission,
             "output_gain_k_per_drive": float(scale64) / transmission,
-            "output": "y = ADC(t Re(U diag(a) V^T) . code / dac_max) * max|x| * output_gain_k_per_drive, "
-                      "t = optical_transmission_amplitude; output_gain_k_per_drive = weight_scale_k / t",
+            "output": "y = ADC(t Re(U diag(a) V^T) . code / dac_max) * s * output_gain_k_per_drive, "
+                      "t = optical_transmission_amplitude; output_gain_k_per_drive = weight_scale_k / t; "
+                      + ("s = max|x| of the input vector" if not calibrated else "s = input_dac.input_range"),
         },
         "optics": {
             **{k: float(v) for k, v in link.items()},
@@ -278,7 +291,7 @@ def load_mesh(device: Device, folder: Path, manifest: Mapping[str, Any]) -> Devi
     """Rebuild the layer :func:`export_mesh` wrote in ``folder`` from its files alone.
 
     The phases come from the DAC codes (and turns), the singular values from the attenuator
-    settings and the weight scale, the ADC range from the manifest. Returns the layer in eval
+    settings and the weight scale, the ADC range and a calibrated input range from the manifest. Returns the layer in eval
     mode at the saved read time.
 
     Raises:
@@ -325,10 +338,16 @@ def load_mesh(device: Device, folder: Path, manifest: Mapping[str, Any]) -> Devi
             scale = float(own["digital"]["weight_scale_k"])
             full_scale = own["output_adc"]["full_scale_drive"]
             full_scale = float("nan") if full_scale is None else float(full_scale)
+            input_range = own["input_dac"]["input_range"]
+            input_range = float("nan") if input_range is None else float(input_range)
         except (KeyError, TypeError, ValueError) as exc:
             raise _fail(path, f"incomplete manifest ({type(exc).__name__}: {exc})") from None
         layer.sigma.copy_(torch.from_numpy(att * scale).to(dtype))
         layer.adc_range.value.fill_(full_scale)
+        if cfg.input_range == "calibrated":
+            if not (math.isnan(input_range) or (math.isfinite(input_range) and input_range > 0)):
+                raise _fail(path, f"input_dac.input_range={input_range!r} must be a positive number or null")
+            layer.input_range.value.fill_(input_range)
     for name, want in (("tile_k_row_range_index", _tile_ranges(layer)[0]),
                        ("tile_k_col_range_index", _tile_ranges(layer)[1]),
                        ("mzi_column_index", _mzi_positions(k)[0]),

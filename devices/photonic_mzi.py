@@ -6,8 +6,10 @@ into ``k x k`` tiles (edge tiles zero-padded); each tile's SVD ``U diag(s) V^T``
 The trainable parameters are the physical ones: every mesh phase and the singular values.
 A per-layer scale ``max|s|`` is kept digitally (attenuators can only attenuate).
 
-Signal path per inference: per-vector digital scaling of ``x`` into ``[-1, 1]`` and an input
-DAC driving the modulators -> meshes (phases quantized by the shifters' DACs, uniform in phase or
+Signal path per inference: digital scaling of ``x`` into ``[-1, 1]`` (``input_range``: each
+vector by its abs-max, or by one range calibrated at a percentile of the training inputs, the
+inputs beyond it clipped; :mod:`codesign.devices.input_range`) and an input DAC driving the
+modulators -> meshes (phases quantized by the shifters' DACs, uniform in phase or
 in heater voltage; phase errors correlated between neighbouring heaters by thermal crosstalk) ->
 coherent (homodyne) detection of the real part -> receiver noise -> output ADC -> digital rescale.
 By default the photocurrents of the tiles in one block row are summed in analog before a single
@@ -31,9 +33,9 @@ is present at once and the chip streams one input vector per sample period ``1/c
 
 * conversions (:attr:`PhotonicMZIDevice.conversion_keys`): input DACs and modulators, balanced
   photodetectors + TIAs, output ADCs (Lightening-Transformer simulator constants);
-* dynamic, per product: the per-vector digital input scaling (a max over the inputs and a
-  multiply per input and output, the ``amax`` the layer simulates) and, without analog
-  accumulation, digital partial-sum additions. Stationary weights cost no memory traffic;
+* dynamic, per product: the digital input scaling the layer simulates (a multiply per input
+  and per output, and with ``input_range="vector_absmax"`` the max over the inputs, one compare
+  per input) and, without analog accumulation, digital partial-sum additions. Stationary weights cost no memory traffic;
 * held (``*_static_mw``, charged by the whole inference for the time they are held in its
   operating mode): the laser (continuous wave), the thermo-optic heaters of every programmed
   phase (``phase_shifter``: ~P_pi each, Harris et al. 2014; non-volatile shifters none, Rios et
@@ -51,7 +53,7 @@ design whose launch power per input waveguide exceeds what a silicon waveguide c
 Every constant below cites its source.
 
 Export (``codesign export``): :meth:`PhotonicMZIDevice.export_layer` writes a programmed layer as
-format ``photonic-mesh/1`` (phase-DAC codes of every mesh and screen, attenuators, tile layout,
+format ``photonic-mesh/2`` (phase-DAC codes of every mesh and screen, attenuators, tile layout,
 converters and digital scales; :mod:`codesign.devices.photonic_export`), and
 :meth:`PhotonicMZIDevice.load_layer_export` rebuilds it bit for bit from those files.
 """
@@ -81,7 +83,6 @@ from .base import (
     Preset,
     SearchSpec,
     calibrate,
-    check_scales,
     scale_field,
     dac,
     power_limit_reasons,
@@ -91,6 +92,14 @@ from .base import (
 )
 from .clements import decompose, mesh_layout, rebuild
 from .digital import DATAPATHS
+from .input_range import (
+    INPUT_RANGES,
+    PercentileRange,
+    check_input_range,
+    input_percentile_field,
+    input_range_field,
+    range_dac,
+)
 from .photonic_export import FORMAT as EXPORT_FORMAT
 from .photonic_export import export_mesh, load_mesh
 
@@ -153,9 +162,11 @@ PHASE_DAC_STATIC_MW = 0.13
 PHASE_DAC_SETTLE_NS = 1000.0  # < 1 us: the write energy is bounded by the power over the settling
 PHASE_DAC_WRITE_PJ = PHASE_DAC_STATIC_MW * PHASE_DAC_SETTLE_NS  # mW x ns = pJ, per phase written
 
-# --- digital per-vector input scaling (amax over the inputs, one multiply per input) ---
-# Horowitz, ISSCC 2014, 45 nm: a 32-bit compare as a 32-bit add (0.1 pJ) for the running max, a
-# 32-bit integer multiply (3.1 pJ) for each input's scaling and each output's rescale.
+# --- digital input scaling (input_range: the max over the inputs of each vector, or a calibrated
+# constant; one multiply per input and per output either way) ---
+# Horowitz, ISSCC 2014, 45 nm: a 32-bit compare as a 32-bit add (0.1 pJ) for the running max
+# (vector_absmax only), a 32-bit integer multiply (3.1 pJ) for each input's scaling and each
+# output's rescale.
 SCALE_COMPARE_PJ = DATAPATHS["int32"].add_pj
 SCALE_MULT_PJ = DATAPATHS["int32"].mult_pj
 
@@ -301,6 +312,8 @@ class PhotonicMZIConfig(DeviceConfig):
     )
     dac_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "input DAC / modulator resolution, bits"})
     adc_bits: int = field(default=8, metadata={"range": (1, 32), "doc": "output ADC resolution, bits"})
+    input_range: str = input_range_field()
+    input_percentile: float = input_percentile_field()
     laser_margin_db: float = field(
         default=0.0,
         metadata={"range": (-100.0, 40.0), 
@@ -379,32 +392,17 @@ class PhotonicMZIConfig(DeviceConfig):
     detector_area_scale: float = scale_field("the photodetectors' area")
 
     def validate(self) -> None:
-        """Check every field; raise ``ConfigError`` naming the field and its allowed range."""
-        check_range("block_size", self.block_size, 2, 128, integer=True)
-        for name in ("phase_bits", "dac_bits", "adc_bits"):
-            check_range(name, getattr(self, name), 1, 32, integer=True)
-        check_range("phase_noise_rad", self.phase_noise_rad, 0.0, math.pi)
-        check_range("bs_error", self.bs_error, 0.0, 0.5)
-        check_range("insertion_loss_db", self.insertion_loss_db, 0.0, 10.0)
+        """Choices and boolean fields; raise ``ConfigError`` naming the field and the fix.
+
+        Each numeric field's range is its metadata's (``DeviceConfig`` checks it first).
+        """
         check_choice("phase_shifter", self.phase_shifter, PHASE_SHIFTERS)
-        check_range("heater_p_pi_mw", self.heater_p_pi_mw, 0.0, 1000.0)
-        check_range("detector_sensitivity_dbm", self.detector_sensitivity_dbm, -80.0, 20.0)
-        check_range("max_waveguide_power_dbm", self.max_waveguide_power_dbm, -30.0, 50.0)
-        check_range("detector_noise", self.detector_noise, 0.0, 1.0)
         check_choice("phase_quantization", self.phase_quantization, PHASE_QUANTIZATIONS)
-        check_range("thermal_crosstalk", self.thermal_crosstalk, 0.0, 0.5)
-        check_range("laser_margin_db", self.laser_margin_db, -100.0, 40.0)
-        check_range("responsivity_a_per_w", self.responsivity_a_per_w, 1e-3, 2.0)
-        check_range("tia_noise_pa_per_rthz", self.tia_noise_pa_per_rthz, 0.0, 1e4)
         check_choice("detection", self.detection, DETECTIONS)
-        check_range("lo_power_mw", self.lo_power_mw, 0.0, 1e4)
+        check_input_range(self.input_range)
         for name in ("crosstalk_calibrated", "receiver_noise"):
             if not isinstance(getattr(self, name), bool):
                 check_range(name, getattr(self, name), 0, 1, integer=True)
-        check_range("clock_ghz", self.clock_ghz, 1e-3, ADC_GSPS)
-        check_range("max_power_w", self.max_power_w, 0.0, 1e6)
-        check_range("max_power_density_w_per_cm2", self.max_power_density_w_per_cm2, 0.0, 1e6)
-        check_scales(self)
         if not isinstance(self.analog_accumulation, bool):
             check_range("analog_accumulation", self.analog_accumulation, 0, 1, integer=True)
 
@@ -430,6 +428,8 @@ class PhotonicMZILayer(DeviceLayer):
         self.delta = torch.nn.Parameter(torch.zeros(2 * self.n_tiles, k))
         self.sigma = torch.nn.Parameter(torch.zeros(self.n_tiles, k))
         self.adc_range = CalibratedRange()
+        if config.input_range == "calibrated":  # the modulators' full drive: one range, saved with the layer
+            self.input_range = PercentileRange(config.input_percentile)
         # a valid starting point (nn.Linear's init scale) from a local generator
         gen = torch.Generator().manual_seed(0)
         bound = 1.0 / math.sqrt(in_features)
@@ -561,7 +561,7 @@ class PhotonicMZILayer(DeviceLayer):
         """``[batch, in] -> [batch, out]`` through DAC, meshes, detectors and ADC."""
         cfg, mode = self.config, self.mode
         tiles, gain = self._normalized_tiles(mode)
-        codes, lsb, amax = dac(x, cfg.dac_bits)  # modulator drive = codes * lsb in [-1, 1]
+        codes, lsb, amax = self._inputs(x)  # modulator drive = codes * lsb in [-1, 1]
         if cfg.analog_accumulation:
             # photocurrents summed across the block row
             ya = torch.nn.functional.linear(codes, self._assemble(tiles)) * lsb
@@ -581,9 +581,19 @@ class PhotonicMZILayer(DeviceLayer):
         yq = quantize_symmetric(ya, full_scale, cfg.adc_bits)
         if not cfg.analog_accumulation:  # digital partial-sum accumulation per block row
             yq = yq.sum(dim=2).reshape(x.shape[0], -1)[:, : self.out_features]
-        # the digital gain undoes the per-vector input scale, the weight scale and the known,
-        # uniform optical transmission (its cost is the extra laser power, see ``cost``)
+        # the digital gain undoes the input scale (per vector, or the calibrated range), the weight
+        # scale and the known, uniform optical transmission (its cost is the extra laser power)
         return yq * (amax * gain)
+
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """``(codes, lsb, scale)``: the input DAC's integer codes, their step and the digital input
+        scale (``input_range``): each vector's abs-max, or the calibrated range with the inputs
+        beyond it clipped. Either way the modulators' full drive is code ``+-(2**(dac_bits-1) - 1)``,
+        the drive the link budget, the receiver noise and the ADC range are set for."""
+        cfg = self.config
+        if cfg.input_range == "vector_absmax":
+            return dac(x, cfg.dac_bits)
+        return range_dac(x, self.input_range(x), cfg.dac_bits)
 
     def receiver_noise_std(
         self, codes: torch.Tensor, lsb: float, tiles: torch.Tensor, ya: torch.Tensor
@@ -778,7 +788,7 @@ class PhotonicMZIDevice(Device):
         """A fresh layer of this configuration."""
         return PhotonicMZILayer(in_features, out_features, self.config)
 
-    #: ``photonic-mesh/1``: per tile, the phase-DAC codes of both meshes and their output
+    #: ``photonic-mesh/2``: per tile, the phase-DAC codes of both meshes and their output
     #: screens, the attenuators, the tile layout, converters and digital scales
     #: (:mod:`codesign.devices.photonic_export` documents every field).
     export_format: ClassVar[str | None] = EXPORT_FORMAT
@@ -872,6 +882,7 @@ class PhotonicMZIDevice(Device):
             "phase_bits": IntRange(3, 10),
             "dac_bits": IntRange(4, 10),
             "adc_bits": IntRange(4, 10),
+            "input_range": Choice(INPUT_RANGES),
             # laser power around LT's budget: energy against receiver SNR
             "laser_margin_db": FloatRange(-20.0, 10.0),
         }
@@ -921,9 +932,10 @@ class PhotonicMZIDevice(Device):
         All tiles are present at once (weight-stationary; no weight traffic per inference); the
         chip takes one input vector per sample period ``1/clock_ghz`` (``interval_ns``).
 
-        Dynamic energy per product (``*_pj``, summing to ``energy_pj``): the per-vector digital
-        input scaling (``input_scaling_pj``: a max over the inputs and one multiply per input and
-        per output, the ``amax`` the layer simulates), input DACs and modulators, photodetectors
+        Dynamic energy per product (``*_pj``, summing to ``energy_pj``): the digital input
+        scaling the layer simulates (``input_scaling_pj``: one multiply per input and per output,
+        plus, with ``input_range="vector_absmax"``, one compare per input for the vector's max;
+        a calibrated range is a constant), input DACs and modulators, photodetectors
         and TIAs, ADCs (:func:`receivers` counts them, the same count the receiver noise uses),
         and, without analog accumulation, the digital partial sums.
 
@@ -966,8 +978,10 @@ class PhotonicMZIDevice(Device):
         n_adc = rc["n_adcs"]
         dac_pj = DAC_MW_8BIT / DAC_GSPS * (2**cfg.dac_bits / cfg.dac_bits) / (2**8 / 8)
         adc_pj = ADC_MW_8BIT / ADC_GSPS * cfg.adc_bits / 8
+        # vector_absmax: a compare per input finds the vector's max; calibrated: the range is a constant
+        compare_pj = SCALE_COMPARE_PJ if cfg.input_range == "vector_absmax" else 0.0
         parts = {
-            "input_scaling_pj": in_features * (SCALE_COMPARE_PJ + SCALE_MULT_PJ) + out_features * SCALE_MULT_PJ,
+            "input_scaling_pj": in_features * (compare_pj + SCALE_MULT_PJ) + out_features * SCALE_MULT_PJ,
             "dac_pj": n_dac * dac_pj,
             "modulator_pj": n_dac * MODULATOR_PJ * cfg.dac_bits / 8,
             "detector_pj": (rc["n_detectors"] * PHOTODETECTOR_MW + rc["n_tias"] * TIA_MW) / f,

@@ -31,6 +31,9 @@ STUDENTS = {
     "fpga": {"device": "fpga_fixed_point", "device_overrides": {"weight_bits": 4, "input_bits": 6}},
     "fpga_aware": {"device": "fpga_fixed_point", "protocol": "aware", "fit": FitConfig(aware_steps=10)},
     "photonic": {"device": "photonic_mzi"},
+    # the input range calibrated in training travels in the mesh's manifest (photonic-mesh/2)
+    "photonic_calibrated": {"device": "photonic_mzi", "protocol": "aware", "fit": FitConfig(aware_steps=10),
+                            "device_overrides": {"input_range": "calibrated", "block_size": 8}},
     "crossbar": {"device": "analog_crossbar"},
     "crossbar_pca": {"device": "analog_crossbar", "pca_placement": "device"},
     "rbf": {"device": "ideal", "dictionary": "rbf", "dictionary_params": {"centers": 24}},
@@ -88,7 +91,7 @@ def test_export_then_verify_passes(students, tmp_path, name):
         assert checks["qonnx"].value == "360/360 rows identical"
 
 
-@pytest.mark.parametrize("name", ["photonic", "crossbar", "fpga", "ideal"])
+@pytest.mark.parametrize("name", ["photonic", "photonic_calibrated", "crossbar", "fpga", "ideal"])
 def test_device_layer_rebuilt_from_files_alone(students, tmp_path, name):
     """The rebuilt layer has no K: its seeded instances still match the student's layer draw for draw."""
     _needs_native(name)
@@ -103,6 +106,17 @@ def test_device_layer_rebuilt_from_files_alone(students, tmp_path, name):
         exp.layer.draw_instance(seed, t_inference_s=original.t_inference_s)
         with torch.no_grad():
             assert torch.equal(original(psi), exp.layer(psi))
+
+
+def test_calibrated_input_range_travels_with_the_photonic_bundle(students, tmp_path):
+    st = load_student(students("photonic_calibrated"))
+    trained = float(st.device_layer().input_range.value)
+    assert trained == trained and trained > 0  # calibrated in training, saved with the student
+    exp = load_export(export_student(students("photonic_calibrated"), tmp_path / "b"))
+    assert float(exp.layer.input_range.value) == trained
+    native = exp.manifest["device"]["native"]
+    mesh = json.loads((tmp_path / "b" / native["folder"] / native["manifest"]).read_text())
+    assert mesh["input_dac"]["input_range"] == trained
 
 
 def test_pca_on_device_exports_both_layers(students, tmp_path):

@@ -76,3 +76,39 @@ def test_create_device_applies_the_preset_then_the_overrides():
 def test_unknown_preset_lists_the_device_presets():
     with pytest.raises(ConfigError, match=r"unknown preset 'nope' for device 'analog_crossbar'.*isaac, ibm_hermes"):
         create_device("analog_crossbar", preset="nope")
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_out_of_range_values_are_one_line_naming_the_field_and_its_range(name):
+    """Every declared range is enforced by DeviceConfig (validate() no longer repeats it): a value
+    just outside either end is one line naming the field and the allowed range."""
+    from codesign.devices.base import field_ranges
+
+    cls = get_device_class(name)
+    ranges = field_ranges(cls.Config)
+    assert ranges
+    for f, (lo, hi) in ranges.items():
+        integer = isinstance(f.default, int) and not isinstance(f.default, bool)
+        for value in ([lo - (1 if integer else max(abs(lo), 1.0) * 0.01)] if lo is not None else []) + \
+                     ([hi + (1 if integer else max(abs(hi), 1.0) * 0.01)] if hi is not None else []):
+            with pytest.raises(ConfigError) as info:
+                cls(**{f.name: value})
+            message = str(info.value)
+            assert "\n" not in message and message.startswith(f"{f.name}=")
+            assert f"allowed [{lo}, {hi}]" in message, message
+
+
+def test_calibration_scales_are_positive_on_every_builtin():
+    """``*_energy_scale`` / ``*_area_scale`` fields are ``scale_field``s: (1e-9, 1e6], so 0 is refused
+    (the crossbar's five accepted 0 before)."""
+    from codesign.devices.base import AREA_SCALE_SUFFIX, ENERGY_SCALE_SUFFIX, field_ranges
+
+    seen = 0
+    for name in BUILTINS:
+        for f, rng in field_ranges(get_device_class(name).Config).items():
+            if f.name.endswith((ENERGY_SCALE_SUFFIX, AREA_SCALE_SUFFIX)):
+                seen += 1
+                assert rng == (1e-9, 1e6) and f.default == 1.0, (name, f.name)
+                with pytest.raises(ConfigError, match=rf"^{f.name}=0\.0 is out of range: allowed \[1e-09, 1000000\.0\]$"):
+                    create_device(name, {f.name: 0.0})
+    assert seen >= 5 + 14 + 6  # crossbar, photonic, FPGA

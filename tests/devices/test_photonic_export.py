@@ -1,4 +1,4 @@
-"""The photonic mesh's native export (``photonic-mesh/1``) round-trips bit for bit from its files.
+"""The photonic mesh's native export (``photonic-mesh/2``) round-trips bit for bit from its files.
 
 A layer is exported with ``PhotonicMZIDevice.export_layer`` and rebuilt with
 ``load_layer_export`` from the DAC codes, attenuator settings and ADC range alone (no K): the
@@ -99,7 +99,7 @@ def test_radians_and_attenuators_alone_give_the_effective_matrix(tmp_path, dtype
     device = create_device("photonic_mzi", {"block_size": 6})
     layer, _ = _programmed(device, dtype=dtype)
     section = device.export_layer(layer, tmp_path)
-    assert section["format"] == FORMAT == "photonic-mesh/1"
+    assert section["format"] == FORMAT == "photonic-mesh/2"
     man = json.loads((tmp_path / MANIFEST).read_text())
     z = np.load(tmp_path / ARRAYS)
 
@@ -128,7 +128,7 @@ def test_manifest_documents_every_array_with_a_unit(tmp_path):
         for name in z.files:
             assert name.endswith(("_rad", "_code", "_turns", "_ratio", "_index")), name
             assert man["arrays"][name]["doc"] and man["arrays"][name]["shape"].startswith("[")
-    assert man["version"] == 1 and man["device"] == "photonic_mzi"
+    assert man["version"] == 2 and man["device"] == "photonic_mzi"
     assert man["config"] == json.loads(json.dumps(layer.device_spec()["config"]))
     assert man["phase_dac"]["bits"] == 8 and man["output_adc"]["calibrated"] is True
     assert man["tiles"]["count"] == layer.n_tiles == 3 * 5
@@ -211,10 +211,14 @@ def test_truncated_npz_is_refused(exported):
 def test_wrong_version_is_refused(exported):
     device, folder, section = exported
     man = json.loads((folder / MANIFEST).read_text())
-    man["format"], man["version"] = "photonic-mesh/2", 2
+    man["format"], man["version"] = "photonic-mesh/3", 3
     (folder / MANIFEST).write_text(json.dumps(man))
-    _one_line_error(device, folder, section, "photonic-mesh/2", "photonic-mesh/1")
-    _one_line_error(device, folder, {**section, "format": "photonic-mesh/2"}, "photonic-mesh/2")
+    _one_line_error(device, folder, section, "photonic-mesh/3", "photonic-mesh/2")
+    _one_line_error(device, folder, {**section, "format": "photonic-mesh/3"}, "photonic-mesh/3")
+    # a version 1 bundle (no calibrated input range) is refused with the re-export hint
+    man["format"], man["version"] = "photonic-mesh/1", 1
+    (folder / MANIFEST).write_text(json.dumps(man))
+    _one_line_error(device, folder, {**section, "format": "photonic-mesh/1"}, "photonic-mesh/1", "export")
     _one_line_error(device, folder, {**section, "format": "crossbar-conductance/1"}, "crossbar-conductance/1")
 
 
