@@ -439,6 +439,9 @@ def _print_distill(m: dict) -> None:
               f"{sel['best_val_accuracy']:.4f})")
     if "hw_accuracy_mean" in m:
         preset = f", preset {m['device_preset']}" if m.get("device_preset") else ""
+        if m.get("device_preset_file"):
+            pf = m["device_preset_file"]
+            preset = f", preset file {pf['file']} (overrides sha256:{pf['digest'][:12]})"
         print(
             f"on {m['device']}{preset} ({m['protocol']}, {len(m['hw_accuracies'])} draws, t = {m['eval_time_s']:g} s): "
             f"mean {m['hw_accuracy_mean']:.4f}  std {m['hw_accuracy_std']:.4f}  worst {m['hw_accuracy_worst']:.4f}"

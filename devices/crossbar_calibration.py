@@ -119,6 +119,25 @@ def _np(fn, g: np.ndarray, *args: Any) -> np.ndarray:
     return fn(torch.as_tensor(np.asarray(g, dtype=np.float64)), *args).numpy()
 
 
+def _normal_ml(y: np.ndarray, e2: np.ndarray) -> tuple[float, float, float]:
+    """Maximum likelihood ``(mean, std, log-likelihood)`` of ``y_i ~ N(mean, std^2 + e2_i)`` (each
+    value with its own known estimation variance), values further than :data:`OUTLIER_Z`
+    standard deviations from a first fit left out (the log-likelihood scaled back to every value)."""
+    from scipy.optimize import minimize
+
+    def nll(p: np.ndarray, y=y, e2=e2) -> float:
+        s2 = p[1] ** 2 + e2
+        return 0.5 * float(np.sum(np.log(2 * np.pi * s2) + (y - p[0]) ** 2 / s2))
+
+    keep = np.ones(len(y), bool)
+    for _ in range(2):
+        yk, ek = y[keep], e2[keep]
+        start = np.array([float(np.median(yk)), max(float(np.std(yk)), 1e-4)])
+        res = minimize(nll, start, args=(yk, ek), method="L-BFGS-B", bounds=[(-1.0, 1.0), (0.0, 1.0)])
+        keep = np.abs(y - res.x[0]) <= OUTLIER_Z * np.sqrt(res.x[1] ** 2 + e2)
+    return float(res.x[0]), float(res.x[1]), -float(res.fun) / max(len(yk), 1) * len(y)
+
+
 class CrossbarCalibrator(Calibrator):
     """Fits the analog crossbar's programming noise, drift, read noise and stuck devices (see the module)."""
 
@@ -416,11 +435,10 @@ class CrossbarCalibrator(Calibrator):
             nu_u, e_nu = nu[use_d], var_nu[use_d]
             mu_law, sd_law = _np(drift_nu_mean, gu), _np(drift_nu_std, gu)
             s2 = sd_law**2 + e_nu
-            ll_pcm = -0.5 * float(np.sum(np.log(2 * np.pi * s2) + (nu_u - mu_law) ** 2 / s2))
-            c_mean = float(np.mean(nu_u))
-            c_std = math.sqrt(max(float(np.var(nu_u, ddof=1) - np.mean(e_nu)), 0.0))
-            s2c = c_std**2 + e_nu
-            ll_const = -0.5 * float(np.sum(np.log(2 * np.pi * s2c) + (nu_u - c_mean) ** 2 / s2c))
+            ok_pcm = np.abs(nu_u - mu_law) <= OUTLIER_Z * np.sqrt(s2)  # outliers left out, as for the constant
+            ll_pcm = -0.5 * float(np.sum((np.log(2 * np.pi * s2) + (nu_u - mu_law) ** 2 / s2)[ok_pcm]))
+            ll_pcm *= len(nu_u) / max(int(ok_pcm.sum()), 1)
+            c_mean, c_std, ll_const = _normal_ml(nu_u, e_nu)
             aic_pcm, aic_const = -2 * ll_pcm, -2 * ll_const + 4
             if aic_pcm <= aic_const:
                 out["drift_model"] = "pcm"
