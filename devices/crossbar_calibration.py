@@ -123,19 +123,24 @@ def _normal_ml(y: np.ndarray, e2: np.ndarray) -> tuple[float, float, float]:
     """Maximum likelihood ``(mean, std, log-likelihood)`` of ``y_i ~ N(mean, std^2 + e2_i)`` (each
     value with its own known estimation variance), values further than :data:`OUTLIER_Z`
     standard deviations from a first fit left out (the log-likelihood scaled back to every value)."""
-    from scipy.optimize import minimize
+    from scipy.optimize import minimize_scalar
 
-    def nll(p: np.ndarray, y=y, e2=e2) -> float:
-        s2 = p[1] ** 2 + e2
-        return 0.5 * float(np.sum(np.log(2 * np.pi * s2) + (y - p[0]) ** 2 / s2))
+    def profile(s: float, y: np.ndarray, e2: np.ndarray) -> tuple[float, float]:
+        """``(mean, nll)`` at std ``s``: the mean is the weighted mean (closed form)."""
+        s2 = s * s + e2
+        mean = float(np.sum(y / s2) / np.sum(1.0 / s2))
+        return mean, 0.5 * float(np.sum(np.log(2 * np.pi * s2) + (y - mean) ** 2 / s2))
 
     keep = np.ones(len(y), bool)
     for _ in range(2):
         yk, ek = y[keep], e2[keep]
-        start = np.array([float(np.median(yk)), max(float(np.std(yk)), 1e-4)])
-        res = minimize(nll, start, args=(yk, ek), method="L-BFGS-B", bounds=[(-1.0, 1.0), (0.0, 1.0)])
-        keep = np.abs(y - res.x[0]) <= OUTLIER_Z * np.sqrt(res.x[1] ** 2 + e2)
-    return float(res.x[0]), float(res.x[1]), -float(res.fun) / max(len(yk), 1) * len(y)
+        hi = max(float(np.std(yk)) * 3, 1e-6)
+        res = minimize_scalar(lambda s: profile(s, yk, ek)[1], bounds=(0.0, min(hi, 1.0)), method="bounded",
+                              options={"xatol": 1e-7})
+        s = float(res.x)
+        mean, nll = profile(s, yk, ek)
+        keep = np.abs(y - mean) <= OUTLIER_Z * np.sqrt(s * s + e2)
+    return mean, s, -nll / max(len(yk), 1) * len(y)
 
 
 class CrossbarCalibrator(Calibrator):
@@ -329,9 +334,10 @@ class CrossbarCalibrator(Calibrator):
             if len(vals) > 1:
                 uncertainty[k] = float(np.std(vals, ddof=1))
         chosen = [b for b in boots if b["prog_noise_model"] == best["prog_noise_model"]]
+        drift = ("" if "drift_model" not in best else f", the drift model {best['drift_model']} in "
+                 f"{sum(b.get('drift_model') == best['drift_model'] for b in boots)}")
         notes.append(f"standard errors: bootstrap over devices ({BOOTSTRAP} resamples); the programming-noise shape "
-                     f"{best['prog_noise_model']} was chosen in {len(chosen)} of them, the drift model "
-                     f"{best['drift_model']} in {sum(b['drift_model'] == best['drift_model'] for b in boots)}")
+                     f"{best['prog_noise_model']} was chosen in {len(chosen)} of them{drift}")
         samples = {"devices": int(D), "times": int(len(S["times"])), "reads": int(S["n"].sum())}
         return CalibrationFit(self.device, best, uncertainty, samples, tuple(notes))
 
