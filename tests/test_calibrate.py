@@ -112,3 +112,19 @@ def test_calibrate_then_distill_with_the_preset_file(measured, tmp_path, digits_
     assert 'preset_file = "' in (tmp_path / "run" / "config.toml").read_text()
     assert cli.main(["distill", "--device", "analog_crossbar", "--preset", "isaac", "--preset-file", str(out)]) == 2
     assert "not both" in capsys.readouterr().err
+    # the export manifest records the preset file too
+    assert cli.main(["export", str(tmp_path / "run" / "student.pt"), "--out", str(tmp_path / "exp")]) == 0
+    manifest = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert manifest["device"]["preset_file"]["digest"] == m["device_preset_file"]["digest"]
+
+
+def test_robustness_tables_take_preset_files(experiment_script, tmp_path):
+    robustness = experiment_script("robustness.py")
+    from codesign.devices.preset_file import read_preset_file
+
+    path = tmp_path / "chip.toml"
+    assert cli.main(["calibrate", "analog_crossbar", "--write-preset", "isaac", "--out", str(path)]) == 0
+    rows = robustness.chips("analog_crossbar", [read_preset_file(path)])
+    assert rows[0] == ("(defaults)", None, {}) and rows[-1][0] == "chip.toml"
+    assert rows[-1][2]["w_noise"] == 0.01 and len(robustness.chips("photonic_mzi", [read_preset_file(path)])) == \
+        1 + len(robustness.get_device_class("photonic_mzi").presets())
