@@ -128,3 +128,12 @@ def test_robustness_tables_take_preset_files(experiment_script, tmp_path):
     assert rows[0] == ("(defaults)", None, {}) and rows[-1][0] == "chip.toml"
     assert rows[-1][2]["w_noise"] == 0.01 and len(robustness.chips("photonic_mzi", [read_preset_file(path)])) == \
         1 + len(robustness.get_device_class("photonic_mzi").presets())
+
+
+def test_codesign_devices_names_the_calibrator():
+    from codesign.devices.describe import describe_device, device_json
+
+    info = device_json("analog_crossbar")["calibrator"]
+    assert [c["name"] for c in info["columns"]] == ["device_id", "g_target_uS", "t_s", "read_index", "g_read_uS"]
+    assert "prog_noise" in info["fields"] and device_json("ideal")["calibrator"] is None
+    assert "codesign calibrate analog_crossbar MEASUREMENTS" in describe_device("analog_crossbar")
