@@ -102,7 +102,7 @@ STUCK_ON_MAX_TARGET, STUCK_ON_LEVEL = 0.4, 0.8
 #: Programming errors further than this many standard deviations from the fit are left out of it.
 OUTLIER_Z = 5.0
 #: Bootstrap resamples of the devices for the standard errors.
-BOOTSTRAP = 100
+BOOTSTRAP = 50
 #: Plausible largest target conductance, uS (PCM ~25 uS, ReRAM 40-200 uS); outside: a unit error.
 G_MAX_PLAUSIBLE_US = (0.01, 5000.0)
 #: :meth:`CrossbarCalibrator.generate`'s defaults: 1000 devices read at 1 s, 1 h and 1 day, 8 reads each.
