@@ -60,6 +60,7 @@ from .base import (
     preset_table,
 )
 from .digital import DATAPATHS, SRAM_BITCELL_UM2
+from .fpga_calibration import FPGACalibrator
 
 # Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, energy and
 # area table of 45 nm operations (codesign.devices.digital): 8x8-bit multiply 0.2 pJ / 282 um^2
@@ -633,6 +634,7 @@ class FPGAFixedPointDevice(Device):
     name = "fpga_fixed_point"
     Config = FPGAFixedPointConfig
     api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
+    calibrator = FPGACalibrator  # Vivado utilisation/power reports -> static power and factors (issue 32)
     description = (
         "FPGA fixed-point MVAU: brevitas QuantLinear with power-of-two scales; "
         "FINN-R LUT/BRAM/DSP cost model with PE x SIMD folding, checked against an FPGA "

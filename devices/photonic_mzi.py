@@ -93,6 +93,7 @@ from .clements import decompose, mesh_layout, rebuild
 from .digital import DATAPATHS
 from .photonic_export import FORMAT as EXPORT_FORMAT
 from .photonic_export import export_mesh, load_mesh
+from .photonic_calibration import PhotonicMZICalibrator
 
 # --- Lightening-Transformer simulator (Zhu et al., HPCA 2024; github.com/zhuhanqing/
 # Lightening-Transformer, hardware_simulator/params/device_params/default.yaml, Bs_mzi_8bit.yaml,
@@ -765,6 +766,7 @@ class PhotonicMZIDevice(Device):
     name = "photonic_mzi"
     Config = PhotonicMZIConfig
     api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
+    calibrator = PhotonicMZICalibrator  # per-MZI characterisation -> noise/loss fields (issue 32)
     description = (
         "coherent photonic MZI meshes: k x k tiles as U diag(s) V^T on Clements meshes, "
         "phase quantization (phase or heater voltage)/noise with thermal crosstalk, coupler "
