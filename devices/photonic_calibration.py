@@ -214,10 +214,11 @@ class PhotonicMZICalibrator(Calibrator):
         levels = 2**cfg.phase_bits
 
         def codes(span: float, shape: tuple[int, ...]) -> np.ndarray:
-            n = rng.integers(0, levels, size=shape)
-            if cfg.phase_quantization == "voltage":
-                return np.minimum(TWO_PI * (n / levels) ** 2, span)
-            return np.minimum(TWO_PI * n / levels, span)
+            """Phases of random DAC codes whose level lies in [0, span]."""
+            voltage = cfg.phase_quantization == "voltage"
+            top = math.floor(levels * math.sqrt(span / TWO_PI) if voltage else levels * span / TWO_PI)
+            n = rng.integers(0, min(top, levels - 1) + 1, size=shape)
+            return TWO_PI * (n / levels) ** 2 if voltage else TWO_PI * n / levels
 
         # theta in [0, pi] and phi in [0, 2 pi), as clements.decompose programs them
         theta_set = codes(math.pi, (2 * n_tiles, m))
