@@ -27,7 +27,7 @@ import numpy as np
 from codesign.cache import atomic_write_text
 
 from .calibration import CalibrationFit, Calibrator, Column, MeasurementError, Measurements
-from .measurement_csv import read_table, write_table
+from .measurement_csv import read_table, write_figure, write_table
 
 #: Fewest designs a fit accepts: three give the static power's spread and one factor per
 #: resource with a degree of freedom left; a separate requantizer factor needs four.
@@ -346,8 +346,6 @@ class FPGACalibrator(Calibrator):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        from .photonic_calibration import _save_figure
-
         m, y, ov = self._model(data), _measured(data), fit.overrides
         fig = Figure(figsize=(10, 7.5))
         FigureCanvasAgg(fig)
@@ -373,7 +371,7 @@ class FPGACalibrator(Calibrator):
             ax.legend(fontsize=7)
         fig.suptitle(f"fpga_fixed_point calibration: {len(x)} designs on {ov['part']}")
         fig.tight_layout()
-        _save_figure(fig, Path(path))
+        write_figure(fig, Path(path))
 
 
 def _measured(data: Measurements) -> dict[str, np.ndarray]:

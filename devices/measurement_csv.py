@@ -5,7 +5,7 @@
 :class:`~codesign.devices.calibration.MeasurementError` line naming the file, the column, the
 row and the fix: a missing file or column, an empty or non-numeric cell, a NaN. Extra columns
 are ignored; a missing optional column is absent from the result. :func:`write_table` writes
-such a table atomically.
+such a table atomically, :func:`write_figure` a calibrator's plot.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from codesign.cache import atomic_write_text
+from codesign.cache import atomic_write_bytes, atomic_write_text
 
 from .calibration import Column, MeasurementError
 
@@ -110,3 +110,10 @@ def _fmt(v: object) -> str:
     if isinstance(v, (np.floating, float)):
         return f"{float(v):.10g}"
     return str(v)
+
+
+def write_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure to ``path`` atomically (format from the suffix, PNG by default)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=(Path(path).suffix.lstrip(".") or "png"), dpi=120)
+    atomic_write_bytes(Path(path), buf.getvalue())

@@ -21,7 +21,7 @@ import numpy as np
 
 from .calibration import CalibrationFit, Calibrator, Column, MeasurementError, Measurements
 from .clements import mesh_layout
-from .measurement_csv import read_table, write_table
+from .measurement_csv import read_table, write_figure, write_table
 
 TWO_PI = 2 * math.pi
 #: Realistic defaults of :meth:`PhotonicMZICalibrator.generate`: one 16-mode mesh has 120 MZIs
@@ -387,18 +387,7 @@ class PhotonicMZICalibrator(Calibrator):
         ax.set(xlabel="insertion loss (dB)", ylabel="MZIs", title="insertion loss")
         fig.suptitle(f"photonic_mzi calibration: {g.n_mzi} MZIs x {g.n_read} reads")
         fig.tight_layout()
-        _save_figure(fig, Path(path))
-
-
-def _save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure atomically (format from the suffix)."""
-    import io
-
-    from codesign.cache import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format=(path.suffix.lstrip(".") or "png"), dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+        write_figure(fig, Path(path))
 
 
 # ---------------------------------------------------------------------- estimators
