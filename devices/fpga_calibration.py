@@ -16,7 +16,7 @@ reordered columns and tables do not break it.
 
 from __future__ import annotations
 
-import io
+import importlib
 import math
 import re
 from pathlib import Path
@@ -253,10 +253,10 @@ class FPGACalibrator(Calibrator):
         reports carry the spread of :data:`POWER_SPREAD`, :data:`STATIC_SPREAD` and
         :data:`LUT_SPREAD` and Vivado's 1 mW rounding.
         """
-        cls = type(config)
         n = size or DEFAULT_DESIGNS
         rng = np.random.default_rng(seed)
         dev_cls = self._device_class()
+        part = importlib.import_module(dev_cls.__module__).PARTS[config.part]  # the part's budgets
         rows: dict[str, list[Any]] = {}
         for i in range(n):
             fin, fout, w, a, o, pe, simd, clk, mult, requant = DESIGNS[i % len(DESIGNS)]
@@ -264,7 +264,6 @@ class FPGACalibrator(Calibrator):
                 clk = clk * (1 + 0.25 * (i // len(DESIGNS)))
             cfg = config.replace({"weight_bits": w, "input_bits": a, "output_bits": o, "pe": pe, "simd": simd,
                                   "clock_mhz": clk, "mult_resource": mult, "requant": requant})
-            assert isinstance(cfg, cls)
             dev = dev_cls(cfg)
             cost = dev.cost(fin, fout)
             interval = cost["interval_ns"]
@@ -295,6 +294,7 @@ class FPGACalibrator(Calibrator):
                 "weight_bits": w, "input_bits": a, "output_bits": o, "pe": pe, "simd": simd, "clock_mhz": clk,
                 "mult_resource": mult, "requant": requant, "part": cfg.part, "lut": lut,
                 "ff": int(round(1.3 * lut)), "bram_tiles": bram18 / 2, "dsp": int(cost["dsp"]), **values,
+                "lut_available": part.lut, "bram_tiles_available": part.bram18 / 2, "dsp_available": part.dsp,
             }
             for key, value in design.items():
                 rows.setdefault(key, []).append(value)
@@ -574,22 +574,24 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 def render_utilization(row: dict[str, Any]) -> str:
     """A ``report_utilization`` text report of one design (the rows :func:`parse_utilization` reads)."""
     lut, ff, bram, dsp = int(row["lut"]), int(row["ff"]), float(row["bram_tiles"]), int(row["dsp"])
+    n_lut, n_bram, n_dsp = (int(row.get("lut_available", 53_200)), float(row.get("bram_tiles_available", 140)),
+                            int(row.get("dsp_available", 220)))  # default: the xc7z020's budget
     lines = _header("report_utilization", str(row["design"]), str(row["part"]))
     lines += ["Utilization Design Information", "", "1. Slice Logic", "--------------", ""]
     lines += _table(("Site Type", "Used", "Fixed", "Prohibited", "Available", "Util%"), [
-        ("Slice LUTs", str(lut), "0", "0", "53200", f"{100 * lut / 53200:.2f}"),
-        ("  LUT as Logic", str(lut), "0", "0", "53200", f"{100 * lut / 53200:.2f}"),
-        ("Slice Registers", str(ff), "0", "0", "106400", f"{100 * ff / 106400:.2f}"),
+        ("Slice LUTs", str(lut), "0", "0", str(n_lut), f"{100 * lut / n_lut:.2f}"),
+        ("  LUT as Logic", str(lut), "0", "0", str(n_lut), f"{100 * lut / n_lut:.2f}"),
+        ("Slice Registers", str(ff), "0", "0", str(2 * n_lut), f"{50 * ff / n_lut:.2f}"),
     ])
     lines += ["", "", "3. Memory", "---------", ""]
     lines += _table(("Site Type", "Used", "Fixed", "Prohibited", "Available", "Util%"), [
-        ("Block RAM Tile", f"{bram:g}", "0", "0", "140", f"{100 * bram / 140:.2f}"),
-        ("  RAMB36/FIFO*", str(int(bram)), "0", "0", "140", f"{100 * int(bram) / 140:.2f}"),
-        ("  RAMB18", str(int(round(2 * (bram - int(bram))))), "0", "0", "280", ""),
+        ("Block RAM Tile", f"{bram:g}", "0", "0", f"{n_bram:g}", f"{100 * bram / n_bram:.2f}"),
+        ("  RAMB36/FIFO*", str(int(bram)), "0", "0", f"{n_bram:g}", f"{100 * int(bram) / n_bram:.2f}"),
+        ("  RAMB18", str(int(round(2 * (bram - int(bram))))), "0", "0", f"{2 * n_bram:g}", ""),
     ])
     lines += ["", "", "4. DSP", "------", ""]
     lines += _table(("Site Type", "Used", "Fixed", "Prohibited", "Available", "Util%"),
-                    [("DSPs", str(dsp), "0", "0", "220", f"{100 * dsp / 220:.2f}")])
+                    [("DSPs", str(dsp), "0", "0", str(n_dsp), f"{100 * dsp / n_dsp:.2f}")])
     return "\n".join(lines) + "\n"
 
 
@@ -605,13 +607,15 @@ def render_power(row: dict[str, Any]) -> str:
         ("Confidence Level", "Low"))] + [rule]
     lines += ["", "", "1.1 On-Chip Components", "----------------------", ""]
     lut, ff = int(row["lut"]), int(row["ff"])
+    n_lut, n_bram, n_dsp = (int(row.get("lut_available", 53_200)), float(row.get("bram_tiles_available", 140)),
+                            int(row.get("dsp_available", 220)))
     comp = [("Clocks", _w(float(row["clocks_w"])), "1", "---", "---"),
             ("Slice Logic", _w(float(row["logic_w"])), str(lut + ff), "---", "---"),
-            ("  LUT as Logic", _w(float(row["logic_w"]) * 0.7), str(lut), "53200", f"{100 * lut / 53200:.2f}"),
+            ("  LUT as Logic", _w(float(row["logic_w"]) * 0.7), str(lut), str(n_lut), f"{100 * lut / n_lut:.2f}"),
             ("Signals", _w(float(row["signals_w"])), str(2 * lut), "---", "---"),
-            ("Block RAM", _w(float(row["bram_w"])), f"{float(row['bram_tiles']):g}", "140", "")]
+            ("Block RAM", _w(float(row["bram_w"])), f"{float(row['bram_tiles']):g}", f"{n_bram:g}", "")]
     if int(row["dsp"]) > 0:  # Vivado lists only the resources a design uses
-        comp.append(("DSPs", _w(float(row["dsp_w"])), str(int(row["dsp"])), "220", ""))
+        comp.append(("DSPs", _w(float(row["dsp_w"])), str(int(row["dsp"])), str(n_dsp), ""))
     comp += [("I/O", _w(float(row["io_w"])), "40", "125", ""), ("Static Power", _w(float(row["static_w"])), "", "", ""),
              ("Total", _w(float(row["total_w"])), "", "", "")]
     lines += _table(("On-Chip", "Power (W)", "Used", "Available", "Utilization (%)"), comp)

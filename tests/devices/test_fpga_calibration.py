@@ -286,3 +286,21 @@ def test_generated_reports_parse_as_vivado_layout(reports):
     parts = sum(power[k] for k in ("clocks_w", "logic_w", "signals_w", "bram_w", "dsp_w", "io_w"))
     assert parts == pytest.approx(power["dynamic_w"], abs=0.004)
     assert np.isclose(power["total_w"], power["dynamic_w"] + power["static_w"], atol=0.0015)
+
+
+def test_requantizer_factor_is_shared_without_designs_that_separate_it(tmp_path):
+    # the first five designs have requantizer shares of 0.1-5 %: one logic factor for both
+    CAL.write(CAL.generate(TRUE, seed=0, size=5), tmp_path / "designs.csv")
+    fit = CAL.fit(CAL.read(tmp_path))
+    assert fit.overrides["requant_energy_scale"] == fit.overrides["mac_energy_scale"]
+    assert fit.overrides["mac_energy_scale"] == pytest.approx(1.6, rel=0.10)
+    assert any("share one factor" in n for n in fit.notes)
+
+
+def test_other_part_budgets_in_generated_reports(tmp_path):
+    cfg = FPGAFixedPointConfig(part="xczu3eg", static_power_w=0.3)
+    CAL.write(CAL.generate(cfg, seed=0, size=3), tmp_path / "designs.csv")
+    data = CAL.read(tmp_path)
+    assert set(data["part"]) == {"xczu3eg"}
+    assert "70560" in (tmp_path / str(data["utilization_report"][0])).read_text()
+    assert CAL.fit(data).overrides["static_power_w"] == pytest.approx(0.3, rel=0.03)

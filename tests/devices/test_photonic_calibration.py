@@ -179,3 +179,14 @@ def test_incomplete_pair_and_duplicates(tmp_path, rows):
 
 def test_missing_file(tmp_path):
     assert "no such measurement file" in _error(tmp_path / "nothing.csv")
+
+
+def test_mzis_missing_some_reads(tmp_path):
+    data = CAL.generate(PhotonicMZIConfig(block_size=16), seed=2)
+    keep = np.ones(len(data["read"]), bool)
+    keep[np.random.default_rng(0).choice(len(keep), 200, replace=False)] = False  # ~8 % of rows lost
+    path = tmp_path / "gaps.csv"
+    CAL.write({k: np.asarray(v)[keep] for k, v in data.items()}, path)
+    fit = CAL.fit(CAL.read(path))
+    assert fit.overrides["phase_noise_rad"] == pytest.approx(0.01, rel=0.05)
+    assert abs(fit.overrides["thermal_crosstalk"] - 0.05) < 0.025
