@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit DEVICE's config to a measurement file with the device's calibrator and write the preset "
                     "file --out PRESET.toml (fitted fields, their standard errors, the source file's SHA-256, the "
                     "codesign version) and the data-vs-model plot PRESET.png beside it; use it with "
-                    "`codesign distill --device DEVICE --preset-file PRESET.toml`. --generate OUT.csv writes "
+                    "`codesign distill --device DEVICE --preset-file PRESET.toml`. --generate OUT writes "
                     "synthetic measurements drawn from the device's own model instead (config: --preset, "
                     "--preset-file, --set; --seed, --size); --write-preset NAME writes built-in preset NAME out "
                     "as a preset file. Measurement formats: docs/how-to/calibrate.md.",
@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("measurements", metavar="MEASUREMENTS", nargs="?",
                    help="the measurement file (the device's format; e.g. a CSV for analog_crossbar)")
     p.add_argument("--out", metavar="PRESET.toml", help="preset file to write (with a fit, or with --write-preset)")
-    p.add_argument("--generate", metavar="OUT.csv", help="write synthetic measurements drawn from the device's model")
+    p.add_argument("--generate", metavar="OUT",
+                   help="write synthetic measurements drawn from the device's model: a CSV file (analog_crossbar, "
+                        "photonic_mzi), or for fpga_fixed_point a folder of Vivado-layout reports and its designs.csv")
     p.add_argument("--write-preset", metavar="NAME", help="write built-in preset NAME to --out as a preset file")
     p.add_argument("--preset", metavar="NAME", help="with --generate: the built-in preset to draw from")
     p.add_argument("--preset-file", metavar="PATH", help="with --generate: the preset file to draw from")
@@ -522,7 +524,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     modes = [m for m, given in (("MEASUREMENTS", args.measurements), ("--generate", args.generate),
                                 ("--write-preset", args.write_preset)) if given is not None]
     if len(modes) != 1:
-        raise ConfigError("give one of: MEASUREMENTS --out PRESET.toml (fit), --generate OUT.csv (synthetic "
+        raise ConfigError("give one of: MEASUREMENTS --out PRESET.toml (fit), --generate OUT (synthetic "
                           f"measurements) or --write-preset NAME --out PRESET.toml{'; got ' + ', '.join(modes) if modes else ''}")
     drawing = (args.preset, args.preset_file, args.set, args.size)
     if modes[0] != "--generate" and any(v is not None for v in drawing):
@@ -530,7 +532,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                           "a fit takes none of them")
     if modes[0] == "--generate":
         if args.out is not None:
-            raise ConfigError("--generate OUT.csv names its own output; drop --out")
+            raise ConfigError("--generate OUT names its own output; drop --out")
         path = cd.generate(args.device, args.generate, preset=args.preset, preset_file=args.preset_file,
                            overrides=parse_set(args.set), seed=args.seed, size=args.size)
         print(f"wrote {path}")

@@ -45,6 +45,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_files(paths: list[Path]) -> str:
+    """SHA-256 of one file's bytes, or of several files' digests in order (an index and its reports)."""
+    if len(paths) == 1:
+        return sha256_file(paths[0])
+    return hashlib.sha256("\n".join(sha256_file(p) for p in paths).encode("ascii")).hexdigest()
+
+
 def plot_path(preset: Path) -> Path:
     """Where the data-vs-model plot of ``preset`` goes: beside it, ``PRESET.png``."""
     return preset.with_suffix(".png")
@@ -69,7 +76,7 @@ def calibrate(device: str, measurements: str | Path, out: str | Path, plot: bool
     kind = type(cal)
     doc = preset_document(
         device, fit.overrides,
-        {"kind": "measurements", "file": src.name, "sha256": sha256_file(src)},
+        {"kind": "measurements", "file": src.name, "sha256": sha256_files(cal.measurement_files(src))},
         {"calibrator": f"{kind.__module__}:{kind.__name__}", "uncertainty": dict(fit.uncertainty),
          "samples": dict(fit.samples), "notes": list(fit.notes)},
         description=f"{device} calibrated to {src.name}")
@@ -84,7 +91,9 @@ def calibrate(device: str, measurements: str | Path, out: str | Path, plot: bool
 
 def generate(device: str, out: str | Path, *, preset: str | None = None, preset_file: str | None = None,
              overrides: Mapping[str, Any] | None = None, seed: int = 0, size: int | None = None) -> Path:
-    """Write measurements of ``device`` drawn from its model with the given config to ``out``."""
+    """Write measurements of ``device`` drawn from its model with the given config to ``out``
+    (what :meth:`Calibrator.write` makes of it: a CSV file, or for ``fpga_fixed_point`` a folder
+    of reports with their index ``designs.csv``); returns ``out``, the path ``calibrate`` reads."""
     if preset is not None and preset_file is not None:
         raise ConfigError("give --preset or --preset-file, not both")
     cal = calibrator_of(device)

@@ -121,6 +121,12 @@ class Calibrator(abc.ABC):
     def write(self, data: Measurements, path: Path) -> None:
         """Write ``data`` in the format :meth:`read` reads (atomically)."""
 
+    def measurement_files(self, path: Path) -> list[Path]:
+        """The files the measurements at ``path`` consist of (their digest goes into the preset
+        file's ``source``): ``path`` itself, unless the format spans several files (e.g. an
+        index naming tool reports)."""
+        return [Path(path).expanduser()]
+
     def recovery_errors(self, fit: CalibrationFit, config: "DeviceConfig") -> list[str]:
         """The fields of :attr:`tolerances` that ``fit`` did not recover from data generated
         with ``config``, one line each (empty: every field within its tolerance). A field the
@@ -167,98 +173,3 @@ def calibrator_for(device_cls: Any) -> Calibrator | None:
         raise CodesignError(f"device {getattr(device_cls, 'name', device_cls)!r} declares calibrator {declared!r}, "
                             "not a codesign.devices.calibration.Calibrator subclass")
     return declared()
-
-
-# --------------------------------------------------------------------------- CSV tables
-def read_csv_table(path: Path | str, columns: tuple[Column, ...], *, text: tuple[str, ...] = (),
-                   min_rows: int = 1) -> dict[str, np.ndarray]:
-    """Read a measurement table (CSV with a header row) into ``{column: array}``.
-
-    Every required column of ``columns`` must be present (others are ignored); values are
-    floats, except the columns named in ``text`` (kept as strings, e.g. a device identifier).
-    Optional columns that are absent are left out of the result.
-
-    Raises:
-        MeasurementError: a missing file, no header, a missing column (the message lists the
-            file's columns), a value that is not a number, a NaN or infinite value (its row and
-            column), fewer than ``min_rows`` rows.
-    """
-    import csv
-
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise MeasurementError(f"{p}: no such measurement file; give a CSV file with the columns "
-                               + ", ".join(c.name for c in columns if c.required))
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise MeasurementError(f"{p}: not a readable CSV file ({exc}); give a UTF-8 CSV with a header row") from None
-    rows = [r for r in rows if r and not (len(r) == 1 and not r[0].strip()) and not r[0].lstrip().startswith("#")]
-    if not rows:
-        raise MeasurementError(f"{p}: empty file; give a CSV with a header row of "
-                               + ", ".join(c.name for c in columns if c.required))
-    header = [h.strip() for h in rows[0]]
-    missing = [c.name for c in columns if c.required and c.name not in header]
-    if missing:
-        raise MeasurementError(f"{p}: missing column(s) {', '.join(missing)} (the file has: {', '.join(header)}); "
-                               "see the measurement format in `codesign calibrate --help` or docs/how-to/calibrate.md")
-    body = rows[1:]
-    if len(body) < min_rows:
-        raise MeasurementError(f"{p}: {len(body)} data row(s); the fit needs at least {min_rows}")
-    out: dict[str, np.ndarray] = {}
-    for c in columns:
-        if c.name not in header:
-            continue
-        j = header.index(c.name)
-        values = []
-        for i, r in enumerate(body):
-            if j >= len(r):
-                raise MeasurementError(f"{p}: row {i + 2} has {len(r)} field(s), no value for column {c.name}")
-            values.append(r[j].strip())
-        if c.name in text:
-            out[c.name] = np.asarray(values, dtype=object)
-            continue
-        try:
-            arr = np.asarray([float(v) for v in values], dtype=np.float64)
-        except ValueError:
-            bad = next(i for i, v in enumerate(values) if not _is_float(v))
-            raise MeasurementError(f"{p}: row {bad + 2}, column {c.name}: {values[bad]!r} is not a number "
-                                   f"(unit {c.unit})") from None
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = int(np.flatnonzero(~finite)[0])
-            raise MeasurementError(f"{p}: row {bad + 2}, column {c.name}: {values[bad]} is not a finite number; "
-                                   "drop the row or give the value")
-        out[c.name] = arr
-    return out
-
-
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
-
-
-def write_csv_table(data: Measurements, columns: tuple[Column, ...], path: Path | str,
-                    formats: Mapping[str, str] | None = None) -> None:
-    """Write ``data`` as a CSV with a header row of the ``columns`` present, atomically.
-
-    ``formats``: ``{column: format spec}`` (e.g. ``".6g"``); default ``repr`` of floats.
-    """
-    import io
-
-    from codesign.cache import atomic_write_text
-
-    names = [c.name for c in columns if c.name in data]
-    formats = dict(formats or {})
-    n = len(np.asarray(data[names[0]])) if names else 0
-    buf = io.StringIO()
-    buf.write(",".join(names) + "\n")
-    cols = [np.asarray(data[k]) for k in names]
-    fmts = [formats.get(k) for k in names]
-    for i in range(n):
-        buf.write(",".join(str(c[i]) if f is None else format(c[i], f) for c, f in zip(cols, fmts)) + "\n")
-    atomic_write_text(Path(path).expanduser(), buf.getvalue())

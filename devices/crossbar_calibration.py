@@ -78,9 +78,8 @@ from .calibration import (
     Column,
     MeasurementError,
     Measurements,
-    read_csv_table,
-    write_csv_table,
 )
+from .measurement_csv import read_csv_table, write_csv_table, write_figure
 
 COLUMNS = (
     Column("device_id", "1", "identifier of the device (text or integer); one target per device"),
@@ -483,8 +482,6 @@ class CrossbarCalibrator(Calibrator):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from codesign.cache import atomic_write_bytes
-
         S = self._summaries(data)
         ov = {**{f: getattr(AnalogCrossbarConfig(), f) for f in self.fields}, **dict(fit.overrides)}
         g_max = S["g_max_us"]
@@ -553,10 +550,5 @@ class CrossbarCalibrator(Calibrator):
         fig.suptitle(f"analog_crossbar calibration: {len(S['ids'])} devices; stuck off "
                      f"{ov['stuck_off_fraction']:.3%}, stuck on {ov['stuck_on_fraction']:.3%}", fontsize=10)
         fig.tight_layout()
-        import io
-
-        buf = io.BytesIO()
-        fmt = Path(path).suffix.lstrip(".").lower() or "png"
-        fig.savefig(buf, format=fmt, dpi=110)
+        write_figure(fig, path)
         plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())

@@ -14,7 +14,7 @@ A preset file is TOML::
     [source]                         # where the values come from
     kind = "measurements"            # or "builtin" (a preset written out) or "manual"
     file = "crossbar_measurements.csv"
-    sha256 = "..."                   # of the measurement file
+    sha256 = "..."                   # of the measurement file (an index: with its reports)
 
     [fit]                            # codesign calibrate's fit (absent for a built-in preset)
     calibrator = "codesign.devices.crossbar_calibration:CrossbarCalibrator"

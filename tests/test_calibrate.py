@@ -130,6 +130,56 @@ def test_robustness_tables_take_preset_files(experiment_script, tmp_path):
         1 + len(robustness.get_device_class("photonic_mzi").presets())
 
 
+EXAMPLES = "experiments/calibration"
+
+
+def test_generate_photonic_csv_and_fpga_report_folder(tmp_path, capsys):
+    csv = tmp_path / "mzis.csv"
+    assert cli.main(["calibrate", "photonic_mzi", "--generate", str(csv), "--size", "28", "--set", "block_size=8",
+                     "--set", "phase_noise_rad=0.02"]) == 0
+    assert csv.read_text().startswith("mesh,mzi_column,mzi_mode,read,theta_set_rad")
+    assert cli.main(["calibrate", "photonic_mzi", str(csv), "--out", str(tmp_path / "p.toml"), "--no-plot"]) == 0
+    assert tomllib.loads((tmp_path / "p.toml").read_text())["overrides"]["phase_noise_rad"] == \
+        pytest.approx(0.02, rel=0.1)
+    folder = tmp_path / "reports"
+    assert cli.main(["calibrate", "fpga_fixed_point", "--generate", str(folder), "--set", "static_power_w=0.2"]) == 0
+    assert f"wrote {folder}" in capsys.readouterr().out
+    assert (folder / "designs.csv").is_file() and len(list(folder.glob("*_power_routed.rpt"))) == 6
+    assert cli.main(["calibrate", "fpga_fixed_point", str(folder), "--out", str(tmp_path / "f.toml"), "--no-plot"]) == 0
+    doc = tomllib.loads((tmp_path / "f.toml").read_text())
+    assert doc["overrides"]["static_power_w"] == pytest.approx(0.2, rel=0.03)
+    # the source digest covers the reports the index names, not only the index
+    report = next(folder.glob("*_power_routed.rpt"))
+    report.write_text(report.read_text().replace("Junction Temperature", "Junction  Temperature"))
+    assert cli.main(["calibrate", "fpga_fixed_point", str(folder / "designs.csv"), "--out", str(tmp_path / "g.toml"),
+                     "--no-plot"]) == 0
+    assert tomllib.loads((tmp_path / "g.toml").read_text())["source"]["sha256"] != doc["source"]["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device, measurements, truth", [
+    ("photonic_mzi", "photonic_measurements.csv", {"phase_noise_rad": (0.015, 0.05), "bs_error": (0.008, 0.15)}),
+    ("fpga_fixed_point", "fpga_reports/designs.csv", {"static_power_w": (0.15, 0.03), "mac_energy_scale": (1.6, 0.1)}),
+])
+def test_calibrate_shipped_example_then_distill(device, measurements, truth, tmp_path, digits_teacher, capsys):
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parent.parent / EXAMPLES / measurements
+    out = tmp_path / "chip.toml"
+    assert cli.main(["calibrate", device, str(src), "--out", str(out)]) == 0
+    assert (tmp_path / "chip.png").read_bytes()[:4] == b"\x89PNG"
+    fitted = tomllib.loads(out.read_text())["overrides"]
+    for name, (value, rel) in truth.items():  # the truth make_photonic_fpga_examples.py drew them with
+        assert fitted[name] == pytest.approx(value, rel=rel), name
+    capsys.readouterr()
+    assert cli.main(["distill", "--pca-rank", "8", "--device", device, "--preset-file", str(out), "--hw-draws", "2",
+                     "--out", str(tmp_path / "run"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    for name in truth:
+        assert m["device_config"][name] == fitted[name]
+    assert m["device_preset_file"]["file"] == "chip.toml" and m["test_accuracy"] > 0.5
+
+
 def test_codesign_devices_names_the_calibrator():
     from codesign.devices.describe import describe_device, device_json
 

@@ -13,23 +13,14 @@ binomial standard errors.
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from codesign.cache import atomic_write_bytes
-from codesign.devices.calibration import (
-    CalibrationFit,
-    Calibrator,
-    Column,
-    MeasurementError,
-    Measurements,
-    read_csv_table,
-    write_csv_table,
-)
+from codesign.devices.calibration import CalibrationFit, Calibrator, Column, MeasurementError, Measurements
+from codesign.devices.measurement_csv import read_csv_table, write_csv_table, write_figure
 
 COLUMNS = (
     Column("array_id", "1", "identifier of the tested array"),
@@ -99,7 +90,5 @@ class StuckCalibrator(Calibrator):
         ax.axhline(fit.overrides["stuck_fraction"], color="C1", label="fitted stuck_fraction")
         ax.set(xlabel="array", ylabel="stuck fraction", title="stuck_crossbar calibration")
         ax.legend()
-        buf = io.BytesIO()
-        fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png")
+        write_figure(fig, path)
         plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
