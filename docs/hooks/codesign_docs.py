@@ -50,6 +50,8 @@ FIGURES = {
     "figures/robustness-laser.png": "experiments/robustness/robustness-laser.png",
     "figures/optuna-dashboard-pareto-front.png": "experiments/search/dashboard/pareto-front.png",
     "figures/calibration-my_chip.png": "experiments/calibration/my_chip.png",
+    "figures/calibration-photonic_fit.png": "experiments/calibration/photonic_fit.png",
+    "figures/calibration-fpga_fit.png": "experiments/calibration/fpga_fit.png",
 }
 
 
