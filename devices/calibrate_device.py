@@ -38,11 +38,8 @@ def calibrator_of(device: str) -> Calibrator:
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def sha256_files(paths: list[Path]) -> str:
