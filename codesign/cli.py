@@ -197,6 +197,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser(
+        "calibrate", help="fit a device model to measurements of your chip and write a preset file",
+        description="Fit DEVICE's config to a measurement file with the device's calibrator and write the preset "
+                    "file --out PRESET.toml (fitted fields, their standard errors, the source file's SHA-256, the "
+                    "codesign version) and the data-vs-model plot PRESET.png beside it; use it with "
+                    "`codesign distill --device DEVICE --preset-file PRESET.toml`. --generate OUT writes "
+                    "synthetic measurements drawn from the device's own model instead (config: --preset, "
+                    "--preset-file, --set; --seed, --size); --write-preset NAME writes built-in preset NAME out "
+                    "as a preset file. Measurement formats: docs/how-to/calibrate.md.",
+    )
+    p.add_argument("device", metavar="DEVICE", help="an installed device with a calibrator (see `codesign devices`)")
+    p.add_argument("measurements", metavar="MEASUREMENTS", nargs="?",
+                   help="the measurement file (the device's format; e.g. a CSV for analog_crossbar)")
+    p.add_argument("--out", metavar="PRESET.toml", help="preset file to write (with a fit, or with --write-preset)")
+    p.add_argument("--generate", metavar="OUT",
+                   help="write synthetic measurements drawn from the device's model: a CSV file (analog_crossbar, "
+                        "photonic_mzi), or for fpga_fixed_point a folder of Vivado-layout reports and its designs.csv")
+    p.add_argument("--write-preset", metavar="NAME", help="write built-in preset NAME to --out as a preset file")
+    p.add_argument("--preset", metavar="NAME", help="with --generate: the built-in preset to draw from")
+    p.add_argument("--preset-file", metavar="PATH", help="with --generate: the preset file to draw from")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="with --generate: config override, after the preset (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="with --generate: seed of the drawn chip and reads (default: 0)")
+    p.add_argument("--size", type=int, default=None, metavar="N",
+                   help="with --generate: devices (MZIs, reports) to draw (default: the calibrator's realistic size)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the data-vs-model plot")
+    p.add_argument("--json", action="store_true", help="print the fit as JSON")
+    p.add_argument("--debug", action="store_true", default=None, help="show tracebacks")
+    _add_verbosity(p)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
         "search", help="co-design search (Ray Tune + Optuna): accuracy on hardware vs cost",
         description="Search dictionary, PCA rank and the device's own constraints for the Pareto front of "
                     "accuracy on hardware (validation split) against a cost; write trials, front, plots and "
@@ -410,6 +441,9 @@ def _print_distill(m: dict) -> None:
               f"{sel['best_val_accuracy']:.4f})")
     if "hw_accuracy_mean" in m:
         preset = f", preset {m['device_preset']}" if m.get("device_preset") else ""
+        if m.get("device_preset_file"):
+            pf = m["device_preset_file"]
+            preset = f", preset file {pf['file']} (overrides sha256:{pf['digest'][:12]})"
         print(
             f"on {m['device']}{preset} ({m['protocol']}, {len(m['hw_accuracies'])} draws, t = {m['eval_time_s']:g} s): "
             f"mean {m['hw_accuracy_mean']:.4f}  std {m['hw_accuracy_std']:.4f}  worst {m['hw_accuracy_worst']:.4f}"
@@ -480,6 +514,43 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(json.dumps(devices_json(), indent=2, default=str))
     else:
         print(describe_devices())
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``codesign calibrate DEVICE MEASUREMENTS --out PRESET.toml`` (or ``--generate``, ``--write-preset``)."""
+    from .devices import calibrate_device as cd
+
+    modes = [m for m, given in (("MEASUREMENTS", args.measurements), ("--generate", args.generate),
+                                ("--write-preset", args.write_preset)) if given is not None]
+    if len(modes) != 1:
+        raise ConfigError("give one of: MEASUREMENTS --out PRESET.toml (fit), --generate OUT (synthetic "
+                          f"measurements) or --write-preset NAME --out PRESET.toml{'; got ' + ', '.join(modes) if modes else ''}")
+    drawing = (args.preset, args.preset_file, args.set, args.size)
+    if modes[0] != "--generate" and any(v is not None for v in drawing):
+        raise ConfigError("--preset, --preset-file, --set and --size choose the config --generate draws from; "
+                          "a fit takes none of them")
+    if modes[0] == "--generate":
+        if args.out is not None:
+            raise ConfigError("--generate OUT names its own output; drop --out")
+        path = cd.generate(args.device, args.generate, preset=args.preset, preset_file=args.preset_file,
+                           overrides=parse_set(args.set), seed=args.seed, size=args.size)
+        print(f"wrote {path}")
+        return 0
+    if args.out is None:
+        raise ConfigError("give --out PRESET.toml, the preset file to write")
+    if modes[0] == "--write-preset":
+        print(f"wrote {cd.write_builtin_preset(args.device, args.write_preset, args.out)}")
+        return 0
+    fit, preset, png = cd.calibrate(args.device, args.measurements, args.out, plot=not args.no_plot)
+    if args.json:
+        print(json.dumps({"device": fit.device, "overrides": dict(fit.overrides), "uncertainty": dict(fit.uncertainty),
+                          "samples": dict(fit.samples), "notes": list(fit.notes), "preset_file": str(preset),
+                          "plot": None if png is None else str(png)}, default=float))
+        return 0
+    print("\n".join(cd.fit_lines(fit)))
+    print(f"wrote {preset}" + (f" and {png}" if png is not None else ""))
+    print(f"use it: codesign distill --device {fit.device} --preset-file {preset}")
     return 0
 
 

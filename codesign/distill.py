@@ -14,6 +14,7 @@ import functools
 import itertools
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -24,6 +25,7 @@ from .data import Dataset, check_dataset_spec, load_dataset
 from .devices import create_device, list_devices
 from .devices.base import DEFAULT_OPERATING_MODE, DEFAULT_T_INFERENCE_S, OPERATING_MODES
 from .devices.digital import DATAPATHS, DEFAULT_HOST_DATAPATH
+from .devices.preset_file import read_preset_file
 from .devices.verdict import require_device
 from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
@@ -93,6 +95,13 @@ class DistillConfig:
         (), "device config override FIELD=VALUE (repeatable)", key="set", metavar="FIELD=VALUE")
     device_preset: str | None = option(None, "named device preset of a published chip (see `codesign devices`); --set overrides its fields",
                                        key="preset")
+    device_preset_file: str | None = option(
+        None, "device preset file (written by `codesign calibrate`); instead of --preset; --set overrides its fields",
+        key="preset_file", metavar="PATH")
+    #: The preset file's overrides and their digest, read once when the config is made (a
+    #: config rebuilt from these, in a search's trial, does not read the file again).
+    device_preset_file_overrides: tuple[tuple[str, Any], ...] = ()
+    device_preset_file_digest: str | None = None
     protocol: str = option("posthoc", "posthoc: train ideal, then map; aware: train through the device", choices=PROTOCOLS)
     hw_draws: int = option(5, "hardware instances drawn for evaluation")
     seed: int = option(0, "seed of every random choice")
@@ -158,6 +167,31 @@ class DistillConfig:
         object.__setattr__(self, "eval_time_s", parse_duration(self.eval_time_s, "eval_time"))
         if self.device_preset is not None and self.device is None:
             raise ConfigError(f"preset={self.device_preset!r} is a device preset: give --device NAME too")
+        if self.device_preset_file is not None:
+            if self.device_preset is not None:
+                raise ConfigError(f"give --preset or --preset-file, not both (preset={self.device_preset!r}, "
+                                  f"preset_file={self.device_preset_file!r})")
+            if self.device is None:
+                raise ConfigError(f"preset_file={self.device_preset_file!r} is a device preset: give --device NAME too")
+            if self.device_preset_file_digest is None:
+                pf = read_preset_file(self.device_preset_file, self.device)
+                object.__setattr__(self, "device_preset_file_overrides", tuple(sorted(pf.overrides.items())))
+                object.__setattr__(self, "device_preset_file_digest", pf.digest)
+        elif self.device_preset_file_overrides or self.device_preset_file_digest is not None:
+            raise ConfigError("device_preset_file_overrides come from a preset file: give preset_file too")
+        if isinstance(self.device_preset_file_overrides, dict):
+            object.__setattr__(self, "device_preset_file_overrides", tuple(sorted(self.device_preset_file_overrides.items())))
+
+    def device_config_overrides(self) -> dict[str, Any]:
+        """The device's overrides: the preset file's, then ``--set`` (the named preset is applied apart)."""
+        return {**dict(self.device_preset_file_overrides), **dict(self.device_overrides)}
+
+    def preset_file_record(self) -> dict[str, Any] | None:
+        """What metrics and manifests record of the preset file: its name, overrides digest and overrides."""
+        if self.device_preset_file is None:
+            return None
+        return {"file": Path(self.device_preset_file).name, "digest": self.device_preset_file_digest,
+                "overrides": dict(self.device_preset_file_overrides)}
 
     @property
     def dictionary_kwargs(self) -> dict:
@@ -167,6 +201,7 @@ class DistillConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["device_overrides"] = dict(self.device_overrides)
+        d["device_preset_file_overrides"] = dict(self.device_preset_file_overrides)
         d["dictionary_params"] = dict(self.dictionary_params)
         return d
 
@@ -192,6 +227,7 @@ class DistillConfig:
         if bad:
             raise ConfigError(f"unknown fit key(s) {', '.join(bad)}; known keys: {', '.join(sorted(fit_known))}")
         d["device_overrides"] = tuple(sorted((d.get("device_overrides") or {}).items()))
+        d["device_preset_file_overrides"] = tuple(sorted((d.get("device_preset_file_overrides") or {}).items()))
         d["dictionary_params"] = tuple(sorted(dict(d.get("dictionary_params") or {}).items()))
         return cls(fit=FitConfig(**fit), **d)
 
@@ -342,7 +378,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
                           "transformations need images (drop --augment, or give the data an image shape)")
     device = None
     if cfg.device is not None:  # validate the device before any expensive work
-        device = create_device(cfg.device, dict(cfg.device_overrides), preset=cfg.device_preset)
+        device = create_device(cfg.device, cfg.device_config_overrides(), preset=cfg.device_preset)
         require_device(cfg.device, cfg.cache_dir, command="distill")  # the contract, at first use (cached)
     check_torch_device(cfg.torch_device)  # before the teacher: fits run there too
     teacher = ws.teacher(cfg, ds)
@@ -433,7 +469,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
             else:
                 accs = hardware_accuracy(layer_, psi_test, y_test, cfg.hw_draws, cfg.seed, cfg.eval_time_s)
             return dict(
-                device=cfg.device, device_preset=cfg.device_preset, device_config=dataclasses.asdict(device.config),
+                device=cfg.device, device_preset=cfg.device_preset, device_preset_file=cfg.preset_file_record(),
+                device_config=dataclasses.asdict(device.config),
                 protocol=cfg.protocol, eval_time_s=cfg.eval_time_s, hw_accuracies=accs,
                 hw_accuracy_mean=float(np.mean(accs)), hw_accuracy_std=float(np.std(accs)),
                 hw_accuracy_worst=float(np.min(accs)), pca_placement=cfg.pca_placement, cost=cost)

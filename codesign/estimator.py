@@ -105,6 +105,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         teacher_epochs: training epochs of a built-in teacher (None: its default).
         device: a device model (``codesign devices``) to train or map K onto; None: float only.
         device_preset: a named preset of ``device``.
+        device_preset_file: a preset file of ``device`` (``codesign calibrate``), instead of ``device_preset``.
         device_overrides: ``{field: value}`` overriding the device's config.
         protocol: ``posthoc`` (fit in float, then map) or ``aware`` (train through the device).
         hw_draws: hardware instances drawn by :meth:`hw_accuracy` unless it is told otherwise.
@@ -146,6 +147,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         teacher_epochs: int | None = None,
         device: str | None = None,
         device_preset: str | None = None,
+        device_preset_file: str | None = None,
         device_overrides: Mapping[str, Any] | None = None,
         protocol: str = "posthoc",
         hw_draws: int = 5,
@@ -173,6 +175,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         self.teacher_epochs = teacher_epochs
         self.device = device
         self.device_preset = device_preset
+        self.device_preset_file = device_preset_file
         self.device_overrides = device_overrides
         self.protocol = protocol
         self.hw_draws = hw_draws
@@ -194,7 +197,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
             dictionary_params=tuple(sorted(dict(self.dictionary_params or {}).items())),
             fit=FitConfig(method=self.method, temperature=self.temperature, alpha=self.alpha, l2=self.l2,
                           max_iter=self.max_iter, tol=self.tol, seed=seed),
-            device=self.device, device_preset=self.device_preset,
+            device=self.device, device_preset=self.device_preset, device_preset_file=self.device_preset_file,
             device_overrides=tuple(sorted(dict(self.device_overrides or {}).items())), protocol=self.protocol,
             hw_draws=self.hw_draws, seed=seed, cache_dir=self.cache_dir, torch_device=self.torch_device,
             pca_placement=self.pca_placement, max_memory=self.max_memory,

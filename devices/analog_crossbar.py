@@ -1035,6 +1035,9 @@ class AnalogCrossbarDevice(Device):
         """A fresh layer of this configuration."""
         return AnalogCrossbarLayer(in_features, out_features, self.config)
 
+    #: Fits the noise model to measured conductances (``codesign calibrate analog_crossbar``).
+    calibrator = "codesign.devices.crossbar_calibration:CrossbarCalibrator"
+
     #: ``crossbar-conductance/2``: per device plane (pair, slice) and tile, G+ and G- in
     #: microsiemens and as level indices, column scales, converters, drift-compensation reference
     #: reads; plus a CSV of the conductances (:mod:`codesign.devices.crossbar_export`).

@@ -565,8 +565,11 @@ class Device(abc.ABC):
     #: not declared, checked as the current one. An older version is refused with what changed.
     api_version: ClassVar[int | None] = None
     #: The :class:`~codesign.devices.calibration.Calibrator` subclass that fits this device's
-    #: config to measurements of a real chip (``codesign calibrate``); None: none declared.
-    calibrator: ClassVar[type | None] = None
+    #: config to measurements of a real chip (``codesign calibrate``), or its import path
+    #: ``"package.module:ClassName"`` (resolved on first use, so that a calibrator module may
+    #: import its device's module); None: none declared.
+    #: :func:`codesign.devices.calibration.calibrator_for` resolves it.
+    calibrator: ClassVar[type | str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

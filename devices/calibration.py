@@ -95,6 +95,14 @@ class Calibrator(abc.ABC):
     columns: ClassVar[tuple[Column, ...]] = ()
     #: The config fields :meth:`fit` sets.
     fields: ClassVar[tuple[str, ...]] = ()
+    #: Parameter recovery the calibrator promises at :meth:`generate`'s default size:
+    #: ``{field: (absolute, relative)}``, a fitted value within ``absolute + relative * |true|``
+    #: of the value the data were generated with (a text field: equal). ``check_device`` checks
+    #: the fields named here; a field left out is not checked.
+    tolerances: ClassVar[Mapping[str, tuple[float, float]]] = {}
+    #: Config overrides of a second, perturbed config ``check_device`` recovers (besides the
+    #: default config); empty: the default config alone.
+    perturbed: ClassVar[Mapping[str, Any]] = {}
 
     @abc.abstractmethod
     def read(self, path: Path) -> Measurements:
@@ -113,6 +121,55 @@ class Calibrator(abc.ABC):
     def write(self, data: Measurements, path: Path) -> None:
         """Write ``data`` in the format :meth:`read` reads (atomically)."""
 
+    def measurement_files(self, path: Path) -> list[Path]:
+        """The files the measurements at ``path`` consist of (their digest goes into the preset
+        file's ``source``): ``path`` itself, unless the format spans several files (e.g. an
+        index naming tool reports)."""
+        return [Path(path).expanduser()]
+
+    def recovery_errors(self, fit: CalibrationFit, config: "DeviceConfig") -> list[str]:
+        """The fields of :attr:`tolerances` that ``fit`` did not recover from data generated
+        with ``config``, one line each (empty: every field within its tolerance). A field the
+        fit does not set counts at the config's default (what its preset file gives)."""
+        errors = []
+        default = type(config)()  # a field the fit leaves out stays at its default in the preset
+        for name, (absolute, relative) in self.tolerances.items():
+            true = getattr(config, name)
+            got = fit.overrides.get(name, getattr(default, name))
+            if isinstance(true, str) or isinstance(got, str):
+                if got != true:
+                    errors.append(f"{name}: fitted {got!r}, true {true!r}")
+                continue
+            allowed = absolute + relative * abs(float(true))
+            if not abs(float(got) - float(true)) <= allowed:
+                errors.append(f"{name}: fitted {float(got):.6g}, true {float(true):.6g} (allowed +- {allowed:.3g})")
+        return errors
+
     @abc.abstractmethod
     def plot(self, data: Measurements, fit: CalibrationFit, path: Path) -> None:
         """Draw the data against the fitted model into ``path`` (PNG or PDF)."""
+
+
+def calibrator_for(device_cls: Any) -> Calibrator | None:
+    """An instance of the calibrator ``device_cls.calibrator`` declares (a class or an import
+    path ``"package.module:ClassName"``), or None where it declares none.
+
+    Raises:
+        CodesignError: the declaration names no importable :class:`Calibrator` subclass.
+    """
+    import importlib
+
+    declared = getattr(device_cls, "calibrator", None)
+    if declared is None:
+        return None
+    if isinstance(declared, str):
+        module, _, attr = declared.partition(":")
+        try:
+            declared = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise CodesignError(f"device {getattr(device_cls, 'name', device_cls)!r} declares calibrator "
+                                f"{declared!r}, which does not import ({exc}); fix the declaration") from None
+    if not (isinstance(declared, type) and issubclass(declared, Calibrator)):
+        raise CodesignError(f"device {getattr(device_cls, 'name', device_cls)!r} declares calibrator {declared!r}, "
+                            "not a codesign.devices.calibration.Calibrator subclass")
+    return declared()

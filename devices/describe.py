@@ -45,6 +45,7 @@ def describe_device(name: str) -> str:
     lines.append("  search space:" + (" (none)" if not space else ""))
     for field, spec in space.items():
         lines.append(f"    {field}: {_spec(spec)}")
+    lines.append(f"  calibrator: {calibrator_text(cls)}")
     presets = cls.presets()
     lines.append("  presets (--preset NAME):" + (" (none)" if not presets else ""))
     for preset in presets.values():
@@ -53,6 +54,34 @@ def describe_device(name: str) -> str:
             f"source: {preset.source}", 88, initial_indent="      ", subsequent_indent="        "
         )
     return "\n".join(lines)
+
+
+def calibrator_json(cls: type) -> dict[str, Any] | None:
+    """The device's calibrator: its class, description, columns and fitted fields (None: none)."""
+    from .calibration import calibrator_for
+
+    try:
+        cal = calibrator_for(cls)
+    except Exception as exc:  # a plugin's broken declaration is reported, not fatal here
+        return {"error": str(exc)}
+    if cal is None:
+        return None
+    kind = type(cal)
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", "description": cal.description,
+            "columns": [{"name": c.name, "unit": c.unit, "description": c.description, "required": c.required}
+                        for c in cal.columns],
+            "fields": list(cal.fields)}
+
+
+def calibrator_text(cls: type) -> str:
+    """One line: ``codesign calibrate NAME`` and the measurement columns, or none."""
+    info = calibrator_json(cls)
+    if info is None:
+        return "(none)"
+    if "error" in info:
+        return f"declared but broken: {info['error']}"
+    cols = ", ".join(f"{c['name']} [{c['unit']}]" for c in info["columns"])
+    return f"codesign calibrate {cls.name} MEASUREMENTS --out PRESET.toml (columns: {cols})"
 
 
 def contract_text(name: str) -> str:
@@ -148,6 +177,7 @@ def device_json(name: str) -> dict[str, Any]:
             for p in cls.presets().values()
         },
         "search_space": {field: spec_json(spec) for field, spec in cls.search_space().items()},
+        "calibrator": calibrator_json(cls),
     }
 
 
@@ -158,7 +188,8 @@ def devices_json() -> dict[str, Any]:
         ``{"devices": {name: {"class", "api_version", "contract": {"ok", "message", "plugin",
         "codesign_version", "seconds", "cached"}, "description", "inference", "conversion_keys",
         "fields": {field: {"default", "type", "doc", "range"}}, "presets": {name: {"overrides",
-        "source", "description"}}, "search_space": {field: {"kind", ...}}}}, "broken": {name:
+        "source", "description"}}, "search_space": {field: {"kind", ...}}, "calibrator": {"class",
+        "description", "columns", "fields"} or None}}, "broken": {name:
         reason}}``, for ``codesign devices --json`` (the README documents every key).
     """
     return {

@@ -627,6 +627,7 @@ class FPGAFixedPointDevice(Device):
     name = "fpga_fixed_point"
     Config = FPGAFixedPointConfig
     api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
+    calibrator = "codesign.devices.fpga_calibration:FPGACalibrator"  # Vivado reports (issue 32)
     description = (
         "FPGA fixed-point MVAU: brevitas QuantLinear with power-of-two scales; "
         "FINN-R LUT/BRAM/DSP cost model with PE x SIMD folding, checked against an FPGA "

@@ -775,6 +775,7 @@ class PhotonicMZIDevice(Device):
     name = "photonic_mzi"
     Config = PhotonicMZIConfig
     api_version = 3  # the device API it implements (codesign.devices.base.DEVICE_API_VERSION)
+    calibrator = "codesign.devices.photonic_calibration:PhotonicMZICalibrator"  # per-MZI data (issue 32)
     description = (
         "coherent photonic MZI meshes: k x k tiles as U diag(s) V^T on Clements meshes, "
         "phase quantization (phase or heater voltage)/noise with thermal crosstalk, coupler "

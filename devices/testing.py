@@ -42,7 +42,11 @@ What is checked (each a function below, run in this order):
   metadata, and values just outside it are refused;
 * ``check_presets``: every preset builds a valid config whose layer runs;
 * ``check_export``: a device with an ``export_format`` rebuilds a layer from its own export
-  (``export_layer`` / ``load_layer_export``): same nominal matrix, same seeded instance.
+  (``export_layer`` / ``load_layer_export``): same nominal matrix, same seeded instance;
+* ``check_calibrator``: a device that declares a calibrator (``Device.calibrator``) recovers,
+  within the calibrator's ``tolerances``, the parameters of measurements its own model generates
+  (default config and the calibrator's ``perturbed`` one), and its reader refuses a file without
+  a required column and one with a NaN.
 """
 
 from __future__ import annotations
@@ -755,6 +759,65 @@ def check_export(device: Device) -> None:
             raise DeviceContractError("load_layer_export accepted a section with a wrong format version")
 
 
+@_check
+def check_calibrator(device: Device) -> None:
+    """A declared calibrator recovers the parameters its measurements were generated with.
+
+    Measurements drawn with :meth:`~codesign.devices.calibration.Calibrator.generate` from the
+    device's config, and from it with the calibrator's ``perturbed`` overrides, are written and
+    read back and fitted: every field of its ``tolerances`` must be recovered within them, and
+    the device must accept the fitted overrides. A table format must refuse a file that lacks a
+    required column and one with a NaN (a :class:`~codesign.devices.calibration.MeasurementError`).
+    Devices without a calibrator pass.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from .calibration import MeasurementError, calibrator_for
+
+    cal = calibrator_for(type(device))
+    if cal is None:
+        return
+    _require(cal.device == device.name, f"its calibrator {type(cal).__name__} fits device {cal.device!r}")
+    configs = [("its config", device.config)]
+    if cal.perturbed:
+        configs.append((f"its config with {dict(cal.perturbed)}", device.config.replace(cal.perturbed)))
+    required = [c.name for c in cal.columns if c.required]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, config in configs:
+            data = cal.generate(config, seed=0)
+            table = bool(required) and all(k in data for k in required)  # a CSV of the documented columns
+            path = Path(tmp) / ("measurements.csv" if table else "measurements.txt")
+            cal.write(data, path)
+            fit = cal.fit(cal.read(path))
+            config.replace(fit.overrides)  # the device accepts what was fitted
+            errors = cal.recovery_errors(fit, config)
+            _require(not errors, f"its calibrator does not recover {label}: " + "; ".join(errors))
+        if not table:
+            return  # not a table of the documented columns (e.g. tool reports): nothing to mutilate
+        bad = Path(tmp) / "bad.csv"
+        cal.write({k: v for k, v in data.items() if k != required[-1]}, bad)
+        try:
+            cal.read(bad)
+        except MeasurementError:
+            pass
+        else:
+            raise DeviceContractError(f"its calibrator read a file without the required column {required[-1]!r}")
+        numeric = [k for k in required if np.asarray(data[k]).dtype.kind in "fiu"]
+        if numeric:
+            holed = {k: np.array(v, dtype=np.float64 if k == numeric[-1] else None, copy=True) for k, v in data.items()}
+            holed[numeric[-1]][len(holed[numeric[-1]]) // 2] = np.nan
+            cal.write(holed, bad)
+            try:
+                cal.read(bad)
+            except MeasurementError:
+                pass
+            else:
+                raise DeviceContractError(f"its calibrator read a file with a NaN in column {numeric[-1]!r}")
+
+
 #: Every check, in the order :func:`check_device` runs them.
 CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_static,
@@ -773,6 +836,7 @@ CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_physical_ranges,
     check_presets,
     check_export,
+    check_calibrator,
 )
 
 

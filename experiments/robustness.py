@@ -40,6 +40,8 @@ from codesign.reproduce import metadata
 from codesign.students import FitConfig, LinearStudent, fit_through_device
 from codesign.devices import DEFAULT_T_INFERENCE_S, create_device, get_device_class
 from codesign.devices.base import DEFAULT_OPERATING_MODE, OPERATING_MODES
+from codesign.devices.preset_file import read_preset_file
+from codesign.errors import CodesignError
 from codesign.units import parse_duration
 
 # read times of the drift tables, s (a year: 365.25 days, codesign.units.DURATION_UNITS)
@@ -115,7 +117,14 @@ DRIFT_AWARE = (
 )
 
 
-def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log, eval_time_s=DEFAULT_T_INFERENCE_S):
+def chips(device, preset_files=()):
+    """``(label, preset name, preset-file overrides)`` of every chip of ``device`` the tables cover:
+    the defaults, each built-in preset, then each ``--preset-file`` of that device (its file name)."""
+    out = [("(defaults)", None, {})] + [(p, p, {}) for p in get_device_class(device).presets()]
+    return out + [(Path(pf.path).name, None, dict(pf.overrides)) for pf in preset_files if pf.device == device]
+
+
+def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log, eval_time_s=DEFAULT_T_INFERENCE_S, preset_files=()):
     """Each crossbar preset programmed once (post hoc and the aware rows of :data:`DRIFT_AWARE`),
     then read at every time of :data:`DRIFT_TIMES`.
 
@@ -125,10 +134,10 @@ def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log, eval_time_s=DEFAU
     """
     rows = []
     F, C = K.shape[1], K.shape[0]
-    for preset in [None, *get_device_class("analog_crossbar").presets()]:
+    for name, preset, file_overrides in chips("analog_crossbar", preset_files):
         plans = [("posthoc", {})] + list(DRIFT_AWARE)
         for label, overrides in plans:
-            device = create_device("analog_crossbar", overrides, preset=preset)
+            device = create_device("analog_crossbar", {**file_overrides, **overrides}, preset=preset)
             layer = device.layer(F, C)
             if label == "posthoc":
                 layer.load_matrix(K)
@@ -137,7 +146,7 @@ def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log, eval_time_s=DEFAU
                 fit_through_device(feats.train, y, tl, layer, K, fit_cfg)
             states = {label: {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}}
             for proto, st in states.items():
-                row = {"preset": preset or "(defaults)", "protocol": label, "times": {}}
+                row = {"preset": name, "protocol": label, "times": {}}
                 for t_label, t in DRIFT_TIMES.items():
                     row["times"][t_label] = evaluate(device, st, feats.test, yt, draws, seed, t)
                 rows.append(row)
@@ -146,18 +155,18 @@ def drift_rows(K, feats, y, yt, tl, fit_cfg, draws, seed, log, eval_time_s=DEFAU
     return rows
 
 
-def laser_rows(K, feats, yt, draws, seed, eval_time_s, log):
+def laser_rows(K, feats, yt, draws, seed, eval_time_s, log, preset_files=()):
     """Each photonic preset post hoc at laser powers :data:`LASER_MARGINS_DB` from its link budget."""
     rows = []
     F, C = K.shape[1], K.shape[0]
-    for preset in [None, *get_device_class("photonic_mzi").presets()]:
+    for name, preset, file_overrides in chips("photonic_mzi", preset_files):
         for margin in LASER_MARGINS_DB:
-            device = create_device("photonic_mzi", {"laser_margin_db": margin}, preset=preset)
+            device = create_device("photonic_mzi", {**file_overrides, "laser_margin_db": margin}, preset=preset)
             layer = device.layer(F, C)
             layer.load_matrix(K)
             st = {"layer": {k: v.clone() for k, v in layer.state_dict().items()}, "n_out": C}
             cost = device.cost(F, C)
-            row = {"preset": preset or "(defaults)", "laser_margin_db": margin,
+            row = {"preset": name, "laser_margin_db": margin,
                    "laser_power_mw": cost["laser_static_mw"], "received_power_mw": cost.get("received_power_mw"),
                    "buildable": not device.feasibility(F, C),
                    "posthoc": evaluate(device, st, feats.test, yt, draws, seed, eval_time_s)}
@@ -201,8 +210,9 @@ def run_dataset(dataset, args, log):
                 r.update(dataset=dataset, sweep=label, value=list(ov.values())[0])
                 rows.append(r)
                 log(_fmt(r))
-    drift = drift_rows(student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, log, args.eval_time)
-    laser = laser_rows(student.K_, feats, yt, args.draws, 0, args.eval_time, log)
+    files = [read_preset_file(f) for f in args.preset_file]
+    drift = drift_rows(student.K_, feats, y, yt, tl, fit_cfg, args.draws, 0, log, args.eval_time, files)
+    laser = laser_rows(student.K_, feats, yt, args.draws, 0, args.eval_time, log, files)
     return {"dataset": dataset, "teacher_accuracy": teacher.test_accuracy(ds), "ideal_accuracy": ideal, "rows": rows,
             "drift": drift, "laser": laser}
 
@@ -403,8 +413,16 @@ def main(argv=None):
                         "(default 1h; the crossbar drift table reads at its own times)")
     p.add_argument("--operating-mode", choices=OPERATING_MODES, default=DEFAULT_OPERATING_MODE,
                    help="time base of held power in the energy column: latency (whole inference) or stream")
+    p.add_argument("--preset-file", action="append", default=[], metavar="PATH",
+                   help="a preset file (codesign calibrate) of analog_crossbar or photonic_mzi: its chip joins the "
+                        "drift or laser table beside the built-in presets (repeatable)")
     p.add_argument("--smoke-test", action="store_true")
     args = p.parse_args(argv)
+    try:  # a bad preset file is said before any work
+        for f in args.preset_file:
+            read_preset_file(f)
+    except CodesignError as exc:
+        p.error(str(exc))
     if args.smoke_test:
         args.datasets, args.rank, args.draws, args.aware_steps, args.batch_size = ["digits"], 10, 2, 5, 512
         for d in SWEEPS:

@@ -73,6 +73,10 @@ class SearchConfig:
     device_overrides: tuple[tuple[str, Any], ...] = _distill(
         "device_overrides", help="pin a device field (left out of the search; repeatable)")
     device_preset: str | None = _distill("device_preset")
+    device_preset_file: str | None = _distill("device_preset_file")
+    #: The preset file's overrides and digest, read once (as DistillConfig's; trials carry them).
+    device_preset_file_overrides: tuple[tuple[str, Any], ...] = ()
+    device_preset_file_digest: str | None = None
     eval_time_s: float = _distill("eval_time_s")
     samples: int = option(16, "trials in the search")
     sampler: str = option(
@@ -205,7 +209,10 @@ class SearchConfig:
         for d in self.dictionaries:
             if d not in known:
                 raise ConfigError(f"dictionaries: unknown dictionary {d!r}; installed: {', '.join(known)}")
-        self.trial_base()  # validates the options shared with distill (dataset, protocol, seed...) up front
+        base = self.trial_base()  # validates the options shared with distill (dataset, protocol, seed...) up front
+        if self.device_preset_file is not None and self.device_preset_file_digest is None:  # read once
+            object.__setattr__(self, "device_preset_file_overrides", base.device_preset_file_overrides)
+            object.__setattr__(self, "device_preset_file_digest", base.device_preset_file_digest)
 
     @property
     def cost_key(self) -> str:
@@ -259,7 +266,10 @@ class SearchConfig:
             teacher_weights=self.teacher_weights, teacher_epochs=self.teacher_epochs,
             dictionary=self.searched_dictionaries[0], pca_rank=1,
             fit=FitConfig(method=self.method, seed=self.seed, aware_steps=self.aware_steps), device=self.device,
-            device_overrides=self.device_overrides, device_preset=self.device_preset, protocol=self.protocol,
+            device_overrides=self.device_overrides, device_preset=self.device_preset,
+            device_preset_file=self.device_preset_file,
+            device_preset_file_overrides=self.device_preset_file_overrides,
+            device_preset_file_digest=self.device_preset_file_digest, protocol=self.protocol,
             hw_draws=self.hw_draws, seed=self.seed, validation=self.validation, max_memory=self.max_memory,
             cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,
             pca_placement=self.pca_placements[0], host_datapath=self.host_datapath,

@@ -59,7 +59,7 @@ from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_spa
 #: Options that define a search: resuming with any of them changed is refused.
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
-    "hw_draws", "device", "set", "preset", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
+    "hw_draws", "device", "set", "preset", "preset_file", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
     "pca_placement", "host_datapath", "operating_mode", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
 )
 #: Version of the cost accounting. 3: held (static) power charged for the time it is held per
@@ -100,6 +100,8 @@ def identity(cfg: SearchConfig | Mapping[str, Any]) -> dict[str, Any]:
             v = list(v)
         if k == "set":
             v = {str(a): str(b) for a, b in sorted((v or {}).items())}
+        if k == "preset_file" and isinstance(cfg, SearchConfig):  # its content (overrides), not its path
+            v = cfg.device_preset_file_digest
         out[k] = v
     if out["scheduler"] == "fifo":  # the rungs' settings change nothing when every trial runs to the end
         out["asha_eta"] = out["asha_min_steps"] = None
@@ -699,7 +701,8 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
     device_name = cfg.device
     device_cls = get_device_class(device_name)
     pinned = dict(cfg.device_overrides)
-    device = create_device(device_name, pinned, preset=cfg.device_preset)  # validates pinned fields and preset
+    # validates pinned fields and the preset (named or file; its fields stay searchable, as a named preset's)
+    device = create_device(device_name, {**dict(cfg.device_preset_file_overrides), **pinned}, preset=cfg.device_preset)
     require_device(device_name, cfg.cache_dir, command="search")  # the contract, before any trial (cached)
     cache_dir = cfg.cache_dir or os.environ.get("CODESIGN_CACHE")
     data_root = cfg.data_root or os.environ.get("CODESIGN_DATA")
@@ -993,7 +996,8 @@ def summarise(records: list[dict], cfg: SearchConfig) -> dict:
     key = cfg.cost_key
     return {
         "format": "codesign-front/1", "dataset": cfg.dataset, "teacher": cfg.teacher, "device": cfg.device,
-        "device_set": dict(cfg.device_overrides), "device_preset": cfg.device_preset, "protocol": cfg.protocol,
+        "device_set": dict(cfg.device_overrides), "device_preset": cfg.device_preset,
+        "device_preset_file": cfg.trial_base().preset_file_record(), "protocol": cfg.protocol,
         "method": cfg.method, "hw_draws": cfg.hw_draws, "eval_time_s": cfg.eval_time_s, "validation": cfg.validation,
         "seed": cfg.seed, "cost_key": key, "cost_label": outputs.cost_label(key),
         "operating_mode": cfg.operating_mode, "host_datapath": cfg.host_datapath,

@@ -70,7 +70,7 @@ SEARCH_TARGETS = ("knee", "accuracy", "cost")
 #: Metrics copied into the manifest's ``metrics`` section when the student has them.
 METRIC_KEYS = (
     "teacher", "teacher_test_accuracy", "method", "seed", "scored_on", "val_accuracy", "test_accuracy",
-    "train_accuracy", "hw_draws", "eval_time_s", "protocol", "device_preset", "hw_accuracy_mean",
+    "train_accuracy", "hw_draws", "eval_time_s", "protocol", "device_preset", "device_preset_file", "hw_accuracy_mean",
     "hw_accuracy_std", "hw_accuracy_worst", "search_target", "search_trial", "val_hw_accuracy",
     "test_hw_accuracy", "test_hw_accuracy_std", "test_hw_accuracy_worst", "test_float_accuracy", "test_scored_with",
 )
@@ -451,7 +451,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
         fmt = type(device).export_format
         device_section = {
             "name": st.device_name, "config": _json(st.device_config), "preset": m.get("device_preset"),
-            "protocol": m.get("protocol"), "export_format": fmt, "native": None, "native_pca": None,
+            "preset_file": m.get("device_preset_file"), "protocol": m.get("protocol"), "export_format": fmt, "native": None, "native_pca": None,
             "instance": chip,
         }
         if fmt is None:

@@ -12,6 +12,10 @@
   ``codesign``: :func:`on_startup` lays out the installed package as a tree of links,
   ``build/griffe-src/codesign/`` (``build/`` is ignored by git), which ``mkdocs.yml`` gives
   mkdocstrings as its search path. The code is read statically, never imported by mkdocstrings.
+* ``how-to/calibrate.md`` holds ``<!-- codesign-calibrators -->``; it becomes one section per
+  installed device that declares a calibrator: what it fits, its measurement file's columns (name,
+  unit, meaning, required) and the fields it sets, read from the calibrator class itself, so every
+  calibrator (built-in or plugin) documents its own format.
 * The committed figures under ``experiments/`` that pages show are published under ``figures/``
   from where they are, so the site always shows the figures the repository holds (no copies).
 """
@@ -30,6 +34,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- codesign-cli -->"
 API_MARKER = "<!-- codesign-all -->"
+CALIBRATORS_MARKER = "<!-- codesign-calibrators -->"
 WIDTH = "90"  # columns argparse wraps --help at
 
 #: the folder mkdocs.yml gives mkdocstrings as its search path
@@ -44,6 +49,9 @@ FIGURES = {
     "figures/robustness-drift.png": "experiments/robustness/robustness-drift.png",
     "figures/robustness-laser.png": "experiments/robustness/robustness-laser.png",
     "figures/optuna-dashboard-pareto-front.png": "experiments/search/dashboard/pareto-front.png",
+    "figures/calibration-my_chip.png": "experiments/calibration/my_chip.png",
+    "figures/calibration-photonic_fit.png": "experiments/calibration/photonic_fit.png",
+    "figures/calibration-fpga_fit.png": "experiments/calibration/fpga_fit.png",
 }
 
 
@@ -161,7 +169,32 @@ def public_api() -> str:
     return "\n".join(blocks)
 
 
+def calibrator_formats() -> str:
+    """One section per installed device with a calibrator: description, columns, fitted fields."""
+    from codesign.devices import get_device_class, list_devices
+    from codesign.devices.calibration import calibrator_for
+
+    out = []
+    for name in list_devices():
+        cal = calibrator_for(get_device_class(name))
+        if cal is None:
+            continue
+        kind = type(cal)
+        out += [f"### `{name}`", "", f"{cal.description} (`{kind.__module__}.{kind.__name__}`)", "",
+                "| column | unit | meaning | required |", "|---|---|---|---|"]
+        out += [f"| `{c.name}` | {c.unit} | {_cell(c.description)} | {'yes' if c.required else 'no'} |"
+                for c in cal.columns]
+        out += ["", "Fitted config fields: " + ", ".join(f"`{f}`" for f in cal.fields) + ".", ""]
+        if cal.tolerances:
+            out += ["Recovery it promises on its own model's measurements (`check_device` checks it): "
+                    + ", ".join(f"`{k}` within {a:g} + {r:g} x |true|" for k, (a, r) in cal.tolerances.items())
+                    + ".", ""]
+    return "\n".join(out) if out else "(no installed device declares a calibrator)"
+
+
 def on_page_markdown(markdown, page, config, files):
+    if CALIBRATORS_MARKER in markdown:
+        markdown = markdown.replace(CALIBRATORS_MARKER, calibrator_formats())
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_reference())
     if API_MARKER in markdown:

@@ -209,6 +209,9 @@ class StuckCrossbarDevice(Device):
         """A fresh layer of this configuration."""
         return StuckCrossbarLayer(in_features, out_features, self.config)
 
+    #: Its calibrator (``codesign calibrate stuck_crossbar``): an import path, resolved on use.
+    calibrator = "codesign_stuckat.calibration:StuckCalibrator"
+
     # ---------------------------------------------------------------- export (codesign export)
     #: The plugin's own export format, "name/version": a loader refuses any other.
     export_format = EXPORT_FORMAT
