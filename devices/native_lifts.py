@@ -22,8 +22,9 @@ matrix K on a fixed dictionary would be gone.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import ClassVar
+from types import ModuleType
 
 import torch
 
@@ -37,6 +38,13 @@ from .lifts import ProjectionLift, ProjectionLiftLayer, ProjectionParams
 #: Relative RMS quantisation error the nominal layers stay within at the devices' default
 #: 8-bit converters (measured: 1-4 %, tests/devices/test_native_lifts.py); the contract's bound.
 NOMINAL_TOLERANCE = 0.1
+
+def _figures(lift: ProjectionLift) -> ModuleType:
+    """The module that defines the lift's device: its per-unit figures (each cited there) price
+    the periphery. Read through the device, not imported, because the device module declares
+    these primitives (no import cycle between the two)."""
+    return sys.modules[type(lift.device).__module__]
+
 
 #: Noise streams of the periphery (the projection layer uses its device's own streams).
 STREAM_DETECTION = 3001
@@ -53,8 +61,7 @@ def _photonic_receiver(layer: ProjectionLiftLayer, signal: torch.Tensor, full_sc
     receivers assume), when ``receiver_noise`` is on, plus ``detector_noise`` x full scale; then
     the ADC (``adc_bits``, symmetric mid-tread over the full scale).
     """
-    from .photonic_mzi import receiver_noise_coefficients
-
+    receiver_noise_coefficients = _figures(layer.lift).receiver_noise_coefficients
     cfg = layer.lift.device.config
     fs = full_scale.clamp_min(1e-30)
     s = signal / fs
@@ -173,8 +180,7 @@ class PhotonicCosine(ProjectionLift):
         return (*super().conversion_keys(), "eo_dac_pj", "eo_modulator_pj", "eo_detector_pj", "eo_adc_pj")
 
     def extra_cost(self, rank: int):
-        from . import photonic_mzi as ph
-
+        ph = _figures(self)
         cfg = self.device.config
         m = self.n_outputs(rank)
         f = cfg.clock_ghz
@@ -336,8 +342,7 @@ class FPGALookUp(ProjectionLift):
         return base
 
     def extra_cost(self, rank: int):
-        from . import fpga_fixed_point as fp
-
+        fp = _figures(self)
         cfg = self.device.config
         m = self.n_outputs(rank)
         t = self.table()
