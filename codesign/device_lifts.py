@@ -169,13 +169,24 @@ class DeviceLiftDictionary(Dictionary):
         lift.load_state_dict(self.lift_.state_dict())
         return lift
 
+    def onnx_columns(self, g, z: str) -> str:
+        """The lift's nonlinear columns in an ONNX graph ``g`` from the scores ``z`` (the exact
+        math, noise off): the primitive's :meth:`~codesign.devices.lifts.ProjectionLift.onnx`."""
+        onnx = getattr(self.lift_, "onnx", None)
+        if onnx is None:
+            raise ConfigError(f"the device lift {self.name!r} has no ONNX form (its Lift defines no onnx(g, z)); "
+                              "export its student with --no-onnx or give the primitive an onnx method")
+        return onnx(g, z)
+
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "lift": self.lift_.state_dict()}
+        """``rank_`` and the lift's fitted state, its keys prefixed ``lift_`` (flat: the export
+        writes each array to ``frontend.npz``)."""
+        return {**super().state_dict(), **{f"lift_{k}": v for k, v in self.lift_.state_dict().items()}}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.lift_ = self.lift_class(None, **self.params())
-        self.lift_.load_state_dict(dict(state["lift"]))
+        self.lift_.load_state_dict({k[len("lift_"):]: v for k, v in state.items() if k.startswith("lift_")})
 
 
 def _rff_projection(lift: Lift, z: torch.Tensor, seed: int):

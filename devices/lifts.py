@@ -327,6 +327,20 @@ class ProjectionLift(Lift):
     def ideal(self, z: torch.Tensor) -> torch.Tensor:
         return self.f(self.projected(z))
 
+    def onnx(self, g: Any, z: str) -> str:
+        """Write :meth:`ideal` into an ONNX graph: ``g.const(name, array)`` and
+        ``g.op(op_type, inputs, output=None)`` add initializers and nodes; returns the output's name.
+
+        The projection is a ``MatMul`` by ``W^T``; the nonlinearity is :meth:`onnx_f`.
+        """
+        a = g.op("MatMul", [z, g.const(f"{self.name}_weights_t", np.ascontiguousarray(self.weights_.numpy().T))],
+                 f"{self.name}_projection")
+        return self.onnx_f(g, a)
+
+    def onnx_f(self, g: Any, a: str) -> str:
+        """:meth:`f` of the projected values ``a`` as ONNX nodes (default: none, no ONNX form)."""
+        raise ConfigError(f"device lift {self.name!r} has no ONNX form of its nonlinearity (define onnx_f)")
+
     def layer(self) -> "ProjectionLiftLayer":
         return ProjectionLiftLayer(self)
 

@@ -118,6 +118,9 @@ class PhotonicIntensity(ProjectionLift):
     def f(self, a: torch.Tensor) -> torch.Tensor:
         return a.square()
 
+    def onnx_f(self, g, a: str) -> str:
+        return g.op("Mul", [a, a], "intensity_features")
+
     def layer(self) -> ProjectionLiftLayer:
         return _PhotonicProjectionLayer(self)
 
@@ -157,6 +160,9 @@ class PhotonicCosine(ProjectionLift):
 
     def f(self, a: torch.Tensor) -> torch.Tensor:
         return torch.cos(a + self.offsets_.to(a.dtype))
+
+    def onnx_f(self, g, a: str) -> str:
+        return g.op("Cos", [g.op("Add", [a, g.const("cosine_offsets", self.offsets_.numpy())])], "cosine_features")
 
     def layer(self) -> ProjectionLiftLayer:
         return _PhotonicProjectionLayer(self)
@@ -239,6 +245,9 @@ class CrossbarReLU(ProjectionLift):
     def f(self, a: torch.Tensor) -> torch.Tensor:
         return a.clamp_min(0.0)
 
+    def onnx_f(self, g, a: str) -> str:
+        return g.op("Relu", [a], "relu_features")
+
     def periphery(self, a: torch.Tensor, layer: ProjectionLiftLayer) -> torch.Tensor:
         return a.clamp_min(0.0)
 
@@ -313,6 +322,12 @@ class FPGALookUp(ProjectionLift):
         if fn == "cos":
             return torch.cos(a + self.offsets_.to(a.dtype))
         return torch.tanh(a) if fn == "tanh" else a.square()
+
+    def onnx_f(self, g, a: str) -> str:
+        fn = self.config.function
+        if fn == "cos":
+            return g.op("Cos", [g.op("Add", [a, g.const("lut_offsets", self.offsets_.numpy())])], "lut_features")
+        return g.op("Tanh", [a], "lut_features") if fn == "tanh" else g.op("Mul", [a, a], "lut_features")
 
     def periphery(self, a: torch.Tensor, layer: ProjectionLiftLayer) -> torch.Tensor:
         cfg, k = self.device.config, self.config.lut_bits

@@ -44,7 +44,8 @@ from ..data import class_names, load_dataset
 from ..devices import get_device_class
 from ..devices.base import Device, DeviceLayer
 from ..devices.verdict import require_device
-from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
+from ..distill import (PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_lift, hardware_accuracy_with_pca,
+                       pca_device_layer)
 from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
@@ -162,6 +163,10 @@ def _lift_text(d) -> str:
     if d.name == "rbf":
         return ("rbf: psi = [1, z, exp(-|z - rbf_centers[j]|^2 / (2 sigma^2)) for each centre j], "
                 "sigma = dictionary_state.sigma_")
+    if hasattr(d, "lift_class"):  # a device-native lift (codesign.device_lifts)
+        return (f"{d.name}: psi = [1, z, phi(z)], phi = {d.lift_class.description}; W = dictionary_state "
+                "lift_weights_ ([m, r]), u = lift_offsets_ where used. model.onnx computes phi exactly (noise off); "
+                "on the device, phi carries the device's noise and quantisation (codesign.devices.lifts)")
     return f"{d.name}: see its dictionary plugin"
 
 
@@ -499,6 +504,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
         "dictionary_params": _json(st.pipeline.dictionary.params()),
         "n_features": st.pipeline.n_features,
         "pca_placement": m.get("pca_placement", "host"),
+        "lift_placement": m.get("lift_placement", "host"),
         "device": device_section,
         "metrics": _json({k: m[k] for k in METRIC_KEYS if k in m}),
         "frontend": front,
@@ -751,6 +757,11 @@ class ExportedModel:
             raise ConfigError(f"{self.path}: holds no device layer to draw instances of "
                               "(no device, or a device without a native export format)")
         labels = torch.as_tensor(np.asarray(y))
+        if hasattr(self.pipeline.dictionary, "device_lift") and self.device is not None:
+            # the device lift, rebuilt from frontend.npz's lift parameters, simulated with its noise
+            lift_layer = self.pipeline.dictionary.device_lift(self.device).layer()
+            return hardware_accuracy_with_lift(self.layer, lift_layer, self.pipeline, np.asarray(x, np.float32), labels,
+                                               draws, seed, t_inference_s, pca_layer=self.pca_layer)
         if self.pca_layer is not None:
             return hardware_accuracy_with_pca(self.layer, self.pca_layer, self.pipeline, np.asarray(x, np.float32),
                                               labels, draws, seed, t_inference_s)

@@ -73,7 +73,7 @@ class _Graph:
 def check_exportable(pipeline) -> None:
     """Raise ``ConfigError`` unless :func:`frontend_nodes` can write ``pipeline``'s dictionary."""
     name = pipeline.dictionary.name
-    if name not in SUPPORTED_DICTIONARIES:
+    if name not in SUPPORTED_DICTIONARIES and not hasattr(pipeline.dictionary, "onnx_columns"):
         raise ConfigError(f"dictionary {name!r} has no ONNX form; the export writes the built-in dictionaries "
                           f"({', '.join(SUPPORTED_DICTIONARIES)}) only")
 
@@ -124,7 +124,9 @@ def frontend_nodes(g: _Graph, pipeline) -> str:
     first = g.op("Gather", [INPUT, g.const("first_column", np.array([0], np.int64))], axis=1)
     ones = g.op("Pow", [first, g.const("zero_exponent", np.array(0.0, np.float32))], "constant_column")
     columns = [ones, z]
-    if d.name == "monomial":
+    if hasattr(d, "onnx_columns"):  # a device-native lift: its exact math, noise off (codesign.device_lifts)
+        columns.append(d.onnx_columns(g, z))
+    elif d.name == "monomial":
         prev = z
         for k, (parent, var) in enumerate(monomial_levels(d), start=2):
             a = g.op("Gather", [prev, g.const(f"monomial_parent_{k}", parent)], axis=1)
