@@ -127,6 +127,8 @@ def frontend_arrays(pipeline: FeaturePipeline) -> tuple[dict[str, np.ndarray], d
         "feature_std": "[F] float32: training standard deviation of each lifted column (column 0, constant columns: 1)",
         "monomial_exponents": "[F, r] int32: exponent of each PCA score in each lifted column",
         "rbf_centers": "[n, r] float32: Gaussian centres c_j (k-means on the training scores)",
+        "rff_weights": "[n, r] float32: random Fourier frequencies w_j, N(0, 1 / sigma^2) from the seed",
+        "rff_phases": "[n] float32: random Fourier phases u_j, uniform in [0, 2 pi) from the seed",
     }
     section = {
         "file": FRONTEND,
@@ -167,6 +169,9 @@ def _lift_text(d) -> str:
         return (f"{d.name}: psi = [1, z, phi(z)], phi = {d.lift_class.description}; W = dictionary_state "
                 "lift_weights_ ([m, r]), u = lift_offsets_ where used. model.onnx computes phi exactly (noise off); "
                 "on the device, phi carries the device's noise and quantisation (codesign.devices.lifts)")
+    if d.name == "rff":
+        return ("rff: psi = [1, z, cos(z @ rff_weights.T + rff_phases)]; sigma = dictionary_state.sigma_ "
+                "(bandwidth x the median distance between training scores) is the width the weights were drawn for")
     return f"{d.name}: see its dictionary plugin"
 
 
