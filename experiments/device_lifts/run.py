@@ -75,6 +75,7 @@ def summarise(out: Path, work: Path, devices, samples: int, command: str) -> dic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from codesign.search.pareto import hypervolume, pareto_front
 
@@ -111,6 +112,7 @@ def summarise(out: Path, work: Path, devices, samples: int, command: str) -> dic
             else:
                 ax.plot([], [], color=style["color"], label=f"{label} (no feasible trial)")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: minor labels overlap
         ax.set_xlabel("energy per inference (pJ)")
         ax.set_ylabel("hw accuracy (validation)")
         ax.set_title(device)
