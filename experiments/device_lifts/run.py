@@ -94,12 +94,29 @@ def summarise(out: Path, work: Path, devices, samples: int, command: str) -> dic
             front = pareto_front(acc, cost)
             hv = hypervolume(acc, cost, 0.1, ref_cost) if pts[p] else 0.0
             rows = runs[p]
+            done = [r for r in rows if r.get("status") in ("completed", "infeasible") and r.get("hw_accuracy")]
+
+            def median(values):
+                values = sorted(values)
+                return values[len(values) // 2] if values else None
+
+            def gaps(device_lift: bool):  # float accuracy - hardware accuracy, points
+                return [100 * (float(r["float_accuracy"]) - float(r["hw_accuracy"])) for r in done
+                        if ("." in r["dictionary"]) == device_lift and r.get("float_accuracy")]
+
+            def lift_energy(device_lift: bool):
+                return [float(r["lift_energy_pj"]) for r in done
+                        if ("." in r["dictionary"]) == device_lift and r.get("lift_energy_pj")]
+
             entry[p] = {
                 "trials": len(rows),
                 "feasible": len(pts[p]),
                 "device_lift_trials": sum(1 for r in rows if "." in r.get("dictionary", "")),
                 "device_lift_feasible": sum(1 for _, _, d in pts[p] if "." in d),
                 "hypervolume": hv,
+                # what the lift costs and loses, per placement (every scored trial, feasible or not)
+                "median_lift_energy_pj": {"host": median(lift_energy(False)), "device": median(lift_energy(True))},
+                "median_hw_gap_points": {"host": median(gaps(False)), "device": median(gaps(True))},
                 "front": [{"hw_accuracy": acc[i], "energy_pj": cost[i], "dictionary": pts[p][i][2]} for i in front],
             }
             label = "host lifting only" if p == "host" else "device lifts allowed"
@@ -136,6 +153,17 @@ def summarise(out: Path, work: Path, devices, samples: int, command: str) -> dic
                          f"{s['feasible']} | {s['device_lift_trials']} ({s['device_lift_feasible']}) | "
                          f"{s['hypervolume']:.4f} | " + (f"{best['hw_accuracy']:.4f} | {best['energy_pj']:.4g}" if best else "- | -")
                          + f" | {dicts} |")
+    lines += ["", "| device | lift on | trials | median lift-stage energy (pJ) | median float - hw accuracy (points) |",
+              "|---|---|---|---|---|"]
+    for device, e in results["devices"].items():
+        for where in ("host", "device"):
+            # host lifts: the host-only search's trials; device lifts: the second search's
+            n = sum(1 for r in read_trials(work / f"{device}-{where}")
+                    if ("." in r.get("dictionary", "")) == (where == "device") and r.get("hw_accuracy"))
+            src = e["device"] if where == "device" else e["host"]
+            le, gap = src["median_lift_energy_pj"][where], src["median_hw_gap_points"][where]
+            lines.append(f"| {device} | {where} | {n} | " + ("-" if le is None else f"{le:.4g}") + " | "
+                         + ("-" if gap is None else f"{gap:.1f}") + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     return results
 
@@ -144,7 +172,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     work = Path(args.work) if args.work else out / "work"
-    command = "nice -n 10 python experiments/device_lifts/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--plot-only"]  # what produced the runs
+    command = "nice -n 10 python experiments/device_lifts/run.py " + " ".join(given)
     if not args.plot_only:
         from codesign.cli import main as codesign
         from codesign.search.runner import init_ray
