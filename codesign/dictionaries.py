@@ -524,7 +524,7 @@ class RFF(Dictionary):
 
     @classmethod
     def search_space(cls) -> dict[str, SearchSpec]:
-        return {"features": IntRange(256, 8192, log=True), "bandwidth": FloatRange(0.5, 2.0, log=True)}
+        return {"features": IntRange(64, 4096, log=True), "bandwidth": FloatRange(0.5, 2.0, log=True)}
 
     def n_features(self, rank: int) -> int:
         return 1 + rank + self.config.features

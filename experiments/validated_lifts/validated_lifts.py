@@ -100,8 +100,8 @@ def lift_features(spec: str, ds, seed: int, max_memory: int, disk_above: int, ca
     return train, test, info
 
 
-def cell_key(name, spec, seed):
-    return f"{name}|{spec}|s{seed}"
+def cell_key(name, spec, seed, teacher="cnn"):
+    return f"{name}|{spec}|{teacher}|s{seed}"
 
 
 class Table:
@@ -120,6 +120,8 @@ class Table:
         atomic_write_json(self.out / f"results_{name}.json", self.states[name])
 
     def teacher(self, ds):
+        if self.args.teacher == "none":
+            return None
         if ds.name not in self.teachers:
             t = get_teacher(self.args.teacher, ds, seed=0, cache_dir=self.args.cache_dir, verbose=True)
             self.teachers[ds.name] = t
@@ -134,7 +136,7 @@ class Table:
         for spec in self.args.lifts:
             for name in self.args.datasets:
                 for seed in range(self.args.seeds):
-                    if cell_key(name, spec, seed) not in self.states[name]["cells"]:
+                    if cell_key(name, spec, seed, self.args.teacher) not in self.states[name]["cells"]:
                         self.cell(name, spec, seed)
 
     def cell(self, name, spec, seed):
@@ -143,11 +145,13 @@ class Table:
         train, test, info = lift_features(spec, ds, seed, self.args.max_memory, self.args.disk_above, self.args.cache_dir)
         n, F = len(ds.y_train), info["n_features"]
         y = torch.from_numpy(ds.y_train).long()
-        t = torch.from_numpy(np.asarray(teacher.train_logits))
+        t = None if teacher is None else torch.from_numpy(np.asarray(teacher.train_logits))
         y_test = torch.from_numpy(ds.y_test).long()
         info["engine_estimate_bytes"] = engine_memory(n, F, disk_backed="disk_backed" in info)
         self.log(f"{name} {spec}: F={F}, features {info['features_seconds']}s, sigma={info.get('sigma')}")
-        cfg = FitConfig(method="kd", temperature="auto", alpha="auto", l2="auto", seed=seed)
+        # without a teacher only the L2 penalty is chosen (the labels fit at every --l2s)
+        cfg = (FitConfig(method="labels", l2="auto", seed=seed) if teacher is None else
+               FitConfig(method="kd", temperature="auto", alpha="auto", l2="auto", seed=seed))
         t1 = time.perf_counter()
         # the small grid: select_kd reads these module constants when it builds its points
         with mock.patch.object(selection, "TEMPERATURES", tuple(self.args.temperatures)), \
@@ -161,13 +165,14 @@ class Table:
         select_s = time.perf_counter() - t1
         t2 = time.perf_counter()
         st = LinearStudent(resolve_fit(cfg, sel)).fit(train, y, t, n_classes=10, gram_cache=GramCache())
-        rec = {"dataset": name, "spec": spec, "seed": seed, **info, "grid": self.grid(), "selection": sel.as_dict(),
+        rec = {"dataset": name, "spec": spec, "seed": seed, **info, "teacher": self.args.teacher,
+               "method": cfg.method, "grid": self.grid(), "selection": sel.as_dict(),
                "temperature": sel.temperature, "alpha": sel.alpha, "l2": sel.l2,
                "val_accuracy": sel.as_dict()["val_accuracy"],
                "test_accuracy": st.accuracy(test, y_test), "train_accuracy": st.accuracy(train, y),
                "select_seconds": round(select_s, 1), "refit_seconds": round(time.perf_counter() - t2, 1),
                "refit_iterations": st.info_.iterations, "threads": torch.get_num_threads()}
-        self.states[name]["cells"][cell_key(name, spec, seed)] = rec
+        self.states[name]["cells"][cell_key(name, spec, seed, self.args.teacher)] = rec
         self.save(name)
         self.log(f"{name} {spec} seed={seed}: val {100 * rec['val_accuracy']:.2f}%, test {100 * rec['test_accuracy']:.2f}% "
                  f"(T={sel.temperature:g} alpha={sel.alpha:g} l2={sel.l2:g}; select {select_s:.0f}s)")
@@ -175,22 +180,22 @@ class Table:
 
 
 def monomial_rows(name):
-    """The committed validated degree-2 monomial cells (kd-auto and kd-auto-l2, no augmentation, seed 0)."""
+    """The committed validated degree-2 monomial cells (labels-l2, kd-auto, kd-auto-l2; no augmentation, seed 0)."""
     p = MONOMIAL_REF / f"results_{name}.json"
     if not p.is_file():
         return []
     cells = json.loads(p.read_text())["cells"]
     rows = []
     for c in cells.values():
-        if c["method"] in ("kd-auto", "kd-auto-l2") and not c["augment"] and c["seed"] == 0 and c["degree"] == 2:
+        if c["method"] in ("labels-l2", "kd-auto", "kd-auto-l2") and not c["augment"] and c["seed"] == 0 and c["degree"] == 2:
             rows.append(c)
     return sorted(rows, key=lambda c: (c["rank"], c["method"]))
 
 
 def summarise(out: Path) -> str:
     states = {p.stem.removeprefix("results_"): json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))}
-    lines = ["| data set | lift | r | F | sigma | validation | **test** | train | chosen (T, alpha, l2) | "
-             "labels point (validation) | features + grid + refit (s) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| data set | lift | r | F | sigma | teacher: chosen | validation | **test** | train | chosen (T, alpha, l2) | "
+             "best labels point (validation) | features + grid + refit (s) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     best = {}
     for name in [n for n in ("mnist", "fashion-mnist", "digits") if n in states]:
         cells = sorted(states[name]["cells"].values(), key=lambda c: (c["dictionary"].split("(")[0], c["rank"], c["n_features"]))
@@ -199,14 +204,17 @@ def summarise(out: Path) -> str:
             lab = max((p["val_accuracy"] for p in sel["grid"] if p["alpha"] == 0), default=float("nan"))
             sigma = f"{c['sigma']:.2f}" if c.get("sigma") is not None else "-"
             lines.append(
-                f"| {name} | {c['dictionary']} | {c['rank']} | {c['n_features']} | {sigma} | {100 * c['val_accuracy']:.2f} | "
+                f"| {name} | {c['dictionary']} | {c['rank']} | {c['n_features']} | {sigma} | "
+                f"{c.get('teacher', 'cnn')}: {'L2' if c.get('method') == 'labels' else 'T, alpha, L2'} | {100 * c['val_accuracy']:.2f} | "
                 f"**{100 * c['test_accuracy']:.2f}** | {100 * c['train_accuracy']:.2f} | "
-                f"({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g}) | {100 * lab:.2f} | "
+                + (f"(-, 0, {c['l2']:g})" if c["alpha"] == 0 else f"({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g})")
+                + f" | {100 * lab:.2f} | "
                 f"{c['features_seconds']:.0f} + {c['select_seconds']:.0f} + {c['refit_seconds']:.0f} |")
             if name not in best or c["val_accuracy"] > best[name]["val_accuracy"]:
                 best[name] = c
         for c in monomial_rows(name):
-            lines.append(f"| {name} | monomial(degree=2), committed `{c['method']}` | {c['rank']} | {c['n_features']} | - | "
+            what = "none: L2" if c["method"] == "labels-l2" else "cnn: T, alpha" + (", L2" if c["method"] == "kd-auto-l2" else "")
+            lines.append(f"| {name} | monomial(degree=2), committed `{c['method']}` | {c['rank']} | {c['n_features']} | - | {what} | "
                          f"{100 * c['selection']['val_accuracy']:.2f} | {100 * c['test_accuracy']:.2f} | "
                          f"{100 * c['train_accuracy']:.2f} | ({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g}) | - | "
                          f"(validated_kd, {len(c['selection']['grid'])}-point grid) |")
@@ -237,7 +245,8 @@ def main(argv=None):
     p.add_argument("--disk-above", type=int, default=3000, help="memory-map training features wider than this")
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--teacher", default="cnn")
+    p.add_argument("--teacher", default="cnn",
+                   help="built-in teacher (seed 0); none: labels only, the L2 penalty chosen on the split")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only-md", action="store_true")
     args = p.parse_args(argv)
