@@ -16,7 +16,7 @@ import torch
 
 from .cache import atomic_torch_save
 from .devices import get_device_class
-from .distill import hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
+from .distill import hardware_accuracy, hardware_accuracy_with_pca, hardware_accuracy_with_lift, pca_device_layer
 from .errors import ConfigError
 from .features import FeaturePipeline
 from .plainstate import join_arrays, split_arrays
@@ -170,6 +170,14 @@ class SavedStudent:
         """
         layer = self.device_layer(t_inference_s)
         labels = torch.as_tensor(np.asarray(y))
+        if self.metrics.get("lift_placement") == "device":  # the lift ran on the device, with its noise
+            pca_layer = None
+            if self.metrics.get("pca_placement") == "device":
+                pca_layer = pca_device_layer(self.device(), self.pipeline)
+                pca_layer.set_inference_time(layer.t_inference_s)
+            lift_layer = self.pipeline.dictionary.device_lift(self.device()).layer()
+            return hardware_accuracy_with_lift(layer, lift_layer, self.pipeline, np.asarray(x, dtype=np.float32),
+                                               labels, draws, seed, layer.t_inference_s, pca_layer=pca_layer)
         if self.metrics.get("pca_placement") == "device":  # the projection ran on the device too
             pca_layer = pca_device_layer(self.device(), self.pipeline)
             pca_layer.set_inference_time(layer.t_inference_s)

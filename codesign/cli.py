@@ -107,10 +107,16 @@ class TeacherCommand:
 
 # --------------------------------------------------------------------------- dictionary options
 def dictionary_params() -> dict[str, list[tuple[str, dataclasses.Field]]]:
-    """``{param: [(dictionary, field), ...]}`` over every installed dictionary's ``Params``."""
+    """``{param: [(dictionary, field), ...]}`` over every installed dictionary's ``Params`` and
+    every installed device's primitives (``<device>.<primitive>``, :mod:`codesign.device_lifts`)."""
+    from .device_lifts import lift_params_by_name
+
     fields = {name: {f.name: f for f in dataclasses.fields(get_dictionary_class(name).Params)}
               for name in list_dictionaries()}
-    return {param: [(n, fields[n][param]) for n in owners] for param, owners in params_by_name().items()}
+    out = {param: [(n, fields[n][param]) for n in owners] for param, owners in params_by_name().items()}
+    for param, owners in lift_params_by_name().items():
+        out.setdefault(param, []).extend(owners)
+    return out
 
 
 def _add_dictionary_params(p: argparse.ArgumentParser) -> None:
@@ -127,7 +133,13 @@ def _add_dictionary_params(p: argparse.ArgumentParser) -> None:
 
 def _dictionary_params_of(opts: dict[str, Any], dictionary: str) -> dict[str, Any]:
     """The dictionary parameters given for ``dictionary``; one given for another family is an error."""
-    fields = {f.name for f in dataclasses.fields(get_dictionary_class(dictionary).Params)}
+    from .device_lifts import dictionary_class, resolve_lift
+
+    if opts.get("lift_placement") == "device" and opts.get("device"):
+        from .dictionaries import DEFAULT_DICTIONARY
+
+        dictionary = resolve_lift(opts["device"], dictionary, default_ok=dictionary == DEFAULT_DICTIONARY)
+    fields = {f.name for f in dataclasses.fields(dictionary_class(dictionary).Params)}
     given = {k: opts[k] for k in dictionary_params() if opts.get(k) is not None}
     wrong = sorted(set(given) - fields)
     if wrong:

@@ -27,7 +27,8 @@ from .devices.base import DEFAULT_OPERATING_MODE, DEFAULT_T_INFERENCE_S, OPERATI
 from .devices.digital import DATAPATHS, DEFAULT_HOST_DATAPATH
 from .devices.preset_file import read_preset_file
 from .devices.verdict import require_device
-from .dictionaries import DEFAULT_DICTIONARY, get_dictionary_class, list_dictionaries, params_by_name
+from .device_lifts import LIFT_PLACEMENTS, dictionary_class, is_device_lift, resolve_lift
+from .dictionaries import DEFAULT_DICTIONARY, list_dictionaries, params_by_name
 from .errors import ConfigError, check_choice, check_range
 from .inference_cost import PCA_PLACEMENTS, inference_cost
 from .features import (FeaturePipeline, Features, build_features, cached_features, dictionary_seed, parse_memory,
@@ -55,7 +56,9 @@ class DistillConfig:
         teacher_weights: state dict for a factory teacher.
         teacher_epochs: training epochs for a built-in teacher (None: its default).
         pca_rank: PCA rank r.
-        dictionary: a registered dictionary (``codesign.dictionaries.list_dictionaries()``).
+        dictionary: a registered dictionary (``codesign.dictionaries.list_dictionaries()``) or,
+            with ``lift_placement="device"``, a primitive of the device (``cosine`` or
+            ``photonic_mzi.cosine``; stored as ``<device>.<primitive>``).
         dictionary_params: ``{param: value}`` for the dictionary's ``Params`` (missing ones take
             their defaults); a dict is stored as a sorted tuple of pairs.
         fit: how K is fitted (method, temperature, alpha, ...).
@@ -73,6 +76,9 @@ class DistillConfig:
             ``device_overrides``.
         eval_time_s: time since programming at which hardware instances are evaluated, s
             (an evaluation condition, not a device setting: aihwkit's ``t_inference``).
+        lift_placement: ``host`` (the dictionary's arithmetic on the digital host) or ``device``
+            (one of the device's nonlinear primitives, :meth:`Device.lifts
+            <codesign.devices.base.Device.lifts>`, computed with its noise and priced by it).
     """
 
     dataset: str = option(
@@ -116,6 +122,11 @@ class DistillConfig:
     pca_placement: str = option(
         "host", "where the PCA projection runs: host (digital) or device (a second matrix on the device, "
         "noise included)", choices=PCA_PLACEMENTS)
+    lift_placement: str = option(
+        "host", "where the dictionary lift runs: host (digital arithmetic) or device (one of the device's nonlinear "
+        "primitives, named by --dictionary: e.g. photonic_mzi: intensity, cosine; analog_crossbar: relu; "
+        "fpga_fixed_point: lut; its noise simulated in every hardware draw and its cost priced by the device)",
+        choices=LIFT_PLACEMENTS)
     host_datapath: str = option(
         DEFAULT_HOST_DATAPATH, "number format of the digital host that runs the PCA projection and the lift, simulated "
         "and priced: int8 (pixels, weights, scores and features in int8, int32 accumulation) as an edge host runs "
@@ -132,8 +143,17 @@ class DistillConfig:
     def __post_init__(self) -> None:
         check_dataset_spec(self.dataset)
         check_range("pca_rank", self.pca_rank, 1, None, integer=True)
+        check_choice("lift_placement", self.lift_placement, LIFT_PLACEMENTS)
+        if self.lift_placement == "device":
+            if self.device is None:
+                raise ConfigError("lift_placement='device' computes the lift on a device: give --device NAME")
+            object.__setattr__(self, "dictionary", resolve_lift(self.device, self.dictionary,
+                                                                default_ok=self.dictionary == DEFAULT_DICTIONARY))
+        elif is_device_lift(self.dictionary):
+            raise ConfigError(f"dictionary {self.dictionary!r} is a device's primitive: give --lift-placement device "
+                              "(and its --device), or a host dictionary")
         given = dict(self.dictionary_params)
-        params = get_dictionary_class(self.dictionary).make_params(given)  # validates every value
+        params = dictionary_class(self.dictionary).make_params(given)  # validates every value
         object.__setattr__(self, "dictionary_params", tuple(sorted((k, getattr(params, k)) for k in given)))
         check_choice("protocol", self.protocol, PROTOCOLS)
         check_choice("pca_placement", self.pca_placement, PCA_PLACEMENTS)
@@ -196,7 +216,7 @@ class DistillConfig:
     @property
     def dictionary_kwargs(self) -> dict:
         """Every parameter of the dictionary, defaults filled (``create_dictionary(name, **these)``)."""
-        return dataclasses.asdict(get_dictionary_class(self.dictionary).make_params(dict(self.dictionary_params)))
+        return dataclasses.asdict(dictionary_class(self.dictionary).make_params(dict(self.dictionary_params)))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -451,10 +471,11 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         # the chip is read at --eval-time; hardware-aware training trains for that read (a device
         # may say otherwise: the crossbar's train_read_time='fixed' or 'range')
         layer.set_inference_time(cfg.eval_time_s)
+        device_lift = (feats.pipeline.dictionary.device_lift(device) if cfg.lift_placement == "device" else None)
         cost = inference_cost(
             device, n_inputs=ds.n_inputs, rank=cfg.pca_rank, dictionary=feats.pipeline.dictionary,
             n_classes=ds.n_classes, pca_placement=cfg.pca_placement, host_datapath=cfg.host_datapath,
-            operating_mode=cfg.operating_mode)
+            operating_mode=cfg.operating_mode, device_lift=device_lift)
 
         def scored(layer_: torch.nn.Module) -> dict:
             """The device metrics of ``layer_`` (programmed or trained): its hardware draws and the cost.
@@ -462,7 +483,11 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
             The PCA layer is built here, at each call, so that a checkpoint builds it from the
             same RNG state as a run that ends there (a device may draw while programming).
             """
-            if cfg.pca_placement == "device":
+            if device_lift is not None:
+                pca_layer = pca_device_layer(device, feats.pipeline).to(dev) if cfg.pca_placement == "device" else None
+                accs = hardware_accuracy_with_lift(layer_, device_lift.layer(), feats.pipeline, ds.x_test, y_test,
+                                                   cfg.hw_draws, cfg.seed, cfg.eval_time_s, pca_layer=pca_layer)
+            elif cfg.pca_placement == "device":
                 pca_layer = pca_device_layer(device, feats.pipeline).to(dev)
                 accs = hardware_accuracy_with_pca(layer_, pca_layer, feats.pipeline, ds.x_test, y_test, cfg.hw_draws,
                                                   cfg.seed, cfg.eval_time_s)
@@ -473,7 +498,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
                 device_config=dataclasses.asdict(device.config),
                 protocol=cfg.protocol, eval_time_s=cfg.eval_time_s, hw_accuracies=accs,
                 hw_accuracy_mean=float(np.mean(accs)), hw_accuracy_std=float(np.std(accs)),
-                hw_accuracy_worst=float(np.min(accs)), pca_placement=cfg.pca_placement, cost=cost)
+                hw_accuracy_worst=float(np.min(accs)), pca_placement=cfg.pca_placement,
+                lift_placement=cfg.lift_placement, cost=cost)
 
         if cfg.protocol == "aware":
             def checkpoint(steps: int, layer_: torch.nn.Module) -> None:
@@ -591,6 +617,59 @@ def hardware_accuracy_with_pca(
             accs.append(accuracy(y, labels))
     layer.clear_instance()
     pca_layer.clear_instance()
+    return accs
+
+
+#: Added to a draw's seed for the device lift's instance (another chip region than K's and the PCA's).
+LIFT_SEED_OFFSET = 5_555_555
+
+
+def hardware_accuracy_with_lift(
+    layer: torch.nn.Module,
+    lift_layer,
+    pipeline: FeaturePipeline,
+    x: np.ndarray,
+    labels: torch.Tensor,
+    draws: int,
+    seed: int,
+    t_inference_s: float | None = None,
+    *,
+    pca_layer: torch.nn.Module | None = None,
+) -> list[float]:
+    """Like :func:`hardware_accuracy`, with the dictionary lift computed on the device.
+
+    For each draw, the PCA scores of ``x`` (the host's, or the drawn PCA layer's plus the mean
+    offset) go through the drawn lift layer (:class:`~codesign.devices.lifts.LiftLayer`: the
+    device's primitive with its noise and quantisation), the host standardises ``[1, z, phi]``
+    in its format, and the drawn K layer classifies them.
+    """
+    dev = labels.device
+    accs = []
+    layer.eval()
+    lift_layer.eval()
+    lift_layer.set_inference_time(t_inference_s if t_inference_s is not None else layer.t_inference_s)
+    if pca_layer is None:
+        z = torch.cat([pipeline._scores(x[i : i + 8192]) for i in range(0, len(x), 8192)])
+    else:
+        pca_layer.eval()
+        _, offset = pipeline.projection()
+        xt = torch.as_tensor(x, dtype=torch.float32, device=dev)
+    with torch.no_grad():
+        for i in range(draws):
+            s = seed * 100_003 + i
+            layer.draw_instance(s, t_inference_s=t_inference_s)
+            lift_layer.draw_instance(s + LIFT_SEED_OFFSET, t_inference_s=t_inference_s)
+            if pca_layer is not None:
+                pca_layer.draw_instance(s + PCA_SEED_OFFSET, t_inference_s=t_inference_s)
+                z = (pca_layer(xt) + offset.to(dev)).cpu()
+            psi = pipeline.lift(z, lift_layer=lift_layer).to(dev)
+            y = layer(psi)
+            check_layer_output(y, len(psi), layer, getattr(layer, "device_name", None) or "device", f"on draw {i}")
+            accs.append(accuracy(y, labels))
+    layer.clear_instance()
+    lift_layer.clear_instance()
+    if pca_layer is not None:
+        pca_layer.clear_instance()
     return accs
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
-from .dictionaries import Dictionary, create_dictionary, get_dictionary_class
+from .device_lifts import dictionary_class, make_dictionary
+from .dictionaries import Dictionary
 from .errors import ConfigError, NumericalError, ResourceError, check_range
 from .pca import PCA, PCADecomposition
 from .plainstate import join_arrays, split_arrays
@@ -131,7 +132,7 @@ def dictionary_seed(dictionary: str, seed: int) -> int:
 
     Feature caches key on this, so every seed shares the features of a deterministic lift.
     """
-    return seed if get_dictionary_class(dictionary).uses_seed else 0
+    return seed if dictionary_class(dictionary).uses_seed else 0
 
 
 def default_max_memory() -> int:
@@ -312,16 +313,22 @@ class FeaturePipeline:
             raw = self.dictionary.transform(z[: max(1, HOST_PERCENTILE_SAMPLE // max(F, 1))])
             self.host_scales_["psi"] = _percentile_abs((raw - self.mean_) / self.std_, self.seed)
 
-    def lift(self, z: torch.Tensor) -> torch.Tensor:
+    def lift(self, z: torch.Tensor, lift_layer: torch.nn.Module | None = None) -> torch.Tensor:
         """Standardised lifted features of PCA scores ``z`` (``[n, r]``, e.g. from a device layer).
 
         On a host other than fp32 the scores are taken in its format, and the standardised
-        features leave it in its format (:func:`host_quantize`).
+        features leave it in its format (:func:`host_quantize`). ``lift_layer``: a device's
+        simulation of a device-native dictionary's lift (:class:`~codesign.devices.lifts.LiftLayer`),
+        computing ``phi`` in ``[1, z, phi(z)]`` instead of the exact math.
         """
         fmt, sc = self.host_datapath, self.host_scales_
         if fmt != "fp32":
             z = host_quantize(z, fmt, sc.get("z"))
-        psi = (self.dictionary.transform(z) - self.mean_) / self.std_
+        if lift_layer is None:
+            raw = self.dictionary.transform(z)
+        else:
+            raw = torch.cat([torch.ones(len(z), 1, dtype=z.dtype), z, lift_layer(z).to(z.dtype)], 1)
+        psi = (raw - self.mean_) / self.std_
         return psi if fmt == "fp32" else host_quantize(psi, fmt, sc.get("psi"))
 
     def host_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -406,7 +413,7 @@ class FeaturePipeline:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "FeaturePipeline":
-        d = create_dictionary(state["dictionary"], **state["dictionary_params"])
+        d = make_dictionary(state["dictionary"], **state["dictionary_params"])
         d.load_state_dict(state["dictionary_state"])
         pipe = cls(int(state["rank"]), d, seed=int(state.get("seed", 0)),
                    host_datapath=str(state.get("host_datapath", "fp32")))  # saved before issue 26: fp32
@@ -452,7 +459,7 @@ def build_features(
         decomposition: ``x_train``'s PCA decomposition (:func:`pca_decomposition`), shared by
             every rank; None decomposes here.
     """
-    pipe = FeaturePipeline(rank, create_dictionary(dictionary, **dictionary_params), max_memory, seed, host_datapath)
+    pipe = FeaturePipeline(rank, make_dictionary(dictionary, **dictionary_params), max_memory, seed, host_datapath)
     pipe.check_memory(len(x_train) + len(x_test))
     train = pipe.fit_transform(x_train, decomposition)
     return Features(pipe, train, pipe.transform(x_test))
@@ -478,7 +485,7 @@ def cached_features(
             (:attr:`codesign.datasets.Dataset.fingerprint`); None: a fingerprint of a strided
             sample of the arrays.
     """
-    lift = create_dictionary(dictionary, **dictionary_params)
+    lift = make_dictionary(dictionary, **dictionary_params)
     data = array_fingerprint(x_train, x_test) if data_key is None else f"dataset:{data_key}"
     key = stable_hash({
         "data": data, "rank": rank, "dictionary": dictionary,

@@ -9,7 +9,10 @@ device:
   (``"device"``: a second matrix of the device, its noise simulated too; the offset stays on
   the host);
 * ``lift``: the dictionary's arithmetic (:meth:`~codesign.dictionaries.Dictionary.lift_ops`) on
-  the digital host;
+  the digital host, or, with ``device_lift`` (``--lift-placement device``), the device's own
+  price of its nonlinear primitive (:meth:`~codesign.devices.lifts.Lift.cost`: its projection,
+  converters and periphery; its converters land in the ``conversion`` stage, its held power is
+  held as K's is) and nothing on the host;
 * ``conversion``: the device's converters (its :attr:`~codesign.devices.base.Device.conversion_keys`
   components: DACs, modulators, detectors, ADCs) for every matrix it runs;
 * ``matrix``: the rest of the device's cost of ``K`` (``C x F``).
@@ -108,6 +111,7 @@ def inference_cost(
     pca_placement: str = "host",
     host_datapath: str = DEFAULT_HOST_DATAPATH,
     operating_mode: str = DEFAULT_OPERATING_MODE,
+    device_lift: Any = None,
 ) -> dict[str, Any]:
     """The cost of one inference of a student on ``device``, stage by stage.
 
@@ -123,6 +127,9 @@ def inference_cost(
         operating_mode: ``"latency"`` (one inference at a time: held power charged for the whole
             latency) or ``"stream"`` (inferences pipelined: charged for the initiation interval);
             :data:`~codesign.devices.base.OPERATING_MODES`.
+        device_lift: a fitted :class:`~codesign.devices.lifts.Lift` with ``device`` attached:
+            the lift runs on the device (``placement["lift"] == "device"``), priced by it; None:
+            the dictionary's arithmetic on the host.
 
     Returns:
         ``energy_pj`` (dynamic + static), ``dynamic_energy_pj``, ``static_energy_pj``,
@@ -155,9 +162,18 @@ def inference_cost(
         reasons += [f"PCA projection ({rank} x {n_inputs}): {r}" for r in device.feasibility(n_inputs, rank)]
         pca_dev = device.cost(n_inputs, rank)
         required_cost_check(device, pca_dev, (n_inputs, rank))
-    lift_ops = dictionary.lift_ops(rank)
+    lift_dev = None
+    if device_lift is not None:
+        reasons += [f"lift {device_lift.name} ({rank} -> {device_lift.n_outputs(rank)}): {r}"
+                    for r in device_lift.feasibility(rank)]
+        lift_dev = device_lift.cost(rank)
+        required_cost_check(device, lift_dev, None)
+        lift_ops = OpCounts()
+    else:
+        lift_ops = dictionary.lift_ops(rank)
     out: dict[str, Any] = {
-        "placement": {"pca": pca_placement, "lift": "host", "conversion": "device", "matrix": "device"},
+        "placement": {"pca": pca_placement, "lift": "host" if lift_dev is None else "device", "conversion": "device",
+                      "matrix": "device"},
         "host": {"datapath": hc.datapath, "clock_mhz": hc.clock_mhz, "macs_per_cycle": hc.macs_per_cycle},
         "operating_mode": operating_mode,
         "lift_ops": lift_ops.as_dict(),
@@ -185,10 +201,17 @@ def inference_cost(
             float(pca_dev["area_mm2"]) + offset["area_mm2"],  # the offset's adds run on the host's units
             interval=float(pca_dev.get("interval_ns", pca_dev["latency_ns"])))
         host_busy = offset["latency_ns"]
-    lift = digital_cost(lift_ops, hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
-    lift_area = lift["area_mm2"] - units_mm2  # the host's MAC array is counted once, in the pca stage
-    stages["lift"] = _stage("host", lift["energy_pj"], lift["latency_ns"], lift_area)
-    host_busy += lift["latency_ns"]
+    if lift_dev is None:
+        lift = digital_cost(lift_ops, hc.datapath, hc.clock_mhz, hc.macs_per_cycle)
+        lift_area = lift["area_mm2"] - units_mm2  # the host's MAC array is counted once, in the pca stage
+        stages["lift"] = _stage("host", lift["energy_pj"], lift["latency_ns"], lift_area)
+        host_busy += lift["latency_ns"]
+    else:
+        lift_conv_keys = tuple(device_lift.conversion_keys())
+        matrix_lift, conv_lift = _split(lift_dev, lift_conv_keys)
+        conversion += conv_lift
+        stages["lift"] = _stage("device", matrix_lift, float(lift_dev["latency_ns"]), float(lift_dev["area_mm2"]),
+                                interval=float(lift_dev.get("interval_ns", lift_dev["latency_ns"])))
     matrix, conv_k = _split(k_cost, conv)
     conversion += conv_k
     k_interval = float(k_cost.get("interval_ns", k_cost["latency_ns"]))
@@ -200,13 +223,15 @@ def inference_cost(
     # the host's MAC array running its stages in turn, or one of the device's matrices, each on
     # its own tiles -- sets the initiation interval
     latency = sum(s["latency_ns"] for s in stages.values())
-    pipeline = max([host_busy, k_interval] + ([stages["pca"]["interval_ns"]] if pca_dev is not None else []))
+    pipeline = max([host_busy, k_interval] + ([stages["pca"]["interval_ns"]] if pca_dev is not None else [])
+                   + ([stages["lift"]["interval_ns"]] if lift_dev is not None else []))
     held_ns = latency if operating_mode == "latency" else pipeline
     held: dict[str, dict[str, Any]] = {}
-    for costs, default_stage in ((k_cost, None), (pca_dev, "pca")):
+    for costs, default_stage in ((k_cost, None), (pca_dev, "pca"), (lift_dev, "lift")):
         if costs is None:
             continue
-        for name, (stage, power) in static_components(costs, conv).items():
+        keys = tuple(device_lift.conversion_keys()) if default_stage == "lift" else conv
+        for name, (stage, power) in static_components(costs, keys).items():
             stage = default_stage or stage
             key = name if name not in held else f"{default_stage}_{name}"
             held[key] = {"stage": stage, "power_mw": power, "energy_pj": power * held_ns}
@@ -233,6 +258,8 @@ def inference_cost(
               **out, "matrix_energy_per_mac_pj": stages["matrix"]["energy_pj"] / (n_features * n_classes), "device": dict(k_cost)}
     if pca_dev is not None:
         result["pca_device"] = dict(pca_dev)
+    if lift_dev is not None:
+        result["lift_device"] = dict(lift_dev)
     return result
 
 

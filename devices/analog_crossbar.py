@@ -1031,6 +1031,13 @@ class AnalogCrossbarDevice(Device):
         "shared ADCs, drift compensation by reference reads, tiles with digital partial sums"
     )
 
+    @classmethod
+    def lifts(cls) -> dict[str, type]:
+        """The nonlinear primitives this device computes (:mod:`codesign.devices.native_lifts`)."""
+        from .native_lifts import crossbar_lifts
+
+        return crossbar_lifts()
+
     def layer(self, in_features: int, out_features: int) -> AnalogCrossbarLayer:
         """A fresh layer of this configuration."""
         return AnalogCrossbarLayer(in_features, out_features, self.config)

@@ -571,6 +571,18 @@ class Device(abc.ABC):
     #: :func:`codesign.devices.calibration.calibrator_for` resolves it.
     calibrator: ClassVar[type | str | None] = None
 
+    @classmethod
+    def lifts(cls) -> dict[str, type]:
+        """The nonlinear primitives this device computes, ``{name: Lift subclass}`` (issue 30).
+
+        Each becomes the dictionary ``<device>.<name>`` computed on the device
+        (``--lift-placement device``): a :class:`~codesign.devices.lifts.Lift` simulates the
+        device's noise and quantisation in the lift and prices it in :meth:`cost`'s
+        conventions. Default: none (the lift runs on the host). Optional: devices that do not
+        declare it keep the same API version.
+        """
+        return {}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         make = cls.__dict__.get("layer")

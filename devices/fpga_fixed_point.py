@@ -634,6 +634,13 @@ class FPGAFixedPointDevice(Device):
         "part's budget; energy with the part's static power"
     )
 
+    @classmethod
+    def lifts(cls) -> dict[str, type]:
+        """The nonlinear primitives this device computes (:mod:`codesign.devices.native_lifts`)."""
+        from .native_lifts import fpga_lifts
+
+        return fpga_lifts()
+
     def layer(self, in_features: int, out_features: int) -> FPGAFixedPointLayer:
         """A fresh layer of this configuration."""
         return FPGAFixedPointLayer(in_features, out_features, self.config)

@@ -785,6 +785,13 @@ class PhotonicMZIDevice(Device):
     #: partial sums are the matrix stage.
     conversion_keys: ClassVar[tuple[str, ...]] = ("input_scaling_pj", "dac_pj", "modulator_pj", "detector_pj", "adc_pj")
 
+    @classmethod
+    def lifts(cls) -> dict[str, type]:
+        """The nonlinear primitives this device computes (:mod:`codesign.devices.native_lifts`)."""
+        from .native_lifts import photonic_lifts
+
+        return photonic_lifts()
+
     def layer(self, in_features: int, out_features: int) -> PhotonicMZILayer:
         """A fresh layer of this configuration."""
         return PhotonicMZILayer(in_features, out_features, self.config)

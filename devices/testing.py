@@ -47,6 +47,13 @@ What is checked (each a function below, run in this order):
   within the calibrator's ``tolerances``, the parameters of measurements its own model generates
   (default config and the calibrator's ``perturbed`` one), and its reader refuses a file without
   a required column and one with a NaN.
+* ``check_lifts``: every nonlinear primitive the device declares (``Device.lifts()``, issue 30)
+  passes :func:`~codesign.devices.lifts.lift_problem`, lifts ``[n, r]`` to ``[n, n_outputs(r)]``
+  finite values in every mode, equals its exact math with the noise off (the nominal layer
+  within the primitive's ``nominal_tolerance``, relative RMS), is deterministic for a seed
+  (and leaves the global RNG alone), draws two chips from two seeds where it is noisy, returns
+  to the nominal lift on ``clear_instance``, reloads its fitted state, and prices itself with
+  the device's required cost keys (finite, >= 0) and conversion keys among its ``*_pj`` keys.
 """
 
 from __future__ import annotations
@@ -838,6 +845,79 @@ CHECKS: tuple[Callable[[DeviceLike], None], ...] = (
     check_export,
     check_calibrator,
 )
+
+
+#: Rows, PCA rank and features of the lift checks (small, so that the check runs in seconds).
+LIFT_ROWS, LIFT_RANK, LIFT_FEATURES = 64, 6, 24
+
+
+def _lift_output(y: Any, n: int, m: int, where: str) -> torch.Tensor:
+    _require(isinstance(y, torch.Tensor), f"returned a {type(y).__name__} {where}, not a tensor")
+    _require(tuple(y.shape) == (n, m), f"returned shape {list(y.shape)} {where}; expected [n, n_outputs] = [{n}, {m}]")
+    _require(bool(torch.isfinite(y).all()), f"returned non-finite values {where}")
+    return y
+
+
+@_check
+def check_lifts(device: Device) -> None:
+    from .base import required_cost_check
+    from .lifts import device_lifts, lift_problem
+
+    lifts = device_lifts(device)
+    _require(isinstance(lifts, dict), f"lifts() returned a {type(lifts).__name__}; expected {{name: Lift subclass}}")
+    z = torch.randn(LIFT_ROWS, LIFT_RANK, generator=torch.Generator().manual_seed(5))
+    for name, cls in lifts.items():
+        problem = lift_problem(cls, name)
+        _require(problem is None, f"lift {name!r}: {problem}")
+        fields = {f.name for f in dataclasses.fields(cls.Params)}
+        params = {"features": LIFT_FEATURES} if "features" in fields else {}
+        lift = cls(device, **params).fit(z, seed=3)
+        m = lift.n_outputs(LIFT_RANK)
+        ideal = _lift_output(lift.ideal(z), LIFT_ROWS, m, f"from lift {name!r}'s ideal()")
+        again = cls(device, **params).fit(z, seed=3).ideal(z)
+        _require(torch.equal(ideal, again), f"lift {name!r}: fit(z, seed) twice gives two lifts (seed it)")
+        layer = lift.layer()
+        layer.eval()
+        with torch.no_grad():
+            nominal = _lift_output(layer(z), LIFT_ROWS, m, f"from lift {name!r}'s nominal layer")
+            spread = (ideal - ideal.mean(0)).norm().clamp_min(1e-12)
+            err = float((nominal - ideal).norm() / spread)
+            _require(err <= cls.nominal_tolerance,
+                     f"lift {name!r}: with the noise off the layer differs from the exact math by {err:.3g} (relative "
+                     f"RMS), above its nominal_tolerance {cls.nominal_tolerance:g}; noise off must be the ideal "
+                     "math up to the device's quantisation")
+            rng = torch.get_rng_state()
+            layer.draw_instance(11)
+            a = _lift_output(layer(z), LIFT_ROWS, m, f"from lift {name!r}'s instance 11")
+            b = layer(z)
+            layer.draw_instance(11)
+            c = layer(z)
+            _require(torch.equal(a, b) and torch.equal(a, c), f"lift {name!r}: instance 11 gives two outputs; "
+                     "draw instance noise with layer.noise(shape, stream, like)")
+            _require(torch.equal(rng, torch.get_rng_state()), f"lift {name!r}: an instance draw moved the global RNG")
+            if not torch.equal(a, nominal):
+                layer.draw_instance(12)
+                _require(not torch.equal(layer(z), a), f"lift {name!r}: instances 11 and 12 are the same chip")
+            layer.clear_instance()
+            _require(torch.equal(layer(z), nominal), f"lift {name!r}: clear_instance() does not return to the nominal lift")
+            layer.train()
+            _lift_output(layer(z), LIFT_ROWS, m, f"from lift {name!r}'s layer in training mode")
+        reloaded = cls(device, **params)
+        reloaded.load_state_dict(lift.state_dict())
+        _require(torch.equal(reloaded.ideal(z), ideal), f"lift {name!r}: load_state_dict(state_dict()) changes the lift")
+        cost = lift.cost(LIFT_RANK)
+        try:
+            required_cost_check(device, cost, None)
+        except ConfigError as exc:
+            raise DeviceContractError(f"lift {name!r} cost: {exc}") from None
+        parts = sum(float(v) for k, v in cost.items() if k.endswith("_pj") and k != "energy_pj")
+        _require(math.isclose(parts, float(cost["energy_pj"]), rel_tol=1e-6, abs_tol=1e-9),
+                 f"lift {name!r} cost: its *_pj components sum to {parts:g}, not to energy_pj {cost['energy_pj']:g}")
+        stray = [k for k in lift.conversion_keys() if not k.endswith("_pj")]
+        _require(not stray, f"lift {name!r}: conversion_keys() names non-energy keys {stray}")
+
+
+CHECKS = (*CHECKS, check_lifts)
 
 
 def check_device(device: DeviceLike, checks: Sequence[Callable[[DeviceLike], None]] = CHECKS) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from codesign.device_lifts import LIFT_PLACEMENTS, device_lift_names, is_device_lift, resolve_lift
 from codesign.dictionaries import list_dictionaries
 from codesign.distill import DistillConfig
 from codesign.errors import ConfigError, check_choice, check_range
@@ -109,6 +110,10 @@ class SearchConfig:
     pca_placements: tuple[str, ...] = option(
         ("host",), "where the PCA projection may run: host, device, or both (then a search dimension)",
         choices=PCA_PLACEMENTS, key="pca_placement")
+    lift_placements: tuple[str, ...] = option(
+        ("host",), "where the dictionary lift may run: host, device (the device's nonlinear primitives), or both (then a "
+        "search dimension: the search picks among the host dictionaries and the device's primitives)",
+        choices=LIFT_PLACEMENTS, key="lift_placement")
     host_datapath: str = _distill("host_datapath")
     operating_mode: str = _distill("operating_mode")
     search_kd: bool = option(
@@ -205,10 +210,21 @@ class SearchConfig:
         for p in self.pca_placements:
             check_choice("pca_placement", p, PCA_PLACEMENTS)
         object.__setattr__(self, "pca_placements", tuple(dict.fromkeys(self.pca_placements)))
+        if not self.lift_placements:
+            raise ConfigError(f"lift_placement: give at least one of {', '.join(LIFT_PLACEMENTS)}")
+        for p in self.lift_placements:
+            check_choice("lift_placement", p, LIFT_PLACEMENTS)
+        object.__setattr__(self, "lift_placements", tuple(dict.fromkeys(self.lift_placements)))
+        if "device" in self.lift_placements:
+            resolve_lift(self.device, "", default_ok=True)  # one line for a device without primitives
         known = list_dictionaries()
         for d in self.dictionaries:
-            if d not in known:
-                raise ConfigError(f"dictionaries: unknown dictionary {d!r}; installed: {', '.join(known)}")
+            if d in known and not is_device_lift(d):
+                continue
+            if "device" not in self.lift_placements:
+                raise ConfigError(f"dictionaries: unknown dictionary {d!r}; installed: {', '.join(known)}"
+                                  + (" (a device's primitive needs --lift-placement device)" if is_device_lift(d) else ""))
+            resolve_lift(self.device, d)  # a primitive the device does not compute: one line
         base = self.trial_base()  # validates the options shared with distill (dataset, protocol, seed...) up front
         if self.device_preset_file is not None and self.device_preset_file_digest is None:  # read once
             object.__setattr__(self, "device_preset_file_overrides", base.device_preset_file_overrides)
@@ -234,8 +250,18 @@ class SearchConfig:
 
     @property
     def searched_dictionaries(self) -> tuple[str, ...]:
-        """The dictionary families searched (every installed one when none is named)."""
-        return self.dictionaries or tuple(list_dictionaries())
+        """The dictionary families searched: with host lifting, the host dictionaries named (every
+        installed one when none is named); with device lifting, the device's primitives named
+        (``<device>.<primitive>``; every one it declares when none is named)."""
+        known = list_dictionaries()
+        host = [d for d in self.dictionaries if d in known and not is_device_lift(d)]
+        named = [resolve_lift(self.device, d) for d in self.dictionaries if d not in host]
+        out: list[str] = []
+        if "host" in self.lift_placements:
+            out += host if self.dictionaries else known
+        if "device" in self.lift_placements:
+            out += named or device_lift_names(self.device)
+        return tuple(dict.fromkeys(out))
 
     def options(self) -> dict[str, Any]:
         """``{option key: value}``: what ``config.toml`` and ``search.json`` record."""
@@ -274,6 +300,7 @@ class SearchConfig:
             cache_dir=self.cache_dir, torch_device=self.torch_device, eval_time_s=self.eval_time_s,
             pca_placement=self.pca_placements[0], host_datapath=self.host_datapath,
             operating_mode=self.operating_mode,
+            lift_placement="device" if is_device_lift(self.searched_dictionaries[0]) else "host",
         )
 
     def replace(self, **changes: Any) -> "SearchConfig":

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from codesign.device_lifts import is_device_lift
 import torch
 
 from codesign.artifacts import save_student
@@ -77,6 +79,7 @@ def distill_config(config: Mapping[str, Any], base: DistillConfig) -> DistillCon
         base, dictionary=config["dictionary"], dictionary_params=dictionary_params(config),
         pca_rank=int(config["pca_rank"]), device_overrides=tuple(sorted(overrides.items())),
         pca_placement=str(config.get("pca_placement", base.pca_placement)),
+        lift_placement="device" if is_device_lift(config["dictionary"]) else "host",
         fit=dataclasses.replace(base.fit, **kd) if kd else base.fit,
     )
 

@@ -40,6 +40,30 @@ def pareto_front(accuracy: Sequence[float], cost: Sequence[float]) -> list[int]:
     return front
 
 
+def hypervolume(accuracy: Sequence[float], cost: Sequence[float], ref_accuracy: float, ref_cost: float,
+                log_cost: bool = True) -> float:
+    """The area a front dominates up to the reference point ``(ref_accuracy, ref_cost)``.
+
+    The 2-D hypervolume indicator (Zitzler & Thiele, "Multiobjective evolutionary algorithms: a
+    comparative case study and the strength Pareto approach", IEEE TEVC 3(4), 1999): the measure
+    of the region of (accuracy, cost) that some point dominates, bounded by the reference point,
+    which every compared front must share. With ``log_cost`` the cost axis is ``log10`` (decades,
+    as the plots show costs); the result is in accuracy x decades (or accuracy x cost units).
+    Points below ``ref_accuracy``, above ``ref_cost``, or NaN add nothing; 0.0 for no point.
+    """
+    tr = (lambda c: math.log10(c)) if log_cost else (lambda c: c)
+    top = tr(ref_cost)
+    pts = [(a, tr(c)) for a, c in zip(accuracy, cost)
+           if a is not None and c is not None and not math.isnan(a) and not math.isnan(c)
+           and a > ref_accuracy and c > 0 and tr(c) < top]
+    area, best = 0.0, ref_accuracy
+    for a, c in sorted(pts, key=lambda p: (p[1], -p[0])):  # sweep by cost: each step adds its new accuracy
+        if a > best:
+            area += (a - best) * (top - c)
+            best = a
+    return area
+
+
 def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Whether ``a = (accuracy, cost)`` Pareto-dominates ``b``."""
     return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])

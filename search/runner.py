@@ -38,7 +38,8 @@ from codesign.config_files import dump_toml
 from codesign.data import load_dataset
 from codesign.devices import create_device, get_device_class
 from codesign.devices.verdict import require_device
-from codesign.dictionaries import get_dictionary_class, params_by_name
+from codesign.device_lifts import dictionary_class
+from codesign.dictionaries import params_by_name
 from codesign.distill import DistillConfig
 from codesign.teachers import ARCHITECTURES
 from codesign.errors import ConfigError
@@ -60,7 +61,7 @@ from .space import KD_SPACE, SearchSpace, build_space, flatten_config, parse_spa
 IDENTITY_KEYS = (
     "dataset", "teacher", "teacher_epochs", "teacher_weights", "seed", "validation", "method", "protocol",
     "hw_draws", "device", "set", "preset", "preset_file", "eval_time", "cost", "dictionaries", "space", "ranks", "max_memory",
-    "pca_placement", "host_datapath", "operating_mode", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
+    "pca_placement", "lift_placement", "host_datapath", "operating_mode", "search_kd", "aware_steps", "scheduler", "asha_eta", "asha_min_steps",
 )
 #: Version of the cost accounting. 3: held (static) power charged for the time it is held per
 #: inference in ``--operating-mode``, power limits checked (issue 26); 2: the whole inference (PCA,
@@ -715,7 +716,7 @@ def _run_search(cfg: SearchConfig, out: Path, ident: dict, t_start: float) -> di
 
     # -- data, the validation split, the teacher (once, in the driver)
     dictionaries = list(cfg.searched_dictionaries)
-    classes = {d: get_dictionary_class(d) for d in dictionaries}  # an unknown name lists the installed ones
+    classes = {d: dictionary_class(d) for d in dictionaries}  # an unknown name lists the installed ones
     dictionary_space = dict(parse_space_option(classes, text) for text in cfg.space)
     ws = SearchWorkspace()
     ds = ws.dataset(base)  # the data and the teacher depend on base's data, teacher and seed only

@@ -34,7 +34,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from codesign.dictionaries import create_dictionary, get_dictionary_class, list_dictionaries
+from codesign.device_lifts import dictionary_class as get_dictionary_class
+from codesign.device_lifts import make_dictionary as create_dictionary
+from codesign.dictionaries import list_dictionaries
 from codesign.errors import ConfigError
 from codesign.features import fit_memory, format_bytes
 from codesign.students import FitConfig

@@ -98,6 +98,15 @@ def test_seed_moves_rbf_centres_and_nothing_else_is_random(capsys, ts_teacher):
     assert a["final_loss"] != c["final_loss"]
 
 
+def test_distill_with_rff_dictionary(capsys, ts_teacher):
+    args = ("--teacher", str(ts_teacher), "--dictionary", "rff", "--features", "60", "--bandwidth", "0.8",
+            "--pca-rank", "8")
+    a = cli_json(capsys, *args, "--seed", "1")
+    b = cli_json(capsys, *args, "--seed", "2")
+    assert a["n_features"] == 1 + 8 + 60 and a["dictionary"] == "rff(features=60, bandwidth=0.8)"
+    assert a["test_accuracy"] > 0.9 and a["final_loss"] != b["final_loss"]  # the seed draws W and u
+
+
 def test_torchscript_teacher_end_to_end(capsys, ts_teacher):
     m = cli_json(capsys, "--teacher", str(ts_teacher), "--dataset", "digits", "--pca-rank", "10")
     assert {"test_accuracy", "n_features", "fit_seconds"} <= set(m)

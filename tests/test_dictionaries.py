@@ -22,12 +22,16 @@ from codesign.dictionaries import (
     DictionaryParams,
     Monomial,
     RBF,
+    RFF,
     broken_dictionaries,
     contract_problem,
     create_dictionary,
+    draw_fourier_features,
+    fourier_features,
     get_dictionary_class,
     kmeans,
     list_dictionaries,
+    median_distance,
     params_by_name,
     register_dictionary,
 )
@@ -177,22 +181,102 @@ def test_rbf_state_dict_round_trip(scores):
     assert torch.equal(back.transform(scores[:50]), rbf.transform(scores[:50]))
 
 
+# --------------------------------------------------------------------------- rff
+def test_rff_count_values_and_width(scores):
+    rff = RFF(features=40, bandwidth=0.5).fit(scores, seed=0)
+    out = rff.transform(scores)
+    assert rff.n_features(5) == 1 + 5 + 40 and out.shape == (1437, 46)
+    assert torch.equal(out[:, 0], torch.ones(1437)) and torch.equal(out[:, 1:6], scores)
+    # sigma = bandwidth x the median distance between training scores (all 1437 rows < RFF_MEDIAN_ROWS)
+    assert rff.sigma_ == pytest.approx(0.5 * float(np.median(pdist(scores.double().numpy()))), rel=1e-9)
+    assert rff.weights_.shape == (40, 5) and rff.phases_.shape == (40,)
+    # one feature by hand: cos(w . z + u)
+    w, u = rff.weights_[7].double(), float(rff.phases_[7])
+    assert float(out[11, 6 + 7]) == pytest.approx(math.cos(float(scores[11].double() @ w) + u), abs=1e-5)
+
+
+def test_rff_draws_are_seeded_and_scaled():
+    w, u = draw_fourier_features(6, 20_000, 2.5, seed=4)
+    w2, u2 = draw_fourier_features(6, 20_000, 2.5, seed=4)
+    assert torch.equal(w, w2) and torch.equal(u, u2)
+    assert not torch.equal(w, draw_fourier_features(6, 20_000, 2.5, seed=5)[0])
+    # W ~ N(0, 1/sigma^2): 120k entries, std 1/2.5 within 1 %; u uniform on [0, 2 pi)
+    assert float(w.std()) == pytest.approx(1 / 2.5, rel=0.01) and abs(float(w.mean())) < 0.005
+    assert 0 <= float(u.min()) and float(u.max()) < 2 * math.pi and float(u.mean()) == pytest.approx(math.pi, rel=0.02)
+    with pytest.raises(ConfigError, match="sigma=0.0: the kernel width must be a positive"):
+        draw_fourier_features(6, 10, 0.0, seed=0)
+
+
+def test_rff_fit_is_deterministic_for_a_seed(scores):
+    a = RFF(features=30).fit(scores, seed=1).transform(scores[:100])
+    b = RFF(features=30).fit(scores, seed=1).transform(scores[:100])
+    c = RFF(features=30).fit(scores, seed=2).transform(scores[:100])
+    assert torch.equal(a, b) and not torch.equal(a[:, 6:], c[:, 6:])
+    assert torch.equal(a[:, :6], c[:, :6])  # the seed moves only the random features
+
+
+@pytest.mark.parametrize("n,tol", [(4096, 0.05), (65536, 0.012)])
+def test_rff_approximates_the_gaussian_kernel(n, tol):
+    """2 mean_j cos(w_j.x + u_j) cos(w_j.y + u_j) -> exp(-|x - y|^2 / (2 sigma^2)) (Rahimi & Recht 2007).
+
+    The Monte-Carlo error of one kernel value is about 1 / sqrt(n) (each term is bounded by 2 and
+    has variance <= 1); the tolerance is ~3 standard errors: 0.05 at 4096 features, 0.012 at 65536,
+    over 40 pairs at distances 0 to 3 sigma.
+    """
+    sigma = 1.7
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 8, generator=gen, dtype=torch.float64)
+    dist = torch.linspace(0, 3 * sigma, 40, dtype=torch.float64)
+    step = torch.randn(40, 8, generator=gen, dtype=torch.float64)
+    y = x + step / step.norm(dim=1, keepdim=True) * dist[:, None]
+    w, u = draw_fourier_features(8, n, sigma, seed=9)
+    fx = fourier_features(x, w.double(), u.double())
+    fy = fourier_features(y, w.double(), u.double())
+    approx = 2 * (fx * fy).mean(1)
+    exact = torch.exp(-dist**2 / (2 * sigma**2))
+    err = (approx - exact).abs()
+    assert float(err.max()) < tol
+    assert float(err.mean()) < tol / 2.5
+
+
+def test_rff_lift_ops_count_matmul_phase_and_cosine():
+    ops = RFF(features=1000).lift_ops(50)
+    # per feature: 50 multiplies and 49 adds of w.z, 1 add of the phase, 1 cosine; W (50000) and u (1000) read
+    assert (ops.mults, ops.adds, ops.exps, ops.params, ops.inputs, ops.outputs) == (50_000, 50_000, 1000, 51_000, 50, 1051)
+
+
+def test_rff_median_distance_needs_spread():
+    with pytest.raises(ConfigError, match="median distance 0"):
+        RFF(features=5).fit(torch.ones(20, 3))
+    assert median_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == 5.0
+
+
+def test_rff_state_dict_keeps_the_draws(scores):
+    fitted = RFF(features=25, bandwidth=2.0).fit(scores, seed=7)
+    back = RFF(features=25, bandwidth=2.0)
+    back.load_state_dict(fitted.state_dict())
+    assert back.sigma_ == fitted.sigma_ and torch.equal(back.weights_, fitted.weights_)
+    assert torch.equal(back.transform(scores[:64]), fitted.transform(scores[:64]))
+
+
 # --------------------------------------------------------------------------- registry
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_known_dictionaries():
-    assert {"monomial", "rbf"} <= set(list_dictionaries())
+    assert {"monomial", "rbf", "rff"} <= set(list_dictionaries())
     assert list_dictionaries("rb*") == ["rbf"]
     assert isinstance(create_dictionary("monomial", degree=3), Monomial)
     assert get_dictionary_class("rbf") is RBF
     assert create_dictionary("rbf", centers=7).describe() == "rbf(centers=7)"
     assert create_dictionary("rbf", centers=7, kmeans_iters=3).describe() == "rbf(centers=7, kmeans_iters=3)"
+    assert get_dictionary_class("rff") is RFF
+    assert create_dictionary("rff", features=64).describe() == "rff(features=64, bandwidth=1.0)"
     assert broken_dictionaries() == {}
 
 
 def test_unknown_dictionary_lists_known_ones():
-    with pytest.raises(ConfigError, match="unknown dictionary 'foo'; known dictionaries: monomial, rbf"):
+    with pytest.raises(ConfigError, match="unknown dictionary 'foo'; known dictionaries: monomial, rbf, rff"):
         create_dictionary("foo")
 
 
@@ -205,7 +289,8 @@ def test_params_fill_defaults_convert_strings_and_refuse_unknown_keys():
         RBF(centers="many")
     with pytest.raises(ConfigError, match="at most 1"):
         Monomial(2, 3)
-    assert params_by_name() == {"degree": ["monomial"], "centers": ["rbf"], "kmeans_iters": ["rbf"]}
+    assert params_by_name() == {"degree": ["monomial"], "centers": ["rbf"], "kmeans_iters": ["rbf"],
+                                "features": ["rff"], "bandwidth": ["rff"]}
 
 
 @pytest.mark.parametrize("cls,values,message", [
@@ -213,6 +298,8 @@ def test_params_fill_defaults_convert_strings_and_refuse_unknown_keys():
     (Monomial, {"degree": 2.5}, r"degree=2.5: expected an integer in \[1, 10\]"),
     (RBF, {"centers": 0}, r"centers=0 is out of range: allowed \[1, 100000\]"),
     (RBF, {"kmeans_iters": 0}, r"kmeans_iters=0 is out of range"),
+    (RFF, {"features": 0}, r"features=0 is out of range: allowed \[1, 1000000\]"),
+    (RFF, {"bandwidth": 0.0}, r"bandwidth=0.0 is out of range"),
 ])
 def test_params_validation_names_the_field(cls, values, message):
     with pytest.raises(ConfigError, match=message):
@@ -382,7 +469,7 @@ def test_registered_dictionary_is_listed_and_built(squares_registered):
     assert "squares" in list_dictionaries()
     d = create_dictionary("squares")
     assert isinstance(d, Squares) and d.params() == {} and d.describe() == "squares()"
-    with pytest.raises(ConfigError, match="known dictionaries: monomial, rbf, squares"):
+    with pytest.raises(ConfigError, match="known dictionaries: monomial, rbf, rff, squares"):
         create_dictionary("nope")
 
 

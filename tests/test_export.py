@@ -38,6 +38,8 @@ STUDENTS = {
     "crossbar_pca": {"device": "analog_crossbar", "pca_placement": "device"},
     "rbf": {"device": "ideal", "dictionary": "rbf", "dictionary_params": {"centers": 24}},
     "rbf_fpga": {"device": "fpga_fixed_point", "dictionary": "rbf", "dictionary_params": {"centers": 24}},
+    "rff": {"device": "ideal", "dictionary": "rff", "dictionary_params": {"features": 64, "bandwidth": 0.8}},
+    "rff_crossbar": {"device": "analog_crossbar", "dictionary": "rff", "dictionary_params": {"features": 64}},
 }
 
 
@@ -171,6 +173,21 @@ def test_rbf_frontend_holds_centres_and_width(students, tmp_path):
     with np.load(out / "frontend.npz") as f:
         assert np.array_equal(f["rbf_centers"], st.pipeline.dictionary.centers_.numpy())
     assert m["frontend"]["dictionary_state"]["sigma_"] == st.pipeline.dictionary.sigma_
+
+
+def test_rff_frontend_holds_the_draws_and_width(students, tmp_path, capsys):
+    st = load_student(students("rff"))
+    d = st.pipeline.dictionary
+    out = export_student(students("rff"), tmp_path / "b")
+    m = json.loads((out / "export.json").read_text())
+    with np.load(out / "frontend.npz") as f:
+        assert np.array_equal(f["rff_weights"], d.weights_.numpy()) and np.array_equal(f["rff_phases"], d.phases_.numpy())
+    assert m["frontend"]["dictionary_state"]["sigma_"] == d.sigma_ and m["frontend"]["lift"].startswith("rff: psi")
+    assert m["frontend"]["arrays"]["rff_weights"]["shape"] == [64, 10]
+    # the reloaded bundle lifts exactly as the student; the CLI's --verify passes on it
+    assert torch.equal(load_export(out).pipeline.dictionary.weights_, d.weights_)
+    assert main(["export", str(out), "--verify", "--student", str(students("rff"))]) == 0
+    assert "verify: all checks pass" in capsys.readouterr().out
 
 
 def test_device_without_native_format_still_exports_onnx(students, tmp_path, monkeypatch):

@@ -35,10 +35,11 @@ def feats(digits):
     return {
         "monomial3": build_features(digits.x_train, digits.x_test, 12, "monomial", {"degree": 3}),
         "rbf": build_features(digits.x_train, digits.x_test, 9, "rbf", {"centers": 40}),
+        "rff": build_features(digits.x_train, digits.x_test, 10, "rff", {"features": 300, "bandwidth": 0.7}, seed=3),
     }
 
 
-@pytest.mark.parametrize("which", ["monomial3", "rbf"])
+@pytest.mark.parametrize("which", ["monomial3", "rbf", "rff"])
 def test_float_graph_computes_the_pipeline(feats, digits, tmp_path, which):
     f = feats[which]
     assert (f.pipeline.pca_.transform(digits.x_test) < 0).any()  # negative scores are exercised
@@ -47,7 +48,7 @@ def test_float_graph_computes_the_pipeline(feats, digits, tmp_path, which):
     onnx.checker.check_model(model, full_check=True)
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"Log", "Abs", "Sign"}
-    assert ("Exp" in ops) == (which == "rbf")
+    assert ("Exp" in ops) == (which == "rbf") and ("Cos" in ops) == (which == "rff")
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
     logits, got = onnx_graph.run_float(path, digits.x_test, ("logits", "features"))

@@ -8,7 +8,7 @@ import torch
 
 from codesign import features as features_mod
 from codesign.errors import ConfigError, NumericalError, ResourceError
-from codesign.features import FeaturePipeline, build_features, cached_features, dictionary_seed, format_bytes, parse_memory
+from codesign.features import FeaturePipeline, build_features, cached_features, dictionary_seed, fit_memory, format_bytes, parse_memory
 from codesign.dictionaries import create_dictionary
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: one thread is fastest on a shared machine
@@ -71,6 +71,20 @@ def test_max_memory_too_small_names_the_size(digits):
     assert ok.train.shape == (1437, 66)
 
 
+def test_max_memory_counts_the_rff_features(digits):
+    """--max-memory sees rff's 1 + r + n columns: the estimate's feature bytes are exactly what is
+    allocated, and one byte less than the whole estimate is refused before anything is fitted."""
+    n, r = 700, 10
+    F = 1 + r + n
+    parts = fit_memory(1437 + 360, F)
+    assert parts["features"] == (1437 + 360) * F * 4 and parts["Gram and factors"] == 4 * F * F * 8
+    need = sum(parts.values())
+    with pytest.raises(ResourceError, match=rf"rff\(features=700, bandwidth=1.0\) \(1797 rows x {F} features\)"):
+        build_features(digits.x_train, digits.x_test, r, "rff", {"features": n}, max_memory=need - 1)
+    ok = build_features(digits.x_train, digits.x_test, r, "rff", {"features": n}, max_memory=need)
+    assert ok.train.shape == (1437, F) and ok.train.nbytes + ok.test.nbytes == parts["features"]
+
+
 def test_memory_is_checked_before_fitting(digits, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("PCA must not run when the budget is exceeded")
@@ -106,7 +120,8 @@ def test_nan_in_test_inputs_is_numerical_error(digits):
         build_features(digits.x_train, x, 5, "monomial", {"degree": 2})
 
 
-@pytest.mark.parametrize("name,params", [("monomial", {"degree": 3}), ("rbf", {"centers": 15})])
+@pytest.mark.parametrize("name,params", [("monomial", {"degree": 3}), ("rbf", {"centers": 15}),
+                                         ("rff", {"features": 50, "bandwidth": 0.8})])
 def test_pipeline_state_dict_round_trip(digits, name, params):
     f = build_features(digits.x_train, digits.x_test, 5, name, params, seed=4)
     back = FeaturePipeline.from_state_dict(f.pipeline.state_dict())

@@ -29,7 +29,8 @@ def _cost(device="ideal", rank=40, dictionary=None, placement="host", **kw):
 
 @pytest.mark.parametrize("device", BUILTINS)
 @pytest.mark.parametrize("placement", ["host", "device"])
-@pytest.mark.parametrize("dictionary", [("monomial", {"degree": 2}), ("monomial", {"degree": 3}), ("rbf", {"centers": 100})])
+@pytest.mark.parametrize("dictionary", [("monomial", {"degree": 2}), ("monomial", {"degree": 3}), ("rbf", {"centers": 100}),
+                                        ("rff", {"features": 500})])
 def test_stages_sum_to_the_totals(device, placement, dictionary):
     c = _cost(device, rank=12, dictionary=create_dictionary(dictionary[0], **dictionary[1]), placement=placement)
     if device == "photonic_mzi" and placement == "device":  # 12 x 784 more of heaters: above 300 W, still priced
@@ -70,6 +71,22 @@ def test_lift_ops_count_what_transform_computes():
     rbf = create_dictionary("rbf", centers=100).lift_ops(40)
     # per centre: 40 differences + 39 adds of squares, 40 squares + 1 scale, 1 exponential
     assert (rbf.mults, rbf.adds, rbf.exps, rbf.params) == (100 * 41, 100 * 79, 100, 4000)
+    rff = create_dictionary("rff", features=1000).lift_ops(40)
+    # per feature: 40 multiplies, 39 adds + 1 phase add, 1 cosine (priced as an exponential); W and u read
+    assert (rff.mults, rff.adds, rff.exps, rff.params, rff.outputs) == (40_000, 40_000, 1000, 41_000, 1041)
+
+
+def test_rff_lift_by_hand_on_the_fp32_host():
+    # 1000 features at r = 40 on the fp32 host: 40,000 MACs (3.7 + 0.9 pJ) and 1000 cosines at the
+    # exponential's 8 multiplies + 9 adds (devices.digital.EXP_MULTS / EXP_ADDS, Horowitz 2014 prices)
+    from codesign.devices.digital import EXP_ADDS, EXP_MULTS, digital_cost
+
+    ops = create_dictionary("rff", features=1000).lift_ops(40)
+    got = digital_cost(ops, "fp32", 1000.0, 64)
+    assert got["arithmetic_pj"] == pytest.approx(40_000 * 4.6 + 1000 * (EXP_MULTS * 3.7 + EXP_ADDS * 0.9))
+    c = _cost("ideal", rank=40, dictionary=create_dictionary("rff", features=1000), host_datapath="fp32")
+    assert c["lift_ops"] == ops.as_dict() and c["stages"]["lift"]["runs_on"] == "host"
+    assert c["stages"]["lift"]["energy_pj"] > got["arithmetic_pj"]
 
 
 def test_the_host_datapath_prices_the_host_stages():

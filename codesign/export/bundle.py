@@ -44,7 +44,8 @@ from ..data import class_names, load_dataset
 from ..devices import get_device_class
 from ..devices.base import Device, DeviceLayer
 from ..devices.verdict import require_device
-from ..distill import PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_pca, pca_device_layer
+from ..distill import (PCA_SEED_OFFSET, hardware_accuracy, hardware_accuracy_with_lift, hardware_accuracy_with_pca,
+                       pca_device_layer)
 from ..cache import DISK_FULL, disk_full
 from ..errors import CodesignError, ConfigError
 from ..features import FeaturePipeline
@@ -126,6 +127,8 @@ def frontend_arrays(pipeline: FeaturePipeline) -> tuple[dict[str, np.ndarray], d
         "feature_std": "[F] float32: training standard deviation of each lifted column (column 0, constant columns: 1)",
         "monomial_exponents": "[F, r] int32: exponent of each PCA score in each lifted column",
         "rbf_centers": "[n, r] float32: Gaussian centres c_j (k-means on the training scores)",
+        "rff_weights": "[n, r] float32: random Fourier frequencies w_j, N(0, 1 / sigma^2) from the seed",
+        "rff_phases": "[n] float32: random Fourier phases u_j, uniform in [0, 2 pi) from the seed",
     }
     section = {
         "file": FRONTEND,
@@ -162,6 +165,13 @@ def _lift_text(d) -> str:
     if d.name == "rbf":
         return ("rbf: psi = [1, z, exp(-|z - rbf_centers[j]|^2 / (2 sigma^2)) for each centre j], "
                 "sigma = dictionary_state.sigma_")
+    if hasattr(d, "lift_class"):  # a device-native lift (codesign.device_lifts)
+        return (f"{d.name}: psi = [1, z, phi(z)], phi = {d.lift_class.description}; W = dictionary_state "
+                "lift_weights_ ([m, r]), u = lift_offsets_ where used. model.onnx computes phi exactly (noise off); "
+                "on the device, phi carries the device's noise and quantisation (codesign.devices.lifts)")
+    if d.name == "rff":
+        return ("rff: psi = [1, z, cos(z @ rff_weights.T + rff_phases)]; sigma = dictionary_state.sigma_ "
+                "(bandwidth x the median distance between training scores) is the width the weights were drawn for")
     return f"{d.name}: see its dictionary plugin"
 
 
@@ -499,6 +509,7 @@ def _write_bundle(st: SavedStudent, src: Path, folder: Path, member: str | None,
         "dictionary_params": _json(st.pipeline.dictionary.params()),
         "n_features": st.pipeline.n_features,
         "pca_placement": m.get("pca_placement", "host"),
+        "lift_placement": m.get("lift_placement", "host"),
         "device": device_section,
         "metrics": _json({k: m[k] for k in METRIC_KEYS if k in m}),
         "frontend": front,
@@ -751,6 +762,11 @@ class ExportedModel:
             raise ConfigError(f"{self.path}: holds no device layer to draw instances of "
                               "(no device, or a device without a native export format)")
         labels = torch.as_tensor(np.asarray(y))
+        if hasattr(self.pipeline.dictionary, "device_lift") and self.device is not None:
+            # the device lift, rebuilt from frontend.npz's lift parameters, simulated with its noise
+            lift_layer = self.pipeline.dictionary.device_lift(self.device).layer()
+            return hardware_accuracy_with_lift(self.layer, lift_layer, self.pipeline, np.asarray(x, np.float32), labels,
+                                               draws, seed, t_inference_s, pca_layer=self.pca_layer)
         if self.pca_layer is not None:
             return hardware_accuracy_with_pca(self.layer, self.pca_layer, self.pipeline, np.asarray(x, np.float32),
                                               labels, draws, seed, t_inference_s)

@@ -13,6 +13,8 @@ as standard ONNX operators, step for step as ``FeaturePipeline.transform`` compu
   - ``rbf``: ``[1, z, exp(-|z - c_j|^2 / (2 sigma^2))]`` with the squared distances expanded
     as ``|z|^2 - 2 z c^T + |c|^2``, clamped at 0 (the form ``torch.cdist`` uses for more than
     25 points), then ``Mul`` by ``-1 / (2 sigma^2)`` and ``Exp``;
+  - ``rff``: ``[1, z, cos(z @ W.T + u)]`` (``MatMul``, ``Add``, ``Cos``), ``W`` and ``u`` the
+    fitted dictionary's draws;
 
 * standardisation: ``(psi - mean) / std`` (``Sub``, ``Div``).
 
@@ -44,7 +46,7 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 #: Names of the graph's input, intermediate features and output.
 INPUT, FEATURES, OUTPUT = "pixels", "features", "logits"
 #: Dictionaries :func:`frontend_nodes` can write.
-SUPPORTED_DICTIONARIES = ("monomial", "rbf")
+SUPPORTED_DICTIONARIES = ("monomial", "rbf", "rff")
 
 
 class _Graph:
@@ -73,7 +75,7 @@ class _Graph:
 def check_exportable(pipeline) -> None:
     """Raise ``ConfigError`` unless :func:`frontend_nodes` can write ``pipeline``'s dictionary."""
     name = pipeline.dictionary.name
-    if name not in SUPPORTED_DICTIONARIES:
+    if name not in SUPPORTED_DICTIONARIES and not hasattr(pipeline.dictionary, "onnx_columns"):
         raise ConfigError(f"dictionary {name!r} has no ONNX form; the export writes the built-in dictionaries "
                           f"({', '.join(SUPPORTED_DICTIONARIES)}) only")
 
@@ -124,13 +126,20 @@ def frontend_nodes(g: _Graph, pipeline) -> str:
     first = g.op("Gather", [INPUT, g.const("first_column", np.array([0], np.int64))], axis=1)
     ones = g.op("Pow", [first, g.const("zero_exponent", np.array(0.0, np.float32))], "constant_column")
     columns = [ones, z]
-    if d.name == "monomial":
+    if hasattr(d, "onnx_columns"):  # a device-native lift: its exact math, noise off (codesign.device_lifts)
+        columns.append(d.onnx_columns(g, z))
+    elif d.name == "monomial":
         prev = z
         for k, (parent, var) in enumerate(monomial_levels(d), start=2):
             a = g.op("Gather", [prev, g.const(f"monomial_parent_{k}", parent)], axis=1)
             b = g.op("Gather", [z, g.const(f"monomial_variable_{k}", var)], axis=1)
             prev = g.op("Mul", [a, b], f"monomial_degree_{k}")
             columns.append(prev)
+    elif d.name == "rff":  # dictionaries.fourier_features: cos(z @ W.T + u)
+        w = np.ascontiguousarray(d.weights_.numpy().astype(np.float32).T)
+        arg = g.op("Add", [g.op("MatMul", [z, g.const("rff_weights_t", w)]),
+                           g.const("rff_phases", d.phases_.numpy().astype(np.float32))], "rff_arguments")
+        columns.append(g.op("Cos", [arg], "rff_features"))
     else:  # rbf
         c = d.centers_.numpy().astype(np.float32)
         z2 = g.op("ReduceSum", [g.op("Mul", [z, z]), g.const("axis1", np.array([1], np.int64))], keepdims=1)

@@ -89,3 +89,16 @@ def test_rank_keys_orders_fronts_then_spread():
     # the middle of front 0 has the spread of both objectives between its neighbours: 0.1/0.1 + 1/1
     assert ranks[3][1] == pytest.approx(-2.0)
     assert sorted(range(5), key=lambda i: ranks[i])[-1] == 4
+
+
+def test_hypervolume_of_a_front():
+    from codesign.search.pareto import hypervolume
+
+    # two steps up to (0.5, 1000): 0.4 x 2 decades + 0.05 x 1 decade
+    assert hypervolume([0.9, 0.95], [10, 100], 0.5, 1000) == pytest.approx(0.85)
+    assert hypervolume([0.9, 0.95], [10, 100], 0.5, 1000, log_cost=False) == pytest.approx(0.4 * 990 + 0.05 * 900)
+    # dominated points, points beyond the reference and NaN add nothing
+    assert hypervolume([0.9, 0.95, 0.8, 0.99, float("nan")], [10, 100, 50, 2000, 1], 0.5, 1000) == pytest.approx(0.85)
+    assert hypervolume([], [], 0.5, 1000) == 0.0
+    # a better front has the larger hypervolume
+    assert hypervolume([0.92, 0.95], [10, 100], 0.5, 1000) > hypervolume([0.9, 0.95], [10, 100], 0.5, 1000)

@@ -109,6 +109,28 @@ def test_centres_capped_by_training_set():
     assert space.dictionaries["rbf"]["centers"] == IntRange(10, 10, log=True)
 
 
+def test_rff_searches_feature_count_and_bandwidth_with_the_count_capped_by_memory():
+    space = _space(dictionaries=["rff"], max_memory=1 << 30)  # 4 x 4099^2 x 8 bytes of Gram fit in 1 GiB
+    assert space.dictionaries["rff"] == {"features": IntRange(64, 4096, log=True),
+                                         "bandwidth": FloatRange(0.5, 2.0, log=True)}
+    params = _sample(space, n=30)
+    assert {p["dictionary"] for p in params} == {"rff"}
+    for p in params:
+        assert 64 <= p["rff/features"] <= 4096 and 0.5 <= p["rff/bandwidth"] <= 2.0
+    # 60000 rows in 200 MB: the count's upper end is the largest n whose 1 + 2 + n features fit
+    # (features, pass copy and Gram, codesign.features.fit_memory) at the smallest rank
+    space = _space(n_inputs=784, n_train=54000, n_rows=60000, max_memory=200_000_000, ranks=(2, 100),
+                   dictionaries=["rff"])
+    spec = space.dictionaries["rff"]["features"]
+    assert spec.low == 64 and 64 <= spec.high < 4096
+    assert sum(fit_memory(60000, 1 + 2 + spec.high).values()) <= 200_000_000
+    assert sum(fit_memory(60000, 1 + 2 + spec.high + 1).values()) > 200_000_000
+    for p in _sample(space):
+        assert sum(fit_memory(60000, _n_features(p)).values()) <= 200_000_000
+    narrowed = _space(dictionaries=["rff"], dictionary_space={"bandwidth": FloatRange(0.7, 1.4, log=True)})
+    assert narrowed.dictionaries["rff"]["bandwidth"] == FloatRange(0.7, 1.4, log=True)
+
+
 def test_bad_specs_and_dictionaries_are_refused():
     with pytest.raises(ConfigError, match="Choice values"):
         _space(device_space={"x": Choice(((1, 2), (3, 4)))})
