@@ -512,6 +512,7 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
             metrics["aware_steps"] = info.iterations
         else:
             layer.load_matrix(student.K_)
+            calibrate_layer(layer, calibration_rows(psi_train[:n_orig]), cfg.seed)  # ranges from training data
         metrics.update(scored(layer))
     return _on_cpu(DistillResult(student, feats, teacher, layer, metrics, stage_seconds()))
 
@@ -567,6 +568,38 @@ def probe_layer(device, matrix: torch.Tensor, x: torch.Tensor, device_name: str)
             raise ConfigError(f"device {device_name!r} failed on a [{x.shape[0]}, {x.shape[1]}] batch "
                               f"({'training' if train else 'eval'} mode): {type(exc).__name__}: {exc}") from exc
         check_layer_output(y, x.shape[0], probe, device_name, f"in {'training' if train else 'eval'} mode")
+
+
+#: Training rows (evenly strided) on which a layer that was not trained through the device sets
+#: its calibrated converter ranges (ADC ranges, ``input_range='calibrated'``) before it is scored.
+CALIBRATION_ROWS = 2048
+
+
+def calibration_rows(x, rows: int = CALIBRATION_ROWS):
+    """At most ``rows`` evenly strided rows of ``x`` (a tensor or an array), in their order."""
+    n = len(x)
+    if n <= rows:
+        return x
+    idx = np.linspace(0, n - 1, rows).round().astype(np.int64)
+    return x[torch.as_tensor(idx, device=x.device)] if isinstance(x, torch.Tensor) else x[idx]
+
+
+def calibrate_layer(layer: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> None:
+    """Set a programmed layer's calibrated converter ranges from training inputs ``x``.
+
+    One forward pass in training mode, without gradients: a calibrated range that has seen no
+    data takes this batch's value (:class:`~codesign.devices.base.CalibratedRange`), as the
+    first batch of hardware-aware training does. Then the layer is put in eval mode, where the
+    ranges are frozen. Without this pass, the first batch a post-hoc layer is evaluated on (the
+    test or validation split) would set them. The pass's noise is drawn from ``seed`` in a
+    forked RNG: the ranges are reproducible and the caller's random state is left alone.
+    """
+    layer.train()
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        layer(x)
+    layer.eval()
 
 
 def pca_device_layer(device, pipeline: FeaturePipeline):
