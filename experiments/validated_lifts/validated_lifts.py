@@ -180,14 +180,14 @@ class Table:
 
 
 def monomial_rows(name):
-    """The committed validated degree-2 monomial cells (labels-l2, kd-auto, kd-auto-l2; no augmentation, seed 0)."""
+    """The committed degree-2 monomial cells (labels, labels-l2, kd-auto, kd-auto-l2; no augmentation, seed 0)."""
     p = MONOMIAL_REF / f"results_{name}.json"
     if not p.is_file():
         return []
     cells = json.loads(p.read_text())["cells"]
     rows = []
     for c in cells.values():
-        if c["method"] in ("labels-l2", "kd-auto", "kd-auto-l2") and not c["augment"] and c["seed"] == 0 and c["degree"] == 2:
+        if c["method"] in ("labels", "labels-l2", "kd-auto", "kd-auto-l2") and not c["augment"] and c["seed"] == 0 and c["degree"] == 2:
             rows.append(c)
     return sorted(rows, key=lambda c: (c["rank"], c["method"]))
 
@@ -213,11 +213,16 @@ def summarise(out: Path) -> str:
             if name not in best or c["val_accuracy"] > best[name]["val_accuracy"]:
                 best[name] = c
         for c in monomial_rows(name):
-            what = "none: L2" if c["method"] == "labels-l2" else "cnn: T, alpha" + (", L2" if c["method"] == "kd-auto-l2" else "")
+            what = {"labels": "none: nothing (L2 1e-4)", "labels-l2": "none: L2"}.get(
+                c["method"], "cnn: T, alpha" + (", L2" if c["method"] == "kd-auto-l2" else ""))
+            sel = c.get("selection") or {}
+            val = f"{100 * sel['val_accuracy']:.2f}" if sel else "-"
+            grid = f"validated_kd, {len(sel['grid'])}-point grid" if sel else "validated_kd"
+            chosen = (f"({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g})" if sel and c.get("l2") is not None
+                      else f"({c['temperature']:g}, {c['alpha']:g}, default)" if sel else "-")
             lines.append(f"| {name} | monomial(degree=2), committed `{c['method']}` | {c['rank']} | {c['n_features']} | - | {what} | "
-                         f"{100 * c['selection']['val_accuracy']:.2f} | {100 * c['test_accuracy']:.2f} | "
-                         f"{100 * c['train_accuracy']:.2f} | ({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g}) | - | "
-                         f"(validated_kd, {len(c['selection']['grid'])}-point grid) |")
+                         f"{val} | {100 * c['test_accuracy']:.2f} | {100 * c['train_accuracy']:.2f} | {chosen} | - | "
+                         f"({grid}) |")
     text = ["\n".join(lines), "",
             "Best lift per data set by validation accuracy (test read once, after the choice):", ""]
     for name, c in best.items():
