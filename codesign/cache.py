@@ -14,9 +14,11 @@ import json
 import os
 import shutil
 import tempfile
+import struct
 import threading
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -191,6 +193,70 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+#: Byte alignment of a streamed array's data in its file (:func:`atomic_stream_npz`): a cache line,
+#: as ``.npy`` files align theirs.
+NPZ_ALIGN = 64
+
+
+def atomic_stream_npz(path: str | os.PathLike, **members: "np.ndarray | tuple[tuple[int, ...], Any, Iterable[np.ndarray]]") -> None:
+    """Write an uncompressed ``.npz`` atomically, streaming the large members block by block.
+
+    A member is an array (written whole) or ``(shape, dtype, blocks)``: C-order row blocks that
+    together are exactly ``shape``, written as they come, so the whole array is never held.
+    The file is what ``np.savez`` writes (``np.load`` reads it), with each array's data aligned
+    to :data:`NPZ_ALIGN` bytes in the file, so a member can be memory-mapped
+    (:func:`codesign.students.memmap_npz`). Written to a temp file in the same folder, synced,
+    then renamed: a crash, a full disk or a block iterator that raises leaves no file at
+    ``path`` (or the old one), never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    written = 0
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, value in members.items():
+                    if isinstance(value, np.ndarray):
+                        shape, dtype, blocks = value.shape, value.dtype, [value]
+                    else:
+                        shape, dtype, blocks = value
+                    dtype = np.dtype(dtype)
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+                        out.write(_npy_header(tuple(shape), dtype, fh.tell()))
+                        rows = 0
+                        for block in blocks:
+                            block = np.ascontiguousarray(block, dtype=dtype)
+                            if block.shape[1:] != tuple(shape[1:]):
+                                raise ValueError(f"{name}: a block of shape {block.shape} in an array of shape {shape}")
+                            out.write(block.data.cast("B") if block.size else b"")
+                            rows += block.shape[0] if block.ndim else 1
+                            written += block.nbytes
+                        if rows != (shape[0] if shape else 1):
+                            raise ValueError(f"{name}: blocks of {rows} rows for an array of shape {shape}")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise disk_full(path.parent, written or None, path.name) from None
+        raise
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype, at: int) -> bytes:
+    """A ``.npy`` version 1.0 header whose data starts at a multiple of :data:`NPZ_ALIGN` when
+    the header is written at file offset ``at``."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    pad = -(at + 10 + len(text) + 1) % NPZ_ALIGN
+    text = text + " " * pad + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:

@@ -29,10 +29,10 @@ from .devices.preset_file import read_preset_file
 from .devices.verdict import require_device
 from .device_lifts import LIFT_PLACEMENTS, dictionary_class, is_device_lift, resolve_lift
 from .dictionaries import DEFAULT_DICTIONARY, list_dictionaries, params_by_name
-from .errors import ConfigError, check_choice, check_range
+from .errors import ConfigError, ResourceError, check_choice, check_range
 from .inference_cost import PCA_PLACEMENTS, inference_cost
-from .features import (FeaturePipeline, Features, build_features, cached_features, dictionary_seed, parse_memory,
-                       pca_decomposition)
+from .features import (DISK_FEATURES, FeaturePipeline, Features, build_features, cached_features, dictionary_seed,
+                       feature_plan, format_bytes, parse_memory, pca_decomposition)
 from .students import AUTO, FitConfig, LinearStudent, accuracy, fit_through_device
 from .options import option
 from .selection import chooses, resolve_fit, select_kd
@@ -70,6 +70,9 @@ class DistillConfig:
         validation: hold out this share of the training set and report accuracy on it
             (the search's objective); 0 disables.
         max_memory: byte budget for a feature matrix (None: half the RAM).
+        disk_features: ``auto`` (lifted features written once to the feature cache and
+            memory-mapped when the in-memory fit would exceed ``max_memory``), ``always`` or
+            ``never`` (:meth:`codesign.features.FeaturePipeline.plan_memory`).
         cache_dir: cache folder (None: ``$CODESIGN_CACHE`` or ``~/.cache/codesign``).
         torch_device: where teachers train and students are fitted (``cpu`` or ``cuda``).
         device_preset: a named preset of ``device`` (``Device.presets()``), applied before
@@ -117,6 +120,9 @@ class DistillConfig:
         "(the teacher labels every copy; codesign.augment)", parse=parse_augment, metavar="NAME[,NAME]")
     augment_copies: int = option(1, "augmented copies of each training image (with --augment)")
     max_memory: int | str | None = option(None, "budget for a feature matrix, e.g. 8G", show_default="half the RAM")
+    disk_features: str = option(
+        "auto", "where the lifted features live: auto (in memory if the fit fits --max-memory there, else written once "
+        "to the feature cache and memory-mapped), always (on disk), never (in memory)", choices=DISK_FEATURES)
     cache_dir: str | None = option(None, "cache folder", show_default="$CODESIGN_CACHE or ~/.cache/codesign")
     torch_device: str = option("cpu", "where teachers train and students are fitted: cpu or cuda[:N]")
     pca_placement: str = option(
@@ -184,6 +190,7 @@ class DistillConfig:
         check_choice("torch_device", self.torch_device.split(":")[0], ("cpu", "cuda"))
         if self.max_memory is not None:
             object.__setattr__(self, "max_memory", parse_memory(self.max_memory))
+        check_choice("disk_features", self.disk_features, DISK_FEATURES)
         object.__setattr__(self, "eval_time_s", parse_duration(self.eval_time_s, "eval_time"))
         if self.device_preset is not None and self.device is None:
             raise ConfigError(f"preset={self.device_preset!r} is a device preset: give --device NAME too")
@@ -256,7 +263,9 @@ class Workspace:
     """Memoises data sets, teachers and lifted features across runs in one process.
 
     Args:
-        disk_features: also cache lifted features on disk (for searches in several processes).
+        disk_features: also cache lifted features on disk (for searches in several processes). Without
+            it, features go through the disk cache only when ``cfg.disk_features`` puts them on
+            disk (written once, then memory-mapped: :func:`codesign.features.cached_features`).
         verbose: say on stderr when a teacher is trained (it takes minutes on MNIST), with progress.
     """
 
@@ -292,9 +301,13 @@ class Workspace:
         key = (ds.fingerprint, cfg.validation, cfg.pca_rank, cfg.dictionary,
                tuple(sorted(params.items())), seed, cfg.host_datapath)
         if key not in self._features:
-            build = cached_features if self.disk_features else build_features
+            # refused here, before anything is built, if neither path fits --max-memory
+            on_disk = feature_plan(cfg.pca_rank, cfg.dictionary, params, len(ds.x_train), len(ds.x_test),
+                                   max_memory=cfg.max_memory, disk=cfg.disk_features).disk_backed
+            build = cached_features if self.disk_features or on_disk else build_features
             # every rank's PCA from one decomposition of the training set (exactly a fresh fit's)
-            kwargs = ({"cache_dir": cfg.cache_dir, "data_key": ds.fingerprint} if self.disk_features
+            kwargs = ({"cache_dir": cfg.cache_dir, "data_key": ds.fingerprint, "disk": cfg.disk_features}
+                      if build is cached_features
                       else {"decomposition": pca_decomposition(ds.x_train, disk=False, data_key=ds.fingerprint)})
             self._features[key] = build(
                 ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
@@ -326,8 +339,8 @@ class Workspace:
                               f"teacher {cfg.teacher!r} was cached with its logits only; train it here or drop --augment")
         n = len(ds.y_train)
         total = (1 + cfg.augment_copies) * n
-        # the augmented matrix, the original one (kept by the workspace) and the test features
-        feats.pipeline.check_memory(total + n + len(ds.y_test))
+        # the augmented matrix (in memory), the original one (kept by the workspace) and the test features
+        feats.pipeline.check_memory(total + (0 if feats.disk_backed else n + len(ds.y_test)))
         aug, y_aug, t_aug = augmented_features(
             ds.x_train, ds.y_train, ds.image_shape, cfg.augment, cfg.augment_copies, cfg.seed,
             label_fn=functools.partial(predict_logits, teacher.model), lift_fn=feats.pipeline.transform, n_features=feats.pipeline.n_features,
@@ -335,6 +348,22 @@ class Workspace:
         out = (aug, y_aug, t_aug)
         self._augmented[key] = (feats, teacher, out)
         return out
+
+
+def check_selection_memory(feats: Features, n_rows: int) -> None:
+    """Refuse a validated choice (``auto``) on disk-backed features whose split copies exceed ``--max-memory``.
+
+    :func:`~codesign.selection.select_kd` copies its fit and validation rows (every training
+    row, float32) into memory, next to what the disk-backed fit holds.
+    """
+    plan = feats.memory
+    copies = n_rows * feats.pipeline.n_features * 4
+    if plan.need + copies > plan.budget:
+        raise ResourceError(
+            f"--temperature/--alpha/--l2 auto copies the selection split's {n_rows} rows x "
+            f"{feats.pipeline.n_features} features into memory ({format_bytes(copies)}) next to the disk-backed fit's "
+            f"{format_bytes(plan.need)}, but --max-memory is {format_bytes(plan.budget)}; give the numbers (e.g. "
+            "--temperature 2 --alpha 0.9), lower the dictionary's size, or raise --max-memory")
 
 
 def split_validation(ds: Dataset, share: float, seed: int) -> Dataset:
@@ -418,6 +447,8 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         t_logits = torch.from_numpy(t_aug).to(dev)
         gram = None  # another matrix than feats.train: a Gram of its own
     fit_cfg, selection = cfg.fit, None
+    if chooses(cfg.fit) and feats.disk_backed:
+        check_selection_memory(feats, psi_train.shape[0])
     if chooses(cfg.fit):
         selection = select_kd(psi_train, y_train, t_logits, cfg.fit, n_original=n_orig, seed=cfg.seed,
                               n_classes=ds.n_classes)
@@ -454,6 +485,9 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
         "augment": list(cfg.augment),
         "augment_copies": cfg.augment_copies if cfg.augment else 0,
         "train_rows": int(psi_train.shape[0]),
+        # where the lifted features lived (in memory, or memory-mapped from the feature cache) and
+        # the --max-memory estimate checked for that path
+        **(feats.memory.as_dict() if feats.memory is not None else {}),
         "fit_seconds": student.info_.seconds,
         **{k: v for k, v in student.info_.as_dict().items() if k != "seconds"},
     }

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import array_fingerprint, atomic_save_npz, cache_root, stable_hash
+from .cache import array_fingerprint, atomic_save_npz, atomic_stream_npz, cache_root, stable_hash
 from .device_lifts import dictionary_class, make_dictionary
 from .dictionaries import Dictionary
-from .errors import ConfigError, NumericalError, ResourceError, check_range
+from .errors import ConfigError, NumericalError, ResourceError, check_choice, check_range
 from .pca import PCA, PCADecomposition
 from .plainstate import join_arrays, split_arrays
-from .students import GramCache
+from .students import GramCache, engine_memory, memmap_npz
 
 #: Rows lifted at a time: bounds the temporary memory of a large lift.
 CHUNK_ROWS = 8192
@@ -162,6 +162,59 @@ def fit_memory(n_rows: int, n_features: int) -> dict[str, int]:
     }
 
 
+#: ``--disk-features``: ``auto`` puts the lifted features on disk when the in-memory fit would
+#: exceed ``--max-memory`` and the disk-backed one fits; ``always``; ``never``.
+DISK_FEATURES = ("auto", "always", "never")
+#: Bytes of one block of lifted rows on the disk-backed path (the lift's temporaries are a few
+#: of these): at 8,000 features, 1,048 rows instead of :data:`CHUNK_ROWS`' 262 MB.
+DISK_BLOCK_BYTES = 32 << 20
+#: Blocks of lifted rows the disk-backed build holds at once (the raw lift, its standardised
+#: copy and the dictionary's own temporaries).
+DISK_BLOCKS = 4
+
+
+def disk_chunk_rows(n_features: int) -> int:
+    """Rows per block of the disk-backed build: :data:`DISK_BLOCK_BYTES` of float32, 256 to :data:`CHUNK_ROWS`."""
+    return int(min(CHUNK_ROWS, max(256, DISK_BLOCK_BYTES // max(1, 4 * n_features))))
+
+
+def disk_fit_memory(n_rows: int, n_test: int, n_features: int) -> dict[str, int]:
+    """Bytes of the large arrays of one fit whose lifted features live on disk (memory-mapped).
+
+    What the engine holds (:func:`codesign.students.engine_memory` with ``disk_backed``: the
+    bfloat16 pass copy, the Gram and its factors, the Gram's strided rows, targets and
+    temporaries), the lift's blocks while the file is written, and the scored split, which a
+    device's layers read whole (counted whether or not a device is given).
+    """
+    return {
+        **engine_memory(n_rows, n_features, disk_backed=True),
+        "lift blocks (float32)": DISK_BLOCKS * min(disk_chunk_rows(n_features), max(n_rows, n_test)) * n_features * 4,
+        "scored split (float32)": n_test * n_features * 4,
+    }
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where a fit's lifted features live and what its large arrays take (``--max-memory``).
+
+    ``disk_backed``: written once to the feature cache and memory-mapped read-only
+    (:func:`cached_features`); ``parts``: the estimate checked, by array; ``budget``: ``--max-memory``.
+    """
+
+    disk_backed: bool
+    parts: dict
+    budget: int
+
+    @property
+    def need(self) -> int:
+        return int(sum(self.parts.values()))
+
+    def as_dict(self) -> dict:
+        """What a run's metrics record of it."""
+        return {"features_disk_backed": self.disk_backed, "memory_estimate_bytes": self.need,
+                "memory_estimate": dict(self.parts), "max_memory_bytes": self.budget}
+
+
 def parse_memory(text: str | int | None) -> int:
     """Parse ``--max-memory`` (``"8G"``, ``"512M"``, bytes) into bytes."""
     if text is None:
@@ -223,8 +276,6 @@ class FeaturePipeline:
 
     def __post_init__(self) -> None:
         check_range("pca_rank", self.rank, 1, None, integer=True)
-        from .errors import check_choice
-
         check_choice("host_datapath", self.host_datapath, HOST_FORMATS)
         self.host_scales_: dict[str, float] = {}
         if self.max_memory is None:
@@ -246,6 +297,38 @@ class FeaturePipeline:
                 f"{format_bytes(self.max_memory)}; lower the rank or the dictionary's size, or raise --max-memory"
             )
 
+    def plan_memory(self, n_train: int, n_test: int, disk: str = "never") -> MemoryPlan:
+        """Where the lifted features of ``n_train`` + ``n_test`` rows live, checked against ``max_memory``.
+
+        ``disk`` (:data:`DISK_FEATURES`): ``never`` keeps them in memory (:func:`fit_memory` of
+        both splits must fit); ``always`` puts them on disk (:func:`disk_fit_memory` must fit);
+        ``auto`` keeps them in memory when that fits, else on disk. Raises ``ResourceError``,
+        one line naming the estimate and the fix, when the chosen path does not fit.
+        """
+        check_choice("disk_features", disk, DISK_FEATURES)
+        F, budget = self.n_features, int(self.max_memory)
+        memory = fit_memory(n_train + n_test, F)
+        disk_parts = disk_fit_memory(n_train, n_test, F)
+        if disk == "never" or (disk == "auto" and sum(memory.values()) <= budget):
+            plan = MemoryPlan(False, memory, budget)
+        else:
+            plan = MemoryPlan(True, disk_parts, budget)
+        if plan.need <= budget:
+            return plan
+        what = (f"fitting pca_rank={self.rank}, {self.dictionary.describe()} ({n_train} + {n_test} rows x {F} features)")
+        detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in plan.parts.items())
+        if not plan.disk_backed:
+            fix = ("; lower the rank or the dictionary's size, raise --max-memory, or keep the features on disk "
+                   f"(--disk-features auto: {format_bytes(sum(disk_parts.values()))})"
+                   if sum(disk_parts.values()) <= budget else
+                   "; lower the rank or the dictionary's size, or raise --max-memory")
+            raise ResourceError(f"{what} would need {format_bytes(plan.need)} in memory ({detail}) but --max-memory is "
+                                f"{format_bytes(budget)}{fix}")
+        raise ResourceError(
+            f"{what} would need {format_bytes(plan.need)} even with the features on disk ({detail}; in memory: "
+            f"{format_bytes(sum(memory.values()))}) but --max-memory is {format_bytes(budget)}; lower the rank or "
+            f"the dictionary's size (the Gram grows as features squared), or raise --max-memory")
+
     def fit(self, x_train: np.ndarray, decomposition: PCADecomposition | None = None) -> "FeaturePipeline":
         """Fit PCA, the dictionary and the standardisation on the training inputs.
 
@@ -255,6 +338,20 @@ class FeaturePipeline:
         """
         self._fit(x_train, decomposition, None)
         return self
+
+    def transform_blocks(self, x: np.ndarray, rows: int | None = None):
+        """The standardised lifted features of ``x`` as float32 numpy blocks of at most ``rows`` rows
+        (default :func:`disk_chunk_rows`), in order: what :meth:`transform` returns, never whole.
+
+        The PCA scores are computed :data:`CHUNK_ROWS` rows at a time, as :meth:`transform` does.
+        """
+        rows = rows or disk_chunk_rows(self.n_features)
+        for i in range(0, len(x), CHUNK_ROWS):
+            z = self._scores(x[i : i + CHUNK_ROWS])
+            for k in range(0, len(z), rows):
+                block = self.lift(z[k : k + rows])
+                self._check_finite(block)
+                yield block.numpy()
 
     def fit_transform(self, x_train: np.ndarray, decomposition: PCADecomposition | None = None) -> torch.Tensor:
         """:meth:`fit`, then the standardised features of ``x_train``, lifting it once.
@@ -273,8 +370,12 @@ class FeaturePipeline:
         self._check_finite(out)
         return out
 
-    def _fit(self, x_train: np.ndarray, decomposition: PCADecomposition | None, keep: torch.Tensor | None) -> None:
-        self.check_memory(len(x_train))
+    def _fit(self, x_train: np.ndarray, decomposition: PCADecomposition | None, keep: torch.Tensor | None,
+             chunk: int = CHUNK_ROWS, check: bool = True) -> None:
+        """Fit PCA, dictionary and standardisation; the lift is taken ``chunk`` rows at a time (a
+        disk-backed build: smaller blocks, ``check`` false: the caller checked its own estimate)."""
+        if check:
+            self.check_memory(len(x_train))
         if decomposition is None:
             self.pca_ = PCA(self.rank).fit(x_train)
         else:
@@ -294,10 +395,10 @@ class FeaturePipeline:
         F = self.n_features
         s1 = torch.zeros(F, dtype=torch.float64)
         s2 = torch.zeros(F, dtype=torch.float64)
-        for i in range(0, len(z), CHUNK_ROWS):
-            raw = self.dictionary.transform(z[i : i + CHUNK_ROWS])
+        for i in range(0, len(z), chunk):
+            raw = self.dictionary.transform(z[i : i + chunk])
             if keep is not None:
-                keep[i : i + CHUNK_ROWS] = raw
+                keep[i : i + chunk] = raw
             block = raw.double()
             s1 += block.sum(0)
             s2 += block.square().sum(0)
@@ -429,16 +530,32 @@ class Features:
     """A fitted pipeline and its standardised train/test feature matrices.
 
     ``gram`` caches the training Gram's factors for every student fitted on these features.
+    ``memory``: the :class:`MemoryPlan` checked when they were built; with ``disk_backed`` true,
+    ``train`` and ``test`` are read-only tensors over memory-mapped cache files (``path``).
     """
 
     pipeline: FeaturePipeline
     train: torch.Tensor
     test: torch.Tensor
     gram: "GramCache" = None  # type: ignore[assignment]
+    memory: MemoryPlan | None = None
+    path: Path | None = None
 
     def __post_init__(self) -> None:
         if self.gram is None:
             self.gram = GramCache()
+
+    @property
+    def disk_backed(self) -> bool:
+        return self.memory is not None and self.memory.disk_backed
+
+
+def feature_plan(rank: int, dictionary: str, dictionary_params: dict, n_train: int, n_test: int, *,
+                 max_memory: int | None = None, disk: str = "never") -> MemoryPlan:
+    """The :class:`MemoryPlan` of lifting ``n_train`` + ``n_test`` rows (:meth:`FeaturePipeline.plan_memory`),
+    before anything is built."""
+    pipe = FeaturePipeline(rank, make_dictionary(dictionary, **dictionary_params), max_memory)
+    return pipe.plan_memory(n_train, n_test, disk)
 
 
 def build_features(
@@ -453,16 +570,16 @@ def build_features(
     decomposition: PCADecomposition | None = None,
     host_datapath: str = "fp32",
 ) -> Features:
-    """Fit the pipeline on ``x_train`` and lift both splits.
+    """Fit the pipeline on ``x_train`` and lift both splits, in memory.
 
     Args:
         decomposition: ``x_train``'s PCA decomposition (:func:`pca_decomposition`), shared by
             every rank; None decomposes here.
     """
     pipe = FeaturePipeline(rank, make_dictionary(dictionary, **dictionary_params), max_memory, seed, host_datapath)
-    pipe.check_memory(len(x_train) + len(x_test))
+    plan = pipe.plan_memory(len(x_train), len(x_test), "never")
     train = pipe.fit_transform(x_train, decomposition)
-    return Features(pipe, train, pipe.transform(x_test))
+    return Features(pipe, train, pipe.transform(x_test), memory=plan)
 
 
 def cached_features(
@@ -477,13 +594,21 @@ def cached_features(
     cache_dir: str | os.PathLike | None = None,
     data_key: str | None = None,
     host_datapath: str = "fp32",
+    disk: str = "never",
 ) -> Features:
     """:func:`build_features` through a disk cache keyed by data, rank, dictionary and seed.
+
+    With the features on disk (``disk``, :meth:`FeaturePipeline.plan_memory`), the cache entry
+    is written block by block (:func:`~codesign.cache.atomic_stream_npz`: a temp file, then a
+    rename) without the whole matrix ever being in memory, and both splits are returned as
+    read-only memory maps of it (:func:`~codesign.students.memmap_npz`). The entry is the same
+    file either way: one written in memory is mapped, one written block by block is loaded.
 
     Args:
         data_key: a hash of every byte of the data set both splits come from
             (:attr:`codesign.datasets.Dataset.fingerprint`); None: a fingerprint of a strided
             sample of the arrays.
+        disk: ``never``, ``always`` or ``auto`` (:data:`DISK_FEATURES`).
     """
     lift = make_dictionary(dictionary, **dictionary_params)
     data = array_fingerprint(x_train, x_test) if data_key is None else f"dataset:{data_key}"
@@ -495,24 +620,29 @@ def cached_features(
     folder = Path(cache_root(cache_dir)) / "features"
     path = folder / f"{dictionary}-r{rank}-{key}.npz"
     pipe = FeaturePipeline(rank, lift, max_memory, seed, host_datapath)
-    pipe.check_memory(len(x_train) + len(x_test))
+    plan = pipe.plan_memory(len(x_train), len(x_test), disk)
     if path.is_file():
-        try:  # arrays and a JSON text only: nothing in the file is unpickled or executed
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files if k not in ("train", "test", "state_json")}
-                state = join_arrays(bytes(f["state_json"]).decode("utf-8"), arrays)
-                return Features(
-                    FeaturePipeline.from_state_dict(state),
-                    torch.from_numpy(f["train"].copy()),
-                    torch.from_numpy(f["test"].copy()),
-                )
+        try:
+            return _read_entry(path, plan, (len(x_train), len(x_test), pipe.n_features))
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign cache entry is rebuilt, never trusted
             warnings.warn(f"feature cache entry {path} could not be read ({type(exc).__name__}); rebuilding it",
                           stacklevel=2)
             path.unlink(missing_ok=True)
+    decomposition = pca_decomposition(x_train, cache_dir=cache_dir, data_key=data_key)
+    if plan.disk_backed:
+        F = pipe.n_features
+        pipe._fit(x_train, decomposition, None, chunk=disk_chunk_rows(F), check=False)
+        text, arrays = split_arrays(pipe.state_dict())
+        atomic_stream_npz(
+            path,
+            train=((len(x_train), F), np.float32, pipe.transform_blocks(x_train)),
+            test=((len(x_test), F), np.float32, pipe.transform_blocks(x_test)),
+            state_json=np.frombuffer(text.encode("utf-8"), dtype=np.uint8),
+            **arrays,
+        )
+        return _read_entry(path, plan, (len(x_train), len(x_test), F))
     feats = build_features(x_train, x_test, rank, dictionary, dictionary_params, seed=seed, max_memory=max_memory,
-                           decomposition=pca_decomposition(x_train, cache_dir=cache_dir, data_key=data_key),
-                           host_datapath=host_datapath)
+                           decomposition=decomposition, host_datapath=host_datapath)
     text, arrays = split_arrays(feats.pipeline.state_dict())
     atomic_save_npz(
         path,
@@ -522,3 +652,26 @@ def cached_features(
         **arrays,
     )
     return feats
+
+
+def _read_entry(path: Path, plan: MemoryPlan, shape: tuple[int, int, int]) -> Features:
+    """A feature cache entry: the pipeline, and both splits loaded, or memory-mapped (``plan.disk_backed``).
+
+    Arrays and a JSON text only: nothing in the file is unpickled or executed. Splits of another
+    shape than ``shape`` (train rows, test rows, features) are refused.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k not in ("train", "test", "state_json")}
+        pipe = FeaturePipeline.from_state_dict(join_arrays(bytes(f["state_json"]).decode("utf-8"), arrays))
+        pipe.max_memory = plan.budget
+        if plan.disk_backed:
+            train, test = memmap_npz(path, "train"), memmap_npz(path, "test")
+        else:
+            train, test = f["train"].copy(), f["test"].copy()
+    n_train, n_test, F = shape
+    if train.shape != (n_train, F) or test.shape != (n_test, F) or train.dtype != np.float32 or test.dtype != np.float32:
+        raise ValueError(f"splits {train.shape} {train.dtype} and {test.shape} {test.dtype}, expected "
+                         f"({n_train}, {F}) and ({n_test}, {F}) float32")
+    with warnings.catch_warnings():  # a read-only map gives a read-only tensor: intended, nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        return Features(pipe, torch.from_numpy(train), torch.from_numpy(test), memory=plan, path=path)

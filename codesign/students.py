@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import copy
 import math
+import mmap
 import os
 import time
 import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -265,7 +267,14 @@ class LinearStudent:
     # ------------------------------------------------------------------ inference
     def logits(self, psi: torch.Tensor) -> torch.Tensor:
         """Student logits ``psi @ K^T`` (``psi`` may be a numpy array or memmap, as in :meth:`fit`)."""
-        return as_features(psi) @ self.K_.T
+        psi = as_features(psi)
+        if not is_mapped(psi):
+            return psi @ self.K_.T
+        out = []
+        for i in range(0, psi.shape[0], CHUNK_ROWS):  # a mapped matrix: block by block, pages released
+            out.append(psi[i : i + CHUNK_ROWS] @ self.K_.T)
+            release_pages(psi[i : i + CHUNK_ROWS])
+        return torch.cat(out) if out else psi @ self.K_.T
 
     def accuracy(self, psi: torch.Tensor, labels: torch.Tensor) -> float:
         """Share of rows whose arg-max logit is the label."""
@@ -294,6 +303,7 @@ def _check_features(psi: torch.Tensor, labels: torch.Tensor, teacher_logits: tor
         block = psi[i : i + CHUNK_ROWS]
         if not math.isfinite(float(block.sum())) and not bool(torch.isfinite(block).all()):
             raise NumericalError("features hold NaN or Inf values; check the input data")
+        release_pages(block)
 
 
 def as_features(psi) -> torch.Tensor:
@@ -340,7 +350,69 @@ def memmap_npz(path: str | os.PathLike, name: str) -> np.memmap:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(fh)
         offset = fh.tell()
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset)
+    return map_pages(np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset))
+
+
+#: The read-only file mappings :func:`release_pages` may drop pages of: ``{address: (bytes, mmap)}``
+#: (weakly held: a mapping leaves when its array is collected).
+_MAPPED: "weakref.WeakValueDictionary[int, mmap.mmap]" = None  # type: ignore[assignment]
+_MAPPED_BYTES: dict[int, int] = {}
+
+
+def map_pages(array: np.memmap) -> np.memmap:
+    """Register ``array``'s file mapping with :func:`release_pages`; returns ``array``.
+
+    A memory-mapped matrix's pages, once read, stay in the process's resident set (as file
+    pages) until the kernel needs the memory: a pass over a 2 GB matrix would show as 2 GB
+    resident. The engine's passes release each block's pages after reading it (the page cache
+    keeps them, so the next pass still reads memory, not the disk).
+    """
+    global _MAPPED
+    mm = getattr(array, "_mmap", None)
+    if mm is None or not hasattr(mm, "madvise"):
+        return array
+    if _MAPPED is None:
+        _MAPPED = weakref.WeakValueDictionary()
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    _MAPPED[base] = mm
+    _MAPPED_BYTES[base] = len(mm)
+    return array
+
+
+def release_pages(t: "torch.Tensor | np.ndarray") -> None:
+    """Drop the resident pages of ``t`` (a block or the whole of a :func:`map_pages` matrix)
+    from this process (``MADV_DONTNEED``; the data stays in the file and the page cache).
+
+    A no-op for anything else (an in-memory tensor), so the engine's loops call it on every block.
+    """
+    if not _MAPPED:
+        return
+    if isinstance(t, torch.Tensor):
+        if t.device.type != "cpu":
+            return
+        start, nbytes = t.data_ptr(), t.numel() * t.element_size()
+    else:
+        start, nbytes = t.ctypes.data, t.nbytes
+    for base, mm in list(_MAPPED.items()):
+        size = _MAPPED_BYTES.get(base, 0)
+        if base <= start < base + size:
+            page = mmap.PAGESIZE
+            lo = (start - base) // page * page
+            hi = min(size, start - base + nbytes)
+            if hi > lo:
+                try:
+                    mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                except (OSError, ValueError):  # pragma: no cover - a closed map or another OS's semantics
+                    pass
+            return
+
+
+def is_mapped(t: "torch.Tensor | np.ndarray") -> bool:
+    """Whether ``t`` lies in a file mapping registered by :func:`map_pages` (a disk-backed matrix)."""
+    if not _MAPPED:
+        return False
+    start = (t.data_ptr() if t.device.type == "cpu" else -1) if isinstance(t, torch.Tensor) else t.ctypes.data
+    return any(base <= start < base + _MAPPED_BYTES.get(base, 0) for base in list(_MAPPED.keys()))
 
 
 def _one_hot_codes(labels: torch.Tensor, C: int) -> torch.Tensor:
@@ -374,6 +446,7 @@ def gram(psi: torch.Tensor, y: torch.Tensor, chunk: int = 8192, exact: bool = Tr
         else:
             G += (p.T @ p).double()
         A += (p.T @ y[i : i + chunk].to(dt)).double()
+        release_pages(psi[i : i + chunk])
     if upper:  # the upper triangle was accumulated: mirror it
         G = G.triu() + G.triu(1).T
     return G / N, A / N
@@ -460,6 +533,7 @@ class GramCache:
             return
         rows = self.rows(psi)
         sub = psi if rows is None else psi[rows]
+        release_pages(psi)  # the strided rows are copied: the matrix's pages can go
         G, _ = gram(sub, sub[:, :1], exact=False)
         self._scale = float(torch.diagonal(G).mean())
         self._G, self._sub = G, sub
@@ -619,6 +693,7 @@ def kd_loss_and_grad(
             grad += (g.to(psi.dtype) @ p).float()
         else:
             grad.addmm_(g, p)
+        release_pages(p)
     grad /= N
     total /= N
     if l2 > 0:
@@ -640,6 +715,7 @@ def pass_copy(psi: torch.Tensor, dtype: str) -> torch.Tensor:
     out = torch.empty(psi.shape, dtype=dt, device=psi.device)
     for i in range(0, psi.shape[0], CHUNK_ROWS):
         out[i : i + CHUNK_ROWS] = psi[i : i + CHUNK_ROWS]
+        release_pages(psi[i : i + CHUNK_ROWS])
     return out
 
 
@@ -684,6 +760,7 @@ def final_loss(psi: torch.Tensor, K: torch.Tensor, targets: KDTargets, l2: float
     for i in range(0, N, CHUNK_ROWS):
         idx = slice(i, i + CHUNK_ROWS)
         z = psi[idx].float() @ K.T
+        release_pages(psi[idx])
         total += float(kd_loss(z, targets.subset(idx))) * z.shape[0]
     total /= N
     if l2 > 0:
@@ -846,6 +923,7 @@ def fit_through_device(
                 raise NumericalError(f"hardware-aware training diverged (loss {float(loss)}) at step {steps}; lower --lr")
             loss.backward()
             opt.step()
+            release_pages(psi)  # a disk-backed matrix: the rows this minibatch read
             steps += 1
             if stops and steps == stops[0]:
                 stops.pop(0)

@@ -162,7 +162,7 @@ class SearchWorkspace(Workspace):
         feats = cached_features(
             ds.x_train, ds.x_test, cfg.pca_rank, cfg.dictionary, params,
             seed=seed, max_memory=cfg.max_memory, cache_dir=cfg.cache_dir, data_key=ds.fingerprint,
-            host_datapath=cfg.host_datapath,
+            host_datapath=cfg.host_datapath, disk=cfg.disk_features,
         )
         self._memo[key] = feats
         return feats
