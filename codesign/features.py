@@ -315,7 +315,7 @@ class FeaturePipeline:
             plan = MemoryPlan(True, disk_parts, budget)
         if plan.need <= budget:
             return plan
-        what = (f"fitting pca_rank={self.rank}, {self.dictionary.describe()} ({n_train} + {n_test} rows x {F} features)")
+        what = f"fitting pca_rank={self.rank}, {self.dictionary.describe()} ({n_train + n_test} rows x {F} features)"
         detail = ", ".join(f"{k} {format_bytes(v)}" for k, v in plan.parts.items())
         if not plan.disk_backed:
             fix = ("; lower the rank or the dictionary's size, raise --max-memory, or keep the features on disk "
