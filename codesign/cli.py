@@ -68,6 +68,7 @@ try:
     from .dictionaries import get_dictionary_class, list_dictionaries, params_by_name
     from .distill import DistillConfig, run_distill
     from .data import load_dataset
+    from .features import format_bytes
     from .errors import CodesignError, ConfigError, check_choice
     from .log import configure_logging
     from .options import add_options, field_default, option, option_fields, option_key, same_as
@@ -445,6 +446,9 @@ def _print_distill(m: dict) -> None:
     if m.get("condition_number") is not None:
         print(f"  condition_number {m['condition_number']:.3g}", end="")
     print()
+    if m.get("features_disk_backed"):  # --disk-features: mapped from the feature cache
+        print(f"features on disk (memory-mapped from the feature cache): estimate "
+              f"{format_bytes(m['memory_estimate_bytes'])} of --max-memory {format_bytes(m['max_memory_bytes'])}")
     sel = m.get("kd_selection")
     if sel:  # --temperature auto / --alpha auto: what was chosen, on which rows
         kd = f"T {sel['temperature']:g}  alpha {sel['alpha']:g}  " if m["method"] == "kd" else ""  # labels: L2 only

@@ -20,7 +20,7 @@ from codesign.dictionaries import create_dictionary
 from codesign.students import (FitConfig, as_features, engine_memory, is_mapped, memmap_npz, pass_copy,
                                release_pages)
 
-RFF = {"features": 300}
+RFF = {"features": 120}
 
 
 @pytest.fixture
@@ -60,9 +60,9 @@ def test_disk_backed_fit_equals_the_in_memory_fit(cache):
 
 
 def test_hardware_aware_training_from_the_map(cache):
-    kw = dict(device="analog_crossbar", protocol="aware", hw_draws=1, fit=FitConfig(aware_steps=3, pass_dtype="float32"))
+    kw = dict(device="ideal", protocol="aware", hw_draws=1, fit=FitConfig(aware_steps=3, pass_dtype="float32"))
     mem, disk = distill(cache, "never", **kw), distill(cache, "always", **kw)
-    assert disk.features.disk_backed
+    assert disk.features.disk_backed and disk.metrics["aware_steps"] == mem.metrics["aware_steps"] == 3
     assert disk.metrics["hw_accuracies"] == pytest.approx(mem.metrics["hw_accuracies"], abs=1e-9)
 
 
@@ -101,8 +101,8 @@ def test_a_partial_or_damaged_entry_is_never_read(cache):
     arrays["train"] = arrays["train"][:-1]
     np.savez(entry, **arrays)
     plan = rebuilt.features.memory
-    with pytest.raises(ValueError, match=r"expected \(1437, 317\)"):
-        features._read_entry(entry, plan, (1437, 360, 317))
+    with pytest.raises(ValueError, match=r"expected \(1437, 137\)"):
+        features._read_entry(entry, plan, (1437, 360, 137))
 
 
 def test_auto_puts_features_on_disk_only_when_memory_is_short():
@@ -124,12 +124,18 @@ def test_auto_puts_features_on_disk_only_when_memory_is_short():
 
 
 def test_max_memory_below_the_disk_estimate_is_one_line(cache, capsys):
-    code = cli.main(["distill", "--dataset", "digits", "--pca-rank", "16", "--dictionary", "rff", "--features", "300",
+    code = cli.main(["distill", "--dataset", "digits", "--pca-rank", "16", "--dictionary", "rff", "--features", "120",
                      "--disk-features", "always", "--max-memory", "1M", "--cache-dir", str(cache)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "even with the features on disk" in err and "--max-memory is 1.0 MiB" in err and "raise --max-memory" in err
     assert not entries(cache)  # refused before anything was written
+    code = cli.main(["distill", "--dataset", "digits", "--pca-rank", "16", "--dictionary", "rff", "--features", "120",
+                     "--disk-features", "always", "--max-memory", "1G", "--cache-dir", str(cache), "--pass-dtype",
+                     "float32"])
+    out = capsys.readouterr().out
+    assert code == 0 and "features on disk (memory-mapped from the feature cache)" in out
+    assert "of --max-memory 1.0 GiB" in out and len(entries(cache)) == 1
 
 
 def test_disk_features_is_checked():
