@@ -168,3 +168,10 @@ def resident(path: Path) -> int:
         elif inside and line.startswith("Rss:"):
             total += int(line.split()[1]) << 10
     return total
+
+
+def test_a_validated_choice_counts_its_in_memory_copies(cache):
+    plan = features.feature_plan(16, "rff", RFF, 1437, 360, max_memory=1 << 40, disk="always")
+    fit = FitConfig(temperature="auto", pass_dtype="float32")
+    with pytest.raises(ResourceError, match=r"auto copies the selection split's 1437 rows x 137 features into memory"):
+        distill(cache, "always", fit=fit, max_memory=plan.need + 1437 * 137 * 4 - 1)
