@@ -9,8 +9,12 @@ The test split is never used to choose anything.
 
 A lift spec is ``NAME:key=value,...``: ``NAME`` a registered dictionary, ``rank`` the PCA rank,
 every other key one of the dictionary's parameters, e.g. ``rff:rank=50,features=4000`` or
-``monomial:rank=120,degree=2``. :func:`lift_features` turns a spec into features; device-native
-lifts extend it (a key such as ``device=...`` read there). Each cell is saved to
+``monomial:rank=120,degree=2``. :func:`lift_features` turns a spec into features. A device-native
+lift is named ``<device>.<primitive>`` (``photonic_mzi.intensity:rank=50,features=2000``): its
+features for the choice and the refit are the primitive's exact math (noise off), as ``codesign
+distill --lift-placement device`` fits them; after the choice, :func:`on_device` runs ``codesign
+distill`` with the chosen T, alpha and L2 on that device (post hoc, the lift and K drawn
+``--hw-draws`` times with the device's noise and converters) and the row adds that accuracy. Each cell is saved to
 ``results_<dataset>.json`` as soon as it finishes (atomic write), so the script resumes where it
 stopped; ``--only-md`` rewrites ``validated_lifts.md`` from what is saved.
 
@@ -30,6 +34,7 @@ cache, not in the process).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -43,7 +48,8 @@ import torch
 from codesign import selection
 from codesign.cache import atomic_write_json, atomic_write_text, cache_root, stable_hash
 from codesign.data import load_dataset
-from codesign.dictionaries import create_dictionary
+from codesign.device_lifts import is_device_lift, make_dictionary
+from codesign.distill import DistillConfig, run_distill
 from codesign.features import FeaturePipeline, fit_memory, format_bytes, parse_memory
 from codesign.selection import resolve_fit, select_kd
 from codesign.students import FitConfig, GramCache, LinearStudent, engine_memory
@@ -73,7 +79,7 @@ def lift_features(spec: str, ds, seed: int, max_memory: int, disk_above: int, ca
     columns (written once under ``CACHE/validated_lifts/``), else a tensor.
     """
     name, rank, params = parse_spec(spec)
-    lift = create_dictionary(name, **params)
+    lift = make_dictionary(name, **params)
     pipe = FeaturePipeline(rank, lift, max_memory, seed)
     n, F = len(ds.y_train), pipe.n_features
     pipe.check_memory(n + len(ds.y_test))  # --max-memory, with the lift's own feature count
@@ -172,11 +178,36 @@ class Table:
                "test_accuracy": st.accuracy(test, y_test), "train_accuracy": st.accuracy(train, y),
                "select_seconds": round(select_s, 1), "refit_seconds": round(time.perf_counter() - t2, 1),
                "refit_iterations": st.info_.iterations, "threads": torch.get_num_threads()}
-        self.states[name]["cells"][cell_key(name, spec, seed, self.args.teacher)] = rec
-        self.save(name)
+        del train, test
         self.log(f"{name} {spec} seed={seed}: val {100 * rec['val_accuracy']:.2f}%, test {100 * rec['test_accuracy']:.2f}% "
                  f"(T={sel.temperature:g} alpha={sel.alpha:g} l2={sel.l2:g}; select {select_s:.0f}s)")
-        del train, test
+        if is_device_lift(parse_spec(spec)[0]) and self.args.hw_draws > 0:
+            rec["on_device"] = on_device(spec, name, seed, cfg, sel, self.args)
+            d = rec["on_device"]
+            self.log(f"{name} {spec} on {d['device']}: float {100 * d['float_accuracy']:.2f}%, hardware "
+                     f"{100 * d['hw_accuracy_mean']:.2f} +- {100 * d['hw_accuracy_std']:.2f}% ({d['hw_draws']} draws, "
+                     f"{d['seconds']:.0f}s)")
+        self.states[name]["cells"][cell_key(name, spec, seed, self.args.teacher)] = rec
+        self.save(name)
+
+
+def on_device(spec: str, dataset: str, seed: int, cfg: FitConfig, sel, args) -> dict:
+    """The chosen student of a device-native lift on its device: ``codesign distill`` with the
+    chosen T, alpha and L2 (nothing chosen again), ``--lift-placement device``, post hoc, the lift's
+    and K's hardware drawn ``args.hw_draws`` times on the test split, the device's default config."""
+    name, rank, params = parse_spec(spec)
+    device = name.split(".", 1)[0]
+    fit = dataclasses.replace(resolve_fit(cfg, sel), seed=seed)
+    dcfg = DistillConfig(dataset=dataset, data_root=args.data_root, teacher=args.teacher if args.teacher != "none" else "mlp",
+                         pca_rank=rank, dictionary=name, dictionary_params=tuple(sorted(params.items())), fit=fit,
+                         device=device, lift_placement="device", hw_draws=args.hw_draws, seed=seed,
+                         max_memory=args.max_memory, cache_dir=args.cache_dir)
+    t0 = time.perf_counter()
+    m = run_distill(dcfg).metrics
+    return {"device": device, "protocol": "posthoc", "hw_draws": args.hw_draws, "float_accuracy": m["test_accuracy"],
+            "hw_accuracy_mean": m["hw_accuracy_mean"], "hw_accuracy_std": m["hw_accuracy_std"],
+            "hw_accuracies": m["hw_accuracies"], "energy_pj": m["cost"].get("energy_pj") if isinstance(m["cost"], dict) else None,
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def monomial_rows(name):
@@ -252,6 +283,8 @@ def main(argv=None):
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--teacher", default="cnn",
                    help="built-in teacher (seed 0); none: labels only, the L2 penalty chosen on the split")
+    p.add_argument("--hw-draws", type=int, default=3,
+                   help="hardware draws of a device-native lift's chosen student on its device (0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only-md", action="store_true")
     args = p.parse_args(argv)
