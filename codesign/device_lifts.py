@@ -144,13 +144,8 @@ class DeviceLiftDictionary(Dictionary):
         return self
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
-        n, r = z.shape
-        if r != self.rank_:
-            raise ConfigError(f"{self.name} dictionary fitted for rank {self.rank_}, got inputs of width {r}")
-        out = torch.empty(n, self.n_features(r), dtype=z.dtype)
-        out[:, 0] = 1.0
-        out[:, 1 : r + 1] = z
-        out[:, r + 1 :] = self.lift_.ideal(z)
+        out = self.linear_part(z)
+        out[:, z.shape[1] + 1 :] = self.lift_.ideal(z)
         return out
 
     def lift_ops(self, rank: int) -> OpCounts:

@@ -138,6 +138,22 @@ class Dictionary(abc.ABC):
     def transform(self, z: torch.Tensor) -> torch.Tensor:
         """Lift ``z`` (``[n, r]`` float32) to ``[n, F]``."""
 
+    def linear_part(self, z: torch.Tensor) -> torch.Tensor:
+        """``[n, F]`` for ``z``'s ``n`` rows with the constant and linear columns ``[1, z]`` set;
+        :meth:`transform` fills the nonlinear columns ``r + 1:``.
+
+        Raises:
+            ConfigError: ``z``'s width is not the rank the dictionary was fitted for.
+        """
+        n, r = z.shape
+        fitted = getattr(self, "rank_", r)
+        if r != fitted:
+            raise ConfigError(f"{self.name} dictionary fitted for rank {fitted}, got inputs of width {r}")
+        out = torch.empty(n, self.n_features(r), dtype=z.dtype)
+        out[:, 0] = 1.0
+        out[:, 1 : r + 1] = z
+        return out
+
     def lift_ops(self, rank: int) -> OpCounts:
         """The arithmetic of lifting one vector of PCA rank ``rank``, for the hardware cost.
 
@@ -334,12 +350,7 @@ class Monomial(Dictionary):
         return OpCounts(mults=n - 1 - rank, inputs=rank, outputs=n)
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
-        n, r = z.shape
-        if r != self.rank_:
-            raise ConfigError(f"{self.name} dictionary fitted for rank {self.rank_}, got inputs of width {r}")
-        out = torch.empty(n, self.n_features(r), dtype=z.dtype)
-        out[:, 0] = 1.0
-        out[:, 1 : r + 1] = z
+        out, r = self.linear_part(z), z.shape[1]
         prev, col = z, r + 1
         for parent, var in self._levels:
             block = prev[:, parent] * z[:, var]
@@ -403,10 +414,7 @@ class RBF(Dictionary):
                         outputs=self.n_features(rank))
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
-        n, r = z.shape
-        out = torch.empty(n, self.n_features(r), dtype=z.dtype)
-        out[:, 0] = 1.0
-        out[:, 1 : r + 1] = z
+        out, r = self.linear_part(z), z.shape[1]
         d2 = torch.cdist(z, self.centers_.to(z.dtype)).square_()
         out[:, r + 1 :] = torch.exp(d2 * (-0.5 / self.sigma_**2))
         return out
@@ -555,12 +563,7 @@ class RFF(Dictionary):
                         outputs=self.n_features(rank))
 
     def transform(self, z: torch.Tensor) -> torch.Tensor:
-        n, r = z.shape
-        if r != self.rank_:
-            raise ConfigError(f"{self.name} dictionary fitted for rank {self.rank_}, got inputs of width {r}")
-        out = torch.empty(n, self.n_features(r), dtype=z.dtype)
-        out[:, 0] = 1.0
-        out[:, 1 : r + 1] = z
+        out, r = self.linear_part(z), z.shape[1]
         out[:, r + 1 :] = fourier_features(z, self.weights_, self.phases_)
         return out
 
