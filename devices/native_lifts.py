@@ -90,6 +90,16 @@ class _PhotonicProjectionLayer(ProjectionLiftLayer):
             lift.device = real
 
 
+class _PhotonicFieldLayer(_PhotonicProjectionLayer):
+    """The programmed mesh read by photodiodes without a local oscillator: the primitive's
+    :meth:`~codesign.devices.lifts.ProjectionLift.periphery` gets the complex output field
+    (:meth:`~codesign.devices.photonic_mzi.PhotonicMZILayer.output_field`), not its real part."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.lift.periphery(self.projection.output_field(z), self)
+
+
 class PhotonicIntensity(ProjectionLift):
     """Square-law detection of a random mesh's outputs: ``phi_j(z) = (w_j . z)^2``.
 
@@ -101,11 +111,13 @@ class PhotonicIntensity(ProjectionLift):
     matrix is a Gaussian ``W`` programmed into the device's SVD mesh tiles, seeded, not trained.
 
     Simulated: the mesh as the device models it (DAC, quantised and noisy phases, crosstalk,
-    coupler errors), then ``I = a^2`` of the real field ``a`` the mesh outputs (with phase
-    errors the field gains an imaginary part whose square a real detector would add; the
-    device layer reads the real part, so that second-order term is left out), then the
-    device's shot + TIA noise on the intensity (variance linear in it, in units of the
-    calibrated full scale) and its ADC (``adc_bits``).
+    coupler errors), giving the complex output field ``E`` of each output (the tiles of a block
+    row combined coherently, :meth:`~codesign.devices.photonic_mzi.PhotonicMZILayer.output_field`);
+    the photodiode detects the whole field, ``I = |E|^2 = Re(E)^2 + Im(E)^2``: with ideal phases
+    ``E`` is real and ``I = (w_j . z)^2``, while phase and coupler errors rotate part of the
+    field into quadrature, whose power the diode adds (a coherent receiver, as K's, would read
+    ``Re(E)`` alone). Then the device's shot + TIA noise on the intensity (variance linear in
+    it, in units of the calibrated full scale) and its ADC (``adc_bits``).
 
     Priced: the device's cost of the ``m x r`` mesh as it prices K (its receivers included: a
     balanced pair per output where one diode would do, so the detection is priced high).
@@ -122,10 +134,11 @@ class PhotonicIntensity(ProjectionLift):
         return g.op("Mul", [a, a], "intensity_features")
 
     def layer(self) -> ProjectionLiftLayer:
-        return _PhotonicProjectionLayer(self)
+        return _PhotonicFieldLayer(self)
 
     def periphery(self, a: torch.Tensor, layer: ProjectionLiftLayer) -> torch.Tensor:
-        intensity = a.square()
+        """``a``: the output field, complex (the layer's) or real; the diode's intensity ``|a|^2``."""
+        intensity = a.real.square() + a.imag.square() if a.is_complex() else a.square()
         full = intensity.amax(1, keepdim=True)  # the receivers' range: each vector's brightest output
         return _photonic_receiver(layer, intensity, full)
 
