@@ -31,7 +31,7 @@ import torch
 from codesign.errors import check_choice, check_range
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
-from .base import quantize_symmetric
+from .base import quantize_symmetric, shared_budget_reasons
 from .digital import DATAPATHS
 from .lifts import ProjectionLift, ProjectionLiftLayer, ProjectionParams
 
@@ -363,10 +363,30 @@ class FPGALookUp(ProjectionLift):
             return {"copies": copies, "lut": copies * cfg.output_bits * 2, "bram_18k": 0}  # 2 ports: 2 LUT6 per bit
         return {"copies": copies, "lut": 0, "bram_18k": copies * math.ceil(2**k * cfg.output_bits / BRAM18_BITS)}
 
+    def feasibility(self, rank: int) -> list[str]:
+        """The projection's MVAU alone (the device's check), then the MVAU and its tables
+        together against the part (:meth:`~codesign.devices.base.Device.shared_resources`). K's
+        MVAU shares the same part: the whole inference's cost adds this lift's counts to K's."""
+        reasons = super().feasibility(rank)
+        if reasons:
+            return reasons
+        n_in, n_out = self.projection_size(rank)
+        device = self._need_device()
+        shared = device.shared_resources({f"the {n_out}x{n_in} MVAU": device.resources(n_in, n_out),
+                                          "its look-up tables": self.table()})
+        return shared_budget_reasons(shared, skip_single=False)
+
     def cost(self, rank: int) -> dict[str, float]:
+        """The MVAU's and the tables' price; ``lut`` and ``bram_18k`` count both (the tables'
+        share in ``table_lut`` and ``table_bram_18k``), so that the part's budget is checked on
+        the lift and K together."""
         base = super().cost(rank)
         held = float(base.pop("fpga_static_mw", 0.0))  # the same part holds the MVAU of K: charged once there
         base["static_power_mw"] = max(0.0, float(base.get("static_power_mw", 0.0)) - held)
+        t = self.table()
+        base["table_lut"], base["table_bram_18k"] = float(t["lut"]), float(t["bram_18k"])
+        base["lut"] = float(base.get("lut", 0.0)) + t["lut"]
+        base["bram_18k"] = float(base.get("bram_18k", 0.0)) + t["bram_18k"]
         return base
 
     def extra_cost(self, rank: int):

@@ -162,3 +162,57 @@ def test_distill_with_the_lift_on_each_device(device, primitive, tmp_path, capsy
         text = capsys.readouterr().out
         assert "verify: all checks pass" in text
         assert json.loads((bundle / "export.json").read_text())["lift_placement"] == "device"
+
+
+def test_the_fpga_part_holds_the_lift_and_k_together(capsys):
+    """Each MVAU fits the xc7z020 alone (LUTs: FINN's estimate, about 32k each at PE 4 x SIMD 64),
+    but the lift's and K's share one part: the whole inference is infeasible, the reason naming
+    the resource, each matrix's count, the total and the budget; with the lift on the host it fits."""
+    z = torch.randn(300, 20, generator=torch.Generator().manual_seed(0))
+    dev = create_device("fpga_fixed_point", {"pe": 4, "simd": 64})
+    d = make_dictionary("fpga_fixed_point.lut", features=64).fit(z, 0)
+    lift = d.device_lift(dev)
+    k_luts, lift_luts = dev.resources(85, 10)["lut"], dev.resources(20, 64)["lut"]
+    assert (k_luts, lift_luts) == (32332, 32310)  # FINN-R: 300 + 1.1 PE (mult + adder tree + acc + requant)
+    assert dev.feasibility(85, 10) == [] and lift.feasibility(20) == []
+    cost = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=lift)
+    assert cost["feasible"] is False and cost["energy_pj"] is None
+    assert cost["infeasible"] == [
+        "together: LUTs on one part xc7z020: matrix K (10 x 85) 32,332 + lift lut (20 -> 64) 32,310 = 64,642, "
+        "more than its 53,200; lower pe/simd (fields pe, simd), the bit widths, fewer lift features, or a larger "
+        "part (field part)"]
+    shared = cost["shared_resources"]
+    assert shared["lut"]["used"] == 64642 and shared["lut"]["budget"] == 53200
+    assert shared["bram_18k"]["by"] == {"matrix K (10 x 85)": 57, "lift lut (20 -> 64)": 59}  # 2 of them the tables'
+    assert shared["dsp"]["used"] == 0
+    from codesign.cli import _print_cost
+
+    _print_cost(cost)  # what `codesign distill` prints
+    text = capsys.readouterr().out
+    assert text.startswith("cost: INFEASIBLE (not priced)\n  together: LUTs on one part xc7z020: ")
+    assert ("  shared LUTs on one part xc7z020: matrix K (10 x 85) 32,332 + lift lut (20 -> 64) 32,310 = 64,642 "
+            "of 53,200\n") in text
+    host = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10)
+    assert host["feasible"] is True and host["shared_resources"] == {}
+    # at PE 2 both fit together, and the cost reports the part's shared budget
+    small = create_device("fpga_fixed_point", {"pe": 2, "simd": 64})
+    ok = inference_cost(small, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(small))
+    assert ok["feasible"] is True
+    used = ok["shared_resources"]["lut"]
+    assert used["used"] == sum(used["by"].values()) == small.resources(85, 10)["lut"] + small.resources(20, 64)["lut"]
+    from codesign.inference_cost import flat_cost
+
+    assert flat_cost(ok)["shared_lut"] == used["used"]
+
+
+def test_the_crossbar_chip_holds_the_lift_and_k_tiles_together():
+    z = torch.randn(300, 20, generator=torch.Generator().manual_seed(0))
+    dev = create_device("analog_crossbar", {"max_tiles": 1})
+    d = make_dictionary("analog_crossbar.relu", features=64).fit(z, 0)
+    cost = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(dev))
+    assert cost["infeasible"] == [
+        "together: tiles on one chip: matrix K (10 x 85) 1 + lift relu (20 -> 64) 1 = 2, more than its 1; "
+        "raise max_tiles or tile_rows/tile_cols, or shrink the matrices (fewer lift features)"]
+    two = create_device("analog_crossbar", {"max_tiles": 2})
+    ok = inference_cost(two, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(two))
+    assert ok["feasible"] is True and ok["shared_resources"]["tiles"]["used"] == 2

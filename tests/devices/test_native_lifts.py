@@ -196,6 +196,23 @@ def test_fpga_lut_resources_latency_and_static_power():
     mvau = dev.cost(8, 256)
     assert c["latency_ns"] == pytest.approx(mvau["latency_ns"] + (256 / 4 + 2) * 1e3 / dev.config.clock_mhz)
     assert "fpga_static_mw" not in c and c["static_power_mw"] == 0.0  # the part's static power is K's
+    # the tables' resources are counted with the MVAU's, so the part's budget sees both
+    assert c["table_bram_18k"] == 2.0 and c["bram_18k"] == mvau["bram_18k"] + 2
+    assert c["lut"] == mvau["lut"] and small.cost(8)["lut"] == mvau["lut"] + 32
+
+
+def test_fpga_lut_tables_count_against_the_part():
+    # 2^16 entries of 16 bits: 57 RAMB18 per copy, 8 copies (PE 16) = 456 > the xc7z020's 280,
+    # though the projection's MVAU alone fits
+    dev = create_device("fpga_fixed_point", {"pe": 16, "output_bits": 16})
+    lift = FPGALookUp(dev, features=64, lut_bits=16).fit(Z, seed=0)
+    assert dev.feasibility(8, 64) == [] and lift.table()["bram_18k"] == 456
+    mvau = int(dev.resources(8, 64)["bram_18k"])
+    assert lift.feasibility(8) == [
+        f"RAMB18 block RAMs on one part xc7z020: the 64x8 MVAU {mvau} + its look-up tables 456 = {mvau + 456}, "
+        "more than its 280; lower pe/simd (fields pe, simd), weight_bits, fewer lift features, or a larger part "
+        "(field part)"]
+    assert FPGALookUp(dev, features=64, lut_bits=12).fit(Z, seed=0).feasibility(8) == []  # 4 x 8 = 32 RAMB18
 
 
 # --------------------------------------------------------------------------- the plugin contract
