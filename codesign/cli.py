@@ -467,11 +467,19 @@ def _print_distill(m: dict) -> None:
         _print_cost(m["cost"])
 
 
+def _print_shared(cost: dict) -> None:
+    """The budgets the device's matrices share (K with the lift or the PCA on one part or chip)."""
+    for entry in (cost.get("shared_resources") or {}).values():
+        parts = " + ".join(f"{label} {n:,}" for label, n in entry["by"].items())
+        print(f"  shared {entry['name']} on one {entry['of']}: {parts} = {entry['used']:,} of {entry['budget']:,}")
+
+
 def _print_cost(cost: dict) -> None:
     if cost["energy_pj"] is None:
         print("cost: INFEASIBLE (not priced)")
         for reason in cost["infeasible"]:
             print(f"  {reason}")
+        _print_shared(cost)
         return
     if not cost["feasible"]:  # priced, but above a power limit
         print("cost: INFEASIBLE (over a power limit; priced below)")
@@ -492,6 +500,7 @@ def _print_cost(cost: dict) -> None:
     for name, h in (cost.get("static") or {}).items():
         print(f"  held {name:<12} {h['power_mw']:>11.4g} mW x {cost['interval_ns']:.4g} ns = {h['energy_pj']:.4g} pJ")
     print("  device: " + "  ".join(f"{k} {v:.4g}" for k, v in cost["device"].items()))
+    _print_shared(cost)
 
 
 def cmd_teacher(args: argparse.Namespace) -> int:

@@ -540,8 +540,14 @@ def run_distill(cfg: DistillConfig, ws: Workspace | None = None, *, checkpoints:
                 m = {**metrics, "aware_steps": steps, **scored(layer_)}
                 on_checkpoint(_on_cpu(DistillResult(student, feats, teacher, layer_, m, stage_seconds())))
 
+            rows = None
+            if device_lift is not None:  # the lift's noise in training too, as K's (fresh per step)
+                rows = lift_training_rows(feats.pipeline, device_lift.layer(), ds.x_train, psi_train, n_orig,
+                                          cfg.eval_time_s)
+                metrics["aware_lift_noise"] = True
             info = fit_through_device(psi_train, y_train, t_logits, layer, student.K_, fit_cfg,
-                                      checkpoints=checkpoints, on_checkpoint=checkpoint if on_checkpoint else None)
+                                      checkpoints=checkpoints, on_checkpoint=checkpoint if on_checkpoint else None,
+                                      rows=rows)
             metrics["aware_seconds"] = info.seconds
             metrics["aware_steps"] = info.iterations
         else:
@@ -689,6 +695,33 @@ def hardware_accuracy_with_pca(
 
 #: Added to a draw's seed for the device lift's instance (another chip region than K's and the PCA's).
 LIFT_SEED_OFFSET = 5_555_555
+
+
+def lift_training_rows(pipeline: FeaturePipeline, lift_layer, x_train: np.ndarray, psi_train: torch.Tensor,
+                       n_original: int, t_inference_s: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Hardware-aware training's features with the lift computed on the device: ``rows(idx)``
+    gives rows ``idx`` of the training features, their lift columns from ``lift_layer`` in
+    training mode (fresh noise at every call, as a device layer draws it for K in every step;
+    its quantisation always), the constant and the scores as the host has them.
+
+    The scores of the ``n_original`` training rows are the host's, from ``x_train``; those of
+    augmented copies after them (``--augment``) are read back from their features' score
+    columns (un-standardised; the host's format re-applies its rounding in
+    :meth:`~codesign.features.FeaturePipeline.lift`).
+    """
+    z = torch.cat([pipeline._scores(x_train[i : i + 8192]) for i in range(0, len(x_train), 8192)])
+    if len(psi_train) > n_original:
+        r = z.shape[1]
+        copies = psi_train[n_original:, 1 : r + 1].detach().cpu().float()
+        z = torch.cat([z, copies * pipeline.std_[1 : r + 1] + pipeline.mean_[1 : r + 1]])
+    lift_layer.set_inference_time(t_inference_s)
+    lift_layer.train()
+    target = psi_train.device
+
+    def rows(idx: torch.Tensor) -> torch.Tensor:
+        return pipeline.lift(z[idx.cpu()], lift_layer=lift_layer).to(target)
+
+    return rows
 
 
 def hardware_accuracy_with_lift(

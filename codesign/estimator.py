@@ -89,7 +89,10 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
     Args:
         pca_rank: PCA rank r (lowered to ``min(n_samples, n_features)`` when the data is smaller;
             ``pca_rank_`` says what was used).
-        dictionary: the dictionary lifting the PCA scores (``monomial``, ``rbf``, or a plugin).
+        dictionary: the dictionary lifting the PCA scores (``monomial``, ``rbf``, ``rff``, or a
+            plugin); with ``lift_placement="device"``, a nonlinear primitive of ``device``
+            (``intensity`` or ``photonic_mzi.intensity``; ``codesign devices`` lists them; the
+            default dictionary stands for the device's first primitive).
         dictionary_params: ``{param: value}`` of the dictionary (e.g. ``{"degree": 3}``).
         method: ``kd`` (distillation from the teacher), ``labels`` (no teacher) or ``naive``
             (least-squares EDMD on the teacher's outputs).
@@ -111,6 +114,11 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         hw_draws: hardware instances drawn by :meth:`hw_accuracy` unless it is told otherwise.
         eval_time_s: time since programming at which the hardware is read, s (None: the default).
         pca_placement: ``host`` or ``device`` (the PCA projection on the device too).
+        lift_placement: ``host`` (the dictionary's arithmetic on the digital host) or ``device``
+            (one of the device's nonlinear primitives, named by ``dictionary``: K is fitted on its
+            exact features, its noise and quantisation run in every hardware draw of
+            :meth:`hw_accuracy` and ``cost_`` prices it on the device), as
+            ``codesign distill --lift-placement``.
         host_datapath: number format of the digital host that runs the PCA projection and the
             lift (``int8`` by default, simulated: the logits follow it; ``fp32`` for a float host).
         operating_mode: ``latency`` or ``stream``, the time base of held power in ``cost_``.
@@ -153,6 +161,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         hw_draws: int = 5,
         eval_time_s: float | None = None,
         pca_placement: str = "host",
+        lift_placement: str = "host",
         host_datapath: str = DEFAULT_HOST_DATAPATH,
         operating_mode: str = DEFAULT_OPERATING_MODE,
         random_state: Any = 0,
@@ -181,6 +190,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
         self.hw_draws = hw_draws
         self.eval_time_s = eval_time_s
         self.pca_placement = pca_placement
+        self.lift_placement = lift_placement
         self.random_state = random_state
         self.cache_dir = cache_dir
         self.torch_device = torch_device
@@ -200,7 +210,7 @@ class KoopmanStudent(ClassifierMixin, BaseEstimator):
             device=self.device, device_preset=self.device_preset, device_preset_file=self.device_preset_file,
             device_overrides=tuple(sorted(dict(self.device_overrides or {}).items())), protocol=self.protocol,
             hw_draws=self.hw_draws, seed=seed, cache_dir=self.cache_dir, torch_device=self.torch_device,
-            pca_placement=self.pca_placement, max_memory=self.max_memory,
+            pca_placement=self.pca_placement, lift_placement=self.lift_placement, max_memory=self.max_memory,
             host_datapath=self.host_datapath, operating_mode=self.operating_mode,
             eval_time_s=DEFAULT_T_INFERENCE_S if self.eval_time_s is None else self.eval_time_s,
         )

@@ -28,8 +28,10 @@ int8), and the feature pipeline simulates the same format (:func:`codesign.featu
 Stages run one after the other: the latency is their sum. The host's MAC units are counted
 once, in the first stage that runs on the host. The device's converters' area and latency are
 reported inside its stage (devices price them together); the conversion stage carries their
-energy. A design the device cannot build (:meth:`~codesign.devices.base.Device.feasibility`)
-is reported with its reasons and no price.
+energy. A design the device cannot build (:meth:`~codesign.devices.base.Device.feasibility`
+of each matrix, and :meth:`~codesign.devices.base.Device.shared_resources` of the matrices it
+holds together: an FPGA part's LUTs, BRAM18s and DSPs for K's and the lift's MVAUs, a crossbar
+chip's tiles) is reported with its reasons and no price.
 
 Held power (issue 26): every ``*_static_mw`` component of the device's cost is charged for the
 time it is held per inference in the ``operating_mode``: ``latency`` (the default, one inference
@@ -48,7 +50,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .devices import Device
-from .devices.base import DEFAULT_OPERATING_MODE, OPERATING_MODES, required_cost_check
+from .devices.base import DEFAULT_OPERATING_MODE, OPERATING_MODES, required_cost_check, shared_budget_reasons
 from .devices.digital import DATAPATHS, DEFAULT_HOST_DATAPATH, digital_cost, matvec_ops
 from .devices.ideal import IdealDevice
 from .dictionaries import Dictionary
@@ -143,7 +145,11 @@ def inference_cost(
         ``interval_ns``), ``feasible`` and ``infeasible`` (the reasons), ``stages``
         (``{stage: {runs_on, energy_pj, dynamic_energy_pj, static_power_mw, static_energy_pj,
         latency_ns, interval_ns, area_mm2}}``, parts summing to the totals; None when
-        infeasible), ``placement``, ``host``, ``operating_mode``, ``lift_ops``, ``device`` (the
+        infeasible), ``shared_resources`` (with the PCA or the lift on the device too: the
+        budgets its matrices share, :meth:`~codesign.devices.base.Device.shared_resources`,
+        ``{}`` otherwise or for a device without shared budgets; a total above a budget makes
+        the design infeasible, the reason naming the resource, each matrix's count, the total
+        and the budget), ``placement``, ``host``, ``operating_mode``, ``lift_ops``, ``device`` (the
         device's own cost of K: its counts, and its energies when feasible) and, with the PCA
         on the device, ``pca_device``.
     """
@@ -171,9 +177,19 @@ def inference_cost(
         lift_ops = OpCounts()
     else:
         lift_ops = dictionary.lift_ops(rank)
+    shared: dict[str, Any] = {}
+    if pca_dev is not None or lift_dev is not None:  # several matrices on one device: their budgets add up
+        on_device = {f"matrix K ({n_classes} x {n_features})": k_cost}
+        if pca_dev is not None:
+            on_device[f"PCA projection ({rank} x {n_inputs})"] = pca_dev
+        if lift_dev is not None:
+            on_device[f"lift {device_lift.name} ({rank} -> {device_lift.n_outputs(rank)})"] = lift_dev
+        shared = device.shared_resources(on_device)
+        reasons += [f"together: {r}" for r in shared_budget_reasons(shared)]
     out: dict[str, Any] = {
         "placement": {"pca": pca_placement, "lift": "host" if lift_dev is None else "device", "conversion": "device",
                       "matrix": "device"},
+        "shared_resources": shared,
         "host": {"datapath": hc.datapath, "clock_mhz": hc.clock_mhz, "macs_per_cycle": hc.macs_per_cycle},
         "operating_mode": operating_mode,
         "lift_ops": lift_ops.as_dict(),
@@ -282,6 +298,8 @@ def flat_cost(cost: Mapping[str, Any]) -> dict[str, float]:
                     flat[f"{name}_{k}"] = float(stage[k])
         for name, held in (cost.get("static") or {}).items():
             flat[f"{name}_static_pj"] = float(held["energy_pj"])
+    for key, entry in (cost.get("shared_resources") or {}).items():
+        flat[f"shared_{key}"] = float(entry["used"])
     for k in ("interval_ns", "pipeline_interval_ns", "power_mw", "device_power_mw") + STATIC_KEYS:
         if cost.get(k) is not None:
             flat[k] = float(cost[k])

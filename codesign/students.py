@@ -877,6 +877,7 @@ def fit_through_device(
     cfg: FitConfig,
     checkpoints: Sequence[int] = (),
     on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
+    rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitInfo:
     """Hardware-aware training: minibatch Adam on the layer's parameters, K programmed first.
 
@@ -893,6 +894,9 @@ def fit_through_device(
             training itself unchanged, so the last step's result is the same with or without
             checkpoints (a multi-fidelity search scores its trials' rungs this way). Their time
             is not counted in the returned seconds.
+        rows: ``rows(idx)`` gives the features of training rows ``idx`` for each minibatch
+            (default ``psi[idx]``): a device-computed lift recomputes them with fresh noise
+            per step (:func:`codesign.distill.lift_training_rows`).
     """
     if cfg.method == "naive":
         raise ConfigError("method='naive' is a closed-form float fit; it cannot be trained through a device")
@@ -918,7 +922,7 @@ def fit_through_device(
         for i in range(0, N, batch):
             idx = perm[i : i + batch]
             opt.zero_grad(set_to_none=True)
-            loss = kd_loss(layer(psi[idx]), targets.subset(idx))
+            loss = kd_loss(layer(psi[idx] if rows is None else rows(idx)), targets.subset(idx))
             if not torch.isfinite(loss):
                 raise NumericalError(f"hardware-aware training diverged (loss {float(loss)}) at step {steps}; lower --lr")
             loss.backward()

@@ -1280,6 +1280,14 @@ class AnalogCrossbarDevice(Device):
         out.update(static)
         return out
 
+    def shared_resources(self, costs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+        """The chip's tiles: every matrix of one inference is stationary on tiles of its own
+        (``n_tiles`` of its :meth:`cost`), all on one chip of ``max_tiles``."""
+        by = {label: int(round(float(c.get("n_tiles", 0.0)))) for label, c in costs.items()}
+        return {"tiles": {"name": "tiles", "used": sum(by.values()), "budget": int(self.config.max_tiles), "by": by,
+                          "of": "chip", "fix": "raise max_tiles or tile_rows/tile_cols, or shrink the matrices "
+                                               "(fewer lift features)"}}
+
     def feasibility(self, in_features: int, out_features: int) -> list[str]:
         """Why an ``out x in`` matrix does not fit the chip: more tiles than ``max_tiles``.
 

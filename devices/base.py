@@ -445,6 +445,22 @@ def quantize_symmetric(x: torch.Tensor, full_scale: torch.Tensor | float, bits: 
     return q + (x - x.detach()) * inside
 
 
+def shared_budget_reasons(shared: Mapping[str, Mapping[str, Any]], *, skip_single: bool = True) -> list[str]:
+    """Why the matrices of :meth:`Device.shared_resources` do not fit together, one line per
+    resource whose total exceeds its budget (naming each matrix's count, the total and the
+    budget). With ``skip_single``, a resource that one matrix alone exceeds is left to that
+    matrix's :meth:`Device.feasibility`, which names it already."""
+    reasons = []
+    for entry in shared.values():
+        by = {k: int(v) for k, v in entry["by"].items()}
+        if entry["used"] <= entry["budget"] or (skip_single and any(v > entry["budget"] for v in by.values())):
+            continue
+        parts = " + ".join(f"{label} {n:,}" for label, n in by.items() if n)
+        reasons.append(f"{entry['name']} on one {entry['of']}: {parts} = {int(entry['used']):,}, more than its "
+                       f"{int(entry['budget']):,}; {entry['fix']}")
+    return reasons
+
+
 def dac(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, float, torch.Tensor]:
     """A per-vector input DAC: digital abs-max scaling of each row into ``[-1, 1]``, ``bits`` levels.
 
@@ -670,6 +686,26 @@ class Device(abc.ABC):
         design is reported with its reasons, not priced, and kept off a search's front.
         """
         return []
+
+    def shared_resources(self, costs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+        """The budgets that several matrices of one inference share when they sit on this device
+        at once (K, a device lift's projection, the PCA projection on one chip).
+
+        :meth:`feasibility` checks each matrix alone against the whole device; this adds up what
+        they use together. Optional; default ``{}`` (no shared budget).
+
+        Args:
+            costs: ``{label: cost}``, each matrix's :meth:`cost` (its counts: an FPGA's LUTs,
+                a crossbar's tiles...) under a label naming it (``matrix K (10 x 91)``).
+
+        Returns:
+            ``{resource: {"name": what it is, "used": the total, "budget": the device's,
+            "by": {label: its count}, "of": the device it is counted on, "fix": how to fit}}``,
+            one entry per shared resource. The whole-inference cost
+            (:func:`codesign.inference_cost.inference_cost`) reports them and refuses a design
+            whose total exceeds a budget, naming the resource and the numbers.
+        """
+        return {}
 
     def power_feasibility(self, power_mw: float, area_mm2: float) -> list[str]:
         """Why the device cannot draw ``power_mw`` (average, at the operating rate) on ``area_mm2``.
@@ -960,6 +996,7 @@ __all__: Sequence[str] = (
     "quantize_symmetric",
     "read_export_arrays",
     "required_cost_check",
+    "shared_budget_reasons",
     "standalone_energy_pj",
     "ste",
 )

@@ -46,6 +46,7 @@ def describe_device(name: str) -> str:
     for field, spec in space.items():
         lines.append(f"    {field}: {_spec(spec)}")
     lines.append(f"  calibrator: {calibrator_text(cls)}")
+    lines += lifts_text(cls)
     presets = cls.presets()
     lines.append("  presets (--preset NAME):" + (" (none)" if not presets else ""))
     for preset in presets.values():
@@ -54,6 +55,57 @@ def describe_device(name: str) -> str:
             f"source: {preset.source}", 88, initial_indent="      ", subsequent_indent="        "
         )
     return "\n".join(lines)
+
+
+def lifts_json(cls: type) -> dict[str, Any]:
+    """The device's nonlinear primitives (:meth:`Device.lifts <codesign.devices.base.Device.lifts>`):
+    ``{primitive: {"dictionary", "class", "description", "params": {param: {"default", "type",
+    "doc"}}, "search_space": {param: spec}}}``, or ``{primitive: {"error": reason}}`` for a
+    declaration that breaks the static contract (reported, not fatal here)."""
+    from .lifts import device_lifts, lift_name, lift_problem
+
+    try:
+        declared = device_lifts(cls)
+    except Exception as exc:  # noqa: BLE001 - a plugin's broken lifts() is reported, not fatal here
+        return {"(lifts)": {"error": f"{type(exc).__name__}: {exc}"}}
+    out: dict[str, Any] = {}
+    for name, lift in declared.items():
+        problem = lift_problem(lift, name)
+        if problem:
+            out[name] = {"error": problem}
+            continue
+        params = {}
+        for f in dataclasses.fields(lift.Params):
+            params[f.name] = {"default": _json_value(f.default), "type": type(f.default).__name__,
+                              "doc": f.metadata.get("doc", "")}
+        out[name] = {"dictionary": lift_name(cls.name, name), "class": f"{lift.__module__}.{lift.__qualname__}",
+                     "description": lift.description, "params": params,
+                     "search_space": {k: spec_json(v) for k, v in lift.search_space().items()}}
+    return out
+
+
+def lifts_text(cls: type) -> list[str]:
+    """The lines of :func:`describe_device` that list the device's nonlinear primitives, each with
+    its one-line description, its parameters (``--PARAM`` flags: default and doc) and its search space."""
+    lifts = lifts_json(cls)
+    if not lifts:
+        return ["  nonlinear primitives: (none: the lift runs on the host)"]
+    lines = ["  nonlinear primitives (--lift-placement device --dictionary NAME):"]
+    for name, info in lifts.items():
+        if "error" in info:
+            lines.append(f"    {name}: declared but broken: {info['error']}")
+            continue
+        lines.append(f"    {name} ({info['dictionary']}): {info['description']}".rstrip(": "))
+        params = info["params"]
+        if params:
+            width = max(len(p) for p in params)
+            dwidth = max(len(repr(v["default"])) for v in params.values())
+            for param, v in params.items():
+                lines.append(f"      --{param.replace('_', '-'):<{width}}  = {v['default']!r:<{dwidth}}  {v['doc']}".rstrip())
+        space = cls.lifts()[name].search_space()
+        if space:
+            lines.append("      search space: " + "; ".join(f"{k}: {_spec(s)}" for k, s in space.items()))
+    return lines
 
 
 def calibrator_json(cls: type) -> dict[str, Any] | None:
@@ -104,7 +156,10 @@ def api_of(cls: type) -> str:
 def placement_text(cls: type) -> str:
     """Where each stage of an inference runs on device class ``cls`` by default, and its converters."""
     conv = ", ".join(cls.conversion_keys) or "none"
-    return (f"PCA projection on the digital host (--pca-placement device: on {cls.name}), lifting on the host, "
+    lift = "lifting on the host"
+    if any("error" not in v for v in lifts_json(cls).values()):
+        lift += f" (--lift-placement device: on {cls.name}, one of its nonlinear primitives)"
+    return (f"PCA projection on the digital host (--pca-placement device: on {cls.name}), {lift}, "
             f"K on {cls.name}; conversion energy: {conv}")
 
 
@@ -178,6 +233,7 @@ def device_json(name: str) -> dict[str, Any]:
         },
         "search_space": {field: spec_json(spec) for field, spec in cls.search_space().items()},
         "calibrator": calibrator_json(cls),
+        "lifts": lifts_json(cls),
     }
 
 
@@ -189,7 +245,9 @@ def devices_json() -> dict[str, Any]:
         "codesign_version", "seconds", "cached"}, "description", "inference", "conversion_keys",
         "fields": {field: {"default", "type", "doc", "range"}}, "presets": {name: {"overrides",
         "source", "description"}}, "search_space": {field: {"kind", ...}}, "calibrator": {"class",
-        "description", "columns", "fields"} or None}}, "broken": {name:
+        "description", "columns", "fields"} or None, "lifts": {primitive: {"dictionary",
+        "class", "description", "params": {param: {"default", "type", "doc"}}, "search_space"}}}},
+        "broken": {name:
         reason}}``, for ``codesign devices --json`` (the README documents every key).
     """
     return {

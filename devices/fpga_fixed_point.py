@@ -849,6 +849,21 @@ class FPGAFixedPointDevice(Device):
             if used > budget
         ]
 
+    def shared_resources(self, costs: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+        """LUTs, RAMB18s and DSP48s of every MVAU (and look-up table) of one inference, summed
+        against the one part that holds them all (each matrix is its own FINN layer: its own
+        weights, PEs and ``c0`` overhead, :meth:`resources`)."""
+        part = PARTS[self.config.part]
+        fix = "lower pe/simd (fields pe, simd){extra}, fewer lift features, or a larger part (field part)"
+        out = {}
+        for key, name, budget, extra in (("lut", "LUTs", part.lut, ", the bit widths"),
+                                         ("bram_18k", "RAMB18 block RAMs", part.bram18, ", weight_bits"),
+                                         ("dsp", "DSP48 slices", part.dsp, ", set mult_resource='lut'")):
+            by = {label: int(round(float(c.get(key, 0.0)))) for label, c in costs.items()}
+            out[key] = {"name": name, "used": sum(by.values()), "budget": int(budget), "by": by,
+                        "of": f"part {part.name}", "fix": fix.format(extra=extra)}
+        return out
+
     def cost(self, in_features: int, out_features: int) -> dict[str, float]:
         """FINN resource estimates, cycles, latency, energy and area of one MVM.
 

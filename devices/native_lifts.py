@@ -31,7 +31,7 @@ import torch
 from codesign.errors import check_choice, check_range
 from codesign.specs import Choice, FloatRange, IntRange, SearchSpec
 
-from .base import quantize_symmetric
+from .base import quantize_symmetric, shared_budget_reasons
 from .digital import DATAPATHS
 from .lifts import ProjectionLift, ProjectionLiftLayer, ProjectionParams
 
@@ -90,6 +90,16 @@ class _PhotonicProjectionLayer(ProjectionLiftLayer):
             lift.device = real
 
 
+class _PhotonicFieldLayer(_PhotonicProjectionLayer):
+    """The programmed mesh read by photodiodes without a local oscillator: the primitive's
+    :meth:`~codesign.devices.lifts.ProjectionLift.periphery` gets the complex output field
+    (:meth:`~codesign.devices.photonic_mzi.PhotonicMZILayer.output_field`), not its real part."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.lift.periphery(self.projection.output_field(z), self)
+
+
 class PhotonicIntensity(ProjectionLift):
     """Square-law detection of a random mesh's outputs: ``phi_j(z) = (w_j . z)^2``.
 
@@ -101,11 +111,13 @@ class PhotonicIntensity(ProjectionLift):
     matrix is a Gaussian ``W`` programmed into the device's SVD mesh tiles, seeded, not trained.
 
     Simulated: the mesh as the device models it (DAC, quantised and noisy phases, crosstalk,
-    coupler errors), then ``I = a^2`` of the real field ``a`` the mesh outputs (with phase
-    errors the field gains an imaginary part whose square a real detector would add; the
-    device layer reads the real part, so that second-order term is left out), then the
-    device's shot + TIA noise on the intensity (variance linear in it, in units of the
-    calibrated full scale) and its ADC (``adc_bits``).
+    coupler errors), giving the complex output field ``E`` of each output (the tiles of a block
+    row combined coherently, :meth:`~codesign.devices.photonic_mzi.PhotonicMZILayer.output_field`);
+    the photodiode detects the whole field, ``I = |E|^2 = Re(E)^2 + Im(E)^2``: with ideal phases
+    ``E`` is real and ``I = (w_j . z)^2``, while phase and coupler errors rotate part of the
+    field into quadrature, whose power the diode adds (a coherent receiver, as K's, would read
+    ``Re(E)`` alone). Then the device's shot + TIA noise on the intensity (variance linear in
+    it, in units of the calibrated full scale) and its ADC (``adc_bits``).
 
     Priced: the device's cost of the ``m x r`` mesh as it prices K (its receivers included: a
     balanced pair per output where one diode would do, so the detection is priced high).
@@ -122,10 +134,11 @@ class PhotonicIntensity(ProjectionLift):
         return g.op("Mul", [a, a], "intensity_features")
 
     def layer(self) -> ProjectionLiftLayer:
-        return _PhotonicProjectionLayer(self)
+        return _PhotonicFieldLayer(self)
 
     def periphery(self, a: torch.Tensor, layer: ProjectionLiftLayer) -> torch.Tensor:
-        intensity = a.square()
+        """``a``: the output field, complex (the layer's) or real; the diode's intensity ``|a|^2``."""
+        intensity = a.real.square() + a.imag.square() if a.is_complex() else a.square()
         full = intensity.amax(1, keepdim=True)  # the receivers' range: each vector's brightest output
         return _photonic_receiver(layer, intensity, full)
 
@@ -350,10 +363,30 @@ class FPGALookUp(ProjectionLift):
             return {"copies": copies, "lut": copies * cfg.output_bits * 2, "bram_18k": 0}  # 2 ports: 2 LUT6 per bit
         return {"copies": copies, "lut": 0, "bram_18k": copies * math.ceil(2**k * cfg.output_bits / BRAM18_BITS)}
 
+    def feasibility(self, rank: int) -> list[str]:
+        """The projection's MVAU alone (the device's check), then the MVAU and its tables
+        together against the part (:meth:`~codesign.devices.base.Device.shared_resources`). K's
+        MVAU shares the same part: the whole inference's cost adds this lift's counts to K's."""
+        reasons = super().feasibility(rank)
+        if reasons:
+            return reasons
+        n_in, n_out = self.projection_size(rank)
+        device = self._need_device()
+        shared = device.shared_resources({f"the {n_out}x{n_in} MVAU": device.resources(n_in, n_out),
+                                          "its look-up tables": self.table()})
+        return shared_budget_reasons(shared, skip_single=False)
+
     def cost(self, rank: int) -> dict[str, float]:
+        """The MVAU's and the tables' price; ``lut`` and ``bram_18k`` count both (the tables'
+        share in ``table_lut`` and ``table_bram_18k``), so that the part's budget is checked on
+        the lift and K together."""
         base = super().cost(rank)
         held = float(base.pop("fpga_static_mw", 0.0))  # the same part holds the MVAU of K: charged once there
         base["static_power_mw"] = max(0.0, float(base.get("static_power_mw", 0.0)) - held)
+        t = self.table()
+        base["table_lut"], base["table_bram_18k"] = float(t["lut"]), float(t["bram_18k"])
+        base["lut"] = float(base.get("lut", 0.0)) + t["lut"]
+        base["bram_18k"] = float(base.get("bram_18k", 0.0)) + t["bram_18k"]
         return base
 
     def extra_cost(self, rank: int):

@@ -529,11 +529,12 @@ class PhotonicMZILayer(DeviceLayer):
         """
         return 10 ** (-self.config.insertion_loss_db * optical_depth(self.k) / 20)
 
-    def _normalized_tiles(self, mode: Mode) -> tuple[torch.Tensor, torch.Tensor]:
-        """Optical tile matrices ``[T, k, k]`` (``|s| <= 1``, lossy) and the digital gain.
+    def _field_tiles(self, mode: Mode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Complex optical tile matrices ``[T, k, k]`` (``|s| <= 1``, lossy: the output fields of
+        unit input fields) and the digital gain.
 
-        ``tiles * gain`` is the end-to-end matrix: the gain restores the per-layer singular value
-        scale and divides out the known optical transmission.
+        With ideal phases the tiles are real (the Clements phases of real ``U`` and ``V^T``);
+        phase errors and coupler errors give them an imaginary part.
         """
         ph = self.realized_phases(mode)
         mats = rebuild(ph["theta"], ph["phi"], ph["delta"], ph["kappa1"], ph["kappa2"])
@@ -541,8 +542,35 @@ class PhotonicMZILayer(DeviceLayer):
         scale = self.sigma.detach().abs().amax().clamp_min(1e-30)
         att = self.sigma / scale
         att = ste(att, self.realized_attenuators(att.detach(), mode)).to(u.dtype)
-        tiles = torch.real((u * att[:, None, :]) @ vh)  # coherent detection reads Re(y)
-        return tiles * self.transmission(), scale / self.transmission()
+        return ((u * att[:, None, :]) @ vh) * self.transmission(), scale / self.transmission()
+
+    def _normalized_tiles(self, mode: Mode) -> tuple[torch.Tensor, torch.Tensor]:
+        """Optical tile matrices ``[T, k, k]`` as the coherent receivers read them (real) and the
+        digital gain.
+
+        ``tiles * gain`` is the end-to-end matrix: the gain restores the per-layer singular value
+        scale and divides out the known optical transmission.
+        """
+        tiles, gain = self._field_tiles(mode)
+        return torch.real(tiles), gain  # coherent detection reads Re(y)
+
+    def output_field(self, x: torch.Tensor) -> torch.Tensor:
+        """The complex optical field at the outputs, ``[batch, in] -> [batch, out]`` complex, in
+        the units of :meth:`forward` (times the digital gain): the input DAC and the mesh as
+        :meth:`forward` has them in the layer's mode (same noise streams, so its real part is
+        what the coherent receivers read before their noise and ADC), no detection.
+
+        The tiles of a block row are combined coherently (their fields add) into one output
+        waveguide: what a photodiode reading the whole row of ``W`` in intensity sees, ``|.|^2``
+        of this field (:class:`~codesign.devices.native_lifts.PhotonicIntensity`).
+        """
+        tiles, gain = self._field_tiles(self.mode)
+        codes, lsb, amax = self._inputs(x)
+        k, b = self.k, x.shape[0]
+        xp = torch.nn.functional.pad(codes, (0, self.tile_cols * k - self.in_features)).to(tiles.dtype)
+        t = tiles.view(self.tile_rows, self.tile_cols, k, k)
+        field = torch.einsum("bcj,rcij->bri", xp.view(b, self.tile_cols, k), t).reshape(b, -1)[:, : self.out_features]
+        return field * (lsb * amax * gain).to(tiles.dtype)
 
     def _assemble(self, tiles: torch.Tensor) -> torch.Tensor:
         k = self.k

@@ -162,3 +162,120 @@ def test_distill_with_the_lift_on_each_device(device, primitive, tmp_path, capsy
         text = capsys.readouterr().out
         assert "verify: all checks pass" in text
         assert json.loads((bundle / "export.json").read_text())["lift_placement"] == "device"
+
+
+def test_the_fpga_part_holds_the_lift_and_k_together(capsys):
+    """Each MVAU fits the xc7z020 alone (LUTs: FINN's estimate, about 32k each at PE 4 x SIMD 64),
+    but the lift's and K's share one part: the whole inference is infeasible, the reason naming
+    the resource, each matrix's count, the total and the budget; with the lift on the host it fits."""
+    z = torch.randn(300, 20, generator=torch.Generator().manual_seed(0))
+    dev = create_device("fpga_fixed_point", {"pe": 4, "simd": 64})
+    d = make_dictionary("fpga_fixed_point.lut", features=64).fit(z, 0)
+    lift = d.device_lift(dev)
+    k_luts, lift_luts = dev.resources(85, 10)["lut"], dev.resources(20, 64)["lut"]
+    assert (k_luts, lift_luts) == (32332, 32310)  # FINN-R: 300 + 1.1 PE (mult + adder tree + acc + requant)
+    assert dev.feasibility(85, 10) == [] and lift.feasibility(20) == []
+    cost = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=lift)
+    assert cost["feasible"] is False and cost["energy_pj"] is None
+    assert cost["infeasible"] == [
+        "together: LUTs on one part xc7z020: matrix K (10 x 85) 32,332 + lift lut (20 -> 64) 32,310 = 64,642, "
+        "more than its 53,200; lower pe/simd (fields pe, simd), the bit widths, fewer lift features, or a larger "
+        "part (field part)"]
+    shared = cost["shared_resources"]
+    assert shared["lut"]["used"] == 64642 and shared["lut"]["budget"] == 53200
+    assert shared["bram_18k"]["by"] == {"matrix K (10 x 85)": 57, "lift lut (20 -> 64)": 59}  # 2 of them the tables'
+    assert shared["dsp"]["used"] == 0
+    from codesign.cli import _print_cost
+
+    _print_cost(cost)  # what `codesign distill` prints
+    text = capsys.readouterr().out
+    assert text.startswith("cost: INFEASIBLE (not priced)\n  together: LUTs on one part xc7z020: ")
+    assert ("  shared LUTs on one part xc7z020: matrix K (10 x 85) 32,332 + lift lut (20 -> 64) 32,310 = 64,642 "
+            "of 53,200\n") in text
+    host = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10)
+    assert host["feasible"] is True and host["shared_resources"] == {}
+    # at PE 2 both fit together, and the cost reports the part's shared budget
+    small = create_device("fpga_fixed_point", {"pe": 2, "simd": 64})
+    ok = inference_cost(small, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(small))
+    assert ok["feasible"] is True
+    used = ok["shared_resources"]["lut"]
+    assert used["used"] == sum(used["by"].values()) == small.resources(85, 10)["lut"] + small.resources(20, 64)["lut"]
+    from codesign.inference_cost import flat_cost
+
+    assert flat_cost(ok)["shared_lut"] == used["used"]
+
+
+def test_the_crossbar_chip_holds_the_lift_and_k_tiles_together():
+    z = torch.randn(300, 20, generator=torch.Generator().manual_seed(0))
+    dev = create_device("analog_crossbar", {"max_tiles": 1})
+    d = make_dictionary("analog_crossbar.relu", features=64).fit(z, 0)
+    cost = inference_cost(dev, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(dev))
+    assert cost["infeasible"] == [
+        "together: tiles on one chip: matrix K (10 x 85) 1 + lift relu (20 -> 64) 1 = 2, more than its 1; "
+        "raise max_tiles or tile_rows/tile_cols, or shrink the matrices (fewer lift features)"]
+    two = create_device("analog_crossbar", {"max_tiles": 2})
+    ok = inference_cost(two, n_inputs=64, rank=20, dictionary=d, n_classes=10, device_lift=d.device_lift(two))
+    assert ok["feasible"] is True and ok["shared_resources"]["tiles"]["used"] == 2
+
+
+@pytest.fixture(scope="module")
+def relu_features(digits):
+    from codesign.distill import Workspace
+
+    cfg = DistillConfig(dataset="digits", pca_rank=8, dictionary="relu", dictionary_params={"features": 48},
+                        device="analog_crossbar", lift_placement="device")
+    return Workspace(verbose=False).features(cfg, digits)
+
+
+def test_aware_training_rows_carry_the_lifts_noise(digits, relu_features):
+    """Hardware-aware training's features with the lift on the device: the constant and the scores
+    as the host has them, the lift columns from the device's lift layer with fresh noise per call."""
+    from codesign.distill import lift_training_rows
+
+    feats = relu_features
+    psi, n = feats.train, len(feats.train)
+    lift = feats.pipeline.dictionary.device_lift(create_device("analog_crossbar", {}))
+    rows = lift_training_rows(feats.pipeline, lift.layer(), digits.x_train, psi, n, 1.0)
+    idx = torch.arange(0, n, 3)
+    a, b = rows(idx), rows(idx)
+    assert torch.equal(a[:, :9], psi[idx, :9]) and torch.equal(b[:, :9], psi[idx, :9])
+
+    def rel(u, v):
+        return float((u - v).norm() / v.norm())
+
+    exact = psi[idx, 9:]
+    # the crossbar's programming and read noise and its ADC: 13 % off the exact ReLU features
+    # (measured 0.128, 0.130), and two calls are two noise draws (0.17 apart)
+    assert 0.08 < rel(a[:, 9:], exact) < 0.2 and 0.08 < rel(b[:, 9:], exact) < 0.2
+    assert 0.1 < rel(a[:, 9:], b[:, 9:]) < 0.3
+
+
+def test_aware_training_rows_of_augmented_copies_read_their_scores_back(digits):
+    """Copies after the original rows get their scores from their own features' score columns: a
+    copy that equals its original gives the same rows (the FPGA's fixed-point lift has no noise)."""
+    from codesign.distill import Workspace, lift_training_rows
+
+    cfg = DistillConfig(dataset="digits", pca_rank=8, dictionary="lut", dictionary_params={"features": 48},
+                        device="fpga_fixed_point", lift_placement="device", host_datapath="fp32")
+    feats = Workspace(verbose=False).features(cfg, digits)
+    psi, n = feats.train, len(feats.train)
+    lift = feats.pipeline.dictionary.device_lift(create_device("fpga_fixed_point", {}))
+    rows = lift_training_rows(feats.pipeline, lift.layer(), digits.x_train, torch.cat([psi, psi]), n, 1.0)
+    idx = torch.arange(0, n, 3)
+    original, copy = rows(idx), rows(idx + n)
+    assert torch.equal(original, copy)
+    # the lift columns are the table's fixed-point values: 2.4 % off the exact ones (measured 0.0239)
+    assert 0.01 < float((original[:, 9:] - psi[idx, 9:]).norm() / psi[idx, 9:].norm()) < 0.04
+
+
+@pytest.mark.usefixtures("digits_teacher")
+def test_aware_training_with_the_lift_on_the_device_sees_its_noise():
+    from codesign.distill import Workspace, run_distill
+    from codesign.students import FitConfig
+
+    cfg = DistillConfig(dataset="digits", pca_rank=8, dictionary="relu", dictionary_params={"features": 48},
+                        device="analog_crossbar", lift_placement="device", protocol="aware", hw_draws=1,
+                        fit=FitConfig(aware_steps=4))
+    m = run_distill(cfg, Workspace(verbose=False)).metrics
+    assert m["aware_lift_noise"] is True and m["aware_steps"] == 4
+    assert 0.8 < m["hw_accuracy_mean"] <= m["test_accuracy"] + 0.02

@@ -113,3 +113,34 @@ def test_grid_search_and_pipeline(digits_split):
     grid = GridSearchCV(make_pipeline(MinMaxScaler(), KoopmanStudent(method="labels")),
                         {"koopmanstudent__pca_rank": [2, 10]}, cv=2).fit(X_tr[:600], y_tr[:600])
     assert grid.best_params_ == {"koopmanstudent__pca_rank": 10} and grid.score(X_te, y_te) > 0.9
+
+
+def test_device_lift_placement_fits_scores_and_clones(digits_split, tmp_path):
+    from sklearn.base import clone
+
+    from codesign import load_student
+
+    X_tr, X_te, y_tr, y_te = digits_split
+    st = KoopmanStudent(pca_rank=8, method="labels", device="analog_crossbar", lift_placement="device",
+                        dictionary="relu", dictionary_params={"features": 64}, hw_draws=2).fit(X_tr, y_tr)
+    assert st.get_params()["lift_placement"] == "device"
+    assert st.fit_metrics_["lift_placement"] == "device"
+    assert st.fit_metrics_["dictionary"] == "analog_crossbar.relu(features=64)"
+    assert st.coef_.shape == (10, 1 + 8 + 64)
+    assert st.score(X_te, y_te) > 0.93  # measured 0.956 (the exact ReLU features)
+    accs = st.hw_accuracy(X_te, y_te)  # the lift's noise and ADC in every draw: measured 0.931, 0.920
+    assert len(accs) == 2 and all(0.88 < a < st.score(X_te, y_te) for a in accs) and accs[0] != accs[1]
+    assert load_student(st.save(tmp_path / "student.pt")).hw_accuracy(X_te, y_te, 2, 0,
+                                                                     st.fit_metrics_["eval_time_s"]) == accs
+    # the lift is priced on the device, not the host
+    assert st.cost_["placement"]["lift"] == "device" and st.cost_["stages"]["lift"]["runs_on"] == "device"
+    assert st.cost_["lift_device"]["lift_features"] == 64.0
+    twin = clone(st)
+    assert twin.get_params() == st.get_params() and not hasattr(twin, "coef_")
+    with pytest.raises(ConfigError, match=r"lift_placement='chip': expected one of host, device"):
+        KoopmanStudent(method="labels", device="analog_crossbar", lift_placement="chip").fit(X_tr, y_tr)
+    with pytest.raises(ConfigError, match=r"lift_placement='device' computes the lift on a device: give --device"):
+        KoopmanStudent(method="labels", lift_placement="device").fit(X_tr, y_tr)
+    with pytest.raises(ConfigError, match=r"device 'analog_crossbar' cannot compute the dictionary 'cosine'.*relu"):
+        KoopmanStudent(method="labels", device="analog_crossbar", lift_placement="device",
+                       dictionary="cosine").fit(X_tr, y_tr)

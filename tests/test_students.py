@@ -425,6 +425,26 @@ def test_aware_training_counts_steps(small, kwargs, batches):
     assert info.iterations == len(batches)
 
 
+def test_aware_training_reads_each_minibatch_from_rows(small):
+    """``rows(idx)`` replaces ``psi[idx]``: called once per step with that step's rows (a device lift
+    recomputes them with fresh noise), and K trains on what it returns."""
+    psi, labels, logits = small
+    calls = []
+
+    def rows(idx):
+        calls.append(idx.clone())
+        return psi[idx] * 2.0
+
+    layer = CountingLayer()
+    fit_through_device(psi, labels, logits, layer, torch.zeros(4, psi.shape[1]),
+                       FitConfig(aware_steps=5, batch_size=25), rows=rows)
+    assert [len(c) for c in calls] == [25, 25, 10, 25, 25] == layer.batches
+    assert sorted(torch.cat(calls[:3]).tolist()) == list(range(60))  # one pass: every row once
+    plain = CountingLayer()
+    fit_through_device(psi, labels, logits, plain, torch.zeros(4, psi.shape[1]), FitConfig(aware_steps=5, batch_size=25))
+    assert not torch.allclose(layer.K, plain.K)  # trained on the rows given, not on psi
+
+
 def test_aware_training_learns_on_a_small_set(small):
     """The default step count trains a small set to a low loss (five steps did not)."""
     psi, _, _ = small

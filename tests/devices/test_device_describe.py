@@ -61,3 +61,59 @@ def test_devices_json_is_json_and_complete():
     assert "Shafiee" in xbar["presets"]["isaac"]["source"]
     assert data["devices"]["ideal"]["search_space"] == {}
     assert data["devices"]["ideal"]["class"] == "codesign.devices.ideal.IdealDevice"
+
+
+def test_describe_lists_each_devices_nonlinear_primitives_with_their_parameters():
+    photonic = describe_device("photonic_mzi")
+    assert "nonlinear primitives (--lift-placement device --dictionary NAME):" in photonic
+    assert ("    intensity (photonic_mzi.intensity): square-law photodetection of a random mesh's outputs: "
+            "|W z|^2 (quadratic features)") in photonic
+    assert "    cosine (photonic_mzi.cosine): MZM cosine transfer" in photonic
+    assert re.search(r"\n      --features +?= 256 +nonlinear features m computed on the device", photonic)
+    assert "search space: features: int 64..1024; bandwidth: float 0.5..2.0 (log)" in photonic
+    assert "(--lift-placement device: on photonic_mzi, one of its nonlinear primitives)" in photonic
+    fpga = describe_device("fpga_fixed_point")
+    assert "    lut (fpga_fixed_point.lut): LUT/BRAM-evaluated" in fpga
+    assert re.search(r"\n      --lut-bits +?= 10 +address bits of the table", fpga)
+    assert "function: one of cos, tanh, square" in fpga
+    assert "    relu (analog_crossbar.relu): " in describe_device("analog_crossbar")
+    ideal = describe_device("ideal")
+    assert "nonlinear primitives: (none: the lift runs on the host)" in ideal
+    assert "--lift-placement device" not in ideal
+
+
+def test_devices_json_carries_the_primitives():
+    import json
+
+    from codesign.devices.describe import devices_json
+
+    data = json.loads(json.dumps(devices_json(), allow_nan=False))["devices"]
+    assert list(data["photonic_mzi"]["lifts"]) == ["intensity", "cosine"]
+    intensity = data["photonic_mzi"]["lifts"]["intensity"]
+    assert intensity["dictionary"] == "photonic_mzi.intensity"
+    assert intensity["class"] == "codesign.devices.native_lifts.PhotonicIntensity"
+    assert intensity["description"].startswith("square-law photodetection")
+    assert intensity["params"]["features"] == {"default": 256, "type": "int",
+                                              "doc": "nonlinear features m computed on the device; 1 + r + m features"}
+    assert intensity["search_space"]["bandwidth"] == {"kind": "float", "low": 0.5, "high": 2.0, "log": True}
+    lut = data["fpga_fixed_point"]["lifts"]["lut"]
+    assert lut["params"]["function"]["default"] == "cos" and lut["params"]["lut_bits"]["default"] == 10
+    assert lut["search_space"]["function"] == {"kind": "choice", "values": ["cos", "tanh", "square"]}
+    assert list(data["analog_crossbar"]["lifts"]) == ["relu"]
+    assert data["ideal"]["lifts"] == {}
+
+
+def test_a_broken_primitive_declaration_is_reported_not_fatal():
+    from codesign.devices.base import Device
+    from codesign.devices.describe import lifts_json, lifts_text
+
+    class Broken(Device):  # not registered: only its class is described
+        name = "broken_lifts"
+
+        @classmethod
+        def lifts(cls):
+            return {"square": int}
+
+    assert lifts_json(Broken) == {"square": {"error": "<class 'int'> is not a codesign.devices.lifts.Lift subclass"}}
+    assert lifts_text(Broken)[1] == ("    square: declared but broken: "
+                                     "<class 'int'> is not a codesign.devices.lifts.Lift subclass")

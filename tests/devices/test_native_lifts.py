@@ -111,6 +111,30 @@ def test_photonic_phase_noise_grows_the_lift_error():
     assert errs[2] > 3 * errs[0]
 
 
+def test_photonic_intensity_detects_the_whole_field():
+    """The photodiode reads |E|^2 = Re^2 + Im^2 of the programmed mesh's complex output field:
+    with phase noise the field gains a quadrature part whose power the diode adds to Re^2."""
+    quiet = {"receiver_noise": False, "detector_noise": 0.0, "adc_bits": 32}  # the detection alone
+    lift = PhotonicIntensity(create_device("photonic_mzi", {"phase_noise_rad": 0.1, **quiet}), features=64).fit(Z, seed=2)
+    layer = lift.layer()
+    layer.eval()
+    nominal_field = layer.projection.output_field(Z).detach()
+    # ideal phases up to 8-bit quantisation: the field is real to 0.1 % of its power (measured 0.10 %)
+    assert float(nominal_field.imag.square().sum() / nominal_field.abs().square().sum()) < 0.002
+    assert rel(layer(Z), lift.ideal(Z)) < 0.04  # measured 0.026
+    layer.draw_instance(3)
+    out, field = layer(Z), layer.projection.output_field(Z).detach()
+    coherent = layer.projection(Z).detach()  # what K's coherent receivers read from the same chip: Re(E)
+    assert torch.allclose(field.real, coherent, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out, coherent.square() + field.imag.square(), rtol=1e-5, atol=1e-6)
+    # 0.1 rad on every phase turns ~20 % of the power into quadrature (measured 20.3 %), which Re^2
+    # alone would lose: the mean intensity is 0.524 (measured; 0.418 from Re^2 alone)
+    share = float(field.imag.square().sum() / field.abs().square().sum())
+    assert 0.15 < share < 0.25
+    assert float((out - coherent.square()).mean()) == pytest.approx(float(field.imag.square().mean()), rel=1e-4)
+    assert float(out.mean()) > 1.2 * float(coherent.square().mean())
+
+
 def test_instances_are_seeded_and_distinct():
     for device, cls in (("photonic_mzi", PhotonicIntensity), ("analog_crossbar", CrossbarReLU)):
         lift = cls(create_device(device, {}), features=32).fit(Z, seed=1)
@@ -172,6 +196,23 @@ def test_fpga_lut_resources_latency_and_static_power():
     mvau = dev.cost(8, 256)
     assert c["latency_ns"] == pytest.approx(mvau["latency_ns"] + (256 / 4 + 2) * 1e3 / dev.config.clock_mhz)
     assert "fpga_static_mw" not in c and c["static_power_mw"] == 0.0  # the part's static power is K's
+    # the tables' resources are counted with the MVAU's, so the part's budget sees both
+    assert c["table_bram_18k"] == 2.0 and c["bram_18k"] == mvau["bram_18k"] + 2
+    assert c["lut"] == mvau["lut"] and small.cost(8)["lut"] == mvau["lut"] + 32
+
+
+def test_fpga_lut_tables_count_against_the_part():
+    # 2^16 entries of 16 bits: 57 RAMB18 per copy, 8 copies (PE 16) = 456 > the xc7z020's 280,
+    # though the projection's MVAU alone fits
+    dev = create_device("fpga_fixed_point", {"pe": 16, "output_bits": 16})
+    lift = FPGALookUp(dev, features=64, lut_bits=16).fit(Z, seed=0)
+    assert dev.feasibility(8, 64) == [] and lift.table()["bram_18k"] == 456
+    mvau = int(dev.resources(8, 64)["bram_18k"])
+    assert lift.feasibility(8) == [
+        f"RAMB18 block RAMs on one part xc7z020: the 64x8 MVAU {mvau} + its look-up tables 456 = {mvau + 456}, "
+        "more than its 280; lower pe/simd (fields pe, simd), weight_bits, fewer lift features, or a larger part "
+        "(field part)"]
+    assert FPGALookUp(dev, features=64, lut_bits=12).fit(Z, seed=0).feasibility(8) == []  # 4 x 8 = 32 RAMB18
 
 
 # --------------------------------------------------------------------------- the plugin contract
