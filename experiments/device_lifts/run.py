@@ -49,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpus", type=int, default=1, help="CPUs Ray may use (default 1: the machine is shared)")
     p.add_argument("--smoke-test", action="store_true", help="tiny searches on digits")
     p.add_argument("--plot-only", action="store_true", help="only redo the plot and table from finished searches")
+    p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS), default=list(PLACEMENTS),
+                   help="which searches to run (the others' trials.csv must already be under --work)")
     return p.parse_args(argv)
 
 
@@ -182,6 +184,8 @@ def main(argv=None) -> int:
         try:
             for device in args.devices:
                 for p, placements in PLACEMENTS.items():
+                    if p not in args.placements:
+                        continue
                     folder = work / f"{device}-{p}"
                     base = SMOKE if args.smoke_test else COMMON
                     argv_ = ["search", "--device", device, *base, "--samples", str(args.samples),
