@@ -52,6 +52,21 @@ def one_thread():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def one_thread_session():
+    """Torch on one thread for the whole session, and ``OMP_NUM_THREADS=1`` / ``MKL_NUM_THREADS=1``
+    for every process a test starts (CLI runs, notebook kernels, search drivers; Ray's trial
+    workers run one thread already). On a loaded 2-core machine two spinning OpenMP threads
+    are several times slower than one, even at MNIST size (measured here, load ~9:
+    tests/devices/test_fpga_reference.py 134 s on two threads, 52 s on one; the
+    quickstart-digits notebook's cells 42-137 s on two, 14 s on one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("MKL_NUM_THREADS", "1")
+        with single_thread():
+            yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def codesign_cache(tmp_path_factory):
     """Point ``CODESIGN_CACHE`` at a temporary folder so no test writes to ``~/.cache``."""
     path = tmp_path_factory.mktemp("codesign-cache")

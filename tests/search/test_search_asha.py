@@ -148,35 +148,37 @@ def test_checkpoints_are_the_results_of_shorter_trials(device, codesign_cache):
 @pytest.mark.slow
 def test_asha_search_stops_trials_and_keeps_their_students(ray_session, split_teacher, tmp_path):
     out = tmp_path / "asha"
+    # 100 aware steps, rungs at 25 and 50 (half the default's training, the same two rungs)
     args = ["search", *TINY, "--device", "analog_crossbar", "--protocol", "aware", "--scheduler", "asha",
-            "--asha-min-steps", "50", "--sampler", "random", "--samples", "8", "--cpus", "2", "--out", str(out)]
+            "--aware-steps", "100", "--asha-min-steps", "25", "--sampler", "random", "--samples", "8", "--cpus", "2",
+            "--out", str(out)]
     assert main(args) == 0
     records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     done = [r for r in records if r["status"] == "completed"]
     assert len(records) == 8 and len(done) >= 6
     steps = [r["metrics"]["aware_steps"] for r in done]
-    assert set(steps) <= {50, 100, 200} and min(steps) < 200 and max(steps) == 200
+    assert set(steps) <= {25, 50, 100} and min(steps) < 100 and max(steps) == 100
     for r in done:
         m = r["metrics"]
         # every rung reached is reported, the last one is the trial's result, and its student is that one
-        assert list(m["rung_accuracies"]) == [s for s in ("50", "100", "200") if int(s) <= m["aware_steps"]]
+        assert list(m["rung_accuracies"]) == [s for s in ("25", "50", "100") if int(s) <= m["aware_steps"]]
         assert m["rung_accuracies"][str(m["aware_steps"])] == m["hw_accuracy"]
         saved = load_student(out / outputs.student_path(r))
         assert saved.metrics["aware_steps"] == m["aware_steps"]
         assert saved.metrics["hw_accuracy_mean"] == pytest.approx(m["hw_accuracy"], abs=1e-6)
     meta = json.loads((out / "search.json").read_text())
     decided = meta["rounds"][0]["asha"]
-    assert set(decided) == {"50", "100"}
+    assert set(decided) == {"25", "50"}
     ran = [r for r in records if r["status"] in ("completed", "infeasible")]  # infeasible: stopped at the first rung
-    assert decided["50"]["continued"] + decided["50"]["stopped"] == len(ran)
-    assert sum(1 for r in ran if r["metrics"]["aware_steps"] == 50) == decided["50"]["stopped"]
+    assert decided["25"]["continued"] + decided["25"]["stopped"] == len(ran)
+    assert sum(1 for r in ran if r["metrics"]["aware_steps"] == 25) == decided["25"]["stopped"]
     front = json.loads((out / "front.json").read_text())
-    assert front["scheduler"] == "asha" and front["aware_steps"] == 200
-    assert front["n_stopped_early"] == sum(1 for r in ran if r["metrics"]["aware_steps"] < 200)
+    assert front["scheduler"] == "asha" and front["aware_steps"] == 100
+    assert front["n_stopped_early"] == sum(1 for r in ran if r["metrics"]["aware_steps"] < 100)
     by_trial = {r["trial"]: r["metrics"]["aware_steps"] for r in done}
     assert all(p["aware_steps"] == by_trial[p["trial"]] for p in front["front"])
     md = (out / "front.md").read_text()
-    assert f"scheduler asha: {front['n_stopped_early']} stopped before the full 200 aware steps" in md
+    assert f"scheduler asha: {front['n_stopped_early']} stopped before the full 100 aware steps" in md
     assert "| aware steps | knee |" in md
     header = (out / "trials.csv").read_text().splitlines()[0].split(",")
     assert "aware_steps" in header and "rung_accuracies" in header

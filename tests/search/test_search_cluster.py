@@ -166,12 +166,14 @@ class LocalCluster:
             pytest.fail("the Ray cluster did not start: " + self.errfile.read_text()[-3000:])
         info = json.loads(line)
         self.address, self.head, self.workers = info["address"], info["head"], info["workers"]
+        self.removed: list[str] = []
 
     def remove(self, node_id: str, crash: bool = False) -> None:
         self.proc.stdin.write(f"remove {node_id}{' kill' if crash else ''}\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line and json.loads(line) == {"removed": node_id}, self.errfile.read_text()[-3000:]
+        self.removed.append(node_id)
 
     def close(self) -> None:
         try:
@@ -186,7 +188,7 @@ class LocalCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster_env(codesign_cache) -> dict[str, str]:
     """Environment of the cluster and of the search run against it: token auth with a token of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -247,14 +249,20 @@ def test_trials_run_on_several_nodes(held_cluster, split_teacher, tmp_path):
     assert {r["node_id"] for r in rows} == nodes
 
 
-@pytest.fixture
-def held_cluster(cluster_env, held_site, tmp_path):
-    """The three-node cluster, with the ``held`` plugin on every node's PYTHONPATH and a gate folder."""
-    gate = tmp_path / "gate"
+@pytest.fixture(scope="module")
+def module_cluster(cluster_env, held_site, tmp_path_factory):
+    """The three-node cluster, with the ``held`` plugin on every node's PYTHONPATH and a gate folder.
+
+    Started once for this module's three searches (a start took 10-14 s of each test): the
+    several-nodes test runs on all three nodes, then each node-loss test takes away a worker
+    the earlier tests left (the stopped one the first worker, the crashed one the second).
+    """
+    workdir = tmp_path_factory.mktemp("held-cluster")
+    gate = workdir / "gate"
     gate.mkdir()
     env = dict(cluster_env, CODESIGN_TEST_GATE=str(gate))
     env["PYTHONPATH"] = str(held_site) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cluster = LocalCluster(env, tmp_path)
+    cluster = LocalCluster(env, workdir)
     cluster.gate = gate
     try:
         yield cluster
@@ -263,13 +271,24 @@ def held_cluster(cluster_env, held_site, tmp_path):
         cluster.close()
 
 
+@pytest.fixture
+def held_cluster(module_cluster):
+    """:func:`module_cluster` with an empty gate folder (no trial held, none seen running)."""
+    for path in module_cluster.gate.iterdir():
+        path.unlink()
+    try:
+        yield module_cluster
+    finally:
+        (module_cluster.gate / "hold").unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("crash", [False, True], ids=["stopped", "crashed"])
 def test_a_node_lost_midway_fails_its_trial_and_the_search_completes(held_cluster, split_teacher, tmp_path, crash):
     cluster, gate = held_cluster, held_cluster.gate
     out = tmp_path / "lossy"
     errfile = tmp_path / "search.stderr"
     N = 6
-    victim = cluster.workers[0]
+    victim = next(w for w in cluster.workers if w not in cluster.removed)  # a worker still in the cluster
     (gate / "hold").touch()  # trials wait (after their start) until the node is gone
     proc = start_search(cluster, out, N, errfile, device="held")
     log = outputs.TrialLog(out / "trials.jsonl")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -26,11 +27,22 @@ def _front_md_rows(path):
     return rows
 
 
+@pytest.fixture(scope="module")
+def finished_search(ray_session, split_teacher, tmp_path_factory):
+    """A finished 6-trial ideal search; the resume tests damage copies of it (one search, not two)."""
+    out = tmp_path_factory.mktemp("faults") / "finished"
+    assert main(["search", *TINY, "--device", "ideal", "--samples", "6", "--cpus", "2", "--out", str(out)]) == 0
+    return out
+
+
+def _copy_of(search, folder):
+    shutil.copytree(search, folder)
+    return folder
+
+
 def test_resume_after_a_damaged_middle_line_keeps_the_front_and_its_students_together(
-        ray_session, split_teacher, tmp_path, capsys):
-    out = tmp_path / "damaged"
-    args = ["search", *TINY, "--device", "ideal", "--samples", "6", "--cpus", "2", "--out", str(out)]
-    assert main(args) == 0
+        finished_search, tmp_path, capsys):
+    out = _copy_of(finished_search, tmp_path / "damaged")
     log = out / "trials.jsonl"
     lines = log.read_text().splitlines()
     lines[2] = lines[2][: len(lines[2]) // 2]  # a damaged record in the middle
@@ -78,10 +90,8 @@ def test_a_search_whose_every_trial_failed_exits_non_zero(ray_session, split_tea
     assert len(outputs.read_csv(out / "trials.csv")) == 3  # recorded all the same
 
 
-def test_resume_names_and_reruns_hand_edited_records(ray_session, split_teacher, tmp_path, capsys):
-    out = tmp_path / "edited"
-    args = ["search", *TINY, "--device", "ideal", "--samples", "5", "--cpus", "2", "--out", str(out)]
-    assert main(args) == 0
+def test_resume_names_and_reruns_hand_edited_records(finished_search, tmp_path, capsys):
+    out = _copy_of(finished_search, tmp_path / "edited")
     log = out / "trials.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     completed = [i for i, r in enumerate(records) if r["status"] == "completed"]
