@@ -223,10 +223,19 @@ def monomial_rows(name):
     return sorted(rows, key=lambda c: (c["rank"], c["method"]))
 
 
+def on_device_cell(d: dict | None) -> str:
+    """``float / hardware mean +- std (draws)`` of a device-native lift's student on its device."""
+    if not d:
+        return "-"
+    return (f"{100 * d['float_accuracy']:.2f} / {100 * d['hw_accuracy_mean']:.2f} +- {100 * d['hw_accuracy_std']:.2f} "
+            f"({d['hw_draws']} draws)")
+
+
 def summarise(out: Path) -> str:
     states = {p.stem.removeprefix("results_"): json.loads(p.read_text()) for p in sorted(out.glob("results_*.json"))}
     lines = ["| data set | lift | r | F | sigma | teacher: chosen | validation | **test** | train | chosen (T, alpha, l2) | "
-             "best labels point (validation) | features + grid + refit (s) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "best labels point (validation) | on its device: float / hardware (test) | features + grid + refit (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     best = {}
     for name in [n for n in ("mnist", "fashion-mnist", "digits") if n in states]:
         cells = sorted(states[name]["cells"].values(), key=lambda c: (c["dictionary"].split("(")[0], c["rank"], c["n_features"]))
@@ -239,7 +248,7 @@ def summarise(out: Path) -> str:
                 f"{c.get('teacher', 'cnn')}: {'L2' if c.get('method') == 'labels' else 'T, alpha, L2'} | {100 * c['val_accuracy']:.2f} | "
                 f"**{100 * c['test_accuracy']:.2f}** | {100 * c['train_accuracy']:.2f} | "
                 + (f"(-, 0, {c['l2']:g})" if c["alpha"] == 0 else f"({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g})")
-                + f" | {100 * lab:.2f} | "
+                + f" | {100 * lab:.2f} | {on_device_cell(c.get('on_device'))} | "
                 f"{c['features_seconds']:.0f} + {c['select_seconds']:.0f} + {c['refit_seconds']:.0f} |")
             if name not in best or c["val_accuracy"] > best[name]["val_accuracy"]:
                 best[name] = c
@@ -252,7 +261,7 @@ def summarise(out: Path) -> str:
             chosen = (f"({c['temperature']:g}, {c['alpha']:g}, {c['l2']:g})" if sel and c.get("l2") is not None
                       else f"({c['temperature']:g}, {c['alpha']:g}, default)" if sel else "-")
             lines.append(f"| {name} | monomial(degree=2), committed `{c['method']}` | {c['rank']} | {c['n_features']} | - | {what} | "
-                         f"{val} | {100 * c['test_accuracy']:.2f} | {100 * c['train_accuracy']:.2f} | {chosen} | - | "
+                         f"{val} | {100 * c['test_accuracy']:.2f} | {100 * c['train_accuracy']:.2f} | {chosen} | - | - | "
                          f"({grid}) |")
     text = ["\n".join(lines), "",
             "Best lift per data set by validation accuracy (test read once, after the choice):", ""]
