@@ -7,6 +7,7 @@ setting never returns stale results.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -18,7 +19,7 @@ import struct
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -129,13 +130,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     The file gets the permissions a plain ``open()`` would give it (``0666`` less the umask),
     not ``mkstemp``'s private ``0600``, so colleagues on a shared file system can read results.
     """
+    with _atomic_file(path, lambda: len(data)) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike, needed: Callable[[], int | None]) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the block completes: a temp file in the same
+    folder, with the permissions a plain ``open()`` gives (``0666`` less the umask), synced, then
+    renamed. If the block raises, the temp file is removed and ``path`` is untouched; a full disk
+    becomes :func:`disk_full`'s one-line error, ``needed()`` the bytes it names.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -145,7 +157,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise disk_full(path.parent, len(data), path.name) from None
+            raise disk_full(path.parent, needed(), path.name) from None
         raise
 
 
@@ -211,43 +223,27 @@ def atomic_stream_npz(path: str | os.PathLike, **members: "np.ndarray | tuple[tu
     then renamed: a crash, a full disk or a block iterator that raises leaves no file at
     ``path`` (or the old one), never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    written = 0
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for name, value in members.items():
-                    if isinstance(value, np.ndarray):
-                        shape, dtype, blocks = value.shape, value.dtype, [value]
-                    else:
-                        shape, dtype, blocks = value
-                    dtype = np.dtype(dtype)
-                    with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
-                        out.write(_npy_header(tuple(shape), dtype, fh.tell()))
-                        rows = 0
-                        for block in blocks:
-                            block = np.ascontiguousarray(block, dtype=dtype)
-                            if block.shape[1:] != tuple(shape[1:]):
-                                raise ValueError(f"{name}: a block of shape {block.shape} in an array of shape {shape}")
-                            out.write(block.data.cast("B") if block.size else b"")
-                            rows += block.shape[0] if block.ndim else 1
-                            written += block.nbytes
-                        if rows != (shape[0] if shape else 1):
-                            raise ValueError(f"{name}: blocks of {rows} rows for an array of shape {shape}")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise disk_full(path.parent, written or None, path.name) from None
-        raise
+    written = [0]  # bytes of array data written so far (a full disk names them)
+    with _atomic_file(path, lambda: written[0] or None) as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, value in members.items():
+                if isinstance(value, np.ndarray):
+                    shape, dtype, blocks = value.shape, value.dtype, [value]
+                else:
+                    shape, dtype, blocks = value
+                dtype = np.dtype(dtype)
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as out:
+                    out.write(_npy_header(tuple(shape), dtype, fh.tell()))
+                    rows = 0
+                    for block in blocks:
+                        block = np.ascontiguousarray(block, dtype=dtype)
+                        if block.shape[1:] != tuple(shape[1:]):
+                            raise ValueError(f"{name}: a block of shape {block.shape} in an array of shape {shape}")
+                        out.write(block.data.cast("B") if block.size else b"")
+                        rows += block.shape[0] if block.ndim else 1
+                        written[0] += block.nbytes
+                    if rows != (shape[0] if shape else 1):
+                        raise ValueError(f"{name}: blocks of {rows} rows for an array of shape {shape}")
 
 
 def _npy_header(shape: tuple[int, ...], dtype: np.dtype, at: int) -> bytes:
